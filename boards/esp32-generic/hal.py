@@ -1,0 +1,57 @@
+"""Hardware layer for ESP32 boards.
+
+The firmware reaches the hardware only through Board; which pins to use comes from the
+board's facts (its board.json), handed in by the caller.
+"""
+
+import esp32
+import machine
+
+_CAUSES = {
+    machine.PWRON_RESET: "power_on",
+    machine.HARD_RESET: "hard",
+    machine.WDT_RESET: "watchdog",
+    machine.DEEPSLEEP_RESET: "deepsleep",
+    machine.SOFT_RESET: "soft",
+}
+
+
+class Board:
+    def __init__(self, facts: dict) -> None:
+        self.facts = facts
+        led = facts["led"]
+        pin = machine.Pin(led["pin"], machine.Pin.OUT)
+        self._led = pin
+        self._pwm = machine.PWM(pin, freq=1000) if led.get("pwm") else None
+        button = facts["button"]
+        self._button = machine.Pin(button["pin"], machine.Pin.IN, machine.Pin.PULL_UP)
+        self._button_active = 0 if button.get("active_low") else 1
+
+    def led(self, percent: int) -> None:
+        if self._pwm is not None:
+            self._pwm.duty_u16(percent * 65535 // 100)
+        else:
+            self._led.value(1 if percent else 0)
+
+    def button(self) -> bool:
+        return self._button.value() == self._button_active
+
+    def temperature_c(self) -> "float | None":
+        # Newer chips (S2, S3, C3...) report Celsius; the original ESP32 only a raw
+        # Fahrenheit reading.
+        read = getattr(esp32, "mcu_temperature", None)
+        if read is not None:
+            return float(read())
+        raw = getattr(esp32, "raw_temperature", None)
+        return None if raw is None else (raw() - 32) / 1.8
+
+    def reset_cause(self) -> str:
+        return _CAUSES.get(machine.reset_cause(), "unknown")
+
+    def unique_id(self) -> bytes:
+        return machine.unique_id()
+
+    def reset(self, hard: bool) -> None:
+        if hard:
+            machine.reset()
+        machine.soft_reset()

@@ -1,0 +1,47 @@
+"""Hardware layer for RP2040 boards (Pico, Pico W).
+
+The firmware reaches the hardware only through Board; which pins to use comes from the
+board's facts (its board.json), handed in by the caller.
+"""
+
+import machine
+import rp2
+
+_CAUSES = {machine.PWRON_RESET: "power_on", machine.WDT_RESET: "watchdog"}
+
+
+class Board:
+    def __init__(self, facts: dict) -> None:
+        self.facts = facts
+        led = facts["led"]
+        self._led = machine.Pin(led["pin"], machine.Pin.OUT)
+        # The Pico W's LED sits on the Wi-Fi chip and has no PWM: on or off only.
+        self._pwm = machine.PWM(self._led, freq=1000) if led.get("pwm") else None
+        self._adc = machine.ADC(4) if facts.get("temperature") == "adc4" else None
+
+    def led(self, percent: int) -> None:
+        if self._pwm is not None:
+            self._pwm.duty_u16(percent * 65535 // 100)
+        else:
+            self._led.value(1 if percent else 0)
+
+    def button(self) -> bool:
+        return rp2.bootsel_button() == 1
+
+    def temperature_c(self) -> "float | None":
+        if self._adc is None:
+            return None
+        # RP2040 datasheet 4.9.5: 0.706 V at 27 degrees C, -1.721 mV per degree.
+        volts = self._adc.read_u16() * 3.3 / 65535
+        return 27 - (volts - 0.706) / 0.001721
+
+    def reset_cause(self) -> str:
+        return _CAUSES.get(machine.reset_cause(), "unknown")
+
+    def unique_id(self) -> bytes:
+        return machine.unique_id()
+
+    def reset(self, hard: bool) -> None:
+        if hard:
+            machine.reset()
+        machine.soft_reset()

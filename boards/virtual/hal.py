@@ -1,0 +1,33 @@
+"""Hardware layer for virtual boards.
+
+The same interface as the real boards' layers, over the virtual board's ROM module
+`vboard` (boards/virtual/rom/vboard.py), which the simulator loads before boot.py.
+"""
+
+import machine
+import vboard
+
+
+class Board:
+    def __init__(self, facts: dict) -> None:
+        self.facts = facts
+
+    def led(self, percent: int) -> None:
+        vboard.set_led(percent)
+
+    def button(self) -> bool:
+        return vboard.button()
+
+    def temperature_c(self) -> "float | None":
+        return vboard.temperature_c()
+
+    def reset_cause(self) -> str:
+        return vboard.RESET_CAUSE
+
+    def unique_id(self) -> bytes:
+        return vboard.UID
+
+    def reset(self, hard: bool) -> None:
+        if hard:
+            vboard.hard_reset()
+        machine.soft_reset()

@@ -1,0 +1,59 @@
+"""The virtual board's ROM: what a board's built-in firmware does at every reset.
+
+Mounts the littlefs flash at /, formatting it if it does not mount (as the rp2 port's
+_boot.py does), then runs boot.py and, unless the reset came from the raw REPL, main.py,
+in the REPL's namespace. The simulator then finds the REPL waiting on the terminal.
+"""
+
+import os
+import sys
+
+import machine  # noqa: F401  (the ROM's, cached before the flash is mounted over the ROM)
+import vboard
+import vflash
+
+
+def _mount() -> None:
+    flash = vflash.Flash(
+        os.getenv("RIBAT_SIM_FLASH") or "flash.img",
+        int(os.getenv("RIBAT_SIM_BLOCK_SIZE") or "4096"),
+        int(os.getenv("RIBAT_SIM_BLOCKS") or "256"),
+    )
+    try:
+        fs = os.VfsLfs2(flash)
+    except OSError:
+        vboard.report("formatted")
+        os.VfsLfs2.mkfs(flash)
+        fs = os.VfsLfs2(flash)
+    os.mount(fs, "/")
+    os.chdir("/")
+    sys.path[:] = ["", ".frozen", "/lib"]
+
+
+def _scripts() -> tuple:
+    if os.getenv("RIBAT_SIM_MODE") == "raw":
+        return ("boot.py",)
+    return ("boot.py", "main.py")
+
+
+def _run(script: str) -> None:
+    """pyexec_file, as a board runs boot.py and main.py: errors are printed, not fatal."""
+    try:
+        f = open(script)
+    except OSError:
+        return  # no such script
+    try:
+        with f:
+            code = compile(f.read(), script, "exec")
+        exec(code, globals())
+    except SystemExit:
+        raise
+    except BaseException as e:
+        sys.print_exception(e)
+
+
+_mount()
+vboard.report("booted")
+for _script in _scripts():
+    _run(_script)
+del _mount, _scripts, _run, _script

@@ -1,0 +1,28 @@
+"""The virtual board's `machine`: the unix port's built-in module plus what a board has and
+the unix port lacks (reset, reset_cause, unique_id), so board code and tools such as
+`mpremote reset` work unchanged. Imported by _boot.py before the flash hides the ROM.
+"""
+
+from umachine import *  # noqa: F403
+
+import vboard
+
+PWRON_RESET = 1
+HARD_RESET = 2
+WDT_RESET = 3
+DEEPSLEEP_RESET = 4
+SOFT_RESET = 5
+
+_CAUSES = {"power_on": PWRON_RESET, "hard": HARD_RESET, "watchdog": WDT_RESET}
+
+
+def reset() -> None:
+    vboard.hard_reset()
+
+
+def reset_cause() -> int:
+    return _CAUSES.get(vboard.RESET_CAUSE, HARD_RESET)
+
+
+def unique_id() -> bytes:
+    return vboard.UID

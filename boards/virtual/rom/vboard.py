@@ -1,0 +1,66 @@
+"""The virtual board's peripherals, as its ROM provides them (MicroPython, unix port).
+
+The simulator (host/ribat/sim/supervisor.py) starts the interpreter with the board's
+identity in environment variables and shares a small "panel" file with it:
+
+    offset 0  u32  generation, bumped by the simulator each time it arms a flash power cut
+    offset 4  u32  block writes to let through before the power cut
+    offset 8  u8   1 while the virtual button is held
+    offset 12 u8   LED level in percent, written here for the simulator to show
+
+Messages to the simulator go to stderr as lines b"\\x00ribat-sim <word>".
+"""
+
+import os
+import struct
+import sys
+import time
+
+BOARD = os.getenv("RIBAT_SIM_BOARD") or "virtual"
+RESET_CAUSE = os.getenv("RIBAT_SIM_RESET_CAUSE") or "power_on"
+UID = bytes.fromhex(os.getenv("RIBAT_SIM_UID") or "00")
+
+_panel = open(os.getenv("RIBAT_SIM_PANEL") or "/dev/null", "r+b")
+_word = bytearray(4)
+# The host's CPU sensor where it has one; opened now, as the flash will soon be mounted at /.
+try:
+    _thermal = open("/sys/class/thermal/thermal_zone0/temp", "rb")
+except OSError:
+    _thermal = None
+
+
+def report(word: str) -> None:
+    sys.stderr.write("\x00ribat-sim " + word + "\n")
+
+
+def halt() -> None:
+    """Wait for the simulator to cut the power; it does so as soon as it reads our report."""
+    while True:
+        time.sleep_ms(1000)
+
+
+def panel_u32(offset: int) -> int:
+    _panel.seek(offset)
+    _panel.readinto(_word)
+    return struct.unpack("<I", _word)[0]
+
+
+def button() -> bool:
+    return panel_u32(8) & 0xFF == 1
+
+
+def set_led(percent: int) -> None:
+    _panel.seek(12)
+    _panel.write(bytes((percent,)))
+
+
+def temperature_c() -> "float | None":
+    if _thermal is None:
+        return None
+    _thermal.seek(0)
+    return int(_thermal.read()) / 1000
+
+
+def hard_reset() -> None:
+    report("hard-reset")
+    halt()

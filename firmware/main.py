@@ -1,0 +1,40 @@
+# The ribat loader, run by the board after boot.py.
+#
+# It starts the firmware in the active slot (/fw/a or /fw/b, named by /fw/active); if that
+# slot cannot be imported, the other one. A slot without its manifest is incomplete (a
+# deploy was cut there) and is never run. Whatever happens, control comes back to the REPL,
+# so a host can always interrupt the node and deploy again. Kept small and stable: a deploy
+# replaces it rarely, and atomically.
+import sys
+
+
+def _ribat_start():
+    try:
+        with open("/fw/active") as f:
+            active = f.read().strip()
+    except OSError:
+        print("ribat: no firmware installed; deploy it with `ribat flash`")
+        return
+    for slot in (active, "b" if active == "a" else "a"):
+        root = "/fw/" + slot
+        try:
+            open(root + "/manifest.json").close()
+        except OSError:
+            continue
+        sys.path.insert(0, root)
+        try:
+            import ribat.app
+        except Exception as e:  # noqa: BLE001 - any import failure: try the other slot
+            print("ribat: slot %s does not start:" % slot)
+            sys.print_exception(e)
+            sys.path.remove(root)
+            for name in list(sys.modules):
+                if name in ("ribat", "hal") or name.startswith("ribat."):
+                    del sys.modules[name]
+            continue
+        ribat.app.run(slot, slot != active)
+        return
+    print("ribat: no slot can start; deploy again with `ribat flash`")
+
+
+_ribat_start()

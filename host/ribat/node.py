@@ -1,0 +1,188 @@
+"""The host side of the device-management protocol: requests, responses and events with a
+ribat node over a Port.
+
+connect() is what every command uses: it opens the port, says hello, and when nothing
+answers finds out why through the REPL (no firmware, firmware stopped, not MicroPython).
+"""
+
+import collections
+import time
+from dataclasses import dataclass
+
+from ribat import codec
+from ribat.errors import DeviceError, NoAnswer, NotRibat, ProtocolMismatch
+from ribat.transport import Port
+
+HELLO_TIMEOUT_S = 1.0  # a running node answers in milliseconds
+BOOT_TIMEOUT_S = 8.0  # from a reset to the first answer of a freshly started node
+BOOT_RETRY_S = 0.3  # a hello sent while the board resets is lost: ask again this often
+REQUEST_TIMEOUT_S = 3.0
+HOST_MAX_BODY = 16384  # largest frame body we accept from a node
+EVENT_BACKLOG = 1024  # events kept while waiting for a response; older ones are dropped
+TEXT_BACKLOG = 4096  # bytes of non-frame output (REPL text, tracebacks) kept for diagnosis
+
+
+@dataclass
+class NodeInfo:
+    """What a node says of itself in its hello."""
+
+    proto: int
+    firmware: str
+    revision: str | None
+    board: str
+    name: str
+    partner: str
+    uid: str
+    slot: str
+    fallback: bool
+    max_frame: int
+    config_error: str | None
+
+    @classmethod
+    def from_meta(cls, m: dict) -> "NodeInfo":
+        return cls(
+            proto=m["proto"],
+            firmware=m["fw"],
+            revision=m.get("revision"),
+            board=m["board"],
+            name=m["name"],
+            partner=m["partner"],
+            uid=m["uid"],
+            slot=m["slot"],
+            fallback=m["fallback"],
+            max_frame=m["max_frame"],
+            config_error=m.get("config_error"),
+        )
+
+
+def mismatch(node_version: int) -> ProtocolMismatch:
+    if node_version > codec.VERSION:
+        advice = "update ribat on this host (pip install -U ribat)"
+    else:
+        advice = "deploy this host's firmware to the node (ribat flash)"
+    return ProtocolMismatch(
+        f"protocol version mismatch: this host speaks ribat protocol {codec.VERSION}, "
+        f"the node speaks {node_version}: {advice}"
+    )
+
+
+class NodeClient:
+    def __init__(self, port: Port) -> None:
+        self.port = port
+        self.deframer = codec.Deframer(HOST_MAX_BODY)
+        self.seq = 0
+        self.events: collections.deque[codec.Frame] = collections.deque(maxlen=EVENT_BACKLOG)
+        self.text = bytearray()  # recent non-frame output
+        self.info: NodeInfo | None = None
+
+    def close(self) -> None:
+        self.port.close()
+
+    def __enter__(self) -> "NodeClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- receiving ---------------------------------------------------------------------
+
+    def _frames(self, timeout: float) -> list[codec.Frame]:
+        """Frames completed by what arrives within timeout (possibly none)."""
+        frames = []
+        for b in self.port.read(timeout):
+            got = self.deframer.push(b)
+            if got == -2:
+                try:
+                    frames.append(codec.decode(bytes(self.deframer.line())))
+                except codec.FrameError:
+                    pass  # a damaged frame from the node: its request will time out
+            elif got == -1 and self.deframer.state == codec.Deframer.IDLE and b != 10:
+                self.text.append(b)
+        del self.text[:-TEXT_BACKLOG]
+        return frames
+
+    def _wait(self, seq: int, timeout: float) -> codec.Frame | None:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            for frame in self._frames(left):
+                if frame.version != codec.VERSION and frame.kind in (codec.ERROR,
+                                                                     codec.RESPONSE):
+                    raise mismatch(frame.version)
+                if frame.kind == codec.EVENT:
+                    self.events.append(frame)
+                elif frame.seq == seq:
+                    return frame
+        return None
+
+    def next_event(self, timeout: float) -> dict | None:
+        """The next telemetry (or other) event's meta, or None if none came in time."""
+        deadline = time.monotonic() + timeout
+        while not self.events and (left := deadline - time.monotonic()) > 0:
+            for frame in self._frames(left):
+                if frame.kind == codec.EVENT and frame.meta is not None:
+                    self.events.append(frame)
+        if not self.events:
+            return None
+        frame = self.events.popleft()
+        return {**(frame.meta or {}), "seq": frame.seq}
+
+    # -- requests ----------------------------------------------------------------------
+
+    def request(self, op: str, timeout: float = REQUEST_TIMEOUT_S, **args: object) -> dict:
+        self.seq = (self.seq + 1) & 0xFFFF
+        self.port.write(codec.encode(codec.REQUEST, self.seq, {"op": op, **args}))
+        frame = self._wait(self.seq, timeout)
+        if frame is None:
+            raise NoAnswer(f"no answer from {self.port.path} to {op!r} within {timeout:g} s")
+        assert frame.meta is not None
+        if frame.kind == codec.ERROR:
+            raise DeviceError(f"the node refused {op!r}: {frame.meta.get('message')}")
+        return frame.meta
+
+    def hello(self, timeout: float = HELLO_TIMEOUT_S) -> NodeInfo:
+        self.info = NodeInfo.from_meta(self.request("hello", timeout=timeout))
+        return self.info
+
+    def wait_ready(self, timeout: float = BOOT_TIMEOUT_S) -> NodeInfo:
+        """hello, repeated until a node that is resetting has started and answers."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.hello(timeout=min(BOOT_RETRY_S, max(0.05, deadline - time.monotonic())))
+            except NoAnswer:
+                if time.monotonic() >= deadline:
+                    raise
+
+
+def connect(path: str) -> NodeClient:
+    """A client to the ribat node on path, started if it was stopped at the REPL."""
+    client = NodeClient(Port(path))
+    try:
+        client.hello()
+        return client
+    except NoAnswer:
+        client.close()
+    # Nothing answered the protocol: ask the REPL what is there.
+    from ribat import repl
+
+    with repl.RawRepl(Port(path)) as r:
+        r.enter(soft_reset=False)
+        installed = r.eval_json(repl.IS_INSTALLED)
+        if not installed["firmware"]:
+            raise NotRibat(
+                f"{path} runs MicroPython {installed['micropython']} but not ribat: "
+                f"deploy it with `ribat flash --port {path}`"
+            )
+        r.start_app()
+    client = NodeClient(Port(path))
+    try:
+        client.wait_ready()
+    except NoAnswer:
+        last = bytes(client.text).decode(errors="replace").strip().splitlines()
+        client.close()
+        detail = f" (it said: {last[-1]})" if last else ""
+        raise NotRibat(
+            f"ribat firmware is installed on {path} but does not start{detail}: "
+            f"deploy it again with `ribat flash --port {path}`"
+        ) from None
+    return client

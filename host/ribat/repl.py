@@ -1,0 +1,109 @@
+"""The board's raw REPL, through mpremote's SerialTransport on our own open Port.
+
+We reuse mpremote's raw REPL (raw-paste with flow control, fallback to plain raw mode)
+rather than write it again; what we add is our error types, silence (mpremote prints some
+failures to stdout) and a JSON channel for results.
+"""
+
+import contextlib
+import io
+import json
+from typing import Any
+
+import serial
+from mpremote.transport import TransportError, TransportExecError
+from mpremote.transport_serial import SerialTransport
+
+from ribat.errors import DeviceError, NoAnswer, PortGone
+from ribat.transport import Port
+
+ENTER_TIMEOUT_S = 10.0  # interrupt the app and reach the raw REPL (soft reset included)
+EXEC_TIMEOUT_S = 10.0  # silence allowed while a snippet runs
+CHAR_TIMEOUT_S = 1.0  # one blocking read(1) in mpremote's read loop
+
+# Is ribat installed, and which MicroPython runs: for a board that does not answer frames.
+IS_INSTALLED = """
+import os, sys, json
+try:
+    os.stat('/fw/active')
+    _i = True
+except OSError:
+    _i = False
+print(json.dumps({'firmware': _i,
+                  'micropython': '.'.join(str(x) for x in sys.implementation.version[:3])}))
+"""
+
+
+class _Transport(SerialTransport):
+    """SerialTransport over a pyserial port we opened ourselves (exclusive, errors mapped)."""
+
+    def __init__(self, port: Port) -> None:  # no super().__init__: it would open the port
+        self.in_raw_repl = False
+        self.use_raw_paste = True
+        self.device_name = port.path
+        self.mounted = False
+        self.serial = port.serial
+        # With is_pty set, mpremote's read_until blocks in read(1) (bounded by the port's
+        # timeout) instead of polling in_waiting every 10 ms: faster on every kind of port.
+        self.is_pty = True
+        self.serial.timeout = CHAR_TIMEOUT_S
+
+
+class RawRepl:
+    def __init__(self, port: Port) -> None:
+        self.port = port
+        self.transport = _Transport(port)
+
+    def __enter__(self) -> "RawRepl":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.port.close()
+
+    @contextlib.contextmanager
+    def _errors(self, doing: str):  # type: ignore[no-untyped-def]
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                yield
+        except TransportExecError as e:
+            raise DeviceError(f"{doing} failed on the board: {_last_line(e.error_output)}") from e
+        except TransportError as e:
+            raise NoAnswer(
+                f"no answer from the REPL on {self.port.path} while trying to {doing}: is it a "
+                "MicroPython board? Check the port, or power-cycle the board"
+            ) from e
+        except (serial.SerialException, OSError) as e:
+            raise PortGone(f"{self.port.path} disappeared: {e}") from e
+
+    def enter(self, soft_reset: bool) -> None:
+        """Interrupt whatever runs and enter the raw REPL (after a soft reset if asked)."""
+        with self._errors("enter the raw REPL"):
+            self.transport.enter_raw_repl(soft_reset=soft_reset, timeout_overall=ENTER_TIMEOUT_S)
+
+    def exec(self, code: str, timeout: float = EXEC_TIMEOUT_S) -> bytes:
+        with self._errors("run code"):
+            out, err = self.transport.exec_raw(code, timeout=timeout)
+            if err:
+                raise TransportExecError(out, err.decode(errors="replace"))
+            return out
+
+    def eval_json(self, code: str, timeout: float = EXEC_TIMEOUT_S) -> Any:
+        """Run code whose last output line is one JSON document; that document."""
+        out = self.exec(code, timeout).decode(errors="replace").strip().splitlines()
+        return json.loads(out[-1])
+
+    def start_app(self) -> None:
+        """Leave the raw REPL and soft-reset from the friendly one, so main.py runs.
+
+        Returns once the board says it is rebooting: what is sent after that reaches the
+        new run (main.py), not the REPL that is going away.
+        """
+        with self._errors("restart the board"):
+            self.transport.exit_raw_repl()
+            self.port.write(b"\x04")
+            self.transport.read_until(1, b"soft reboot\r\n", timeout=ENTER_TIMEOUT_S)
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "(no message)"

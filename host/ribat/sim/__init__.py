@@ -1,0 +1,189 @@
+"""Virtual boards: start, list, control and stop them.
+
+Each runs in its own supervisor process (ribat.sim.supervisor); this module only launches
+them and talks to them over their control sockets.
+"""
+
+import json
+import os
+import re
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ribat import boards
+from ribat.errors import SimError
+from ribat.sim import paths
+
+START_TIMEOUT_S = 10.0
+CONTROL_TIMEOUT_S = 5.0
+STOP_TIMEOUT_S = 5.0
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
+
+
+@dataclass
+class Sim:
+    name: str
+    board: str
+    tty: str | None  # serial device while running
+    pid: int | None
+
+    @property
+    def running(self) -> bool:
+        return self.tty is not None
+
+
+def _dir(name: str) -> Path:
+    if not _NAME.match(name):
+        raise SimError(
+            f"invalid virtual board name {name!r}: use up to 32 letters, digits, '.', '_', '-'"
+        )
+    return paths.sims_root() / name
+
+
+def _alive(pid: int) -> bool:
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0]:  # our own child that has exited: reaped now
+            return False
+    except ChildProcessError:
+        pass  # not our child
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def find(name: str) -> Sim | None:
+    d = _dir(name)
+    if not (d / "board").is_file():
+        return None
+    board = (d / "board").read_text().strip()
+    state = paths.read_state(d)
+    if state is None or not _alive(state["pid"]):
+        return Sim(name, board, None, None)
+    return Sim(name, board, state["tty"], state["pid"])
+
+
+def list_sims() -> list[Sim]:
+    root = paths.sims_root()
+    if not root.is_dir():
+        return []
+    found = (find(p.parent.name) for p in sorted(root.glob("*/board")))
+    return [s for s in found if s is not None]
+
+
+def _free_name() -> str:
+    taken = {s.name for s in list_sims()}
+    n = 1
+    while f"sim{n}" in taken:
+        n += 1
+    return f"sim{n}"
+
+
+def start(name: str | None = None, board: str = "pico") -> Sim:
+    """Start a virtual board (made on first start) and return it once its port exists."""
+    name = name or _free_name()
+    board_name = boards.virtual_names().get(board, board)
+    facts = boards.load(board_name)
+    if not facts.virtual:
+        raise SimError(f"{board_name} is a real board; a virtual one is one of: "
+                       + ", ".join(boards.virtual_names()))
+    d = _dir(name)
+    existing = find(name)
+    if existing is not None:
+        if existing.running:
+            raise SimError(f"virtual board {name} is already running on {existing.tty}")
+        if existing.board != board_name:
+            raise SimError(
+                f"virtual board {name} was made as a {existing.board}; pick another --name, "
+                f"or erase it first with `ribat sim stop {name} --erase`"
+            )
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "board").write_text(board_name + "\n")
+    log = d / "log"
+    if log.exists() and log.stat().st_size > 1 << 20:
+        os.replace(log, d / "log.1")
+    ready_r, ready_w = os.pipe()
+    with open(log, "ab") as out:
+        subprocess.Popen(
+            [sys.executable, "-m", "ribat.sim.supervisor", str(d), str(ready_w)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            pass_fds=(ready_w,),
+            start_new_session=True,
+        )
+    os.close(ready_w)
+    try:
+        reply = _read_line(ready_r, START_TIMEOUT_S)
+    finally:
+        os.close(ready_r)
+    if not reply:
+        raise SimError(f"virtual board {name} did not start; see {log}")
+    answer = json.loads(reply)
+    if "error" in answer:
+        raise SimError(f"virtual board {name} did not start: {answer['error']}")
+    sim = find(name)
+    assert sim is not None
+    return sim
+
+
+def _read_line(fd: int, timeout: float) -> bytes:
+    data = b""
+    deadline = time.monotonic() + timeout
+    while not data.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def control(name: str, request: dict) -> dict:
+    """Send one control request to a running virtual board; its reply."""
+    sim = find(name)
+    if sim is None:
+        raise SimError(f"no virtual board named {name}: see `ribat sim list`")
+    if not sim.running:
+        raise SimError(f"virtual board {name} is not running: start it with `ribat sim start "
+                       f"--name {name}`")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(CONTROL_TIMEOUT_S)
+        try:
+            s.connect(paths.control_address(_dir(name)))
+            s.sendall(json.dumps(request).encode() + b"\n")
+            reply = s.makefile("rb").readline()
+        except OSError as e:
+            raise SimError(f"virtual board {name} does not answer its control socket: {e}")
+    answer = json.loads(reply or b"{}")
+    if "error" in answer:
+        raise SimError(f"virtual board {name}: {answer['error']}")
+    return answer
+
+
+def stop(name: str, erase: bool = False) -> None:
+    sim = find(name)
+    if sim is None:
+        raise SimError(f"no virtual board named {name}: see `ribat sim list`")
+    if sim.running and sim.pid is not None:
+        control(name, {"op": "stop"})
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while _alive(sim.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    if erase:
+        shutil.rmtree(_dir(name))
+
+
+def power_cycle(name: str) -> None:
+    control(name, {"op": "power_cycle"})

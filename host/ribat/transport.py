@@ -1,0 +1,87 @@
+"""A serial port, opened exclusively, with reads bounded by deadlines and OS errors turned
+into the library's own (busy, gone, not found).
+
+Wire bytes are logged at DEBUG on the "ribat.wire" logger.
+"""
+
+import errno
+import logging
+import select
+import time
+
+import serial
+
+from ribat.errors import NoBoard, PortBusy, PortGone
+
+BAUDRATE = 115200
+wire_log = logging.getLogger("ribat.wire")
+
+
+def _open_error(path: str, e: Exception) -> Exception:
+    code = getattr(e, "errno", None)
+    text = str(e)
+    if code in (errno.EBUSY, errno.EAGAIN) or "exclusively lock" in text or "busy" in text:
+        return PortBusy(f"{path} is in use by another program: close it (mpremote, a terminal,"
+                        " another ribat) and try again")
+    if code == errno.ENOENT or "No such file" in text or "could not open port" in text:
+        return NoBoard(f"no serial port {path}: see `ribat boards` for the ones there are")
+    if code == errno.EACCES:
+        return PortBusy(f"no permission to open {path}: add your user to the 'dialout' group")
+    return NoBoard(f"cannot open {path}: {e}")
+
+
+class Port:
+    """An open serial port. Use as a context manager, or close() it."""
+
+    def __init__(self, path: str, baudrate: int = BAUDRATE) -> None:
+        self.path = path
+        try:
+            self.serial = serial.Serial(path, baudrate=baudrate, timeout=0, exclusive=True)
+        except (serial.SerialException, OSError, ValueError) as e:
+            raise _open_error(path, e) from e
+
+    def __enter__(self) -> "Port":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self.serial.close()
+        except (serial.SerialException, OSError):
+            pass
+
+    def _gone(self, e: Exception) -> PortGone:
+        return PortGone(f"{self.path} disappeared (board unplugged, reset or stopped): {e}")
+
+    def write(self, data: bytes) -> None:
+        wire_log.debug("> %r", data)
+        try:
+            self.serial.write(data)
+            self.serial.flush()
+        except (serial.SerialException, OSError) as e:
+            raise self._gone(e) from e
+
+    def read(self, timeout: float) -> bytes:
+        """What arrives within timeout seconds (at least one byte if any comes), or b""."""
+        try:
+            ready, _, _ = select.select([self.serial.fileno()], [], [], max(0.0, timeout))
+            if not ready:
+                return b""
+            data = self.serial.read(max(1, self.serial.in_waiting))
+        except (serial.SerialException, OSError, ValueError) as e:
+            raise self._gone(e) from e
+        wire_log.debug("< %r", data)
+        return data
+
+    def drain(self, quiet: float = 0.05, limit: float = 1.0) -> bytes:
+        """Read until the port stays quiet for `quiet` seconds (or `limit` passes)."""
+        got = bytearray()
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            chunk = self.read(quiet)
+            if not chunk:
+                break
+            got += chunk
+        return bytes(got)
