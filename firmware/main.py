@@ -2,10 +2,21 @@
 #
 # It starts the firmware in the active slot (/fw/a or /fw/b, named by /fw/active); if that
 # slot cannot be imported, the other one. A slot without its manifest is incomplete (a
-# deploy was cut there) and is never run. Whatever happens, control comes back to the REPL,
-# so a host can always interrupt the node and deploy again. Kept small and stable: a deploy
-# replaces it rarely, and atomically.
+# deploy was cut there) and is never run. Control comes back to the REPL when a host asks
+# for it (Ctrl-C followed by anything within the grace time, as mpremote and ribat send);
+# a lone stray Ctrl-C only pauses the node. Kept small and stable: a deploy replaces it
+# rarely, and atomically.
 import sys
+
+_GRACE_MS = 2000
+
+
+def _quiet(ms):
+    import select
+
+    p = select.poll()
+    p.register(sys.stdin, select.POLLIN)
+    return not p.poll(ms)
 
 
 def _ribat_start():
@@ -32,8 +43,13 @@ def _ribat_start():
                 if name in ("ribat", "hal") or name.startswith("ribat."):
                     del sys.modules[name]
             continue
-        ribat.app.run(slot, slot != active)
-        return
+        while True:
+            try:
+                ribat.app.run(slot, slot != active)
+            except KeyboardInterrupt:
+                print("ribat: interrupted; send anything within 2 s for the REPL, or it resumes")
+                if not _quiet(_GRACE_MS):
+                    raise
     print("ribat: no slot can start; deploy again with `ribat flash`")
 
 

@@ -4,7 +4,6 @@ The same interface as the real boards' layers, over the virtual board's ROM modu
 `vboard` (boards/virtual/rom/vboard.py), which the simulator loads before boot.py.
 """
 
-import machine
 import vboard
 
 
@@ -30,4 +29,4 @@ class Board:
     def reset(self, hard: bool) -> None:
         if hard:
             vboard.hard_reset()
-        machine.soft_reset()
+        vboard.soft_reset()

@@ -54,4 +54,5 @@ async def main(node: Node) -> None:
 
 
 def run(slot: str, fallback: bool = False) -> None:
+    asyncio.new_event_loop()  # forget the tasks of a run that was interrupted
     asyncio.run(main(Node(slot, fallback)))

@@ -52,6 +52,7 @@ CAUSES = (
     "meta",  # meta is not a JSON object
     "unknown",  # operation the receiver does not know
     "args",  # operation known, arguments invalid
+    "internal",  # the receiver failed while carrying out a valid request
 )
 ENCODING = 0
 CRC = 1
@@ -62,6 +63,7 @@ BAD_VERSION = 5
 META = 6
 UNKNOWN = 7
 ARGS = 8
+INTERNAL = 9
 
 
 class FrameError(Exception):

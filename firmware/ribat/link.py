@@ -77,8 +77,8 @@ class Link:
         except RequestError as e:
             self.reject(e.cause, frame.seq, e.message)
             return
-        except Exception as e:  # noqa: BLE001 - a bad request must never stop the node
-            self.reject(codec.ARGS, frame.seq, "%s: %s" % (type(e).__name__, e))
+        except Exception as e:  # noqa: BLE001 - a failed request must never stop the node
+            self.reject(codec.INTERNAL, frame.seq, "%s: %s" % (type(e).__name__, e))
             return
         self.rx_ok += 1
         self.send(codec.RESPONSE, frame.seq, meta, data)

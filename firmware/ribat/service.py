@@ -50,6 +50,7 @@ class Service:
             "proto": codec.VERSION,
             "fw": node.version,
             "revision": node.manifest.get("revision"),
+            "build": node.manifest.get("build"),
             "board": node.facts.get("name"),
             "name": config.get("node.name"),
             "partner": config.get("node.partner"),
@@ -64,7 +65,7 @@ class Service:
         return {}
 
     def status(self, meta: dict) -> dict:
-        return self.node.sampler.sample()
+        return self.node.sampler.sample(collect=True)
 
     def config_get(self, meta: dict) -> dict:
         config = self.node.config

@@ -46,10 +46,11 @@ class Sampler:
         self._flash_at = -FLASH_EVERY_MS
         self._flash = (0, 0)
 
-    def sample(self) -> dict:
+    def sample(self, collect: bool = False) -> dict:
+        """The node's figures now; collect=True runs the GC first for exact heap figures."""
         node = self.node
         now = node.monitor.uptime_ms
-        if now - self._heap_at >= HEAP_EVERY_MS:
+        if collect or now - self._heap_at >= HEAP_EVERY_MS:
             gc.collect()
             self._heap_at = now
         if now - self._flash_at >= FLASH_EVERY_MS:

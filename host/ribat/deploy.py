@@ -187,8 +187,14 @@ class Result:
     plan: Plan
     board: boards.Board
     report: BoardReport
+    manifest: dict  # of the firmware deployed
     sent_bytes: int
     seconds: float
+
+    @property
+    def firmware(self) -> str:
+        m = self.manifest
+        return f"{m['firmware']} ({m['revision']}, build {m['build']})"
 
 
 Progress = Callable[[int, int], None]  # (bytes sent so far, bytes to send)
@@ -371,7 +377,7 @@ def deploy(
         plan = make_plan(report, image)
         if dry_run:
             deployer.restart()
-            return Result(plan, board, report, 0, time.monotonic() - started)
+            return Result(plan, board, report, image.manifest, 0, time.monotonic() - started)
         try:
             sent = deployer.apply(plan, image, progress, step)
         finally:
@@ -387,9 +393,10 @@ def deploy(
             f"the firmware was written but the node on {path} does not answer: see its output "
             f"with `mpremote connect {path} repl`, or deploy again"
         ) from None
-    if (info.firmware, info.revision) != (image.manifest["firmware"], image.manifest["revision"]):
+    if info.build != image.manifest["build"]:
         raise DeployError(
-            f"the node runs firmware {info.firmware} ({info.revision}) from slot {info.slot}, "
-            f"not the {image.manifest['firmware']} ({image.manifest['revision']}) just written"
+            f"the node runs build {info.build} from slot {info.slot}, not the build "
+            f"{image.manifest['build']} just written: deploy again, and if this repeats, "
+            "report it with the output of `ribat --debug flash`"
         )
-    return Result(plan, board, report, sent, time.monotonic() - started)
+    return Result(plan, board, report, image.manifest, sent, time.monotonic() - started)

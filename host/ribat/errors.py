@@ -46,7 +46,11 @@ class InvalidConfig(RibatError):
 
 
 class DeviceError(RibatError):
-    """The node refused or failed a request."""
+    """The node refused or failed a request; .cause is the protocol's name for why."""
+
+    def __init__(self, message: str, cause: str = "") -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class DeployError(RibatError):

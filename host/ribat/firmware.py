@@ -134,12 +134,15 @@ def build(board: boards.Board, fmt: MpyFormat, source: Path | None = None) -> Im
     files["hal.mpy"] = _compile(board.hal_file(), "hal.py", binary)
     facts = {k: v for k, v in board.facts.items() if k not in ("usb", "description")}
     files["board.json"] = json.dumps(facts, separators=(",", ":"), sort_keys=True).encode()
+    hashes = {path: sha256(data) for path, data in sorted(files.items())}
     manifest = {
         "firmware": __version__,
         "revision": revision(source),
+        # Names exactly this set of files: two builds with the same id are the same.
+        "build": sha256(json.dumps(hashes, sort_keys=True).encode())[:12],
         "board": board.name,
         "mpy": str(fmt),
-        "files": {path: sha256(data) for path, data in sorted(files.items())},
+        "files": hashes,
     }
     files["manifest.json"] = json.dumps(manifest, sort_keys=True).encode()
     return Image(files=files, loader=(source / LOADER).read_bytes(), manifest=manifest)

@@ -29,6 +29,7 @@ class NodeInfo:
     proto: int
     firmware: str
     revision: str | None
+    build: str | None
     board: str
     name: str
     partner: str
@@ -44,6 +45,7 @@ class NodeInfo:
             proto=m["proto"],
             firmware=m["fw"],
             revision=m.get("revision"),
+            build=m.get("build"),
             board=m["board"],
             name=m["name"],
             partner=m["partner"],
@@ -136,7 +138,8 @@ class NodeClient:
             raise NoAnswer(f"no answer from {self.port.path} to {op!r} within {timeout:g} s")
         assert frame.meta is not None
         if frame.kind == codec.ERROR:
-            raise DeviceError(f"the node refused {op!r}: {frame.meta.get('message')}")
+            cause = frame.meta.get("error", "")
+            raise DeviceError(f"the node refused {op!r}: {frame.meta.get('message')}", cause)
         return frame.meta
 
     def hello(self, timeout: float = HELLO_TIMEOUT_S) -> NodeInfo:

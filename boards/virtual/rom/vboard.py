@@ -64,3 +64,9 @@ def temperature_c() -> "float | None":
 def hard_reset() -> None:
     report("hard-reset")
     halt()
+
+
+def soft_reset() -> None:
+    """What machine.soft_reset does on the unix port: the interpreter exits, and the
+    simulator starts it again."""
+    raise SystemExit

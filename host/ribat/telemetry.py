@@ -1,0 +1,65 @@
+"""Telemetry on the host: rows from the node's events, loss counting, CSV and JSONL.
+
+A node numbers its events; a gap in the numbers is a frame lost on the way.
+"""
+
+import csv
+import json
+import time
+from datetime import datetime, timezone
+from typing import IO
+
+from ribat import codec
+
+FIELDS = [
+    "time", "seq", "uptime_ms", "reset_cause", "heap_free", "heap_used", "flash_free",
+    "flash_used", "loop_lag_ms", "rx_ok", "tx", "fw", "temp_c",
+    *(f"rejected_{cause}" for cause in codec.CAUSES),
+]
+FORMATS = ("csv", "jsonl")
+
+
+def row(event: dict, received: float | None = None) -> dict:
+    """One flat record: the event's fields, rejections by cause, and the host's time."""
+    stamp = datetime.fromtimestamp(received or time.time(), timezone.utc)
+    out = {"time": stamp.isoformat(timespec="milliseconds")}
+    for name in FIELDS[1:]:
+        if not name.startswith("rejected_"):
+            out[name] = event.get(name)
+    rejected = event.get("rx_rejected") or []
+    for i, cause in enumerate(codec.CAUSES):
+        out[f"rejected_{cause}"] = rejected[i] if i < len(rejected) else 0
+    return out
+
+
+class LossCounter:
+    """Counts events missing from the node's sequence (it wraps at 65536)."""
+
+    def __init__(self) -> None:
+        self.last: int | None = None
+        self.received = 0
+        self.lost = 0
+
+    def see(self, seq: int) -> None:
+        if self.last is not None:
+            self.lost += (seq - self.last - 1) & 0xFFFF
+        self.last = seq
+        self.received += 1
+
+
+class Recorder:
+    """Writes rows as CSV (with a header) or JSON lines, each line whole and flushed."""
+
+    def __init__(self, out: IO[str], fmt: str) -> None:
+        self.out = out
+        self.fmt = fmt
+        self.writer = csv.DictWriter(out, FIELDS, lineterminator="\n") if fmt == "csv" else None
+        if self.writer is not None:
+            self.writer.writeheader()
+
+    def write(self, record: dict) -> None:
+        if self.writer is not None:
+            self.writer.writerow(record)
+        else:
+            self.out.write(json.dumps(record) + "\n")
+        self.out.flush()

@@ -1,0 +1,125 @@
+"""Fixtures shared by the tests.
+
+Everything here is real: virtual boards are MicroPython processes on pseudo-terminals, the
+CLI runs as a subprocess, firmware tests run under the MicroPython unix port with a real
+board's heap size. Each test gets its own RIBAT_HOME, so virtual boards never leak between
+tests (and are stopped and erased when the test ends).
+"""
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ribat import boards, sim
+
+ROOT = Path(__file__).resolve().parents[1]
+FIRMWARE = ROOT / "firmware"
+_names = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def mpy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def ribat_home(tmp_path: Path, mpy_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "ribat-home"
+    monkeypatch.setenv("RIBAT_HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(mpy_cache))
+    monkeypatch.delenv("RIBAT_PORT", raising=False)
+    monkeypatch.delenv("RIBAT_BOARDS_PATH", raising=False)
+    yield home
+    for s in sim.list_sims():
+        sim.stop(s.name, erase=True)
+
+
+@pytest.fixture
+def new_sim() -> Iterator:
+    """A function starting virtual boards: new_sim(board="pico") -> Sim."""
+
+    def start(board: str = "pico", name: str | None = None) -> sim.Sim:
+        return sim.start(name or f"t{next(_names)}", board)
+
+    yield start
+
+
+@pytest.fixture
+def board(new_sim) -> sim.Sim:  # type: ignore[no-untyped-def]
+    """A running virtual Pico with a blank flash."""
+    return new_sim()
+
+
+@pytest.fixture
+def node(board: sim.Sim) -> sim.Sim:
+    """A running virtual Pico with the firmware deployed."""
+    from ribat import deploy
+
+    assert board.tty
+    deploy.deploy(board.tty)
+    return board
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+def ribat(*args: str, timeout: float = 60, env: dict | None = None) -> Run:
+    """Run the ribat CLI as a user would: a new process."""
+    done = subprocess.run(
+        [sys.executable, "-m", "ribat", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def micropython(code: str, heap: str = "192K", path: tuple[Path, ...] = (FIRMWARE,),
+                cwd: Path | None = None) -> str:
+    """Run code under MicroPython's unix port with a board-sized heap; its output.
+
+    The code must print "OK" as its last line; anything else fails the test with the
+    interpreter's output.
+    """
+    script = Path(cwd or ROOT) / f".mp_test_{os.getpid()}.py"
+    script.write_text(textwrap.dedent(code))
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "micropython_unix", "-X", f"heapsize={heap}", str(script)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=cwd,
+            env={**os.environ, "MICROPYPATH": ":".join(str(p) for p in path)},
+        )
+    finally:
+        script.unlink()
+    out = done.stdout + done.stderr
+    if done.returncode != 0 or not out.rstrip().endswith("OK"):
+        pytest.fail(f"MicroPython (exit {done.returncode}) said:\n{out}", pytrace=False)
+    return out
+
+
+def heap_of(board_name: str) -> str:
+    return f"{boards.load(board_name).heap_bytes // 1024}K"
+
+
+def sim_status(name: str) -> dict:
+    return sim.control(name, {"op": "status"})
+
+
+def as_json(text: str) -> dict:
+    return json.loads(text)
