@@ -2,21 +2,30 @@
 #
 # It starts the firmware in the active slot (/fw/a or /fw/b, named by /fw/active); if that
 # slot cannot be imported, the other one. A slot without its manifest is incomplete (a
-# deploy was cut there) and is never run. Control comes back to the REPL when a host asks
-# for it (Ctrl-C followed by anything within the grace time, as mpremote and ribat send);
-# a lone stray Ctrl-C only pauses the node. Kept small and stable: a deploy replaces it
-# rarely, and atomically.
+# deploy was cut there) and is never run. After a Ctrl-C, control goes to the REPL if the
+# host follows up within the grace time (mpremote and ribat send "\r\x01"); a stray Ctrl-C,
+# or one followed by a request frame, only pauses the node. Kept small and stable: a
+# deploy replaces it rarely, and atomically.
 import sys
 
 _GRACE_MS = 2000
 
 
-def _quiet(ms):
+def _host_wants_repl():
+    """After a Ctrl-C: does the host want the REPL? The first byte it sends is consumed
+    (a harmless "\r" from mpremote or ribat); a request frame is dropped, and we resume."""
     import select
 
     p = select.poll()
     p.register(sys.stdin, select.POLLIN)
-    return not p.poll(ms)
+    if not p.poll(_GRACE_MS):
+        return False
+    if sys.stdin.buffer.read(1) != b"\x1e":
+        return True
+    n = 0
+    while n < 4096 and p.poll(100) and sys.stdin.buffer.read(1) != b"\n":
+        n += 1
+    return False
 
 
 def _ribat_start():
@@ -47,8 +56,8 @@ def _ribat_start():
             try:
                 ribat.app.run(slot, slot != active)
             except KeyboardInterrupt:
-                print("ribat: interrupted; send anything within 2 s for the REPL, or it resumes")
-                if not _quiet(_GRACE_MS):
+                print("ribat: interrupted; press Enter within 2 s for the REPL, or it resumes")
+                if _host_wants_repl():
                     raise
     print("ribat: no slot can start; deploy again with `ribat flash`")
 

@@ -17,19 +17,21 @@ If nothing changed, nothing is written: the board is only restarted and checked.
 """
 
 import base64
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ribat import boards, firmware
-from ribat.errors import DeployError, NoAnswer, Unsupported
+from ribat.errors import DeployError, NoAnswer, RibatError, Unsupported
 from ribat.firmware import Image, MpyFormat
 from ribat.repl import RawRepl
 from ribat.transport import Port
 
 CHUNK = 4096  # file bytes per exec: a few KB of script, well inside a Pico's heap
 VERIFY_TIMEOUT_S = 20.0
+RECOVER_TIMEOUT_S = 3.0
 
 PROBE = r"""
 import sys, os, json, hashlib, binascii
@@ -253,14 +255,12 @@ def make_plan(report: BoardReport, image: Image) -> Plan:
 
 
 class Deployer:
-    """One deploy onto the board on `port`: probe(), then plan, then apply()."""
+    """One deploy onto the board on `port` (which the caller owns): probe(), then plan,
+    then apply()."""
 
     def __init__(self, port: Port) -> None:
         self.repl = RawRepl(port)
         self.path = port.path
-
-    def close(self) -> None:
-        self.repl.port.close()
 
     def probe(self) -> BoardReport:
         self.repl.enter(soft_reset=True)  # a clean heap, and no app touching the flash
@@ -349,6 +349,13 @@ class Deployer:
     def restart(self) -> None:
         self.repl.start_app()
 
+    def recover(self) -> None:
+        """After a failure or Ctrl-C anywhere in a deploy: interrupt whatever the board is
+        doing and restart it, so it runs its active slot again. Best effort, bounded."""
+        with contextlib.suppress(RibatError, KeyboardInterrupt):
+            self.repl.enter(soft_reset=False, timeout=RECOVER_TIMEOUT_S)
+            self.repl.start_app()
+
 
 def _other(slot: str) -> str:
     return "b" if slot == "a" else "a"
@@ -366,33 +373,36 @@ def deploy(
     from ribat import node
 
     started = time.monotonic()
-    deployer = Deployer(Port(path))
-    try:
-        step(f"probing {path}")
-        report = deployer.probe()
-        board = check_board(report, board_name, path)
-        step(f"building firmware for {board.name} (MicroPython {report.micropython}, "
-             f".mpy v{report.mpy})")
-        image = firmware.build(board, report.mpy, source)
-        plan = make_plan(report, image)
-        if dry_run:
-            deployer.restart()
-            return Result(plan, board, report, image.manifest, 0, time.monotonic() - started)
+    # One port from probe to the node's first answer: a board's output while no host has
+    # its port open is lost, and what it prints as it restarts is the best diagnosis.
+    with Port(path) as port:
+        deployer = Deployer(port)
         try:
-            sent = deployer.apply(plan, image, progress, step)
-        finally:
-            deployer.restart()  # new firmware if switched, the old one otherwise
-    finally:
-        deployer.close()
-    step("waiting for the node to start")
-    try:
-        with node.NodeClient(Port(path)) as client:
+            step(f"probing {path}")
+            report = deployer.probe()
+            board = check_board(report, board_name, path)
+            step(f"building firmware for {board.name} (MicroPython {report.micropython}, "
+                 f".mpy v{report.mpy})")
+            image = firmware.build(board, report.mpy, source)
+            plan = make_plan(report, image)
+            sent = 0 if dry_run else deployer.apply(plan, image, progress, step)
+            deployer.restart()  # the new firmware if switched, the one it had otherwise
+        except BaseException:
+            deployer.recover()
+            raise
+        if dry_run:
+            return Result(plan, board, report, image.manifest, 0, time.monotonic() - started)
+        step("waiting for the node to start")
+        client = node.NodeClient(port)
+        try:
             info = client.wait_ready()
-    except NoAnswer:
-        raise DeployError(
-            f"the firmware was written but the node on {path} does not answer: see its output "
-            f"with `mpremote connect {path} repl`, or deploy again"
-        ) from None
+        except NoAnswer:
+            said = client.boot_words()
+            raise DeployError(
+                f"the firmware was written but the node on {path} does not answer"
+                + (f" (it said: {said})" if said else "")
+                + f": see its output with `mpremote connect {path} repl`, or deploy again"
+            ) from None
     if info.build != image.manifest["build"]:
         raise DeployError(
             f"the node runs build {info.build} from slot {info.slot}, not the build "

@@ -17,6 +17,7 @@ HELLO_TIMEOUT_S = 1.0  # a running node answers in milliseconds
 BOOT_TIMEOUT_S = 8.0  # from a reset to the first answer of a freshly started node
 BOOT_RETRY_S = 0.3  # a hello sent while the board resets is lost: ask again this often
 REQUEST_TIMEOUT_S = 3.0
+REPL_PROMPT = b"\n>>> "  # the friendly REPL is waiting: no application runs
 HOST_MAX_BODY = 16384  # largest frame body we accept from a node
 EVENT_BACKLOG = 1024  # events kept while waiting for a response; older ones are dropped
 TEXT_BACKLOG = 4096  # bytes of non-frame output (REPL text, tracebacks) kept for diagnosis
@@ -98,7 +99,7 @@ class NodeClient:
                     frames.append(codec.decode(bytes(self.deframer.line())))
                 except codec.FrameError:
                     pass  # a damaged frame from the node: its request will time out
-            elif got == -1 and self.deframer.state == codec.Deframer.IDLE and b != 10:
+            elif got == -1 and self.deframer.state == codec.Deframer.IDLE:
                 self.text.append(b)
         del self.text[:-TEXT_BACKLOG]
         return frames
@@ -112,8 +113,8 @@ class NodeClient:
                     raise mismatch(frame.version)
                 if frame.kind == codec.EVENT:
                     self.events.append(frame)
-                elif frame.seq == seq:
-                    return frame
+                elif frame.seq == seq and frame.kind in (codec.RESPONSE, codec.ERROR):
+                    return frame  # (a REPL echoing our request back is not an answer)
         return None
 
     def next_event(self, timeout: float) -> dict | None:
@@ -147,28 +148,51 @@ class NodeClient:
         return self.info
 
     def wait_ready(self, timeout: float = BOOT_TIMEOUT_S) -> NodeInfo:
-        """hello, repeated until a node that is resetting has started and answers."""
+        """hello, repeated until a node that is resetting has started and answers; given up
+        early if the board reaches its REPL prompt instead (the application stopped)."""
         deadline = time.monotonic() + timeout
         while True:
             try:
                 return self.hello(timeout=min(BOOT_RETRY_S, max(0.05, deadline - time.monotonic())))
             except NoAnswer:
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= deadline or REPL_PROMPT in self.text:
                     raise
+
+    def boot_words(self) -> str:
+        """What the board last said before its REPL prompt: why the application stopped."""
+        text = bytes(self.text).split(REPL_PROMPT)[0]
+        return last_words(text.decode(errors="replace"))
+
+
+_CHATTER = (">>>", "MicroPython ", 'Type "help()"', "MPY: soft reboot", "raw REPL")
+
+
+def last_words(text: str) -> str:
+    """The last line a board printed that is not its REPL's prompt or banner: usually the
+    exception that stopped it."""
+    lines = [line.strip() for line in text.splitlines()]
+    meaningful = [line for line in lines if line and not line.startswith(_CHATTER)]
+    return meaningful[-1] if meaningful else ""
 
 
 def connect(path: str) -> NodeClient:
     """A client to the ribat node on path, started if it was stopped at the REPL."""
-    client = NodeClient(Port(path))
+    port = Port(path)
+    client = NodeClient(port)
     try:
         client.hello()
         return client
     except NoAnswer:
-        client.close()
-    # Nothing answered the protocol: ask the REPL what is there.
+        pass
+    except BaseException:
+        port.close()
+        raise
+    # Nothing answered the protocol: ask the REPL what is there. The port stays open from
+    # here on, so we hear what the board prints as it restarts.
     from ribat import repl
 
-    with repl.RawRepl(Port(path)) as r:
+    try:
+        r = repl.RawRepl(port)
         r.enter(soft_reset=False)
         installed = r.eval_json(repl.IS_INSTALLED)
         if not installed["firmware"]:
@@ -177,15 +201,17 @@ def connect(path: str) -> NodeClient:
                 f"deploy it with `ribat flash --port {path}`"
             )
         r.start_app()
-    client = NodeClient(Port(path))
-    try:
-        client.wait_ready()
-    except NoAnswer:
-        last = bytes(client.text).decode(errors="replace").strip().splitlines()
-        client.close()
-        detail = f" (it said: {last[-1]})" if last else ""
-        raise NotRibat(
-            f"ribat firmware is installed on {path} but does not start{detail}: "
-            f"deploy it again with `ribat flash --port {path}`"
-        ) from None
+        client = NodeClient(port)
+        try:
+            client.wait_ready()
+        except NoAnswer:
+            said = client.boot_words()
+            detail = f" (it said: {said})" if said else ""
+            raise NotRibat(
+                f"ribat firmware is installed on {path} but does not start{detail}: "
+                f"deploy it again with `ribat flash --port {path}`"
+            ) from None
+    except BaseException:
+        port.close()
+        raise
     return client

@@ -75,10 +75,10 @@ class RawRepl:
         except (serial.SerialException, OSError) as e:
             raise PortGone(f"{self.port.path} disappeared: {e}") from e
 
-    def enter(self, soft_reset: bool) -> None:
+    def enter(self, soft_reset: bool, timeout: float = ENTER_TIMEOUT_S) -> None:
         """Interrupt whatever runs and enter the raw REPL (after a soft reset if asked)."""
         with self._errors("enter the raw REPL"):
-            self.transport.enter_raw_repl(soft_reset=soft_reset, timeout_overall=ENTER_TIMEOUT_S)
+            self.transport.enter_raw_repl(soft_reset=soft_reset, timeout_overall=timeout)
 
     def exec(self, code: str, timeout: float = EXEC_TIMEOUT_S) -> bytes:
         with self._errors("run code"):

@@ -30,7 +30,7 @@ def open_node(port: str | None) -> node.NodeClient:
 def console(stderr: bool = False) -> "Console":
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def size(n: int | None) -> str:

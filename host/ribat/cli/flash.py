@@ -32,6 +32,8 @@ def flash(port: str | None, board: str | None, dry_run: bool, source: Path | Non
     task = bar.add_task("send", total=None)
 
     def progress(done: int, total: int) -> None:
+        if not out.is_terminal:
+            return
         if not bar.live.is_started:
             bar.start()
         bar.update(task, completed=done, total=total)

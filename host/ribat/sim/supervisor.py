@@ -147,6 +147,9 @@ class Supervisor:
         tty.setraw(slave)
         attrs = termios.tcgetattr(slave)
         attrs[3] |= termios.ISIG | termios.NOFLSH  # Ctrl-C interrupts, and loses no input
+        # ...but only Ctrl-C, as on a board: no SIGQUIT on Ctrl-\, no SIGTSTP on Ctrl-Z.
+        for key in (termios.VQUIT, termios.VSUSP):
+            attrs[6][key] = b"\x00"  # _POSIX_VDISABLE on Linux
         termios.tcsetattr(slave, termios.TCSANOW, attrs)
         rom = boards.rom_dir()
         env = dict(

@@ -1,0 +1,121 @@
+"""Every error a user can meet: one clear line, a non-zero exit, no traceback unless
+--debug, and nothing changed on the node."""
+
+import os
+import pty
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import serial
+from conftest import FIRMWARE, Run, ribat
+
+from ribat import ports, sim
+
+
+def one_clean_line(run: Run, code: int, *phrases: str) -> None:
+    """The error is one line, the last (steps of a deploy may come before it)."""
+    assert run.code == code, (run.code, run.err)
+    lines = run.err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert errors == [lines[-1]], run.err
+    assert "Traceback" not in run.err
+    for phrase in phrases:
+        assert phrase in lines[-1], lines[-1]
+
+
+@pytest.mark.skipif(bool(ports.serial_candidates()), reason="a USB board is attached here")
+def test_no_board_found() -> None:
+    one_clean_line(ribat("status"), 3, "no board found", "ribat sim start")
+
+
+def test_several_boards_and_no_port(new_sim) -> None:  # type: ignore[no-untyped-def]
+    new_sim()
+    new_sim()
+    one_clean_line(ribat("status"), 3, "2 boards found", "--port")
+
+
+def test_port_that_does_not_exist() -> None:
+    one_clean_line(ribat("status", "--port", "/dev/nonexistent-ribat"), 3, "no serial port")
+    one_clean_line(ribat("status", "--port", "sim:nobody"), 3, "no virtual board named nobody")
+
+
+def test_port_busy(node: sim.Sim) -> None:
+    assert node.tty
+    with serial.Serial(node.tty, exclusive=True):
+        one_clean_line(ribat("status", "--port", node.tty), 3, "in use by another program")
+        one_clean_line(ribat("flash", "--port", node.tty), 3, "in use by another program")
+
+
+def test_port_disappears_mid_command(node: sim.Sim) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ribat", "telemetry", "record", "--port", f"sim:{node.name}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("time,seq,")  # the header: it is recording
+    sim.stop(node.name)
+    _, err = proc.communicate(timeout=30)
+    one_clean_line(Run(proc.returncode, "", err), 4, "disappeared")
+
+
+def test_board_runs_micropython_but_not_ribat(board: sim.Sim) -> None:
+    one_clean_line(ribat("status", "--port", f"sim:{board.name}"), 5,
+                   "runs MicroPython 1.29.0 but not ribat", "ribat flash")
+
+
+def test_ribat_installed_but_not_starting(board: sim.Sim, tmp_path: Path) -> None:
+    src = tmp_path / "fw"
+    shutil.copytree(FIRMWARE, src)
+    with open(src / "ribat" / "app.py", "a") as f:
+        f.write("\ndef run(slot, fallback=False):\n    raise RuntimeError('broken on purpose')\n")
+    run = ribat("flash", "--port", str(board.tty), "--source", str(src))
+    one_clean_line(run, 8, "does not answer")
+    one_clean_line(ribat("status", "--port", str(board.tty)), 5, "does not start",
+                   "broken on purpose")
+
+
+def test_protocol_version_mismatch(board: sim.Sim, tmp_path: Path) -> None:
+    src = tmp_path / "fw"
+    shutil.copytree(FIRMWARE, src)
+    codec_py = src / "ribat" / "codec.py"
+    codec_py.write_text(codec_py.read_text().replace("\nVERSION = 1\n", "\nVERSION = 2\n"))
+    one_clean_line(ribat("flash", "--port", str(board.tty), "--source", str(src)), 5,
+                   "host speaks ribat protocol 1, the node speaks 2", "pip install -U ribat")
+    one_clean_line(ribat("status", "--port", str(board.tty)), 5, "protocol 1", "speaks 2")
+    one_clean_line(ribat("config", "get", "node.name", "--port", str(board.tty)), 5,
+                   "version mismatch")
+
+
+def test_invalid_config_key_and_value_change_nothing(node: sim.Sim) -> None:
+    port = f"sim:{node.name}"
+    one_clean_line(ribat("config", "set", "node.nmae", "x", "--port", port), 6,
+                   "unknown configuration key 'node.nmae'", "did you mean node.name")
+    one_clean_line(ribat("config", "set", "node.name", "ok", "led.brightness", "300",
+                         "--port", port), 6, "led.brightness must be a whole number from 0 "
+                   "to 100 (got 300)")
+    one_clean_line(ribat("config", "set", "telemetry.enabled", "maybe", "--port", port), 6,
+                   "true or false")
+    assert ribat("config", "get", "node.name", "--port", port).out.strip() == "ribat"
+    usage = ribat("config", "set", "node.name", "--port", port)
+    assert usage.code == 2 and "has no value" in usage.err
+
+
+def test_timeout_with_no_answer(tmp_path: Path) -> None:
+    master, slave = pty.openpty()  # a port with nothing behind it
+    try:
+        start = time.monotonic()
+        run = ribat("status", "--port", os.ttyname(slave))
+        one_clean_line(run, 4, "no answer", "MicroPython board")
+        assert time.monotonic() - start < 60
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_debug_shows_the_traceback(board: sim.Sim) -> None:
+    run = ribat("--debug", "status", "--port", f"sim:{board.name}")
+    assert run.code == 5 and "Traceback" in run.err and "NotRibat" in run.err

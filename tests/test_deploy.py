@@ -1,0 +1,188 @@
+"""ribat flash: only changed files cross the link, each is verified, the switch is atomic,
+an interrupted deploy leaves the old firmware running, unsupported boards are refused."""
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import FIRMWARE, ribat, sim_status
+
+from ribat import boards, deploy, firmware, sim
+from ribat.errors import Unsupported
+from ribat.node import NodeClient
+from ribat.transport import Port
+
+
+def copy_firmware(tmp_path: Path, name: str = "fw") -> Path:
+    dest = tmp_path / name
+    shutil.copytree(FIRMWARE, dest, ignore=shutil.ignore_patterns("__pycache__", "mypy.ini"))
+    return dest
+
+
+def hello(tty: str) -> dict:
+    with NodeClient(Port(tty)) as client:
+        return vars(client.wait_ready())
+
+
+def board_files(tty: str) -> dict:
+    with Port(tty) as port:
+        d = deploy.Deployer(port)
+        report = d.probe()
+        d.restart()
+    return {"active": report.active, "slots": report.slots, "loader": report.loader}
+
+
+def test_first_deploy_then_no_change_redeploy_sends_nothing(board: sim.Sim) -> None:
+    assert board.tty
+    run = ribat("flash", "--port", f"sim:{board.name}")
+    assert run.code == 0, run.err
+    assert "✓ firmware" in run.err and "runs from slot a" in run.err
+    info = hello(board.tty)
+    assert info["slot"] == "a" and info["board"] == "virtual-rp2-pico"
+    firmware_bytes = sum(len(d) for d in _image().files.values())
+
+    before = sim_status(board.name)["bytes_in"]
+    result = deploy.deploy(board.tty)
+    on_the_wire = sim_status(board.name)["bytes_in"] - before
+    assert result.plan.up_to_date and result.sent_bytes == 0
+    assert on_the_wire < firmware_bytes / 2  # the probe and a restart, no file content
+    assert hello(board.tty)["build"] == info["build"]
+
+
+def _image(source: Path | None = None) -> firmware.Image:
+    return firmware.build(boards.load("virtual-rp2-pico"), firmware.MpyFormat(6, 3), source)
+
+
+def test_only_changed_files_are_sent_and_the_rest_copied_on_the_board(
+    node: sim.Sim, tmp_path: Path
+) -> None:
+    assert node.tty
+    src = copy_firmware(tmp_path)
+    with open(src / "ribat" / "telemetry.py", "a") as f:
+        f.write("\nCHANGED = 1\n")
+    result = deploy.deploy(node.tty, source=src)
+    assert result.plan.transfer == ["manifest.json", "ribat/telemetry.mpy"]
+    assert "ribat/app.mpy" in result.plan.copy and result.plan.slot == "b"
+    assert hello(node.tty)["build"] == result.manifest["build"]
+
+
+def test_stale_files_are_removed_from_the_slot_written(board: sim.Sim, tmp_path: Path) -> None:
+    assert board.tty
+    extra = copy_firmware(tmp_path, "extra")
+    (extra / "ribat" / "extra.py").write_text("X = 1\n")
+    deploy.deploy(board.tty, source=extra)  # slot a, with extra.mpy
+    deploy.deploy(board.tty)  # slot b
+    changed = copy_firmware(tmp_path, "changed")
+    with open(changed / "ribat" / "link.py", "a") as f:
+        f.write("\nCHANGED = 1\n")
+    result = deploy.deploy(board.tty, source=changed)  # slot a again
+    assert result.plan.slot == "a" and result.plan.remove == ["ribat/extra.mpy"]
+    assert "ribat/extra.mpy" not in board_files(board.tty)["slots"]["a"]
+
+
+def test_dry_run_changes_nothing(node: sim.Sim, tmp_path: Path) -> None:
+    assert node.tty
+    src = copy_firmware(tmp_path)
+    with open(src / "ribat" / "store.py", "a") as f:
+        f.write("\nCHANGED = 1\n")
+    before = board_files(node.tty)
+    run = ribat("flash", "--port", node.tty, "--dry-run", "--source", str(src))
+    assert run.code == 0, run.err
+    assert "send  /fw/b/ribat/store.mpy" in run.out and "switch the active slot to b" in run.out
+    assert board_files(node.tty) == before
+    assert "up to date" in ribat("flash", "--port", node.tty, "--dry-run").out
+
+
+def test_a_replaced_main_py_is_restored(node: sim.Sim) -> None:
+    assert node.tty
+    subprocess.run([sys.executable, "-m", "mpremote", "connect", node.tty, "exec",
+                    "f = open('main.py', 'w'); f.write('print(1)'); f.close()"], check=True,
+                   capture_output=True)
+    result = deploy.deploy(node.tty)
+    assert result.plan.loader and not result.plan.transfer
+    assert board_files(node.tty)["loader"] == firmware.sha256((FIRMWARE / "main.py").read_bytes())
+
+
+@pytest.mark.parametrize("short", sorted(boards.virtual_names()))
+def test_the_firmware_runs_on_every_virtual_board(new_sim, short: str) -> None:  # type: ignore[no-untyped-def]
+    s = new_sim(short)
+    deploy.deploy(s.tty)
+    with NodeClient(Port(s.tty)) as client:
+        info = client.wait_ready()
+        status = client.request("status")
+    assert info.board == boards.virtual_names()[short]
+    # it fits the board's heap with room to spare for bulletins and sync
+    assert status["heap_free"] > boards.load(info.board).heap_bytes * 0.4
+
+
+def test_interrupted_deploy_leaves_the_old_firmware_running(node: sim.Sim,
+                                                            tmp_path: Path) -> None:
+    assert node.tty
+    old = hello(node.tty)["build"]
+    src = copy_firmware(tmp_path)
+    with open(src / "ribat" / "app.py", "a") as f:
+        f.write("\nCHANGED = 1\n")
+
+    def interrupt(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        deploy.deploy(node.tty, source=src, progress=interrupt)
+    info = hello(node.tty)
+    assert info["build"] == old and not info["fallback"]
+    assert deploy.deploy(node.tty, source=src).plan.transfer  # and a new deploy completes
+
+
+def test_ctrl_c_to_ribat_flash(node: sim.Sim, tmp_path: Path) -> None:
+    assert node.tty
+    old = hello(node.tty)["build"]
+    src = copy_firmware(tmp_path)
+    (src / "ribat" / "bulk.py").write_text("DATA = %r\n" % ("x1" * 200000))
+    proc = subprocess.Popen([sys.executable, "-m", "ribat", "flash", "--port", node.tty,
+                             "--source", str(src)], stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    assert "probing" in proc.stderr.readline()
+    proc.send_signal(signal.SIGINT)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) in (130, 0), err
+    if proc.returncode == 130:
+        assert "interrupted" in err
+    assert hello(node.tty)["build"] in (old, deploy.deploy(node.tty, source=src,
+                                                           dry_run=True).manifest["build"])
+
+
+def test_unsupported_micropython_is_refused(board: sim.Sim, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    future = tmp_path / "boards" / "virtual-future"
+    future.mkdir(parents=True)
+    (future / "board.json").write_text(json.dumps({
+        "name": "virtual-future", "description": "a board needing MicroPython 1.30",
+        "emulates": "rp2-pico", "port": "unix", "hal": "virtual",
+        "micropython_min": "1.30.0",
+    }))
+    monkeypatch.setenv("RIBAT_BOARDS_PATH", str(tmp_path / "boards"))
+    run = ribat("flash", "--port", str(board.tty), "--board", "virtual-future")
+    assert run.code == 5, run.err
+    assert "runs MicroPython 1.29.0; ribat needs 1.30.0 or later" in run.err
+    assert "Traceback" not in run.err
+    assert board_files(str(board.tty))["active"] is None  # nothing written
+
+
+def test_wrong_or_unknown_board_is_refused(board: sim.Sim) -> None:
+    run = ribat("flash", "--port", str(board.tty), "--board", "rp2-pico")
+    assert run.code == 5 and "rp2 board but" in run.err and "reports linux" in run.err
+    run = ribat("flash", "--port", str(board.tty), "--board", "nosuch")
+    assert run.code == 5 and "unknown board 'nosuch'" in run.err
+
+
+def test_mpy_cross_is_chosen_by_the_boards_mpy_version() -> None:
+    assert firmware.MpyFormat.from_sys(2822) == firmware.MpyFormat(6, 3)  # unix x64, 1.29
+    assert firmware.mpy_cross_for(firmware.MpyFormat(6, 3)).is_file()
+    assert firmware.mpy_cross_for(firmware.MpyFormat(6, 1)) != firmware.mpy_cross_for(
+        firmware.MpyFormat(6, 3))
+    with pytest.raises(Unsupported, match="loads .mpy v7.0"):
+        firmware.mpy_cross_for(firmware.MpyFormat(7, 0))
