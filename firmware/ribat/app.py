@@ -3,7 +3,9 @@ composed as asyncio tasks. The loader (main.py) calls run() with the slot it sta
 """
 
 import asyncio
+import binascii
 import json
+import os
 
 from micropython import const
 
@@ -30,6 +32,8 @@ class Node:
         self.facts = _read_json(root + "/board.json")
         self.board = hal.Board(self.facts)
         self.reset_cause = self.board.reset_cause()
+        # Tells this run from the one before, so a host can see a restart happened.
+        self.boot_id = binascii.hexlify(os.urandom(4)).decode()
         self.config = config.Config()
         self.link = link.Link(MAX_BODY)
         self.monitor = telemetry.Monitor()

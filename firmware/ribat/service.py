@@ -55,6 +55,7 @@ class Service:
             "name": config.get("node.name"),
             "partner": config.get("node.partner"),
             "uid": binascii.hexlify(node.board.unique_id()).decode(),
+            "boot": node.boot_id,
             "slot": node.slot,
             "fallback": node.fallback,
             "max_frame": node.link.max_body,

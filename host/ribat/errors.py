@@ -25,6 +25,10 @@ class PortGone(RibatError):
     """The port disappeared while we used it (unplugged, virtual board stopped)."""
 
 
+class BoardRestarted(PortGone):
+    """The board restarted (power cut, reset) in the middle of what we were doing."""
+
+
 class NoAnswer(RibatError):
     """The board said nothing in time."""
 

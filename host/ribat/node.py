@@ -35,6 +35,7 @@ class NodeInfo:
     name: str
     partner: str
     uid: str
+    boot: str  # random for each start of the application
     slot: str
     fallback: bool
     max_frame: int
@@ -51,6 +52,7 @@ class NodeInfo:
             name=m["name"],
             partner=m["partner"],
             uid=m["uid"],
+            boot=m["boot"],
             slot=m["slot"],
             fallback=m["fallback"],
             max_frame=m["max_frame"],
@@ -147,16 +149,23 @@ class NodeClient:
         self.info = NodeInfo.from_meta(self.request("hello", timeout=timeout))
         return self.info
 
-    def wait_ready(self, timeout: float = BOOT_TIMEOUT_S) -> NodeInfo:
-        """hello, repeated until a node that is resetting has started and answers; given up
-        early if the board reaches its REPL prompt instead (the application stopped)."""
+    def wait_ready(self, timeout: float = BOOT_TIMEOUT_S, not_boot: str = "") -> NodeInfo:
+        """hello, repeated until a node that is resetting has started and answers (from a
+        boot other than not_boot, when given); given up early if the board reaches its REPL
+        prompt instead (the application stopped)."""
         deadline = time.monotonic() + timeout
         while True:
+            left = deadline - time.monotonic()
             try:
-                return self.hello(timeout=min(BOOT_RETRY_S, max(0.05, deadline - time.monotonic())))
+                info = self.hello(timeout=min(BOOT_RETRY_S, max(0.05, left)))
+                if info.boot != not_boot:
+                    return info
+                time.sleep(min(BOOT_RETRY_S, max(0.0, left)))
             except NoAnswer:
-                if time.monotonic() >= deadline or REPL_PROMPT in self.text:
+                if REPL_PROMPT in self.text:
                     raise
+            if time.monotonic() >= deadline:
+                raise NoAnswer(f"{self.port.path} did not come back within {timeout:g} s")
 
     def boot_words(self) -> str:
         """What the board last said before its REPL prompt: why the application stopped."""

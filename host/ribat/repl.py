@@ -8,18 +8,23 @@ failures to stdout) and a JSON channel for results.
 import contextlib
 import io
 import json
+import time
 from typing import Any
 
 import serial
-from mpremote.transport import TransportError, TransportExecError
+from mpremote.transport import TransportError
 from mpremote.transport_serial import SerialTransport
 
-from ribat.errors import DeviceError, NoAnswer, PortGone
+from ribat.errors import BoardRestarted, DeviceError, NoAnswer, PortGone
 from ribat.transport import Port
 
 ENTER_TIMEOUT_S = 10.0  # interrupt the app and reach the raw REPL (soft reset included)
 EXEC_TIMEOUT_S = 10.0  # silence allowed while a snippet runs
 CHAR_TIMEOUT_S = 1.0  # one blocking read(1) in mpremote's read loop
+
+# What a board prints when it starts, which no raw REPL exec of ours prints: a ribat frame
+# (the node is running), MicroPython's banner, an ESP32's boot ROM.
+RESTART_SIGNS = (b"\x1e", b"MPY: soft reboot", b'Type "help()"', b"rst:0x")
 
 # Is ribat installed, and which MicroPython runs: for a board that does not answer frames.
 IS_INSTALLED = """
@@ -65,8 +70,6 @@ class RawRepl:
         try:
             with contextlib.redirect_stdout(io.StringIO()):
                 yield
-        except TransportExecError as e:
-            raise DeviceError(f"{doing} failed on the board: {_last_line(e.error_output)}") from e
         except TransportError as e:
             raise NoAnswer(
                 f"no answer from the REPL on {self.port.path} while trying to {doing}: is it a "
@@ -81,11 +84,38 @@ class RawRepl:
             self.transport.enter_raw_repl(soft_reset=soft_reset, timeout_overall=timeout)
 
     def exec(self, code: str, timeout: float = EXEC_TIMEOUT_S) -> bytes:
+        """Run code; its output. Fails within `timeout` of silence or at once if the board
+        restarts meanwhile (mpremote's own follow would wait as long as output flows)."""
         with self._errors("run code"):
-            out, err = self.transport.exec_raw(code, timeout=timeout)
-            if err:
-                raise TransportExecError(out, err.decode(errors="replace"))
-            return out
+            self.transport.exec_raw_no_follow(code)
+            out, err = self._follow(timeout)
+        if err:
+            message = _last_line(err.decode(errors="replace"))
+            raise DeviceError(f"running code failed on the board: {message}")
+        return out
+
+    def _follow(self, timeout: float) -> tuple[bytes, bytes]:
+        """Output up to the raw REPL's second \x04: (stdout, stderr). Read byte by byte, so
+        the prompt after it is left for mpremote's next exec."""
+        serial = self.port.serial
+        got = bytearray()
+        ends = 0
+        heard = time.monotonic()
+        while ends < 2:
+            b = serial.read(1)  # waits up to CHAR_TIMEOUT_S
+            now = time.monotonic()
+            if not b:
+                if now - heard > timeout:
+                    raise TransportError("timeout waiting for the end of the output")
+                continue
+            heard = now
+            got += b
+            if b == b"\x04":
+                ends += 1
+            elif any(sign in got[-20:] for sign in RESTART_SIGNS):
+                raise BoardRestarted(f"{self.port.path} restarted while running code")
+        out, err, _ = bytes(got).split(b"\x04", 2)
+        return out, err
 
     def eval_json(self, code: str, timeout: float = EXEC_TIMEOUT_S) -> Any:
         """Run code whose last output line is one JSON document; that document."""

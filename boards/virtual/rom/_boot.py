@@ -48,8 +48,8 @@ def _run(script: str) -> None:
         with f:
             code = compile(f.read(), script, "exec")
         exec(code, globals())
-    except SystemExit:
-        raise
+    except SystemExit:  # machine.soft_reset() or sys.exit(): a board restarts MicroPython
+        vboard.soft_reset()
     except BaseException as e:
         sys.print_exception(e)
 

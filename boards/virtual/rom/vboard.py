@@ -4,9 +4,10 @@ The simulator (host/ribat/sim/supervisor.py) starts the interpreter with the boa
 identity in environment variables and shares a small "panel" file with it:
 
     offset 0  u32  generation, bumped by the simulator each time it arms a flash power cut
-    offset 4  u32  block writes to let through before the power cut
+    offset 4  u32  block writes to let through before the power cut (0xFFFFFFFF: none)
     offset 8  u8   1 while the virtual button is held
     offset 12 u8   LED level in percent, written here for the simulator to show
+    offset 16 u32  flash writes (program or erase) since the simulator started
 
 Messages to the simulator go to stderr as lines b"\\x00ribat-sim <word>".
 """
@@ -45,6 +46,11 @@ def panel_u32(offset: int) -> int:
     return struct.unpack("<I", _word)[0]
 
 
+def set_panel_u32(offset: int, value: int) -> None:
+    _panel.seek(offset)
+    _panel.write(struct.pack("<I", value))
+
+
 def button() -> bool:
     return panel_u32(8) & 0xFF == 1
 
@@ -67,6 +73,8 @@ def hard_reset() -> None:
 
 
 def soft_reset() -> None:
-    """What machine.soft_reset does on the unix port: the interpreter exits, and the
-    simulator starts it again."""
-    raise SystemExit
+    """A soft reset from running code. The unix port, started with -i, would take the
+    SystemExit of machine.soft_reset() to its REPL instead of exiting: so the simulator
+    ends this run and starts the next, as a board restarts MicroPython."""
+    report("soft-reset")
+    halt()

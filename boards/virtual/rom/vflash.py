@@ -17,13 +17,17 @@ class Flash:
         self.blocks = blocks
         self.generation = vboard.panel_u32(0)
         self.left = -1  # writes before the power cut; -1: none armed
+        self.writes = vboard.panel_u32(16)
 
     def _torn(self) -> bool:
         """Count one write against an armed power cut; True if this write is the one cut."""
+        self.writes += 1
+        vboard.set_panel_u32(16, self.writes)
         generation = vboard.panel_u32(0)
         if generation != self.generation:
             self.generation = generation
-            self.left = vboard.panel_u32(4)
+            left = vboard.panel_u32(4)
+            self.left = -1 if left == 0xFFFFFFFF else left
         if self.left < 0:
             return False
         if self.left == 0:

@@ -28,9 +28,14 @@ def open_node(port: str | None) -> node.NodeClient:
 
 
 def console(stderr: bool = False) -> "Console":
+    """A rich console; into a pipe or file, lines and tables keep their natural width."""
+    import sys
+
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 1000
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
 
 
 def size(n: int | None) -> str:

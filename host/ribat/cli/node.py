@@ -50,7 +50,8 @@ def status(port: str | None, as_json: bool) -> None:
 def reset(port: str | None, hard: bool) -> None:
     """Restart a node, and wait until it answers again."""
     client = open_node(port)
+    assert client.info is not None
     client.request("reset", hard=hard)
-    info = client.wait_ready()
+    info = client.wait_ready(not_boot=client.info.boot)
     click.echo(f"{info.name} restarted and answers (firmware {info.firmware}, slot {info.slot})",
                err=True)

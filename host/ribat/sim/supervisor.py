@@ -10,8 +10,9 @@ interpreter needs a terminal of its own as controlling terminal, so that Ctrl-C 
 KeyboardInterrupt in running code as on a board), and plays the parts of a board that the
 unix port lacks:
 
-- soft reset: the unix port exits on Ctrl-D or SystemExit; we print "MPY: soft reboot" and
-  start it again from flash, back in the raw REPL when that is where the reset came from;
+- soft reset: the unix port exits on Ctrl-D or SystemExit at its REPL (running code asks
+  through the ROM instead); we print "MPY: soft reboot" and start it again from flash,
+  back in the raw REPL when that is where the reset came from;
 - power: a power cycle kills the interpreter wherever it is. A power cut can be armed to
   fall after N more bytes from the host or N more flash writes (the ROM tears that write);
 - USB CDC: output is dropped while no host has the port open, and a host that stops reading
@@ -74,7 +75,7 @@ class Child:
         self.stderr = proc.stderr.fileno()
         self.pidfd = os.pidfd_open(proc.pid)
         self.err_buf = b""
-        self.killed_for = ""  # why we killed it: "power", "hard", "stop"
+        self.killed_for = ""  # why we killed it: "power", "hard", "soft", "stop"
 
     def close(self) -> None:
         for fd in (self.master, self.slave, self.pidfd):
@@ -125,7 +126,7 @@ class Supervisor:
             with open(tmp, "wb") as f:
                 f.write(b"\xff" * size)  # erased NOR flash
             os.replace(tmp, self.flash)
-        self.panel.write_bytes(bytes(16))
+        self.panel.write_bytes(bytes(20))
         self.host, slave = os.openpty()
         tty.setraw(slave)
         self.tty = os.ttyname(slave)
@@ -201,7 +202,7 @@ class Supervisor:
         child = self.child
         assert child is not None
         rc = child.proc.wait()
-        if not child.killed_for:
+        if child.killed_for in ("", "soft"):  # a power cut loses what was in flight
             self._drain_output(child)
         self._read_stderr(child)
         child.close()
@@ -212,13 +213,14 @@ class Supervisor:
         if child.killed_for in ("power", "hard"):
             self.hard_cause = "power_on" if child.killed_for == "power" else "hard"
             self._spawn("friendly", self.hard_cause)
-        elif rc < 0:
+        elif rc < 0 and child.killed_for != "soft":
             self.stats["crashes"] += 1
             self._log("interpreter died of signal %d: restarting" % -rc)
             self.hard_cause = "crash"
             self._spawn("friendly", self.hard_cause)
         else:
-            # Ctrl-D or SystemExit: a soft reset. A board keeps its hard reset cause.
+            # Ctrl-D, SystemExit, or a soft reset asked through the ROM. A board keeps the
+            # cause of its last hard reset across soft ones.
             self.stats["soft_resets"] += 1
             self._to_host(SOFT_REBOOT)
             self._spawn(self.mode, self.hard_cause)
@@ -253,6 +255,8 @@ class Supervisor:
             self._kill("power")
         elif word == "hard-reset":
             self._kill("hard")
+        elif word == "soft-reset":
+            self._kill("soft")
         elif word == "formatted":
             self.stats["formats"] += 1
             self._log("flash did not mount: formatted")
@@ -357,6 +361,7 @@ class Supervisor:
         child = self.child
         panel = self.panel.read_bytes()
         return {
+            "flash_writes": struct.unpack_from("<I", panel, 16)[0],
             "name": self.name,
             "board": self.board.name,
             "tty": self.tty,
@@ -384,10 +389,11 @@ class Supervisor:
         if op == "cut_after_input_bytes":
             self.cut_after_bytes = int(request["n"])
             return {"ok": True}
-        if op == "cut_after_flash_writes":
+        if op == "cut_after_flash_writes":  # n None: disarm
             generation = struct.unpack_from("<I", self.panel.read_bytes())[0] + 1
+            n = 0xFFFFFFFF if request.get("n") is None else int(request["n"])
             with open(self.panel, "r+b") as f:
-                f.write(struct.pack("<II", generation, int(request["n"])))
+                f.write(struct.pack("<II", generation, n))
             return {"ok": True}
         if op == "button":
             with open(self.panel, "r+b") as f:

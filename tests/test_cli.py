@@ -1,0 +1,137 @@
+"""The CLI's happy paths, each against a virtual board through its pseudo-terminal."""
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from conftest import ribat
+
+from ribat import schema, sim
+
+
+def p(s: sim.Sim) -> list[str]:
+    return ["--port", f"sim:{s.name}"]
+
+
+def test_help_lists_every_command() -> None:
+    run = ribat("--help")
+    assert run.code == 0
+    for command in ("boards", "flash", "status", "reset", "config", "telemetry", "sim"):
+        assert command in run.out
+    assert ribat("--version").out.strip() == "ribat, version 0.1.0"
+
+
+def test_config_set_get_unset_show(node: sim.Sim) -> None:
+    run = ribat("config", "set", "node.name", "tanger-med", "node.partner", "MA",
+                "telemetry.interval_ms", "250", *p(node))
+    assert run.code == 0, run.err
+    assert "node.name = tanger-med" in run.out and "telemetry.interval_ms = 250" in run.out
+    assert "read back" in run.err
+    assert ribat("config", "get", "node.partner", *p(node)).out.strip() == "MA"
+    shown = ribat("config", "show", "--json", *p(node))
+    values = json.loads(shown.out)
+    assert values == {**schema.defaults(), "node.name": "tanger-med", "node.partner": "MA",
+                      "telemetry.interval_ms": 250}
+    table = ribat("config", "show", *p(node)).out
+    assert all(key in table for key, *_ in schema.KEYS)
+    assert ribat("config", "unset", "node.partner", *p(node)).code == 0
+    assert ribat("config", "get", "node.partner", *p(node)).out.strip() == "XX"
+
+
+def test_config_survives_power_cycle_and_redeploy(node: sim.Sim, tmp_path: Path) -> None:
+    assert ribat("config", "set", "node.name", "algeciras", *p(node)).code == 0
+    sim.power_cycle(node.name)
+    assert ribat("config", "get", "node.name", *p(node)).out.strip() == "algeciras"
+    src = tmp_path / "fw"
+    import shutil
+
+    from conftest import FIRMWARE
+
+    shutil.copytree(FIRMWARE, src)
+    with open(src / "ribat" / "service.py", "a") as f:
+        f.write("\nCHANGED = 1\n")
+    assert ribat("flash", *p(node), "--source", str(src)).code == 0
+    assert ribat("config", "get", "node.name", *p(node)).out.strip() == "algeciras"
+
+
+def test_export_then_import_on_another_node(new_sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    a, b = new_sim(), new_sim()
+    for s in (a, b):
+        assert ribat("flash", *p(s)).code == 0
+    ribat("config", "set", "node.name", "rabat", "led.brightness", "5", *p(a))
+    exported = tmp_path / "rabat.json"
+    run = ribat("config", "export", str(exported), *p(a))
+    assert run.code == 0 and "exported 10 keys" in run.err
+    doc = json.loads(exported.read_text())
+    assert doc["ribat_config"] == 1 and doc["values"]["led.brightness"] == 5
+    run = ribat("config", "import", str(exported), *p(b))
+    assert run.code == 0, run.err
+    assert json.loads(ribat("config", "show", "--json", *p(b)).out) == doc["values"]
+
+
+def test_import_is_all_or_nothing(node: sim.Sim, tmp_path: Path) -> None:
+    before = ribat("config", "show", "--json", *p(node)).out
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"node.name": "changed", "alert.pattern": "strobe"}))
+    run = ribat("config", "import", str(bad), *p(node))
+    assert run.code == 6 and "alert.pattern must be one of steady, blink, pulse" in run.err
+    assert ribat("config", "show", "--json", *p(node)).out == before
+
+
+def test_export_to_an_unwritable_place_leaves_nothing(node: sim.Sim, tmp_path: Path) -> None:
+    run = ribat("config", "export", str(tmp_path / "missing" / "x.json"), *p(node))
+    assert run.code == 6 and "cannot write" in run.err
+    assert not (tmp_path / "missing").exists()
+
+
+def test_status(node: sim.Sim) -> None:
+    ribat("config", "set", "node.name", "bruxelles", "node.partner", "BE", *p(node))
+    run = ribat("status", *p(node))
+    assert run.code == 0, run.err
+    assert "bruxelles (BE)" in run.out and "virtual-rp2-pico" in run.out
+    for label in ("firmware", "up", "heap", "flash", "loop lag", "link", "temperature"):
+        assert label in run.out
+    snap = json.loads(ribat("status", "--json", *p(node)).out)
+    assert snap["node"]["partner"] == "BE" and snap["status"]["heap_free"] > 0
+
+
+def test_telemetry_record_csv_and_jsonl(node: sim.Sim, tmp_path: Path) -> None:
+    ribat("config", "set", "telemetry.interval_ms", "100", *p(node))
+    out = tmp_path / "t.csv"
+    run = ribat("telemetry", "record", "--duration", "1.5", "--out", str(out), *p(node))
+    assert run.code == 0 and ", 0 lost" in run.err, run.err
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert len(rows) >= 5
+    seqs = [int(r["seq"]) for r in rows]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert rows[-1]["fw"] == "0.1.0" and int(rows[-1]["heap_free"]) > 0
+    run = ribat("telemetry", "record", "--format", "jsonl", "--duration", "0.6", *p(node))
+    lines = [json.loads(line) for line in run.out.splitlines()]
+    assert lines and {"time", "uptime_ms", "rejected_crc"} <= set(lines[0])
+
+
+def test_telemetry_watch(node: sim.Sim) -> None:
+    ribat("config", "set", "telemetry.interval_ms", "200", *p(node))
+    run = ribat("telemetry", "watch", "--duration", "1.2", *p(node))
+    assert run.code == 0, run.err
+    assert "telemetry · frame" in run.out and "lost" in run.out
+
+
+def test_boards_marks_ribat_nodes(node: sim.Sim, new_sim) -> None:  # type: ignore[no-untyped-def]
+    bare = new_sim()
+    ribat("config", "set", "node.name", "paris", "node.partner", "FR", *p(node))
+    run = ribat("boards")
+    assert run.code == 0, run.err
+    lines = run.out.splitlines()
+    ours = next(line for line in lines if f"sim:{node.name}" in line)
+    assert "paris" in ours and "FR" in ours and "0.1.0" in ours
+    other = next(line for line in lines if f"sim:{bare.name}" in line)
+    assert "no ribat node answers" in other
+
+
+def test_reset_command(node: sim.Sim) -> None:
+    for args in ([], ["--hard"]):
+        run = ribat("reset", *args, *p(node))
+        assert run.code == 0 and "restarted and answers" in run.err, run.err
+    assert "since hard reset" in ribat("status", *p(node)).out
