@@ -103,7 +103,11 @@ def test_ctrl_c_interrupts_a_busy_main_py(board: sim.Sim) -> None:
 
 
 def test_mpremote_reset_is_a_hard_reset(board: sim.Sim) -> None:
-    mpremote(board.tty, "reset")
+    before = sim_status(board.name)["interpreter_pid"]
+    mpremote(board.tty, "reset")  # it resets 100 ms after mpremote has gone: wait for it
+    deadline = time.monotonic() + 10
+    while sim_status(board.name)["interpreter_pid"] == before and time.monotonic() < deadline:
+        time.sleep(0.05)
     out = mpremote(board.tty, "exec", "import machine; print(machine.reset_cause())")
     assert int(out) == 2  # HARD_RESET
 

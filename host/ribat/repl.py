@@ -19,6 +19,8 @@ from ribat.errors import BoardRestarted, DeviceError, NoAnswer, PortGone
 from ribat.transport import Port
 
 ENTER_TIMEOUT_S = 10.0  # interrupt the app and reach the raw REPL (soft reset included)
+ENTER_TRIES = 2  # a Ctrl-C sent while a board boots can be lost: ask once more
+READ_DEADLINE_S = 30.0  # the longest any single wait of mpremote's may last
 EXEC_TIMEOUT_S = 10.0  # silence allowed while a snippet runs
 CHAR_TIMEOUT_S = 1.0  # one blocking read(1) in mpremote's read loop
 
@@ -52,6 +54,38 @@ class _Transport(SerialTransport):
         # timeout) instead of polling in_waiting every 10 ms: faster on every kind of port.
         self.is_pty = True
         self.serial.timeout = CHAR_TIMEOUT_S
+        self.watch_restarts = False  # while running code: a board that restarts fails fast
+
+    def read_until(  # type: ignore[override]
+        self,
+        min_num_bytes: int,
+        ending: bytes,
+        timeout: float = 10,
+        data_consumer: Any = None,
+        timeout_overall: float | None = None,
+    ) -> bytes:
+        """mpremote's read_until, with its overall timeout enforced even while bytes keep
+        coming (a running node's telemetry would otherwise hold it forever)."""
+        data = b""
+        start = heard = time.monotonic()
+        deadline = start + (READ_DEADLINE_S if timeout_overall is None else timeout_overall)
+        while not data.endswith(ending):
+            b = self.serial.read(1)
+            now = time.monotonic()
+            if b:
+                heard = now
+                if data_consumer is not None:
+                    data_consumer(b)
+                    data = b
+                else:
+                    data += b
+                if self.watch_restarts and any(sign in data[-20:] for sign in RESTART_SIGNS):
+                    raise BoardRestarted(f"{self.device_name} restarted while running code")
+            elif timeout is not None and now - heard >= timeout:
+                break
+            if now >= deadline:
+                break
+        return data
 
 
 class RawRepl:
@@ -81,14 +115,25 @@ class RawRepl:
     def enter(self, soft_reset: bool, timeout: float = ENTER_TIMEOUT_S) -> None:
         """Interrupt whatever runs and enter the raw REPL (after a soft reset if asked)."""
         with self._errors("enter the raw REPL"):
-            self.transport.enter_raw_repl(soft_reset=soft_reset, timeout_overall=timeout)
+            for attempt in range(ENTER_TRIES):
+                try:
+                    self.transport.enter_raw_repl(soft_reset=soft_reset,
+                                                  timeout_overall=timeout / ENTER_TRIES)
+                    return
+                except TransportError:
+                    if attempt == ENTER_TRIES - 1:
+                        raise
 
     def exec(self, code: str, timeout: float = EXEC_TIMEOUT_S) -> bytes:
         """Run code; its output. Fails within `timeout` of silence or at once if the board
         restarts meanwhile (mpremote's own follow would wait as long as output flows)."""
         with self._errors("run code"):
-            self.transport.exec_raw_no_follow(code)
-            out, err = self._follow(timeout)
+            self.transport.watch_restarts = True
+            try:
+                self.transport.exec_raw_no_follow(code)
+                out, err = self._follow(timeout)
+            finally:
+                self.transport.watch_restarts = False
         if err:
             message = _last_line(err.decode(errors="replace"))
             raise DeviceError(f"running code failed on the board: {message}")

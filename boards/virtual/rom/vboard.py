@@ -3,11 +3,11 @@
 The simulator (host/ribat/sim/supervisor.py) starts the interpreter with the board's
 identity in environment variables and shares a small "panel" file with it:
 
-    offset 0  u32  generation, bumped by the simulator each time it arms a flash power cut
-    offset 4  u32  block writes to let through before the power cut (0xFFFFFFFF: none)
+    offset 0  u32  flash writes to let through before a power cut (0xFFFFFFFF: none armed);
+                   counted down here, so it survives the resets on the way
+    offset 4  u32  flash writes (program or erase) since the simulator started
     offset 8  u8   1 while the virtual button is held
     offset 12 u8   LED level in percent, written here for the simulator to show
-    offset 16 u32  flash writes (program or erase) since the simulator started
 
 Messages to the simulator go to stderr as lines b"\\x00ribat-sim <word>".
 """

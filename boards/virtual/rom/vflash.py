@@ -8,6 +8,7 @@ the board halts until the simulator kills it, as a real power loss would leave i
 import vboard
 
 _ERASED = b"\xff" * 256
+_NONE = 0xFFFFFFFF
 
 
 class Flash:
@@ -15,25 +16,17 @@ class Flash:
         self.f = open(path, "r+b")
         self.block_size = block_size
         self.blocks = blocks
-        self.generation = vboard.panel_u32(0)
-        self.left = -1  # writes before the power cut; -1: none armed
-        self.writes = vboard.panel_u32(16)
+        self.writes = vboard.panel_u32(4)
 
     def _torn(self) -> bool:
         """Count one write against an armed power cut; True if this write is the one cut."""
         self.writes += 1
-        vboard.set_panel_u32(16, self.writes)
-        generation = vboard.panel_u32(0)
-        if generation != self.generation:
-            self.generation = generation
-            left = vboard.panel_u32(4)
-            self.left = -1 if left == 0xFFFFFFFF else left
-        if self.left < 0:
+        vboard.set_panel_u32(4, self.writes)
+        left = vboard.panel_u32(0)
+        if left == _NONE:
             return False
-        if self.left == 0:
-            return True
-        self.left -= 1
-        return False
+        vboard.set_panel_u32(0, _NONE if left == 0 else left - 1)
+        return left == 0
 
     def _cut(self) -> None:
         self.f.flush()

@@ -5,10 +5,13 @@ host tool opens as it would a board's USB serial port.
 
     python -m ribat.sim.supervisor SIM_DIR
 
-It relays bytes between the host's terminal and the interpreter's own terminal (the
-interpreter needs a terminal of its own as controlling terminal, so that Ctrl-C raises
-KeyboardInterrupt in running code as on a board), and plays the parts of a board that the
-unix port lacks:
+It relays bytes between the host's terminal and the interpreter's own terminal, and plays
+the parts of a board that the unix port lacks:
+
+- Ctrl-C: a board turns it into KeyboardInterrupt in running code, and hands it to its REPL
+  as a character otherwise. We send SIGINT when the interpreter is catching it (it is
+  running code) and pass the byte on when not: the unix port resets SIGINT to "terminate"
+  between a script's end and its REPL, where a signal would kill it;
 
 - soft reset: the unix port exits on Ctrl-D or SystemExit at its REPL (running code asks
   through the ROM instead); we print "MPY: soft reboot" and start it again from flash,
@@ -48,16 +51,32 @@ SOFT_REBOOT = b"MPY: soft reboot\r\n"
 SIM_MARK = b"\x00ribat-sim "
 
 HOST_POLL_S = 0.02  # how often to look for a host opening the port while none has it open
+BOOT_HOLD_S = 2.0  # host input waits at most this long for the interpreter to boot
+SIGINT_GAP_S = 0.05
 TX_STALL_S = 0.5  # output a connected host leaves unread this long is dropped (CDC timeout)
 TX_LIMIT = 64 * 1024  # output held for a slow host before we stop reading the board
 RAW_FILTER_LIMIT = 16 * 1024  # boot output held while the raw REPL comes up
 READ_SIZE = 4096
+NO_CUT = 0xFFFFFFFF  # in the panel: no flash power cut armed (see boards/virtual/rom/vboard.py)
 
 
 def _controlling_terminal() -> None:
     """In the child: a session of its own, with its stdin terminal as controlling terminal."""
     os.setsid()
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def _catches_sigint(pid: int) -> bool:
+    """Whether the process has a SIGINT handler installed (MicroPython does while it runs
+    code), from the SigCgt mask in /proc/<pid>/status."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+    except OSError:
+        pass
+    return False
 
 
 def _set_nonblocking(fd: int) -> None:
@@ -76,6 +95,13 @@ class Child:
         self.pidfd = os.pidfd_open(proc.pid)
         self.err_buf = b""
         self.killed_for = ""  # why we killed it: "power", "hard", "soft", "stop"
+        # Host input waits until the ROM runs: a Ctrl-C reaching the process before
+        # MicroPython has its SIGINT handler would be lost, as a board hears nothing
+        # before its firmware starts.
+        self.booted = False
+        self.spawned = time.monotonic()
+        self.held = bytearray()
+        self.last_sigint = 0.0
 
     def close(self) -> None:
         for fd in (self.master, self.slave, self.pidfd):
@@ -126,7 +152,7 @@ class Supervisor:
             with open(tmp, "wb") as f:
                 f.write(b"\xff" * size)  # erased NOR flash
             os.replace(tmp, self.flash)
-        self.panel.write_bytes(bytes(20))
+        self.panel.write_bytes(struct.pack("<IIII", NO_CUT, 0, 0, 0))
         self.host, slave = os.openpty()
         tty.setraw(slave)
         self.tty = os.ttyname(slave)
@@ -145,13 +171,7 @@ class Supervisor:
 
     def _spawn(self, mode: str, cause: str) -> None:
         master, slave = os.openpty()
-        tty.setraw(slave)
-        attrs = termios.tcgetattr(slave)
-        attrs[3] |= termios.ISIG | termios.NOFLSH  # Ctrl-C interrupts, and loses no input
-        # ...but only Ctrl-C, as on a board: no SIGQUIT on Ctrl-\, no SIGTSTP on Ctrl-Z.
-        for key in (termios.VQUIT, termios.VSUSP):
-            attrs[6][key] = b"\x00"  # _POSIX_VDISABLE on Linux
-        termios.tcsetattr(slave, termios.TCSANOW, attrs)
+        tty.setraw(slave)  # no signals from the terminal: we deliver Ctrl-C ourselves
         rom = boards.rom_dir()
         env = dict(
             os.environ,
@@ -257,6 +277,9 @@ class Supervisor:
             self._kill("hard")
         elif word == "soft-reset":
             self._kill("soft")
+        elif word == "booted" and self.child is not None:
+            self.child.booted = True
+            self._release_input()
         elif word == "formatted":
             self.stats["formats"] += 1
             self._log("flash did not mount: formatted")
@@ -264,8 +287,12 @@ class Supervisor:
     # -- bytes between host and board ----------------------------------------------------
 
     def _on_input(self, data: bytes) -> None:
-        if self.child is None or self.child.killed_for:
+        child = self.child
+        if child is None or child.killed_for:
             return  # a board that is off hears nothing
+        if not child.booted:
+            child.held += data
+            return
         cut = False
         if self.cut_after_bytes >= 0:
             if len(data) >= self.cut_after_bytes:
@@ -273,17 +300,41 @@ class Supervisor:
                 cut = True
             self.cut_after_bytes -= len(data)
         self.stats["bytes_in"] += len(data)
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(self.child.master, view) :]
-            except BlockingIOError:
-                select.select([], [self.child.master], [], 0.05)
+        for i, part in enumerate(data.split(b"\x03")):
+            if i:
+                self._ctrl_c(child)
+            self._write_child(child, part)
         if cut:
             self.cut_after_bytes = -1
             self.stats["power_cuts"] += 1
             self._log("power cut after the armed number of input bytes")
             self._kill("power")
+
+    def _write_child(self, child: Child, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(child.master, view) :]
+            except BlockingIOError:
+                select.select([], [child.master], [], 0.05)
+
+    def _ctrl_c(self, child: Child) -> None:
+        if not _catches_sigint(child.proc.pid):
+            self._write_child(child, b"\x03")  # the REPL reads it as a character
+            return
+        now = time.monotonic()
+        # The unix port exits on a second SIGINT that comes before it handled the first;
+        # a board would just raise KeyboardInterrupt again: one per SIGINT_GAP_S is plenty.
+        if now - child.last_sigint >= SIGINT_GAP_S:
+            child.last_sigint = now
+            os.kill(child.proc.pid, signal.SIGINT)
+
+    def _release_input(self) -> None:
+        child = self.child
+        if child is not None and child.held:
+            held, child.held = bytes(child.held), bytearray()
+            child.booted = True
+            self._on_input(held)
 
     def _on_output(self, data: bytes) -> None:
         window = self.tail + data
@@ -361,7 +412,7 @@ class Supervisor:
         child = self.child
         panel = self.panel.read_bytes()
         return {
-            "flash_writes": struct.unpack_from("<I", panel, 16)[0],
+            "flash_writes": struct.unpack_from("<I", panel, 4)[0],
             "name": self.name,
             "board": self.board.name,
             "tty": self.tty,
@@ -386,14 +437,13 @@ class Supervisor:
         if op == "stop":
             self._stop()
             return {"ok": True}
-        if op == "cut_after_input_bytes":
+        if op == "cut_after_input_bytes":  # n < 0: disarm
             self.cut_after_bytes = int(request["n"])
             return {"ok": True}
         if op == "cut_after_flash_writes":  # n None: disarm
-            generation = struct.unpack_from("<I", self.panel.read_bytes())[0] + 1
-            n = 0xFFFFFFFF if request.get("n") is None else int(request["n"])
+            n = NO_CUT if request.get("n") is None else int(request["n"])
             with open(self.panel, "r+b") as f:
-                f.write(struct.pack("<II", generation, n))
+                f.write(struct.pack("<I", n))
             return {"ok": True}
         if op == "button":
             with open(self.panel, "r+b") as f:
@@ -451,6 +501,11 @@ class Supervisor:
                 handlers[child.pidfd] = self._on_exit
             timeout = max(0.0, self.next_host_poll - now)
             if self.tx:
+                timeout = min(timeout, 0.05)
+            if child is not None and not child.booted:
+                if now - child.spawned > BOOT_HOLD_S:
+                    child.booted = True  # it never said so: let the host talk to it anyway
+                    self._release_input()
                 timeout = min(timeout, 0.05)
             for fd, _ in p.poll(timeout * 1000):
                 handlers[fd]()

@@ -1,0 +1,188 @@
+"""Power cuts at every point of a config save and across a deploy: afterwards the flash
+mounts (never reformatted), the node boots and answers, the config is the old one or the
+new one whole, the firmware the old build or the new one, and a new deploy completes.
+
+The virtual board cuts the power after an armed number of flash writes (tearing that write
+in half, as NOR flash is left by a real power loss) or of bytes from the host.
+"""
+
+import shutil
+from pathlib import Path
+
+from conftest import FIRMWARE, sim_status
+
+from ribat import deploy, sim
+from ribat.errors import RibatError
+from ribat.node import NodeClient, connect
+from ribat.repl import RawRepl
+from ribat.transport import Port
+
+OLD = {"node.name": "old-name", "led.brightness": 10, "alert.pattern": "steady"}
+NEW = {"node.name": "new-name", "led.brightness": 90, "alert.pattern": "pulse"}
+SWEEP_POINTS = 24  # cut points spread over a deploy
+
+
+def arm_flash_cut(name: str, writes: int | None) -> None:
+    sim.control(name, {"op": "cut_after_flash_writes", "n": writes})
+
+
+def arm_byte_cut(name: str, n: int) -> None:
+    sim.control(name, {"op": "cut_after_input_bytes", "n": n})
+
+
+def cuts(name: str) -> int:
+    return sim_status(name)["power_cuts"]
+
+
+def set_config(tty: str, values: dict) -> None:
+    with connect(tty) as client:
+        client.request("config.set", set=values)
+
+
+def read_config(tty: str) -> dict:
+    with connect(tty) as client:
+        values = client.request("config.get")["values"]
+    return {key: values[key] for key in OLD}
+
+
+def test_power_cut_at_every_flash_write_of_a_config_save(node: sim.Sim) -> None:
+    assert node.tty
+    formats = sim_status(node.name)["formats"]
+    k = 0
+    while True:
+        set_config(node.tty, OLD)
+        before = cuts(node.name)
+        arm_flash_cut(node.name, k)
+        with NodeClient(Port(node.tty)) as client:
+            client.wait_ready()
+            try:
+                client.request("config.set", timeout=1.5, set=NEW)
+            except RibatError:
+                pass  # the node lost power before it could answer
+        cut = cuts(node.name) > before
+        arm_flash_cut(node.name, None)
+        assert read_config(node.tty) in (OLD, NEW), f"mixed config after a cut at write {k}"
+        if not cut:
+            break  # the save needed fewer than k writes: every one of them has been cut
+        k += 1
+    assert k >= 3, "a save that wrote almost nothing: the sweep tested nothing"
+    assert read_config(node.tty) == NEW
+    assert sim_status(node.name)["formats"] == formats  # the flash always mounted
+
+
+def changed_firmware(tmp_path: Path) -> Path:
+    src = tmp_path / "new-fw"
+    shutil.copytree(FIRMWARE, src)
+    for module in ("app.py", "link.py", "telemetry.py"):
+        with open(src / "ribat" / module, "a") as f:
+            f.write("\nCHANGED = 1\n")
+    return src
+
+
+def build_of(tty: str) -> str | None:
+    with connect(tty) as client:
+        assert client.info is not None
+        assert not client.info.fallback
+        return client.info.build
+
+
+WIPE_INACTIVE = """
+import os
+def rm(p):
+    if os.stat(p)[0] & 0x4000:
+        for n in os.listdir(p):
+            rm(p + '/' + n)
+        os.rmdir(p)
+    else:
+        os.remove(p)
+active = open('/fw/active').read().strip()
+try:
+    rm('/fw/' + ('b' if active == 'a' else 'a'))
+except OSError:
+    pass
+"""
+
+
+def shipped_firmware_only(tty: str) -> str:
+    """The shipped firmware active and the other slot empty: every iteration of a sweep
+    starts from here, so each deploy writes the same. Its build."""
+    build = deploy.deploy(tty).manifest["build"]
+    with Port(tty) as port:
+        repl = RawRepl(port)
+        repl.enter(soft_reset=True)
+        repl.exec(WIPE_INACTIVE)
+        repl.start_app()
+    return str(build)
+
+
+def sweep(name: str, tty: str, src: Path, arm, total: int) -> dict:  # type: ignore[no-untyped-def]
+    """Deploy src over the shipped firmware again and again, cutting the power at points
+    spread over `total` (flash writes or bytes the deploy took when measured): after every
+    cut the node runs the old build or the new one, and a deploy the cut point did not
+    reach has completed. Returns {cut point: build running after it}."""
+    new = deploy.deploy(tty, source=src).manifest["build"]
+    formats = sim_status(name)["formats"]
+    # spread over the whole deploy, plus its very end, where the switch happens
+    points = sorted({total * i // SWEEP_POINTS for i in range(SWEEP_POINTS)}
+                    | {total - 3, total - 2, total - 1})
+    seen = {}
+    for point in points:
+        old = shipped_firmware_only(tty)
+        before = cuts(name)
+        arm(name, point)
+        try:
+            deploy.deploy(tty, source=src)
+            completed = True
+        except RibatError:
+            completed = False  # cut: the deploy fails, as it must
+        cut = cuts(name) > before
+        arm_flash_cut(name, None)
+        arm_byte_cut(name, -1)
+        build = build_of(tty)
+        assert cut or completed, f"a deploy failed with no power cut at {point} of {total}"
+        assert build in (old, new), f"build {build} running after a cut at {point} of {total}"
+        assert cut or build == new
+        seen[point] = (cut, build == new)
+    assert sim_status(name)["formats"] == formats  # the flash always mounted
+    assert deploy.deploy(tty, source=src).manifest["build"] == build_of(tty) == new
+    return seen
+def measure(name: str, tty: str, src: Path, counter: str) -> int:
+    """How many flash writes or input bytes a deploy of src over the shipped firmware takes."""
+    shipped_firmware_only(tty)
+    before = sim_status(name)[counter]
+    deploy.deploy(tty, source=src)
+    return int(sim_status(name)[counter] - before)
+
+
+def test_power_cut_across_a_deploy_by_flash_writes(node: sim.Sim, tmp_path: Path) -> None:
+    assert node.tty
+    src = changed_firmware(tmp_path)
+    writes = measure(node.name, node.tty, src, "flash_writes")
+    assert writes > SWEEP_POINTS
+    seen = sweep(node.name, node.tty, src, arm_flash_cut, writes)
+    # the switch is the deploy's last write: a cut before or on it leaves the old build
+    assert sum(cut for cut, _ in seen.values()) >= SWEEP_POINTS
+    assert all(not is_new for cut, is_new in seen.values() if cut)
+
+
+def test_power_cut_across_a_deploy_by_bytes_from_the_host(node: sim.Sim,
+                                                         tmp_path: Path) -> None:
+    assert node.tty
+    src = changed_firmware(tmp_path)
+    total = measure(node.name, node.tty, src, "bytes_in")
+    seen = sweep(node.name, node.tty, src, arm_byte_cut, total)
+    assert sum(cut for cut, _ in seen.values()) >= SWEEP_POINTS
+
+
+def test_power_cut_during_the_first_deploy_leaves_a_reachable_board(board: sim.Sim) -> None:
+    assert board.tty
+    for point in (50, 400, 2000):
+        arm_flash_cut(board.name, point)
+        try:
+            deploy.deploy(board.tty)
+        except RibatError:
+            pass
+        arm_flash_cut(board.name, None)
+    deploy.deploy(board.tty)
+    assert build_of(board.tty)
+    assert sim_status(board.name)["formats"] == 1  # the first boot's, and no other
