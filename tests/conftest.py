@@ -87,8 +87,9 @@ def ribat(*args: str, timeout: float = 60, env: dict | None = None) -> Run:
     return Run(done.returncode, done.stdout, done.stderr)
 
 
-def micropython(code: str, heap: str = "192K", path: tuple[Path, ...] = (FIRMWARE,),
-                cwd: Path | None = None) -> str:
+def micropython(
+    code: str, heap: str = "192K", path: tuple[Path, ...] = (FIRMWARE,), cwd: Path | None = None
+) -> str:
     """Run code under MicroPython's unix port with a board-sized heap; its output.
 
     The code must print "OK" as its last line; anything else fails the test with the

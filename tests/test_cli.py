@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 from conftest import ribat
-
 from ribat import schema, sim
 
 
@@ -23,16 +22,29 @@ def test_help_lists_every_command() -> None:
 
 
 def test_config_set_get_unset_show(node: sim.Sim) -> None:
-    run = ribat("config", "set", "node.name", "tanger-med", "node.partner", "MA",
-                "telemetry.interval_ms", "250", *p(node))
+    run = ribat(
+        "config",
+        "set",
+        "node.name",
+        "tanger-med",
+        "node.partner",
+        "MA",
+        "telemetry.interval_ms",
+        "250",
+        *p(node),
+    )
     assert run.code == 0, run.err
     assert "node.name = tanger-med" in run.out and "telemetry.interval_ms = 250" in run.out
     assert "read back" in run.err
     assert ribat("config", "get", "node.partner", *p(node)).out.strip() == "MA"
     shown = ribat("config", "show", "--json", *p(node))
     values = json.loads(shown.out)
-    assert values == {**schema.defaults(), "node.name": "tanger-med", "node.partner": "MA",
-                      "telemetry.interval_ms": 250}
+    assert values == {
+        **schema.defaults(),
+        "node.name": "tanger-med",
+        "node.partner": "MA",
+        "telemetry.interval_ms": 250,
+    }
     table = ribat("config", "show", *p(node)).out
     assert all(key in table for key, *_ in schema.KEYS)
     assert ribat("config", "unset", "node.partner", *p(node)).code == 0

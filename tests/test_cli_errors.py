@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import serial
-from conftest import FIRMWARE, Run, ribat
 
+from conftest import FIRMWARE, Run, ribat
 from ribat import ports, sim
 
 
@@ -53,7 +53,9 @@ def test_port_busy(node: sim.Sim) -> None:
 def test_port_disappears_mid_command(node: sim.Sim) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "ribat", "telemetry", "record", "--port", f"sim:{node.name}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     assert proc.stdout.readline().startswith("time,seq,")  # the header: it is recording
@@ -63,8 +65,12 @@ def test_port_disappears_mid_command(node: sim.Sim) -> None:
 
 
 def test_board_runs_micropython_but_not_ribat(board: sim.Sim) -> None:
-    one_clean_line(ribat("status", "--port", f"sim:{board.name}"), 5,
-                   "runs MicroPython 1.29.0 but not ribat", "ribat flash")
+    one_clean_line(
+        ribat("status", "--port", f"sim:{board.name}"),
+        5,
+        "runs MicroPython 1.29.0 but not ribat",
+        "ribat flash",
+    )
 
 
 def test_ribat_installed_but_not_starting(board: sim.Sim, tmp_path: Path) -> None:
@@ -74,8 +80,9 @@ def test_ribat_installed_but_not_starting(board: sim.Sim, tmp_path: Path) -> Non
         f.write("\ndef run(slot, fallback=False):\n    raise RuntimeError('broken on purpose')\n")
     run = ribat("flash", "--port", str(board.tty), "--source", str(src))
     one_clean_line(run, 8, "does not answer")
-    one_clean_line(ribat("status", "--port", str(board.tty)), 5, "does not start",
-                   "broken on purpose")
+    one_clean_line(
+        ribat("status", "--port", str(board.tty)), 5, "does not start", "broken on purpose"
+    )
 
 
 def test_protocol_version_mismatch(board: sim.Sim, tmp_path: Path) -> None:
@@ -83,22 +90,34 @@ def test_protocol_version_mismatch(board: sim.Sim, tmp_path: Path) -> None:
     shutil.copytree(FIRMWARE, src)
     codec_py = src / "ribat" / "codec.py"
     codec_py.write_text(codec_py.read_text().replace("\nVERSION = 1\n", "\nVERSION = 2\n"))
-    one_clean_line(ribat("flash", "--port", str(board.tty), "--source", str(src)), 5,
-                   "host speaks ribat protocol 1, the node speaks 2", "pip install -U ribat")
+    one_clean_line(
+        ribat("flash", "--port", str(board.tty), "--source", str(src)),
+        5,
+        "host speaks ribat protocol 1, the node speaks 2",
+        "pip install -U ribat",
+    )
     one_clean_line(ribat("status", "--port", str(board.tty)), 5, "protocol 1", "speaks 2")
-    one_clean_line(ribat("config", "get", "node.name", "--port", str(board.tty)), 5,
-                   "version mismatch")
+    one_clean_line(
+        ribat("config", "get", "node.name", "--port", str(board.tty)), 5, "version mismatch"
+    )
 
 
 def test_invalid_config_key_and_value_change_nothing(node: sim.Sim) -> None:
     port = f"sim:{node.name}"
-    one_clean_line(ribat("config", "set", "node.nmae", "x", "--port", port), 6,
-                   "unknown configuration key 'node.nmae'", "did you mean node.name")
-    one_clean_line(ribat("config", "set", "node.name", "ok", "led.brightness", "300",
-                         "--port", port), 6, "led.brightness must be a whole number from 0 "
-                   "to 100 (got 300)")
-    one_clean_line(ribat("config", "set", "telemetry.enabled", "maybe", "--port", port), 6,
-                   "true or false")
+    one_clean_line(
+        ribat("config", "set", "node.nmae", "x", "--port", port),
+        6,
+        "unknown configuration key 'node.nmae'",
+        "did you mean node.name",
+    )
+    one_clean_line(
+        ribat("config", "set", "node.name", "ok", "led.brightness", "300", "--port", port),
+        6,
+        "led.brightness must be a whole number from 0 to 100 (got 300)",
+    )
+    one_clean_line(
+        ribat("config", "set", "telemetry.enabled", "maybe", "--port", port), 6, "true or false"
+    )
     assert ribat("config", "get", "node.name", "--port", port).out.strip() == "ribat"
     usage = ribat("config", "set", "node.name", "--port", port)
     assert usage.code == 2 and "has no value" in usage.err

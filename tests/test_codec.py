@@ -106,8 +106,12 @@ def test_meta_length_past_the_body_is_a_header_error() -> None:
 
 def test_another_version_keeps_version_kind_and_seq_only() -> None:
     frame = codec.decode(_forge(codec.VERSION + 1, b"anything: not parsed"))
-    assert (frame.version, frame.kind, frame.seq, frame.meta) == (codec.VERSION + 1,
-                                                                  codec.REQUEST, 9, None)
+    assert (frame.version, frame.kind, frame.seq, frame.meta) == (
+        codec.VERSION + 1,
+        codec.REQUEST,
+        9,
+        None,
+    )
 
 
 def test_junk_between_frames_and_cooked_line_ends() -> None:
@@ -146,13 +150,15 @@ def test_a_frame_of_exactly_the_maximum_body_is_accepted() -> None:
 
 
 @given(
-    junk=st.lists(st.binary(max_size=64).map(lambda b: b.replace(b"\x1e", b"")), min_size=3,
-                  max_size=3),
+    junk=st.lists(
+        st.binary(max_size=64).map(lambda b: b.replace(b"\x1e", b"")), min_size=3, max_size=3
+    ),
     seqs=st.lists(st.integers(0, 65535), min_size=2, max_size=2),
     data=st.binary(max_size=200),
 )
-def test_frames_survive_any_junk_around_them(junk: list[bytes], seqs: list[int],
-                                             data: bytes) -> None:
+def test_frames_survive_any_junk_around_them(
+    junk: list[bytes], seqs: list[int], data: bytes
+) -> None:
     lines = [codec.encode(codec.RESPONSE, s, {"n": s}, data) for s in seqs]
     # Junk ending without a newline would run into the next marker harmlessly; junk is
     # dropped outside frames, so only what follows a marker can hurt: nothing here does.

@@ -2,7 +2,6 @@
 and the deframer takes junk without allocating."""
 
 from conftest import micropython
-
 from ribat import codec
 
 

@@ -4,8 +4,8 @@ and the node's configuration store, under MicroPython."""
 from pathlib import Path
 
 import pytest
-from conftest import micropython
 
+from conftest import micropython
 from ribat import config, schema
 from ribat.errors import InvalidConfig
 
@@ -61,8 +61,9 @@ def test_check_on_the_node_agrees() -> None:
     """)
 
 
-@pytest.mark.parametrize("text, value", [("true", True), ("On", True), ("0", False),
-                                         ("no", False)])
+@pytest.mark.parametrize(
+    "text, value", [("true", True), ("On", True), ("0", False), ("no", False)]
+)
 def test_parse_bool(text: str, value: bool) -> None:
     assert config.parse("telemetry.enabled", text) is value
 

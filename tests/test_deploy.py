@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FIRMWARE, ribat, sim_status
 
+from conftest import FIRMWARE, ribat, sim_status
 from ribat import boards, deploy, firmware, sim
 from ribat.errors import Unsupported
 from ribat.node import NodeClient
@@ -99,9 +99,19 @@ def test_dry_run_changes_nothing(node: sim.Sim, tmp_path: Path) -> None:
 
 def test_a_replaced_main_py_is_restored(node: sim.Sim) -> None:
     assert node.tty
-    subprocess.run([sys.executable, "-m", "mpremote", "connect", node.tty, "exec",
-                    "f = open('main.py', 'w'); f.write('print(1)'); f.close()"], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mpremote",
+            "connect",
+            node.tty,
+            "exec",
+            "f = open('main.py', 'w'); f.write('print(1)'); f.close()",
+        ],
+        check=True,
+        capture_output=True,
+    )
     result = deploy.deploy(node.tty)
     assert result.plan.loader and not result.plan.transfer
     assert board_files(node.tty)["loader"] == firmware.sha256((FIRMWARE / "main.py").read_bytes())
@@ -119,8 +129,7 @@ def test_the_firmware_runs_on_every_virtual_board(new_sim, short: str) -> None: 
     assert status["heap_free"] > boards.load(info.board).heap_bytes * 0.4
 
 
-def test_interrupted_deploy_leaves_the_old_firmware_running(node: sim.Sim,
-                                                            tmp_path: Path) -> None:
+def test_interrupted_deploy_leaves_the_old_firmware_running(node: sim.Sim, tmp_path: Path) -> None:
     assert node.tty
     old = hello(node.tty)["build"]
     src = copy_firmware(tmp_path)
@@ -142,8 +151,11 @@ def test_ctrl_c_to_ribat_flash(node: sim.Sim, tmp_path: Path) -> None:
     old = hello(node.tty)["build"]
     src = copy_firmware(tmp_path)
     (src / "ribat" / "bulk.py").write_text("DATA = %r\n" % ("x1" * 200000))
-    proc = subprocess.Popen([sys.executable, "-m", "ribat", "flash", "--port", node.tty,
-                             "--source", str(src)], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ribat", "flash", "--port", node.tty, "--source", str(src)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stderr is not None
     assert "probing" in proc.stderr.readline()
     proc.send_signal(signal.SIGINT)
@@ -151,19 +163,29 @@ def test_ctrl_c_to_ribat_flash(node: sim.Sim, tmp_path: Path) -> None:
     assert proc.wait(timeout=60) in (130, 0), err
     if proc.returncode == 130:
         assert "interrupted" in err
-    assert hello(node.tty)["build"] in (old, deploy.deploy(node.tty, source=src,
-                                                           dry_run=True).manifest["build"])
+    assert hello(node.tty)["build"] in (
+        old,
+        deploy.deploy(node.tty, source=src, dry_run=True).manifest["build"],
+    )
 
 
-def test_unsupported_micropython_is_refused(board: sim.Sim, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unsupported_micropython_is_refused(
+    board: sim.Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     future = tmp_path / "boards" / "virtual-future"
     future.mkdir(parents=True)
-    (future / "board.json").write_text(json.dumps({
-        "name": "virtual-future", "description": "a board needing MicroPython 1.30",
-        "emulates": "rp2-pico", "port": "unix", "hal": "virtual",
-        "micropython_min": "1.30.0",
-    }))
+    (future / "board.json").write_text(
+        json.dumps(
+            {
+                "name": "virtual-future",
+                "description": "a board needing MicroPython 1.30",
+                "emulates": "rp2-pico",
+                "port": "unix",
+                "hal": "virtual",
+                "micropython_min": "1.30.0",
+            }
+        )
+    )
     monkeypatch.setenv("RIBAT_BOARDS_PATH", str(tmp_path / "boards"))
     run = ribat("flash", "--port", str(board.tty), "--board", "virtual-future")
     assert run.code == 5, run.err
@@ -183,6 +205,7 @@ def test_mpy_cross_is_chosen_by_the_boards_mpy_version() -> None:
     assert firmware.MpyFormat.from_sys(2822) == firmware.MpyFormat(6, 3)  # unix x64, 1.29
     assert firmware.mpy_cross_for(firmware.MpyFormat(6, 3)).is_file()
     assert firmware.mpy_cross_for(firmware.MpyFormat(6, 1)) != firmware.mpy_cross_for(
-        firmware.MpyFormat(6, 3))
-    with pytest.raises(Unsupported, match="loads .mpy v7.0"):
+        firmware.MpyFormat(6, 3)
+    )
+    with pytest.raises(Unsupported, match=r"loads \.mpy v7\.0"):
         firmware.mpy_cross_for(firmware.MpyFormat(7, 0))

@@ -10,7 +10,6 @@ import shutil
 from pathlib import Path
 
 from conftest import FIRMWARE, sim_status
-
 from ribat import deploy, sim
 from ribat.errors import RibatError
 from ribat.node import NodeClient, connect
@@ -123,8 +122,10 @@ def sweep(name: str, tty: str, src: Path, arm, total: int) -> dict:  # type: ign
     new = deploy.deploy(tty, source=src).manifest["build"]
     formats = sim_status(name)["formats"]
     # spread over the whole deploy, plus its very end, where the switch happens
-    points = sorted({total * i // SWEEP_POINTS for i in range(SWEEP_POINTS)}
-                    | {total - 3, total - 2, total - 1})
+    points = sorted(
+        {total * i // SWEEP_POINTS for i in range(SWEEP_POINTS)}
+        | {total - 3, total - 2, total - 1}
+    )
     seen = {}
     for point in points:
         old = shipped_firmware_only(tty)
@@ -146,6 +147,8 @@ def sweep(name: str, tty: str, src: Path, arm, total: int) -> dict:  # type: ign
     assert sim_status(name)["formats"] == formats  # the flash always mounted
     assert deploy.deploy(tty, source=src).manifest["build"] == build_of(tty) == new
     return seen
+
+
 def measure(name: str, tty: str, src: Path, counter: str) -> int:
     """How many flash writes or input bytes a deploy of src over the shipped firmware takes."""
     shipped_firmware_only(tty)
@@ -165,8 +168,7 @@ def test_power_cut_across_a_deploy_by_flash_writes(node: sim.Sim, tmp_path: Path
     assert all(not is_new for cut, is_new in seen.values() if cut)
 
 
-def test_power_cut_across_a_deploy_by_bytes_from_the_host(node: sim.Sim,
-                                                         tmp_path: Path) -> None:
+def test_power_cut_across_a_deploy_by_bytes_from_the_host(node: sim.Sim, tmp_path: Path) -> None:
     assert node.tty
     src = changed_firmware(tmp_path)
     total = measure(node.name, node.tty, src, "bytes_in")

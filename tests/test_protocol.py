@@ -46,8 +46,14 @@ def test_each_rejection_is_counted_and_answered_where_it_can_be(client: NodeClie
     assert client.request("ping") == {}  # ...by this frame, which is answered
     after = rejected(client)
     grew = {k: after[k] - before[k] for k in after if after[k] != before[k]}
-    assert grew == {"unknown": 1, "args": 1, "crc": 1, "oversize": 1, "encoding": 1,
-                    "truncated": 1}
+    assert grew == {
+        "unknown": 1,
+        "args": 1,
+        "crc": 1,
+        "oversize": 1,
+        "encoding": 1,
+        "truncated": 1,
+    }
 
 
 def test_the_node_says_which_version_it_speaks(node: sim.Sim) -> None:
@@ -62,8 +68,11 @@ def test_the_node_says_which_version_it_speaks(node: sim.Sim) -> None:
                 if deframer.push(b) == -2:
                     frame = codec.decode(bytes(deframer.line()))
     assert frame is not None and (frame.kind, frame.seq) == (codec.ERROR, 5)
-    assert frame.meta == {"error": "version", "proto": 1,
-                          "message": "this node speaks protocol 1, not 2"}
+    assert frame.meta == {
+        "error": "version",
+        "proto": 1,
+        "message": "this node speaks protocol 1, not 2",
+    }
 
 
 def test_random_bytes_never_stop_the_node_nor_grow_its_heap(client: NodeClient) -> None:
@@ -100,9 +109,20 @@ def test_telemetry_at_100_ms_loses_no_frame(client: NodeClient) -> None:
         assert event is not None, "telemetry stopped"
         if event.get("event") == "telemetry":
             seqs.append(event["seq"])
-            for field in ("uptime_ms", "reset_cause", "heap_free", "heap_used", "flash_free",
-                          "flash_used", "loop_lag_ms", "rx_ok", "rx_rejected", "tx", "fw",
-                          "temp_c"):
+            for field in (
+                "uptime_ms",
+                "reset_cause",
+                "heap_free",
+                "heap_used",
+                "flash_free",
+                "flash_used",
+                "loop_lag_ms",
+                "rx_ok",
+                "rx_rejected",
+                "tx",
+                "fw",
+                "temp_c",
+            ):
                 assert field in event
     assert seqs == list(range(seqs[0], seqs[0] + 40))
 
@@ -110,8 +130,18 @@ def test_telemetry_at_100_ms_loses_no_frame(client: NodeClient) -> None:
 def test_the_repl_stays_reachable_beside_the_running_node(node: sim.Sim) -> None:
     assert node.tty
     done = subprocess.run(
-        [sys.executable, "-m", "mpremote", "connect", node.tty, "resume", "exec",
-         "print('repl', 6 * 7)"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "mpremote",
+            "connect",
+            node.tty,
+            "resume",
+            "exec",
+            "print('repl', 6 * 7)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0 and "repl 42" in done.stdout, done.stdout + done.stderr

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import serial
-from conftest import ribat, sim_status
 
+from conftest import ribat, sim_status
 from ribat import boards, sim
 from ribat.errors import SimError
 
@@ -17,7 +17,9 @@ from ribat.errors import SimError
 def mpremote(tty: str, *args: str) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "mpremote", "connect", tty, *args],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
@@ -82,8 +84,9 @@ def test_heap_is_the_real_boards(new_sim, short: str, name: str) -> None:  # typ
 
 
 def test_ctrl_d_soft_resets_and_runs_main_py(board: sim.Sim) -> None:
-    mpremote(board.tty, "exec", "f = open('main.py', 'w'); f.write('print(\"main ran\")'); "
-             "f.close()")
+    mpremote(
+        board.tty, "exec", "f = open('main.py', 'w'); f.write('print(\"main ran\")'); f.close()"
+    )
     with serial.Serial(board.tty, timeout=0.2) as port:
         port.write(b"\x03\x02")  # interrupt whatever runs; the friendly REPL
         read_until(port, b">>> ")
@@ -103,10 +106,10 @@ def test_ctrl_c_interrupts_a_busy_main_py(board: sim.Sim) -> None:
 
 
 def test_mpremote_reset_is_a_hard_reset(board: sim.Sim) -> None:
-    before = sim_status(board.name)["interpreter_pid"]
+    assert sim_status(board.name)["reset_cause"] == "power_on"
     mpremote(board.tty, "reset")  # it resets 100 ms after mpremote has gone: wait for it
     deadline = time.monotonic() + 10
-    while sim_status(board.name)["interpreter_pid"] == before and time.monotonic() < deadline:
+    while sim_status(board.name)["reset_cause"] != "hard" and time.monotonic() < deadline:
         time.sleep(0.05)
     out = mpremote(board.tty, "exec", "import machine; print(machine.reset_cause())")
     assert int(out) == 2  # HARD_RESET

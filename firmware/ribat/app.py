@@ -7,9 +7,9 @@ import binascii
 import json
 import os
 
+import hal
 from micropython import const
 
-import hal
 from ribat import config, link, service, telemetry
 
 MAX_BODY = const(1024)  # largest frame body accepted; told to the host in hello

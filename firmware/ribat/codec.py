@@ -76,9 +76,11 @@ class FrameError(Exception):
 
 
 class Frame:
-    __slots__ = ("version", "kind", "seq", "meta", "data")
+    __slots__ = ("data", "kind", "meta", "seq", "version")
 
-    def __init__(self, version: int, kind: int, seq: int, meta: "dict | None", data: bytes) -> None:
+    def __init__(
+        self, version: int, kind: int, seq: int, meta: "dict | None", data: bytes
+    ) -> None:
         self.version = version
         self.kind = kind
         self.seq = seq

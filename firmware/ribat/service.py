@@ -6,6 +6,9 @@ a RequestError naming its cause, which the link sends back as an ERROR frame.
 
 import asyncio
 import binascii
+import hashlib
+import os
+import sys
 
 from micropython import const
 
@@ -32,6 +35,7 @@ class Service:
             "config.get": self.config_get,
             "config.set": self.config_set,
             "reset": self.reset,
+            "fw.verify": self.fw_verify,
         }
 
     def handle(self, frame: codec.Frame) -> tuple:
@@ -60,6 +64,8 @@ class Service:
             "fallback": node.fallback,
             "max_frame": node.link.max_body,
             "config_error": config.error,
+            "micropython": ".".join(str(x) for x in sys.implementation.version[:3]),
+            "mpy": getattr(sys.implementation, "_mpy", 0),
         }
 
     def ping(self, meta: dict) -> dict:
@@ -81,6 +87,14 @@ class Service:
             raise RequestError(codec.ARGS, problem)
         return {"values": config.all(), "rev": config.rev}
 
+    def fw_verify(self, meta: dict) -> dict:
+        """The hash of every file of the running slot, and of the loader, as on flash now:
+        a host that finds them equal to what it would deploy has nothing to deploy."""
+        root = "/fw/" + self.node.slot
+        files: dict = {}
+        _hash_tree(root, "", files)
+        return {"slot": self.node.slot, "files": files, "loader": _sha256("/main.py")}
+
     def reset(self, meta: dict) -> dict:
         hard = _args(meta, "hard", bool, False)
         asyncio.create_task(self._reset(bool(hard)))
@@ -89,3 +103,25 @@ class Service:
     async def _reset(self, hard: bool) -> None:
         await asyncio.sleep_ms(_RESET_DELAY_MS)
         self.node.board.reset(hard)
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    buf = bytearray(512)
+    view = memoryview(buf)
+    with open(path, "rb") as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            h.update(view[:n])
+    return binascii.hexlify(h.digest()).decode()
+
+
+def _hash_tree(folder: str, prefix: str, out: dict) -> None:
+    for entry in os.ilistdir(folder):
+        name = entry[0]
+        if entry[1] & 0x4000:
+            _hash_tree(folder + "/" + name, prefix + name + "/", out)
+        else:
+            out[prefix + name] = _sha256(folder + "/" + name)

@@ -53,6 +53,8 @@ class Board:
     emulates: str = ""  # for a virtual board: the real board whose facts it takes
     micropython_min: tuple[int, ...] = MICROPYTHON_MIN
     usb: tuple[tuple[int, int], ...] = ()
+    link_bytes_per_s: int = 0  # the serial link's rate (0: unknown), as a virtual board paces it
+    link_latency_ms: float = 0.0
     facts: dict = field(default_factory=dict, compare=False)  # all of board.json, for the node
 
     @property
@@ -95,6 +97,8 @@ def load(name: str) -> Board:
         emulates=facts.get("emulates", ""),
         micropython_min=max(MICROPYTHON_MIN, _version(facts.get("micropython_min", "0"))),
         usb=tuple((vid, pid) for vid, pid in facts.get("usb", ())),
+        link_bytes_per_s=facts.get("link", {}).get("bytes_per_s", 0),
+        link_latency_ms=facts.get("link", {}).get("latency_ms", 0.0),
         facts=facts,
     )
 
@@ -109,8 +113,11 @@ def names() -> list[str]:
 
 def virtual_names() -> dict[str, str]:
     """Short names for `ribat sim start --board`: pico, pico-w, esp32."""
-    return {"pico": "virtual-rp2-pico", "pico-w": "virtual-rp2-pico-w",
-            "esp32": "virtual-esp32-generic"}
+    return {
+        "pico": "virtual-rp2-pico",
+        "pico-w": "virtual-rp2-pico-w",
+        "esp32": "virtual-esp32-generic",
+    }
 
 
 def identify(platform: str, machine: str, sim_board: str | None) -> Board | None:

@@ -8,7 +8,7 @@ import difflib
 import json
 import os
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ribat import schema
@@ -24,8 +24,11 @@ def entry(key: str) -> tuple:
     found = schema.find(key)
     if found is None:
         close = difflib.get_close_matches(key, [e[0] for e in schema.KEYS], n=3, cutoff=0.5)
-        hint = f"; did you mean {' or '.join(close)}?" if close else \
-            "; `ribat config show` lists the keys"
+        hint = (
+            f"; did you mean {' or '.join(close)}?"
+            if close
+            else "; `ribat config show` lists the keys"
+        )
         raise InvalidConfig(f"unknown configuration key {key!r}{hint}")
     return found
 
@@ -91,7 +94,7 @@ def export_doc(values: dict, node_name: str) -> dict:
     return {
         "ribat_config": EXPORT_FORMAT,
         "node": node_name,
-        "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "exported": datetime.now(UTC).isoformat(timespec="seconds"),
         "values": values,
     }
 
@@ -122,8 +125,9 @@ def read_import(path: Path) -> dict:
         raise InvalidConfig(f"{path} holds no configuration: expected a JSON object")
     if "ribat_config" in doc:
         if doc["ribat_config"] != EXPORT_FORMAT or not isinstance(doc.get("values"), dict):
-            raise InvalidConfig(f"{path} is a ribat config export of an unknown format "
-                                f"{doc['ribat_config']!r}")
+            raise InvalidConfig(
+                f"{path} is a ribat config export of an unknown format {doc['ribat_config']!r}"
+            )
         doc = doc["values"]
     for key, value in doc.items():
         check(key, value)

@@ -22,19 +22,26 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ribat import boards, firmware
 from ribat.errors import DeployError, NoAnswer, RibatError, Unsupported
 from ribat.firmware import Image, MpyFormat
-from ribat.repl import RawRepl
 from ribat.transport import Port
+
+if TYPE_CHECKING:
+    from ribat.node import NodeClient
 
 CHUNK = 4096  # file bytes per exec: a few KB of script, well inside a Pico's heap
 VERIFY_TIMEOUT_S = 20.0
 RECOVER_TIMEOUT_S = 3.0
 
 PROBE = r"""
-import sys, os, json, hashlib, binascii
+import sys, os, json, hashlib, binascii, gc
+for _m in list(sys.modules):
+    if _m in ('ribat', 'hal') or _m.startswith('ribat.'):
+        del sys.modules[_m]
+gc.collect()
 def _h(p):
     h = hashlib.sha256()
     b = bytearray(1024)
@@ -188,7 +195,6 @@ class Plan:
 class Result:
     plan: Plan
     board: boards.Board
-    report: BoardReport
     manifest: dict  # of the firmware deployed
     sent_bytes: int
     seconds: float
@@ -259,11 +265,15 @@ class Deployer:
     then apply()."""
 
     def __init__(self, port: Port) -> None:
+        from ribat.repl import RawRepl  # mpremote: only when the raw REPL is needed
+
         self.repl = RawRepl(port)
         self.path = port.path
 
     def probe(self) -> BoardReport:
-        self.repl.enter(soft_reset=True)  # a clean heap, and no app touching the flash
+        # Interrupting the node is enough (the restart at the end gives it a clean start);
+        # PROBE lets go of the node's modules, so their heap is free for the deploy.
+        self.repl.enter(soft_reset=False)
         return BoardReport.from_probe(self.repl.eval_json(PROBE, timeout=VERIFY_TIMEOUT_S))
 
     def _run(self, script: str, expect: dict[str, str]) -> None:
@@ -304,20 +314,27 @@ class Deployer:
         sent = self._send(files, progress, total)
         if plan.loader:
             step("replacing main.py")
-            self._run("_mv('/main.py.new', '/main.py')", {"/main.py": firmware.sha256(image.loader)})
+            self._run(
+                "_mv('/main.py.new', '/main.py')", {"/main.py": firmware.sha256(image.loader)}
+            )
         step(f"writing the manifest of slot {plan.slot}")
         manifest = image.files["manifest.json"]
         sent += self._send([(f"{root}/manifest.json.new", manifest)], progress, total, sent)
-        self._run(f"_mv('{root}/manifest.json.new', '{root}/manifest.json')",
-                  {f"{root}/manifest.json": want["manifest.json"]})
+        self._run(
+            f"_mv('{root}/manifest.json.new', '{root}/manifest.json')",
+            {f"{root}/manifest.json": want["manifest.json"]},
+        )
         if plan.switch:
             step(f"switching to slot {plan.slot}")
-            repl.exec(f"with open('/fw/active.new', 'w') as f:\n f.write('{plan.slot}')\n"
-                      "os.rename('/fw/active.new', '/fw/active')")
+            repl.exec(
+                f"with open('/fw/active.new', 'w') as f:\n f.write('{plan.slot}')\n"
+                "os.rename('/fw/active.new', '/fw/active')"
+            )
         return sent
 
-    def _send(self, files: list[tuple[str, bytes]], progress: Progress, total: int,
-              done: int = 0) -> int:
+    def _send(
+        self, files: list[tuple[str, bytes]], progress: Progress, total: int, done: int = 0
+    ) -> int:
         """Write files in execs of up to CHUNK file bytes each (a file may span several);
         every file is hashed on the board in the exec that closes it."""
         lines: list[str] = []
@@ -361,6 +378,28 @@ def _other(slot: str) -> str:
     return "b" if slot == "a" else "a"
 
 
+def _unchanged(
+    client: "NodeClient", board_name: str | None, source: Path | None, step: Step
+) -> tuple[boards.Board, Image, str] | None:
+    """The fast path: a running node that already has exactly this firmware, every file's
+    hash checked by the node itself. (board, image, slot) if so, None to deploy."""
+    from ribat import node
+
+    try:
+        info = client.hello(timeout=node.HELLO_TIMEOUT_S)
+        board = boards.load(board_name or info.board)
+        image = firmware.build(board, MpyFormat.from_sys(info.mpy), source)
+        if info.build != image.manifest["build"] or info.board != board.name:
+            return None
+        step(f"{client.port.path} runs build {info.build}: verifying its files")
+        verified = client.request("fw.verify", timeout=VERIFY_TIMEOUT_S)
+    except RibatError:
+        return None  # no node, an old one, another board: deploy through the REPL
+    if verified["files"] != image.hashes or verified["loader"] != firmware.sha256(image.loader):
+        return None
+    return board, image, verified["slot"]
+
+
 def deploy(
     path: str,
     board_name: str | None = None,
@@ -376,6 +415,11 @@ def deploy(
     # One port from probe to the node's first answer: a board's output while no host has
     # its port open is lost, and what it prints as it restarts is the best diagnosis.
     with Port(path) as port:
+        unchanged = _unchanged(node.NodeClient(port), board_name, source, step)
+        if unchanged is not None:
+            board, image, slot = unchanged
+            plan = Plan(slot=slot, keep=sorted(image.hashes))
+            return Result(plan, board, image.manifest, 0, time.monotonic() - started)
         deployer = Deployer(port)
         try:
             step(f"probing {path}")
@@ -391,7 +435,7 @@ def deploy(
             deployer.recover()
             raise
         if dry_run:
-            return Result(plan, board, report, image.manifest, 0, time.monotonic() - started)
+            return Result(plan, board, image.manifest, 0, time.monotonic() - started)
         step("waiting for the node to start")
         client = node.NodeClient(port)
         try:
@@ -409,4 +453,4 @@ def deploy(
             f"{image.manifest['build']} just written: deploy again, and if this repeats, "
             "report it with the output of `ribat --debug flash`"
         )
-    return Result(plan, board, report, image.manifest, sent, time.monotonic() - started)
+    return Result(plan, board, image.manifest, sent, time.monotonic() - started)

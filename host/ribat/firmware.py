@@ -90,15 +90,15 @@ def mpy_cross_for(fmt: MpyFormat) -> Path:
 def _compile(source: Path, name: str, binary: Path) -> bytes:
     """source compiled to .mpy, named `name` in tracebacks; from the cache when possible."""
     data = source.read_bytes()
-    key = sha256(data + name.encode() + str(binary).encode() + str(binary.stat().st_mtime).encode())
+    key = sha256(
+        data + name.encode() + str(binary).encode() + str(binary.stat().st_mtime).encode()
+    )
     cached = cache_dir() / f"{key}.mpy"
     if cached.is_file():
         return cached.read_bytes()
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-    done = subprocess.run(
-        [binary, "-s", name, "-o", tmp, source], capture_output=True, text=True
-    )
+    done = subprocess.run([binary, "-s", name, "-o", tmp, source], capture_output=True, text=True)
     if done.returncode != 0:
         raise DeployError(f"mpy-cross could not compile {source}: {done.stderr.strip()}")
     os.replace(tmp, cached)
@@ -108,19 +108,14 @@ def _compile(source: Path, name: str, binary: Path) -> bytes:
 def revision(source: Path) -> str:
     """The source's git commit (with -dirty if it has local changes), or "release"."""
     try:
-        head = subprocess.run(
-            ["git", "-C", source, "rev-parse", "--short=12", "HEAD"],
+        done = subprocess.run(
+            ["git", "-C", source, "describe", "--always", "--dirty", "--abbrev=12",
+             "--exclude", "*"],
             capture_output=True, text=True, timeout=5,
         )
-        if head.returncode != 0:
-            return "release"
-        dirty = subprocess.run(
-            ["git", "-C", source, "status", "--porcelain", "--", ".", "../boards"],
-            capture_output=True, text=True, timeout=5,
-        ).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return "release"
-    return head.stdout.strip() + ("-dirty" if dirty else "")
+    return done.stdout.strip() if done.returncode == 0 else "release"
 
 
 def build(board: boards.Board, fmt: MpyFormat, source: Path | None = None) -> Image:

@@ -40,6 +40,8 @@ class NodeInfo:
     fallback: bool
     max_frame: int
     config_error: str | None
+    micropython: str
+    mpy: int  # sys.implementation._mpy
 
     @classmethod
     def from_meta(cls, m: dict) -> "NodeInfo":
@@ -57,6 +59,8 @@ class NodeInfo:
             fallback=m["fallback"],
             max_frame=m["max_frame"],
             config_error=m.get("config_error"),
+            micropython=m.get("micropython", ""),
+            mpy=m.get("mpy", 0),
         )
 
 
@@ -107,11 +111,15 @@ class NodeClient:
         return frames
 
     def _wait(self, seq: int, timeout: float) -> codec.Frame | None:
+        """The response or error to request seq; None if none comes in time, or at once if
+        the board's REPL prompts instead (no node runs to answer)."""
         deadline = time.monotonic() + timeout
+        heard = len(self.text)
         while (left := deadline - time.monotonic()) > 0:
+            if REPL_PROMPT in self.text[max(0, heard - len(REPL_PROMPT)) :]:
+                return None
             for frame in self._frames(left):
-                if frame.version != codec.VERSION and frame.kind in (codec.ERROR,
-                                                                     codec.RESPONSE):
+                if frame.version != codec.VERSION and frame.kind in (codec.ERROR, codec.RESPONSE):
                     raise mismatch(frame.version)
                 if frame.kind == codec.EVENT:
                     self.events.append(frame)

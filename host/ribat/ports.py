@@ -63,14 +63,15 @@ def resolve(port: str | None) -> str:
             if found is None:
                 raise NoBoard(f"no virtual board named {name}: see `ribat sim list`")
             if not found.running or not found.tty:
-                raise NoBoard(f"virtual board {name} is stopped: start it with "
-                              f"`ribat sim start --name {name}`")
+                raise NoBoard(
+                    f"virtual board {name} is stopped: start it with "
+                    f"`ribat sim start --name {name}`"
+                )
             return found.tty
         return port
     found = candidates()
     if not found:
-        raise NoBoard("no board found: plug one in, or start a virtual one with "
-                      "`ribat sim start`")
+        raise NoBoard("no board found: plug one in, or start a virtual one with `ribat sim start`")
     if len(found) > 1:
         listing = ", ".join(f"{c.port} [{c.label}]" for c in found)
         raise SeveralBoards(f"{len(found)} boards found ({listing}): choose one with --port")

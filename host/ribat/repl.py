@@ -117,8 +117,9 @@ class RawRepl:
         with self._errors("enter the raw REPL"):
             for attempt in range(ENTER_TRIES):
                 try:
-                    self.transport.enter_raw_repl(soft_reset=soft_reset,
-                                                  timeout_overall=timeout / ENTER_TRIES)
+                    self.transport.enter_raw_repl(
+                        soft_reset=soft_reset, timeout_overall=timeout / ENTER_TRIES
+                    )
                     return
                 except TransportError:
                     if attempt == ENTER_TRIES - 1:

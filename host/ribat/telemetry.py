@@ -6,14 +6,25 @@ A node numbers its events; a gap in the numbers is a frame lost on the way.
 import csv
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import IO
 
 from ribat import codec
 
 FIELDS = [
-    "time", "seq", "uptime_ms", "reset_cause", "heap_free", "heap_used", "flash_free",
-    "flash_used", "loop_lag_ms", "rx_ok", "tx", "fw", "temp_c",
+    "time",
+    "seq",
+    "uptime_ms",
+    "reset_cause",
+    "heap_free",
+    "heap_used",
+    "flash_free",
+    "flash_used",
+    "loop_lag_ms",
+    "rx_ok",
+    "tx",
+    "fw",
+    "temp_c",
     *(f"rejected_{cause}" for cause in codec.CAUSES),
 ]
 FORMATS = ("csv", "jsonl")
@@ -21,7 +32,7 @@ FORMATS = ("csv", "jsonl")
 
 def row(event: dict, received: float | None = None) -> dict:
     """One flat record: the event's fields, rejections by cause, and the host's time."""
-    stamp = datetime.fromtimestamp(received or time.time(), timezone.utc)
+    stamp = datetime.fromtimestamp(received or time.time(), UTC)
     out = {"time": stamp.isoformat(timespec="milliseconds")}
     for name in FIELDS[1:]:
         if not name.startswith("rejected_"):

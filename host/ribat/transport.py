@@ -21,8 +21,10 @@ def _open_error(path: str, e: Exception) -> Exception:
     code = getattr(e, "errno", None)
     text = str(e)
     if code in (errno.EBUSY, errno.EAGAIN) or "exclusively lock" in text or "busy" in text:
-        return PortBusy(f"{path} is in use by another program: close it (mpremote, a terminal,"
-                        " another ribat) and try again")
+        return PortBusy(
+            f"{path} is in use by another program: close it (mpremote, a terminal,"
+            " another ribat) and try again"
+        )
     if code == errno.ENOENT or "No such file" in text or "could not open port" in text:
         return NoBoard(f"no serial port {path}: see `ribat boards` for the ones there are")
     if code == errno.EACCES:

@@ -3,9 +3,8 @@ the unix port lacks (reset, reset_cause, unique_id), so board code and tools suc
 `mpremote reset` work unchanged. Imported by _boot.py before the flash hides the ROM.
 """
 
-from umachine import *  # noqa: F403
-
 import vboard
+from umachine import *  # noqa: F403
 
 PWRON_RESET = 1
 HARD_RESET = 2

@@ -14,16 +14,28 @@ from ribat import __version__, errors
 
 # name: (module, attribute, one-line help shown by `ribat --help` without importing it)
 COMMANDS = {
-    "boards": ("ribat.cli.boards", "boards", "List serial ports and virtual boards, and the "
-               "ribat nodes among them."),
-    "flash": ("ribat.cli.flash", "flash", "Deploy the ribat firmware onto a board that runs "
-              "MicroPython."),
+    "boards": (
+        "ribat.cli.boards",
+        "boards",
+        "List serial ports and virtual boards, and the ribat nodes among them.",
+    ),
+    "flash": (
+        "ribat.cli.flash",
+        "flash",
+        "Deploy the ribat firmware onto a board that runs MicroPython.",
+    ),
     "status": ("ribat.cli.node", "status", "Show a node's state at a glance."),
     "reset": ("ribat.cli.node", "reset", "Restart a node."),
-    "config": ("ribat.cli.config", "config_group", "Show, change, export and import a node's "
-               "configuration."),
-    "telemetry": ("ribat.cli.telemetry", "telemetry_group", "Watch or record a node's live "
-                  "telemetry."),
+    "config": (
+        "ribat.cli.config",
+        "config_group",
+        "Show, change, export and import a node's configuration.",
+    ),
+    "telemetry": (
+        "ribat.cli.telemetry",
+        "telemetry_group",
+        "Watch or record a node's live telemetry.",
+    ),
     "sim": ("ribat.cli.sim", "sim_group", "Start, list, power-cycle and stop virtual boards."),
 }
 
@@ -65,8 +77,12 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ribat")
-@click.option("--debug", is_flag=True, envvar="RIBAT_DEBUG",
-              help="Show tracebacks, and log the bytes on the wire.")
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar="RIBAT_DEBUG",
+    help="Show tracebacks, and log the bytes on the wire.",
+)
 def cli(debug: bool) -> None:
     """ribat: flash, configure and watch the nodes of a partner security cell.
 
@@ -103,8 +119,11 @@ def main(args: list[str] | None = None) -> int:
     except Exception as e:
         if _debugging(args):
             raise
-        click.echo(f"error: unexpected {type(e).__name__}: {e} (run with --debug for the "
-                   "traceback, and please report it)", err=True)
+        click.echo(
+            f"error: unexpected {type(e).__name__}: {e} (run with --debug for the "
+            "traceback, and please report it)",
+            err=True,
+        )
         return 1
     return 0
 

@@ -36,8 +36,9 @@ def boards() -> None:
 
     found = ports.candidates()
     if not found:
-        click.echo("no boards found: plug one in, or start a virtual one with "
-                   "`ribat sim start`", err=True)
+        click.echo(
+            "no boards found: plug one in, or start a virtual one with `ribat sim start`", err=True
+        )
         return
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = list(pool.map(_probe, found))

@@ -15,7 +15,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def port_option(f: F) -> F:
     return click.option(
-        "--port", "-p", metavar="PORT",
+        "--port",
+        "-p",
+        metavar="PORT",
         help="Serial device, or sim:NAME for a virtual board. Default: the only board found.",
     )(f)
 

@@ -68,8 +68,9 @@ def set_(port: str | None, pairs: tuple[str, ...]) -> None:
     """Set one or more keys; all of them are applied, or none."""
     if len(pairs) % 2:
         raise click.UsageError(f"{pairs[-1]!r} has no value: give KEY VALUE pairs")
-    updates = {key: cfg.parse(key, text) for key, text in zip(pairs[::2], pairs[1::2],
-                                                              strict=True)}
+    updates = {
+        key: cfg.parse(key, text) for key, text in zip(pairs[::2], pairs[1::2], strict=True)
+    }
     values = cfg.change(open_node(port), updates, [])
     _report(values, list(updates))
     click.echo("saved and read back from the node's flash", err=True)

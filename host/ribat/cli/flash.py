@@ -1,20 +1,32 @@
 """ribat flash: deploy the firmware."""
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ribat import deploy, ports
 from ribat.cli.common import console, port_option, size
 
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
 
 @click.command()
 @port_option
-@click.option("--board", "-b", metavar="BOARD",
-              help="Board definition to deploy for (default: the one the board reports).")
+@click.option(
+    "--board",
+    "-b",
+    metavar="BOARD",
+    help="Board definition to deploy for (default: the one the board reports).",
+)
 @click.option("--dry-run", is_flag=True, help="Show what would change, change nothing.")
-@click.option("--source", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Firmware tree to deploy instead of the one shipped with ribat.")
+@click.option(
+    "--source",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Firmware tree to deploy instead of the one shipped with ribat.",
+)
 def flash(port: str | None, board: str | None, dry_run: bool, source: Path | None) -> None:
     """Deploy the ribat firmware onto a board that runs MicroPython.
 
@@ -22,41 +34,53 @@ def flash(port: str | None, board: str | None, dry_run: bool, source: Path | Non
     slot that is not running and becomes active in one atomic step, so an interrupted
     deploy leaves the board running what it ran before.
     """
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                               TransferSpeedColumn)
-
     path = ports.resolve(port)
     out = console(stderr=True)
-    bar = Progress(TextColumn("  sending"), BarColumn(), DownloadColumn(),
-                   TransferSpeedColumn(), console=out, transient=True)
-    task = bar.add_task("send", total=None)
+    bar = _progress_bar(out) if out.is_terminal else None
 
     def progress(done: int, total: int) -> None:
-        if not out.is_terminal:
-            return
-        if not bar.live.is_started:
+        if bar is not None:
             bar.start()
-        bar.update(task, completed=done, total=total)
+            bar.update(bar.task_ids[0], completed=done, total=total)
 
     try:
-        result = deploy.deploy(path, board, source, dry_run, progress,
-                               step=lambda message: out.print(f"→ {message}"))
+        result = deploy.deploy(
+            path, board, source, dry_run, progress, step=lambda message: out.print(f"→ {message}")
+        )
     finally:
-        if bar.live.is_started:
+        if bar is not None:
             bar.stop()
     plan = result.plan
     if dry_run:
         _show_plan(plan)
         return
     if plan.up_to_date:
-        out.print(f"[green]✓[/] {path} already runs firmware {result.firmware} "
-                  f"(slot {plan.slot}): "
-                  f"nothing sent; restarted in {result.seconds:.2f} s")
+        out.print(
+            f"[green]✓[/] {path} already runs firmware {result.firmware} (slot {plan.slot}), "
+            f"every file checked on the node: nothing sent, in {result.seconds:.2f} s"
+        )
         return
     files = len(plan.transfer) + len(plan.copy)
-    out.print(f"[green]✓[/] firmware {result.firmware} runs from slot {plan.slot} on {path}: "
-              f"{files} files written ({len(plan.transfer)} sent, {size(result.sent_bytes)}), "
-              f"{len(plan.remove)} removed, in {result.seconds:.2f} s")
+    out.print(
+        f"[green]✓[/] firmware {result.firmware} runs from slot {plan.slot} on {path}: "
+        f"{files} files written ({len(plan.transfer)} sent, {size(result.sent_bytes)}), "
+        f"{len(plan.remove)} removed, in {result.seconds:.2f} s"
+    )
+
+
+def _progress_bar(out: "Console") -> "Progress":
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    bar = Progress(
+        TextColumn("  sending"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=out,
+        transient=True,
+    )
+    bar.add_task("send", total=None)
+    return bar
 
 
 def _show_plan(plan: deploy.Plan) -> None:
@@ -64,8 +88,12 @@ def _show_plan(plan: deploy.Plan) -> None:
     if plan.up_to_date:
         out.print(f"up to date: slot {plan.slot} already holds this firmware; nothing to send")
         return
-    for label, paths in (("send", plan.transfer), ("copy on board", plan.copy),
-                         ("unchanged", plan.keep), ("remove", plan.remove)):
+    for label, paths in (
+        ("send", plan.transfer),
+        ("copy on board", plan.copy),
+        ("unchanged", plan.keep),
+        ("remove", plan.remove),
+    ):
         for p in paths:
             out.print(f"{label:>14}  /fw/{plan.slot}/{p}")
     if plan.loader:

@@ -35,8 +35,11 @@ def status(port: str | None, as_json: bool) -> None:
     table.add_row("heap", f"{size(snap['heap_free'])} free, {size(snap['heap_used'])} used")
     table.add_row("flash", f"{size(snap['flash_free'])} free, {size(snap['flash_used'])} used")
     table.add_row("loop lag", f"{snap['loop_lag_ms']} ms")
-    table.add_row("link", f"{snap['rx_ok']} frames in, {snap['tx']} out, "
-                  f"{sum(rejected)} rejected" + (f" ({causes})" if causes else ""))
+    table.add_row(
+        "link",
+        f"{snap['rx_ok']} frames in, {snap['tx']} out, "
+        f"{sum(rejected)} rejected" + (f" ({causes})" if causes else ""),
+    )
     table.add_row("temperature", "no sensor" if temp is None else f"{temp:.1f} °C")
     if info.config_error:
         table.add_row("config", f"[red]{info.config_error}[/]")
@@ -45,13 +48,17 @@ def status(port: str | None, as_json: bool) -> None:
 
 @click.command()
 @port_option
-@click.option("--hard", is_flag=True, help="A hard reset (the chip restarts) instead of a "
-              "soft one (MicroPython restarts).")
+@click.option(
+    "--hard",
+    is_flag=True,
+    help="A hard reset (the chip restarts) instead of a soft one (MicroPython restarts).",
+)
 def reset(port: str | None, hard: bool) -> None:
     """Restart a node, and wait until it answers again."""
     client = open_node(port)
     assert client.info is not None
     client.request("reset", hard=hard)
     info = client.wait_ready(not_boot=client.info.boot)
-    click.echo(f"{info.name} restarted and answers (firmware {info.firmware}, slot {info.slot})",
-               err=True)
+    click.echo(
+        f"{info.name} restarted and answers (firmware {info.firmware}, slot {info.slot})", err=True
+    )

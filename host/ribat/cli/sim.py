@@ -13,14 +13,25 @@ def sim_group() -> None:
 
 
 @sim_group.command()
-@click.option("--board", "-b", type=click.Choice(list(boards.virtual_names())), default="pico",
-              show_default=True, help="Which board to emulate.")
+@click.option(
+    "--board",
+    "-b",
+    type=click.Choice(list(boards.virtual_names())),
+    default="pico",
+    show_default=True,
+    help="Which board to emulate.",
+)
 @click.option("--name", "-n", help="Name of the virtual board (default: sim1, sim2...).")
-def start(board: str, name: str | None) -> None:
+@click.option("--fast-link", is_flag=True,
+              help="Carry bytes as fast as the host can, not at the board's link speed.")
+def start(board: str, name: str | None, fast_link: bool) -> None:
     """Start a virtual board and print its serial device."""
-    started = sim.start(name, board)
-    click.echo(f"virtual board {started.name} ({started.board}) on {started.tty}; "
-               f"other commands reach it with --port sim:{started.name}", err=True)
+    started = sim.start(name, board, fast_link)
+    click.echo(
+        f"virtual board {started.name} ({started.board}) on {started.tty}; "
+        f"other commands reach it with --port sim:{started.name}",
+        err=True,
+    )
     click.echo(started.tty)
 
 
@@ -33,8 +44,9 @@ def list_() -> None:
     for column in ("NAME", "BOARD", "STATE", "PORT", "PID"):
         table.add_column(column)
     for s in sim.list_sims():
-        table.add_row(s.name, s.board, "running" if s.running else "stopped", s.tty or "",
-                      str(s.pid or ""))
+        table.add_row(
+            s.name, s.board, "running" if s.running else "stopped", s.tty or "", str(s.pid or "")
+        )
     if table.row_count:
         console().print(table)
     else:

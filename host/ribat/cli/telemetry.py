@@ -24,8 +24,12 @@ def _table(event: dict, losses: tm.LossCounter, rate: float):  # type: ignore[no
     rejected = event.get("rx_rejected") or []
     causes = ", ".join(f"{n} {codec.CAUSES[i]}" for i, n in enumerate(rejected) if n) or "none"
     temp = event.get("temp_c")
-    table = Table(title=f"telemetry · frame {event['seq']}", box=None, show_header=False,
-                  title_justify="left")
+    table = Table(
+        title=f"telemetry · frame {event['seq']}",
+        box=None,
+        show_header=False,
+        title_justify="left",
+    )
     table.add_column(style="bold")
     table.add_column()
     for label, value in (
@@ -44,8 +48,13 @@ def _table(event: dict, losses: tm.LossCounter, rate: float):  # type: ignore[no
 
 @telemetry_group.command()
 @port_option
-@click.option("--duration", "seconds", type=click.FloatRange(min=0), metavar="S",
-              help="Stop after S seconds (default: run until Ctrl-C).")
+@click.option(
+    "--duration",
+    "seconds",
+    type=click.FloatRange(min=0),
+    metavar="S",
+    help="Stop after S seconds (default: run until Ctrl-C).",
+)
 def watch(port: str | None, seconds: float | None) -> None:
     """A live view of the node's telemetry, until Ctrl-C."""
     from rich.live import Live
@@ -70,12 +79,20 @@ def watch(port: str | None, seconds: float | None) -> None:
 
 @telemetry_group.command()
 @port_option
-@click.option("--format", "fmt", type=click.Choice(tm.FORMATS), default="csv",
-              show_default=True)
-@click.option("--duration", "seconds", type=click.FloatRange(min=0), metavar="S",
-              help="Stop after S seconds (default: run until Ctrl-C).")
-@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path),
-              help="File to write (default: standard output).")
+@click.option("--format", "fmt", type=click.Choice(tm.FORMATS), default="csv", show_default=True)
+@click.option(
+    "--duration",
+    "seconds",
+    type=click.FloatRange(min=0),
+    metavar="S",
+    help="Stop after S seconds (default: run until Ctrl-C).",
+)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write (default: standard output).",
+)
 def record(port: str | None, fmt: str, seconds: float | None, out: Path | None) -> None:
     """Record telemetry frames as CSV or JSON lines, one row per frame."""
     client = open_node(port)

@@ -88,14 +88,19 @@ def _free_name() -> str:
     return f"sim{n}"
 
 
-def start(name: str | None = None, board: str = "pico") -> Sim:
-    """Start a virtual board (made on first start) and return it once its port exists."""
+def start(name: str | None = None, board: str = "pico", fast_link: bool = False) -> Sim:
+    """Start a virtual board (made on first start) and return it once its port exists.
+
+    Its serial link runs at the real board's rate and latency, or as fast as the host can
+    carry it with fast_link (quicker tests, timings unlike a board's)."""
     name = name or _free_name()
     board_name = boards.virtual_names().get(board, board)
     facts = boards.load(board_name)
     if not facts.virtual:
-        raise SimError(f"{board_name} is a real board; a virtual one is one of: "
-                       + ", ".join(boards.virtual_names()))
+        raise SimError(
+            f"{board_name} is a real board; a virtual one is one of: "
+            + ", ".join(boards.virtual_names())
+        )
     d = _dir(name)
     existing = find(name)
     if existing is not None:
@@ -114,7 +119,8 @@ def start(name: str | None = None, board: str = "pico") -> Sim:
     ready_r, ready_w = os.pipe()
     with open(log, "ab") as out:
         subprocess.Popen(
-            [sys.executable, "-m", "ribat.sim.supervisor", str(d), str(ready_w)],
+            [sys.executable, "-m", "ribat.sim.supervisor", str(d), str(ready_w),
+             "fast" if fast_link else "board"],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
@@ -156,8 +162,9 @@ def control(name: str, request: dict) -> dict:
     if sim is None:
         raise SimError(f"no virtual board named {name}: see `ribat sim list`")
     if not sim.running:
-        raise SimError(f"virtual board {name} is not running: start it with `ribat sim start "
-                       f"--name {name}`")
+        raise SimError(
+            f"virtual board {name} is not running: start it with `ribat sim start --name {name}`"
+        )
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(CONTROL_TIMEOUT_S)
         try:
@@ -165,7 +172,9 @@ def control(name: str, request: dict) -> dict:
             s.sendall(json.dumps(request).encode() + b"\n")
             reply = s.makefile("rb").readline()
         except OSError as e:
-            raise SimError(f"virtual board {name} does not answer its control socket: {e}")
+            raise SimError(
+                f"virtual board {name} does not answer its control socket: {e}"
+            ) from None
     answer = json.loads(reply or b"{}")
     if "error" in answer:
         raise SimError(f"virtual board {name}: {answer['error']}")

@@ -18,6 +18,8 @@ the parts of a board that the unix port lacks:
   back in the raw REPL when that is where the reset came from;
 - power: a power cycle kills the interpreter wherever it is. A power cut can be armed to
   fall after N more bytes from the host or N more flash writes (the ROM tears that write);
+- the link: bytes cross it at the board's rate and latency (board.json "link": USB CDC for
+  a Pico, a 115200-baud UART bridge for an ESP32 kit), unless started with --fast-link;
 - USB CDC: output is dropped while no host has the port open, and a host that stops reading
   stalls the board for at most TX_STALL_S; line ends are cooked to \\r\\n as a board's are;
 - identity: board, reset cause and unique id reach the ROM (boards/virtual/rom) in
@@ -26,6 +28,7 @@ the parts of a board that the unix port lacks:
 Control requests arrive on a Unix socket, one JSON object per connection (see _control).
 """
 
+import collections
 import errno
 import fcntl
 import hashlib
@@ -83,6 +86,47 @@ def _set_nonblocking(fd: int) -> None:
     fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
 
 
+class Pace:
+    """One direction of the board's link: each byte takes 1/rate to cross, then latency.
+    A rate of 0 is an ideal link: bytes arrive at once."""
+
+    PIECE = 256  # bytes delivered together: a stream, not one lump per write
+
+    def __init__(self, bytes_per_s: float, latency_ms: float) -> None:
+        self.rate = bytes_per_s
+        self.latency = latency_ms / 1000
+        self.busy_until = 0.0
+        self.queue: collections.deque[tuple[float, bytes]] = collections.deque()
+        self.queued = 0
+
+    def push(self, data: bytes, now: float) -> None:
+        for i in range(0, len(data), self.PIECE):
+            piece = data[i : i + self.PIECE]
+            if self.rate:
+                self.busy_until = max(now, self.busy_until) + len(piece) / self.rate
+                due = self.busy_until + self.latency
+            else:
+                due = now
+            self.queue.append((due, piece))
+            self.queued += len(piece)
+
+    def arrived(self, now: float) -> bytes:
+        """What has crossed the link by now."""
+        out = []
+        while self.queue and self.queue[0][0] <= now:
+            piece = self.queue.popleft()[1]
+            self.queued -= len(piece)
+            out.append(piece)
+        return b"".join(out)
+
+    def next_due(self) -> float | None:
+        return self.queue[0][0] if self.queue else None
+
+    def clear(self) -> None:
+        self.queue.clear()
+        self.queued = 0
+
+
 class Child:
     """One run of the interpreter, from a reset to its exit."""
 
@@ -111,7 +155,7 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, sim_dir: Path) -> None:
+    def __init__(self, sim_dir: Path, fast_link: bool = False) -> None:
         self.dir = sim_dir
         self.name = sim_dir.name
         self.board = boards.load((sim_dir / "board").read_text().strip())
@@ -129,6 +173,10 @@ class Supervisor:
         self.host_connected = False
         self.next_host_poll = 0.0
         self.cut_after_bytes = -1
+        rate, latency = (0, 0.0) if fast_link else (self.board.link_bytes_per_s,
+                                                     self.board.link_latency_ms)
+        self.to_board = Pace(rate, latency)
+        self.to_host = Pace(rate, latency)
         self.stopping = False
         self.stats = {
             "bytes_in": 0,
@@ -190,7 +238,7 @@ class Supervisor:
                 "-m",
                 "micropython_unix",
                 "-X",
-                "heapsize=%d" % self.board.heap_bytes,
+                f"heapsize={self.board.heap_bytes}",
                 "-i",
                 str(rom / "_boot.py"),
             ],
@@ -211,12 +259,13 @@ class Supervisor:
             # as a board that soft-resets from the raw REPL comes straight back to it.
             os.write(master, b"\x01")
             self.raw_filter = bytearray()
-        self._log("start (%s REPL, reset cause %s), pid %d" % (mode, cause, proc.pid))
+        self._log(f"start ({mode} REPL, reset cause {cause}), pid {proc.pid}")
 
     def _kill(self, why: str) -> None:
         if self.child is not None and not self.child.killed_for:
             self.child.killed_for = why
             self.child.proc.kill()
+            self.to_board.clear()  # what was on its way to the board is lost
 
     def _on_exit(self) -> None:
         child = self.child
@@ -235,7 +284,7 @@ class Supervisor:
             self._spawn("friendly", self.hard_cause)
         elif rc < 0 and child.killed_for != "soft":
             self.stats["crashes"] += 1
-            self._log("interpreter died of signal %d: restarting" % -rc)
+            self._log(f"interpreter died of signal {-rc}: restarting")
             self.hard_cause = "crash"
             self._spawn("friendly", self.hard_cause)
         else:
@@ -287,11 +336,19 @@ class Supervisor:
     # -- bytes between host and board ----------------------------------------------------
 
     def _on_input(self, data: bytes) -> None:
+        """Bytes the host sent: they reach the board after crossing the link."""
         child = self.child
         if child is None or child.killed_for:
             return  # a board that is off hears nothing
         if not child.booted:
             child.held += data
+            return
+        self.to_board.push(data, time.monotonic())
+
+    def _deliver_input(self) -> None:
+        child = self.child
+        data = self.to_board.arrived(time.monotonic())
+        if not data or child is None or child.killed_for:
             return
         cut = False
         if self.cut_after_bytes >= 0:
@@ -369,6 +426,12 @@ class Supervisor:
         if not self.host_connected:
             self.stats["dropped_out"] += len(data)
             return
+        self.to_host.push(data, time.monotonic())
+
+    def _deliver_output(self) -> None:
+        data = self.to_host.arrived(time.monotonic())
+        if not data:
+            return
         if not self.tx:
             self.tx_since = time.monotonic()
         self.tx += data
@@ -392,8 +455,9 @@ class Supervisor:
 
     def _host_gone(self) -> None:
         self.host_connected = False
-        self.stats["dropped_out"] += len(self.tx)
+        self.stats["dropped_out"] += len(self.tx) + self.to_host.queued
         self.tx.clear()
+        self.to_host.clear()
 
     def _poll_host(self) -> None:
         """A host opened the port when the terminal's master stops reporting a hang-up."""
@@ -419,10 +483,12 @@ class Supervisor:
             "pid": os.getpid(),
             "interpreter_pid": child.proc.pid if child else None,
             "mode": self.mode,
+            "reset_cause": self.hard_cause,
             "host_connected": self.host_connected,
             "led": panel[12],
             "button": panel[8] == 1,
             "uptime_s": round(time.time() - self.started, 1),
+            "link_bytes_per_s": self.to_board.rate,
             **self.stats,
         }
 
@@ -450,7 +516,7 @@ class Supervisor:
                 f.seek(8)
                 f.write(bytes((1 if request.get("pressed") else 0,)))
             return {"ok": True}
-        return {"error": "unknown op %r" % op}
+        return {"error": f"unknown op {op!r}"}
 
     def _on_control(self) -> None:
         conn, _ = self.control.accept()
@@ -471,7 +537,7 @@ class Supervisor:
         self._kill("stop")
 
     def _log(self, message: str) -> None:
-        print("%s %s" % (time.strftime("%H:%M:%S"), message), flush=True)
+        print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -492,7 +558,7 @@ class Supervisor:
                 handlers[self.host] = self._on_host_event
             child = self.child
             if child is not None:
-                if len(self.tx) < TX_LIMIT:
+                if len(self.tx) + self.to_host.queued < TX_LIMIT:
                     p.register(child.master, select.POLLIN)
                     handlers[child.master] = self._on_child_output
                 p.register(child.stderr, select.POLLIN)
@@ -502,6 +568,9 @@ class Supervisor:
             timeout = max(0.0, self.next_host_poll - now)
             if self.tx:
                 timeout = min(timeout, 0.05)
+            for due in (self.to_board.next_due(), self.to_host.next_due()):
+                if due is not None:
+                    timeout = min(timeout, max(0.0, due - now))
             if child is not None and not child.booted:
                 if now - child.spawned > BOOT_HOLD_S:
                     child.booted = True  # it never said so: let the host talk to it anyway
@@ -511,6 +580,8 @@ class Supervisor:
                 handlers[fd]()
                 if self.child is not child:
                     break  # the board reset: the rest of these events are about its old fds
+            self._deliver_input()
+            self._deliver_output()
             if self.tx:
                 self._flush_tx()
         self._log("stopped")
@@ -547,17 +618,19 @@ class Supervisor:
 
 
 def main(argv: list[str]) -> int:
+    """argv: SIM_DIR [READY_FD [fast]]"""
     sim_dir = Path(argv[1])
     ready = int(argv[2]) if len(argv) > 2 else -1
-    sup = Supervisor(sim_dir)
+    sup = Supervisor(sim_dir, fast_link=argv[3:4] == ["fast"])
     try:
         tty_path = sup.prepare()
     except Exception as e:  # reported to `ribat sim start`, which is waiting for us
         if ready >= 0:
             os.write(ready, json.dumps({"error": str(e)}).encode() + b"\n")
         raise
-    paths.write_state(sim_dir, {"name": sup.name, "board": sup.board.name, "tty": tty_path,
-                                "pid": os.getpid()})
+    paths.write_state(
+        sim_dir, {"name": sup.name, "board": sup.board.name, "tty": tty_path, "pid": os.getpid()}
+    )
     if ready >= 0:
         os.write(ready, json.dumps({"tty": tty_path}).encode() + b"\n")
         os.close(ready)

@@ -1,0 +1,221 @@
+"""ribat against its anchors, side by side in one run on the same virtual board.
+
+    python bench/deploy_vs_mpremote.py [--rounds N] [--json FILE]
+
+Measures, each as the median of N rounds with the two tools interleaved:
+- full deploy: `ribat flash` onto a board without firmware, against `mpremote fs cp -r` of
+  the same firmware tree (the sources, the loader, the hardware layer and board facts) into
+  an empty folder;
+- no-change redeploy: the same two commands again with nothing changed;
+- command round trip: `ribat config get` as a user runs it, and one request in a session;
+- start-up: `ribat --help` against `mpremote --help`;
+- heap: what the running node uses on each virtual board, at that board's heap size;
+- telemetry: frames received and lost at 100 ms for a few seconds.
+
+Times are wall clock of whole commands, Python start-up included for both tools. Ratios
+are anchor / ribat: above 1, ribat is faster.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ribat import boards, sim
+from ribat.node import NodeClient, connect
+from ribat.telemetry import LossCounter
+from ribat.transport import Port
+
+ROOT = Path(__file__).resolve().parents[1]
+WIPE = "import os\n" + """
+def rm(p):
+    try:
+        if os.stat(p)[0] & 0x4000:
+            for n in os.listdir(p):
+                rm(p + '/' + n)
+            os.rmdir(p)
+        else:
+            os.remove(p)
+    except OSError:
+        pass
+for n in os.listdir('/'):
+    rm('/' + n)
+"""
+
+
+def timed(*cmd: str) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    took = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stdout}{done.stderr}")
+    return took
+
+
+def mpremote(tty: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "mpremote", "connect", tty, *args]
+
+
+def ribat(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ribat", *args]
+
+
+def source_tree(dest: Path, board: boards.Board) -> Path:
+    """The firmware as mpremote users would copy it: sources, loader, hardware layer."""
+    tree = dest / "fw"
+    shutil.copytree(boards.firmware_dir(), tree, ignore=shutil.ignore_patterns("*.ini", "__py*"))
+    shutil.copy(board.hal_file(), tree / "hal.py")
+    (tree / "board.json").write_text(json.dumps(board.facts))
+    return tree
+
+
+def bytes_in(name: str) -> int:
+    return int(sim.control(name, {"op": "status"})["bytes_in"])
+
+
+def deploy_bench(s: sim.Sim, tree: Path, rounds: int) -> dict:
+    assert s.tty
+    port = f"sim:{s.name}"
+    results: dict[str, list[float]] = {k: [] for k in ("ribat_full", "mpremote_full",
+                                                        "ribat_same", "mpremote_same")}
+    wire: dict[str, int] = {}
+    for _ in range(rounds):
+        timed(*mpremote(s.tty, "exec", WIPE))
+        before = bytes_in(s.name)
+        results["ribat_full"].append(timed(*ribat("flash", "--port", port)))
+        wire["ribat_full"] = bytes_in(s.name) - before
+        before = bytes_in(s.name)
+        results["ribat_same"].append(timed(*ribat("flash", "--port", port)))
+        wire["ribat_same"] = bytes_in(s.name) - before
+
+        timed(*mpremote(s.tty, "exec", WIPE))
+        before = bytes_in(s.name)
+        results["mpremote_full"].append(timed(*mpremote(s.tty, "fs", "cp", "-r", str(tree), ":")))
+        wire["mpremote_full"] = bytes_in(s.name) - before
+        before = bytes_in(s.name)
+        results["mpremote_same"].append(timed(*mpremote(s.tty, "fs", "cp", "-r", str(tree), ":")))
+        wire["mpremote_same"] = bytes_in(s.name) - before
+    med = {k: statistics.median(v) for k, v in results.items()}
+    return {
+        "seconds": med,
+        "wire_bytes": wire,
+        "full_ratio": med["mpremote_full"] / med["ribat_full"],
+        "same_ratio": med["mpremote_same"] / med["ribat_same"],
+    }
+
+
+def round_trip(s: sim.Sim, rounds: int) -> dict:
+    assert s.tty
+    timed(*mpremote(s.tty, "exec", WIPE))
+    timed(*ribat("flash", "--port", f"sim:{s.name}"))
+    cli = [timed(*ribat("config", "get", "node.name", "--port", f"sim:{s.name}"))
+           for _ in range(rounds)]
+    with connect(s.tty) as client:
+        pings = []
+        for _ in range(200):
+            start = time.perf_counter()
+            client.request("ping")
+            pings.append(time.perf_counter() - start)
+    return {"cli_config_get_s": statistics.median(cli),
+            "request_ms": statistics.median(pings) * 1000}
+
+
+def startup(rounds: int) -> dict:
+    ours = statistics.median(timed(*ribat("--help")) for _ in range(rounds))
+    anchor = statistics.median(timed(sys.executable, "-m", "mpremote", "--help")
+                               for _ in range(rounds))
+    return {"ribat_help_s": ours, "mpremote_help_s": anchor, "ratio": anchor / ours}
+
+
+def heap() -> dict:
+    from ribat import deploy
+
+    found = {}
+    for short, name in boards.virtual_names().items():
+        s = sim.start(f"bench-heap-{short}", short)
+        assert s.tty
+        try:
+            deploy.deploy(s.tty)
+            with connect(s.tty) as client:
+                status = client.request("status")
+            found[name] = {"heap_bytes": boards.load(name).heap_bytes,
+                           "used": status["heap_used"], "free": status["heap_free"]}
+        finally:
+            sim.stop(s.name, erase=True)
+    return found
+
+
+def telemetry(s: sim.Sim, seconds: float) -> dict:
+    assert s.tty
+    with connect(s.tty) as client:
+        client.request("config.set", set={"telemetry.interval_ms": 100})
+    with NodeClient(Port(s.tty)) as client:
+        client.wait_ready()
+        losses = LossCounter()
+        end = time.monotonic() + seconds
+        start = time.monotonic()
+        while time.monotonic() < end:
+            event = client.next_event(0.5)
+            if event and event.get("event") == "telemetry":
+                losses.see(event["seq"])
+        took = time.monotonic() - start
+        client.request("config.set", set={"telemetry.interval_ms": 1000})
+    return {"frames": losses.received, "lost": losses.lost, "per_s": losses.received / took}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "latest.json")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["RIBAT_HOME"] = str(Path(tmp) / "home")
+        os.environ["XDG_CACHE_HOME"] = str(Path(tmp) / "cache")
+        s = sim.start("bench", "pico")
+        try:
+            tree = source_tree(Path(tmp), boards.load("virtual-rp2-pico"))
+            report = {
+                "deploy": deploy_bench(s, tree, args.rounds),
+                "round_trip": round_trip(s, args.rounds),
+                "startup": startup(args.rounds * 2),
+                "telemetry_100ms": telemetry(s, 5.0),
+                "heap": heap(),
+            }
+        finally:
+            sim.stop("bench", erase=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2))
+    show(report, args.rounds)
+
+
+def show(r: dict, rounds: int) -> None:
+    d = r["deploy"]
+    sec, wire = d["seconds"], d["wire_bytes"]
+    print(f"ribat bench: medians of {rounds} rounds on one virtual Pico (anchor / ribat)")
+    print(f"  full deploy      ribat {sec['ribat_full']:.3f} s ({wire['ribat_full']} B sent)  "
+          f"mpremote cp -r {sec['mpremote_full']:.3f} s ({wire['mpremote_full']} B)  "
+          f"ratio {d['full_ratio']:.2f}x")
+    print(f"  no-change again  ribat {sec['ribat_same']:.3f} s ({wire['ribat_same']} B sent)  "
+          f"mpremote cp -r {sec['mpremote_same']:.3f} s ({wire['mpremote_same']} B)  "
+          f"ratio {d['same_ratio']:.2f}x")
+    rt = r["round_trip"]
+    print(f"  round trip       `ribat config get` {rt['cli_config_get_s'] * 1000:.0f} ms; "
+          f"one request in a session {rt['request_ms']:.2f} ms")
+    st = r["startup"]
+    print(f"  start-up         `ribat --help` {st['ribat_help_s'] * 1000:.0f} ms; "
+          f"`mpremote --help` {st['mpremote_help_s'] * 1000:.0f} ms; ratio {st['ratio']:.2f}x")
+    t = r["telemetry_100ms"]
+    print(f"  telemetry 100 ms {t['frames']} frames, {t['per_s']:.1f}/s, {t['lost']} lost")
+    for name, h in r["heap"].items():
+        print(f"  heap {name:22} {h['used'] / 1024:.1f} KB used, {h['free'] / 1024:.1f} KB free "
+              f"of {h['heap_bytes'] / 1024:.0f} KB")
+
+
+if __name__ == "__main__":
+    main()
