@@ -24,6 +24,7 @@ $(STAMP): pyproject.toml
 # MicroPython's type stubs, one folder per port, kept out of the venv: they shadow the
 # standard library's own stubs.
 $(STUBS): $(STAMP)
+	rm -rf $(TYPINGS)
 	$(BIN)/python -m pip install --quiet --no-user --target $(TYPINGS)/rp2 'micropython-rp2-stubs>=1.29,<1.30'
 	$(BIN)/python -m pip install --quiet --no-user --target $(TYPINGS)/esp32 'micropython-esp32-stubs>=1.29,<1.30'
 	$(BIN)/python -m pip install --quiet --no-user --target $(TYPINGS)/unix 'micropython-unix-stubs>=1.29,<1.30'
@@ -47,7 +48,7 @@ lint: $(STAMP)
 FWMYPY = $(BIN)/mypy --config-file firmware/mypy.ini
 typecheck: $(STAMP) $(STUBS)
 	$(BIN)/mypy
-	MYPYPATH=$(TYPINGS)/rp2:boards/rp2-pico $(FWMYPY) --custom-typeshed-dir $(TYPINGS)/rp2 \
+	MYPYPATH=$(TYPINGS)/rp2:firmware:boards/rp2-pico $(FWMYPY) --custom-typeshed-dir $(TYPINGS)/rp2 \
 		firmware/ribat firmware/main.py boards/rp2-pico/hal.py
 	MYPYPATH=$(TYPINGS)/esp32 $(FWMYPY) --custom-typeshed-dir $(TYPINGS)/esp32 \
 		boards/esp32-generic/hal.py

@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +31,7 @@ def mpy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def ribat_home(tmp_path: Path, mpy_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def ribat_home(tmp_path: Path, mpy_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     home = tmp_path / "ribat-home"
     monkeypatch.setenv("RIBAT_HOME", str(home))
     monkeypatch.setenv("XDG_CACHE_HOME", str(mpy_cache))
@@ -42,9 +42,12 @@ def ribat_home(tmp_path: Path, mpy_cache: Path, monkeypatch: pytest.MonkeyPatch)
         sim.stop(s.name, erase=True)
 
 
+NewSim = Callable[..., sim.Sim]
+
+
 @pytest.fixture
-def new_sim() -> Iterator:
-    """A function starting virtual boards: new_sim(board="pico") -> Sim."""
+def new_sim() -> Iterator[NewSim]:
+    """A function starting virtual boards: new_sim(board="pico", name=None) -> Sim."""
 
     def start(board: str = "pico", name: str | None = None) -> sim.Sim:
         return sim.start(name or f"t{next(_names)}", board)
@@ -53,7 +56,7 @@ def new_sim() -> Iterator:
 
 
 @pytest.fixture
-def board(new_sim) -> sim.Sim:  # type: ignore[no-untyped-def]
+def board(new_sim: NewSim) -> sim.Sim:
     """A running virtual Pico with a blank flash."""
     return new_sim()
 
@@ -63,8 +66,7 @@ def node(board: sim.Sim) -> sim.Sim:
     """A running virtual Pico with the firmware deployed."""
     from ribat import deploy
 
-    assert board.tty
-    deploy.deploy(board.tty)
+    deploy.deploy(board.device)
     return board
 
 

@@ -67,7 +67,7 @@ def test_config_survives_power_cycle_and_redeploy(node: sim.Sim, tmp_path: Path)
     assert ribat("config", "get", "node.name", *p(node)).out.strip() == "algeciras"
 
 
-def test_export_then_import_on_another_node(new_sim, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_export_then_import_on_another_node(new_sim, tmp_path: Path) -> None:
     a, b = new_sim(), new_sim()
     for s in (a, b):
         assert ribat("flash", *p(s)).code == 0
@@ -130,7 +130,7 @@ def test_telemetry_watch(node: sim.Sim) -> None:
     assert "telemetry · frame" in run.out and "lost" in run.out
 
 
-def test_boards_marks_ribat_nodes(node: sim.Sim, new_sim) -> None:  # type: ignore[no-untyped-def]
+def test_boards_marks_ribat_nodes(node: sim.Sim, new_sim) -> None:
     bare = new_sim()
     ribat("config", "set", "node.name", "paris", "node.partner", "FR", *p(node))
     run = ribat("boards")

@@ -32,7 +32,7 @@ def test_no_board_found() -> None:
     one_clean_line(ribat("status"), 3, "no board found", "ribat sim start")
 
 
-def test_several_boards_and_no_port(new_sim) -> None:  # type: ignore[no-untyped-def]
+def test_several_boards_and_no_port(new_sim) -> None:
     new_sim()
     new_sim()
     one_clean_line(ribat("status"), 3, "2 boards found", "--port")
@@ -44,10 +44,9 @@ def test_port_that_does_not_exist() -> None:
 
 
 def test_port_busy(node: sim.Sim) -> None:
-    assert node.tty
-    with serial.Serial(node.tty, exclusive=True):
-        one_clean_line(ribat("status", "--port", node.tty), 3, "in use by another program")
-        one_clean_line(ribat("flash", "--port", node.tty), 3, "in use by another program")
+    with serial.Serial(node.device, exclusive=True):
+        one_clean_line(ribat("status", "--port", node.device), 3, "in use by another program")
+        one_clean_line(ribat("flash", "--port", node.device), 3, "in use by another program")
 
 
 def test_port_disappears_mid_command(node: sim.Sim) -> None:
@@ -78,10 +77,10 @@ def test_ribat_installed_but_not_starting(board: sim.Sim, tmp_path: Path) -> Non
     shutil.copytree(FIRMWARE, src)
     with open(src / "ribat" / "app.py", "a") as f:
         f.write("\ndef run(slot, fallback=False):\n    raise RuntimeError('broken on purpose')\n")
-    run = ribat("flash", "--port", str(board.tty), "--source", str(src))
+    run = ribat("flash", "--port", board.device, "--source", str(src))
     one_clean_line(run, 8, "does not answer")
     one_clean_line(
-        ribat("status", "--port", str(board.tty)), 5, "does not start", "broken on purpose"
+        ribat("status", "--port", board.device), 5, "does not start", "broken on purpose"
     )
 
 
@@ -91,14 +90,14 @@ def test_protocol_version_mismatch(board: sim.Sim, tmp_path: Path) -> None:
     codec_py = src / "ribat" / "codec.py"
     codec_py.write_text(codec_py.read_text().replace("\nVERSION = 1\n", "\nVERSION = 2\n"))
     one_clean_line(
-        ribat("flash", "--port", str(board.tty), "--source", str(src)),
+        ribat("flash", "--port", board.device, "--source", str(src)),
         5,
         "host speaks ribat protocol 1, the node speaks 2",
         "pip install -U ribat",
     )
-    one_clean_line(ribat("status", "--port", str(board.tty)), 5, "protocol 1", "speaks 2")
+    one_clean_line(ribat("status", "--port", board.device), 5, "protocol 1", "speaks 2")
     one_clean_line(
-        ribat("config", "get", "node.name", "--port", str(board.tty)), 5, "version mismatch"
+        ribat("config", "get", "node.name", "--port", board.device), 5, "version mismatch"
     )
 
 

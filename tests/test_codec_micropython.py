@@ -6,7 +6,7 @@ from ribat import codec
 
 
 def test_micropython_decodes_what_cpython_encodes_and_vice_versa() -> None:
-    cases = [
+    cases: list[tuple[int, int, dict, bytes]] = [
         (codec.REQUEST, 1, {"op": "ping"}, b""),
         (codec.EVENT, 65535, {"event": "telemetry", "heap": [1, 2]}, b"\x00\xff\x03"),
         (codec.ERROR, 300, {"error": "crc", "message": "é"}, b""),

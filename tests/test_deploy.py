@@ -37,20 +37,19 @@ def board_files(tty: str) -> dict:
 
 
 def test_first_deploy_then_no_change_redeploy_sends_nothing(board: sim.Sim) -> None:
-    assert board.tty
     run = ribat("flash", "--port", f"sim:{board.name}")
     assert run.code == 0, run.err
     assert "✓ firmware" in run.err and "runs from slot a" in run.err
-    info = hello(board.tty)
+    info = hello(board.device)
     assert info["slot"] == "a" and info["board"] == "virtual-rp2-pico"
     firmware_bytes = sum(len(d) for d in _image().files.values())
 
     before = sim_status(board.name)["bytes_in"]
-    result = deploy.deploy(board.tty)
+    result = deploy.deploy(board.device)
     on_the_wire = sim_status(board.name)["bytes_in"] - before
     assert result.plan.up_to_date and result.sent_bytes == 0
     assert on_the_wire < firmware_bytes / 2  # the probe and a restart, no file content
-    assert hello(board.tty)["build"] == info["build"]
+    assert hello(board.device)["build"] == info["build"]
 
 
 def _image(source: Path | None = None) -> firmware.Image:
@@ -60,68 +59,66 @@ def _image(source: Path | None = None) -> firmware.Image:
 def test_only_changed_files_are_sent_and_the_rest_copied_on_the_board(
     node: sim.Sim, tmp_path: Path
 ) -> None:
-    assert node.tty
     src = copy_firmware(tmp_path)
     with open(src / "ribat" / "telemetry.py", "a") as f:
         f.write("\nCHANGED = 1\n")
-    result = deploy.deploy(node.tty, source=src)
+    result = deploy.deploy(node.device, source=src)
     assert result.plan.transfer == ["manifest.json", "ribat/telemetry.mpy"]
     assert "ribat/app.mpy" in result.plan.copy and result.plan.slot == "b"
-    assert hello(node.tty)["build"] == result.manifest["build"]
+    assert hello(node.device)["build"] == result.manifest["build"]
 
 
 def test_stale_files_are_removed_from_the_slot_written(board: sim.Sim, tmp_path: Path) -> None:
-    assert board.tty
     extra = copy_firmware(tmp_path, "extra")
     (extra / "ribat" / "extra.py").write_text("X = 1\n")
-    deploy.deploy(board.tty, source=extra)  # slot a, with extra.mpy
-    deploy.deploy(board.tty)  # slot b
+    deploy.deploy(board.device, source=extra)  # slot a, with extra.mpy
+    deploy.deploy(board.device)  # slot b
     changed = copy_firmware(tmp_path, "changed")
     with open(changed / "ribat" / "link.py", "a") as f:
         f.write("\nCHANGED = 1\n")
-    result = deploy.deploy(board.tty, source=changed)  # slot a again
+    result = deploy.deploy(board.device, source=changed)  # slot a again
     assert result.plan.slot == "a" and result.plan.remove == ["ribat/extra.mpy"]
-    assert "ribat/extra.mpy" not in board_files(board.tty)["slots"]["a"]
+    assert "ribat/extra.mpy" not in board_files(board.device)["slots"]["a"]
 
 
 def test_dry_run_changes_nothing(node: sim.Sim, tmp_path: Path) -> None:
-    assert node.tty
     src = copy_firmware(tmp_path)
     with open(src / "ribat" / "store.py", "a") as f:
         f.write("\nCHANGED = 1\n")
-    before = board_files(node.tty)
-    run = ribat("flash", "--port", node.tty, "--dry-run", "--source", str(src))
+    before = board_files(node.device)
+    run = ribat("flash", "--port", node.device, "--dry-run", "--source", str(src))
     assert run.code == 0, run.err
     assert "send  /fw/b/ribat/store.mpy" in run.out and "switch the active slot to b" in run.out
-    assert board_files(node.tty) == before
-    assert "up to date" in ribat("flash", "--port", node.tty, "--dry-run").out
+    assert board_files(node.device) == before
+    assert "up to date" in ribat("flash", "--port", node.device, "--dry-run").out
 
 
 def test_a_replaced_main_py_is_restored(node: sim.Sim) -> None:
-    assert node.tty
     subprocess.run(
         [
             sys.executable,
             "-m",
             "mpremote",
             "connect",
-            node.tty,
+            node.device,
             "exec",
             "f = open('main.py', 'w'); f.write('print(1)'); f.close()",
         ],
         check=True,
         capture_output=True,
     )
-    result = deploy.deploy(node.tty)
+    result = deploy.deploy(node.device)
     assert result.plan.loader and not result.plan.transfer
-    assert board_files(node.tty)["loader"] == firmware.sha256((FIRMWARE / "main.py").read_bytes())
+    assert board_files(node.device)["loader"] == firmware.sha256(
+        (FIRMWARE / "main.py").read_bytes()
+    )
 
 
 @pytest.mark.parametrize("short", sorted(boards.virtual_names()))
-def test_the_firmware_runs_on_every_virtual_board(new_sim, short: str) -> None:  # type: ignore[no-untyped-def]
+def test_the_firmware_runs_on_every_virtual_board(new_sim, short: str) -> None:
     s = new_sim(short)
-    deploy.deploy(s.tty)
-    with NodeClient(Port(s.tty)) as client:
+    deploy.deploy(s.device)
+    with NodeClient(Port(s.device)) as client:
         info = client.wait_ready()
         status = client.request("status")
     assert info.board == boards.virtual_names()[short]
@@ -130,8 +127,7 @@ def test_the_firmware_runs_on_every_virtual_board(new_sim, short: str) -> None: 
 
 
 def test_interrupted_deploy_leaves_the_old_firmware_running(node: sim.Sim, tmp_path: Path) -> None:
-    assert node.tty
-    old = hello(node.tty)["build"]
+    old = hello(node.device)["build"]
     src = copy_firmware(tmp_path)
     with open(src / "ribat" / "app.py", "a") as f:
         f.write("\nCHANGED = 1\n")
@@ -140,19 +136,18 @@ def test_interrupted_deploy_leaves_the_old_firmware_running(node: sim.Sim, tmp_p
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        deploy.deploy(node.tty, source=src, progress=interrupt)
-    info = hello(node.tty)
+        deploy.deploy(node.device, source=src, progress=interrupt)
+    info = hello(node.device)
     assert info["build"] == old and not info["fallback"]
-    assert deploy.deploy(node.tty, source=src).plan.transfer  # and a new deploy completes
+    assert deploy.deploy(node.device, source=src).plan.transfer  # and a new deploy completes
 
 
 def test_ctrl_c_to_ribat_flash(node: sim.Sim, tmp_path: Path) -> None:
-    assert node.tty
-    old = hello(node.tty)["build"]
+    old = hello(node.device)["build"]
     src = copy_firmware(tmp_path)
     (src / "ribat" / "bulk.py").write_text("DATA = %r\n" % ("x1" * 200000))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ribat", "flash", "--port", node.tty, "--source", str(src)],
+        [sys.executable, "-m", "ribat", "flash", "--port", node.device, "--source", str(src)],
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -163,9 +158,9 @@ def test_ctrl_c_to_ribat_flash(node: sim.Sim, tmp_path: Path) -> None:
     assert proc.wait(timeout=60) in (130, 0), err
     if proc.returncode == 130:
         assert "interrupted" in err
-    assert hello(node.tty)["build"] in (
+    assert hello(node.device)["build"] in (
         old,
-        deploy.deploy(node.tty, source=src, dry_run=True).manifest["build"],
+        deploy.deploy(node.device, source=src, dry_run=True).manifest["build"],
     )
 
 
@@ -187,17 +182,17 @@ def test_unsupported_micropython_is_refused(
         )
     )
     monkeypatch.setenv("RIBAT_BOARDS_PATH", str(tmp_path / "boards"))
-    run = ribat("flash", "--port", str(board.tty), "--board", "virtual-future")
+    run = ribat("flash", "--port", board.device, "--board", "virtual-future")
     assert run.code == 5, run.err
     assert "runs MicroPython 1.29.0; ribat needs 1.30.0 or later" in run.err
     assert "Traceback" not in run.err
-    assert board_files(str(board.tty))["active"] is None  # nothing written
+    assert board_files(board.device)["active"] is None  # nothing written
 
 
 def test_wrong_or_unknown_board_is_refused(board: sim.Sim) -> None:
-    run = ribat("flash", "--port", str(board.tty), "--board", "rp2-pico")
+    run = ribat("flash", "--port", board.device, "--board", "rp2-pico")
     assert run.code == 5 and "rp2 board but" in run.err and "reports linux" in run.err
-    run = ribat("flash", "--port", str(board.tty), "--board", "nosuch")
+    run = ribat("flash", "--port", board.device, "--board", "nosuch")
     assert run.code == 5 and "unknown board 'nosuch'" in run.err
 
 

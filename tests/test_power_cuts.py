@@ -45,14 +45,13 @@ def read_config(tty: str) -> dict:
 
 
 def test_power_cut_at_every_flash_write_of_a_config_save(node: sim.Sim) -> None:
-    assert node.tty
     formats = sim_status(node.name)["formats"]
     k = 0
     while True:
-        set_config(node.tty, OLD)
+        set_config(node.device, OLD)
         before = cuts(node.name)
         arm_flash_cut(node.name, k)
-        with NodeClient(Port(node.tty)) as client:
+        with NodeClient(Port(node.device)) as client:
             client.wait_ready()
             try:
                 client.request("config.set", timeout=1.5, set=NEW)
@@ -60,12 +59,12 @@ def test_power_cut_at_every_flash_write_of_a_config_save(node: sim.Sim) -> None:
                 pass  # the node lost power before it could answer
         cut = cuts(node.name) > before
         arm_flash_cut(node.name, None)
-        assert read_config(node.tty) in (OLD, NEW), f"mixed config after a cut at write {k}"
+        assert read_config(node.device) in (OLD, NEW), f"mixed config after a cut at write {k}"
         if not cut:
             break  # the save needed fewer than k writes: every one of them has been cut
         k += 1
     assert k >= 3, "a save that wrote almost nothing: the sweep tested nothing"
-    assert read_config(node.tty) == NEW
+    assert read_config(node.device) == NEW
     assert sim_status(node.name)["formats"] == formats  # the flash always mounted
 
 
@@ -114,7 +113,7 @@ def shipped_firmware_only(tty: str) -> str:
     return str(build)
 
 
-def sweep(name: str, tty: str, src: Path, arm, total: int) -> dict:  # type: ignore[no-untyped-def]
+def sweep(name: str, tty: str, src: Path, arm, total: int) -> dict:
     """Deploy src over the shipped firmware again and again, cutting the power at points
     spread over `total` (flash writes or bytes the deploy took when measured): after every
     cut the node runs the old build or the new one, and a deploy the cut point did not
@@ -158,33 +157,30 @@ def measure(name: str, tty: str, src: Path, counter: str) -> int:
 
 
 def test_power_cut_across_a_deploy_by_flash_writes(node: sim.Sim, tmp_path: Path) -> None:
-    assert node.tty
     src = changed_firmware(tmp_path)
-    writes = measure(node.name, node.tty, src, "flash_writes")
+    writes = measure(node.name, node.device, src, "flash_writes")
     assert writes > SWEEP_POINTS
-    seen = sweep(node.name, node.tty, src, arm_flash_cut, writes)
+    seen = sweep(node.name, node.device, src, arm_flash_cut, writes)
     # the switch is the deploy's last write: a cut before or on it leaves the old build
     assert sum(cut for cut, _ in seen.values()) >= SWEEP_POINTS
     assert all(not is_new for cut, is_new in seen.values() if cut)
 
 
 def test_power_cut_across_a_deploy_by_bytes_from_the_host(node: sim.Sim, tmp_path: Path) -> None:
-    assert node.tty
     src = changed_firmware(tmp_path)
-    total = measure(node.name, node.tty, src, "bytes_in")
-    seen = sweep(node.name, node.tty, src, arm_byte_cut, total)
+    total = measure(node.name, node.device, src, "bytes_in")
+    seen = sweep(node.name, node.device, src, arm_byte_cut, total)
     assert sum(cut for cut, _ in seen.values()) >= SWEEP_POINTS
 
 
 def test_power_cut_during_the_first_deploy_leaves_a_reachable_board(board: sim.Sim) -> None:
-    assert board.tty
     for point in (50, 400, 2000):
         arm_flash_cut(board.name, point)
         try:
-            deploy.deploy(board.tty)
+            deploy.deploy(board.device)
         except RibatError:
             pass
         arm_flash_cut(board.name, None)
-    deploy.deploy(board.tty)
-    assert build_of(board.tty)
+    deploy.deploy(board.device)
+    assert build_of(board.device)
     assert sim_status(board.name)["formats"] == 1  # the first boot's, and no other

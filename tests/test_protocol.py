@@ -16,9 +16,8 @@ from ribat.transport import Port
 
 
 @pytest.fixture
-def client(node: sim.Sim):  # type: ignore[no-untyped-def]
-    assert node.tty
-    with NodeClient(Port(node.tty)) as c:
+def client(node: sim.Sim):
+    with NodeClient(Port(node.device)) as c:
         c.wait_ready()
         yield c
 
@@ -57,8 +56,7 @@ def test_each_rejection_is_counted_and_answered_where_it_can_be(client: NodeClie
 
 
 def test_the_node_says_which_version_it_speaks(node: sim.Sim) -> None:
-    assert node.tty
-    with Port(node.tty) as port:
+    with Port(node.device) as port:
         port.write(codec.encode(codec.REQUEST, 5, {"op": "hello"}, version=2))
         deframer = codec.Deframer(4096)
         deadline = time.monotonic() + 5
@@ -103,7 +101,7 @@ def test_a_stray_ctrl_c_only_pauses_the_node(client: NodeClient) -> None:
 def test_telemetry_at_100_ms_loses_no_frame(client: NodeClient) -> None:
     client.request("config.set", set={"telemetry.interval_ms": 100})
     client.events.clear()
-    seqs = []
+    seqs: list[int] = []
     while len(seqs) < 40:
         event = client.next_event(2.0)
         assert event is not None, "telemetry stopped"
@@ -128,14 +126,13 @@ def test_telemetry_at_100_ms_loses_no_frame(client: NodeClient) -> None:
 
 
 def test_the_repl_stays_reachable_beside_the_running_node(node: sim.Sim) -> None:
-    assert node.tty
     done = subprocess.run(
         [
             sys.executable,
             "-m",
             "mpremote",
             "connect",
-            node.tty,
+            node.device,
             "resume",
             "exec",
             "print('repl', 6 * 7)",

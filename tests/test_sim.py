@@ -49,45 +49,44 @@ def test_start_list_stop_erase() -> None:
 
 
 def test_mpremote_unmodified_sees_a_board(board: sim.Sim, tmp_path: Path) -> None:
-    assert board.tty
     (tmp_path / "tree" / "lib").mkdir(parents=True)
     (tmp_path / "tree" / "lib" / "hello.py").write_text("print('hello from flash')\n")
-    mpremote(board.tty, "fs", "cp", "-r", str(tmp_path / "tree" / "lib"), ":")
-    assert "hello.py" in mpremote(board.tty, "fs", "ls", ":lib")
-    assert "hello from flash" in mpremote(board.tty, "exec", "import hello")
+    mpremote(board.device, "fs", "cp", "-r", str(tmp_path / "tree" / "lib"), ":")
+    assert "hello.py" in mpremote(board.device, "fs", "ls", ":lib")
+    assert "hello from flash" in mpremote(board.device, "exec", "import hello")
     script = tmp_path / "run.py"
     script.write_text("import sys; print('ran on', sys.platform)\n")
-    assert "ran on linux" in mpremote(board.tty, "run", str(script))
+    assert "ran on linux" in mpremote(board.device, "run", str(script))
     # mpremote soft-resets the board before each command: that worked, or nothing above had
 
 
-def test_flash_is_littlefs_of_the_boards_size_and_persists(new_sim) -> None:  # type: ignore[no-untyped-def]
+def test_flash_is_littlefs_of_the_boards_size_and_persists(new_sim) -> None:
     s = new_sim("esp32")
     facts = boards.load("virtual-esp32-generic")
-    out = mpremote(s.tty, "exec", "import os; st = os.statvfs('/'); print(st[0] * st[2])")
+    out = mpremote(s.device, "exec", "import os; st = os.statvfs('/'); print(st[0] * st[2])")
     assert int(out) == facts.fs_bytes == 2097152
-    mpremote(s.tty, "exec", "f = open('keep.txt', 'w'); f.write('kept'); f.close()")
+    mpremote(s.device, "exec", "f = open('keep.txt', 'w'); f.write('kept'); f.close()")
     sim.power_cycle(s.name)
-    assert mpremote(s.tty, "exec", "print(open('keep.txt').read())").strip() == "kept"
+    assert mpremote(s.device, "exec", "print(open('keep.txt').read())").strip() == "kept"
     sim.stop(s.name)
     again = sim.start(s.name, "esp32")
-    assert mpremote(again.tty, "exec", "print(open('keep.txt').read())").strip() == "kept"
+    assert mpremote(again.device, "exec", "print(open('keep.txt').read())").strip() == "kept"
     assert sim_status(s.name)["formats"] == 0  # the flash mounted: no reformat on restart
 
 
 @pytest.mark.parametrize("short, name", sorted(boards.virtual_names().items()))
-def test_heap_is_the_real_boards(new_sim, short: str, name: str) -> None:  # type: ignore[no-untyped-def]
+def test_heap_is_the_real_boards(new_sim, short: str, name: str) -> None:
     s = new_sim(short)
-    total = int(mpremote(s.tty, "exec", "import gc; print(gc.mem_free() + gc.mem_alloc())"))
+    total = int(mpremote(s.device, "exec", "import gc; print(gc.mem_free() + gc.mem_alloc())"))
     heap = boards.load(name).heap_bytes
     assert heap * 0.95 < total <= heap
 
 
 def test_ctrl_d_soft_resets_and_runs_main_py(board: sim.Sim) -> None:
     mpremote(
-        board.tty, "exec", "f = open('main.py', 'w'); f.write('print(\"main ran\")'); f.close()"
+        board.device, "exec", "f = open('main.py', 'w'); f.write('print(\"main ran\")'); f.close()"
     )
-    with serial.Serial(board.tty, timeout=0.2) as port:
+    with serial.Serial(board.device, timeout=0.2) as port:
         port.write(b"\x03\x02")  # interrupt whatever runs; the friendly REPL
         read_until(port, b">>> ")
         port.write(b"\x04")
@@ -98,34 +97,34 @@ def test_ctrl_d_soft_resets_and_runs_main_py(board: sim.Sim) -> None:
 
 def test_ctrl_c_interrupts_a_busy_main_py(board: sim.Sim) -> None:
     busy = "n = 0\nwhile True:\n    n += 1\n"
-    mpremote(board.tty, "exec", f"f = open('main.py', 'w'); f.write({busy!r}); f.close()")
+    mpremote(board.device, "exec", f"f = open('main.py', 'w'); f.write({busy!r}); f.close()")
     sim.power_cycle(board.name)  # boots into main.py, which never returns
     time.sleep(0.5)
-    out = mpremote(board.tty, "resume", "exec", "print('interrupted at', n)")
+    out = mpremote(board.device, "resume", "exec", "print('interrupted at', n)")
     assert int(out.split()[-1]) > 0
 
 
 def test_mpremote_reset_is_a_hard_reset(board: sim.Sim) -> None:
     assert sim_status(board.name)["reset_cause"] == "power_on"
-    mpremote(board.tty, "reset")  # it resets 100 ms after mpremote has gone: wait for it
+    mpremote(board.device, "reset")  # it resets 100 ms after mpremote has gone: wait for it
     deadline = time.monotonic() + 10
     while sim_status(board.name)["reset_cause"] != "hard" and time.monotonic() < deadline:
         time.sleep(0.05)
-    out = mpremote(board.tty, "exec", "import machine; print(machine.reset_cause())")
+    out = mpremote(board.device, "exec", "import machine; print(machine.reset_cause())")
     assert int(out) == 2  # HARD_RESET
 
 
 def test_output_is_dropped_while_no_host_has_the_port_open(board: sim.Sim) -> None:
     chatty = "import time\nwhile True:\n    print('tick')\n    time.sleep_ms(5)\n"
-    mpremote(board.tty, "exec", f"f = open('main.py', 'w'); f.write({chatty!r}); f.close()")
+    mpremote(board.device, "exec", f"f = open('main.py', 'w'); f.write({chatty!r}); f.close()")
     sim.power_cycle(board.name)
     time.sleep(0.5)
     assert sim_status(board.name)["dropped_out"] > 0
-    with serial.Serial(board.tty, timeout=0.5) as port:
+    with serial.Serial(board.device, timeout=0.5) as port:
         assert b"tick\r\n" in read_until(port, b"tick\r\n")  # and cooked to \r\n
 
 
-def test_names_and_boards_are_checked(new_sim) -> None:  # type: ignore[no-untyped-def]
+def test_names_and_boards_are_checked(new_sim) -> None:
     with pytest.raises(SimError, match="invalid virtual board name"):
         sim.start("../escape")
     s = new_sim("pico", "twice")

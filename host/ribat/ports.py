@@ -6,7 +6,7 @@ A port is named by its device path, or as sim:NAME for a virtual board.
 import os
 from dataclasses import dataclass
 
-from ribat import boards, sim
+from ribat import sim
 from ribat.errors import NoBoard, SeveralBoards
 
 # USB vendor ids of MicroPython boards and of the USB-UART bridges on ESP32 dev kits.
@@ -59,15 +59,15 @@ def resolve(port: str | None) -> str:
     if port:
         if port.startswith("sim:"):
             name = port[4:]
-            found = sim.find(name)
-            if found is None:
+            virtual = sim.find(name)
+            if virtual is None:
                 raise NoBoard(f"no virtual board named {name}: see `ribat sim list`")
-            if not found.running or not found.tty:
+            if virtual.tty is None:
                 raise NoBoard(
                     f"virtual board {name} is stopped: start it with "
                     f"`ribat sim start --name {name}`"
                 )
-            return found.tty
+            return virtual.tty
         return port
     found = candidates()
     if not found:
@@ -76,11 +76,3 @@ def resolve(port: str | None) -> str:
         listing = ", ".join(f"{c.port} [{c.label}]" for c in found)
         raise SeveralBoards(f"{len(found)} boards found ({listing}): choose one with --port")
     return found[0].port
-
-
-def board_for_port(port: str) -> boards.Board | None:
-    """The board definition of a virtual board's port, None for a real port."""
-    for s in sim.list_sims():
-        if s.running and s.tty == port:
-            return boards.load(s.board)
-    return None

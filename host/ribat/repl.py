@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import serial
@@ -56,7 +57,7 @@ class _Transport(SerialTransport):
         self.serial.timeout = CHAR_TIMEOUT_S
         self.watch_restarts = False  # while running code: a board that restarts fails fast
 
-    def read_until(  # type: ignore[override]
+    def read_until(
         self,
         min_num_bytes: int,
         ending: bytes,
@@ -100,7 +101,7 @@ class RawRepl:
         self.port.close()
 
     @contextlib.contextmanager
-    def _errors(self, doing: str):  # type: ignore[no-untyped-def]
+    def _errors(self, doing: str) -> Iterator[None]:
         try:
             with contextlib.redirect_stdout(io.StringIO()):
                 yield

@@ -33,7 +33,7 @@ FORMATS = ("csv", "jsonl")
 def row(event: dict, received: float | None = None) -> dict:
     """One flat record: the event's fields, rejections by cause, and the host's time."""
     stamp = datetime.fromtimestamp(received or time.time(), UTC)
-    out = {"time": stamp.isoformat(timespec="milliseconds")}
+    out: dict[str, object] = {"time": stamp.isoformat(timespec="milliseconds")}
     for name in FIELDS[1:]:
         if not name.startswith("rejected_"):
             out[name] = event.get(name)

@@ -22,8 +22,11 @@ def sim_group() -> None:
     help="Which board to emulate.",
 )
 @click.option("--name", "-n", help="Name of the virtual board (default: sim1, sim2...).")
-@click.option("--fast-link", is_flag=True,
-              help="Carry bytes as fast as the host can, not at the board's link speed.")
+@click.option(
+    "--fast-link",
+    is_flag=True,
+    help="Carry bytes as fast as the host can, not at the board's link speed.",
+)
 def start(board: str, name: str | None, fast_link: bool) -> None:
     """Start a virtual board and print its serial device."""
     started = sim.start(name, board, fast_link)

@@ -3,12 +3,16 @@
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ribat import codec
 from ribat import telemetry as tm
 from ribat.cli.common import console, duration, open_node, port_option, size
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 WAIT_S = 0.25  # how often the loops look up from waiting for a frame
 
@@ -18,7 +22,7 @@ def telemetry_group() -> None:
     """A node's live telemetry: the frames it pushes every telemetry.interval_ms."""
 
 
-def _table(event: dict, losses: tm.LossCounter, rate: float):  # type: ignore[no-untyped-def]
+def _table(event: dict, losses: tm.LossCounter, rate: float) -> "Table":
     from rich.table import Table
 
     rejected = event.get("rx_rejected") or []

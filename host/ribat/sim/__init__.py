@@ -7,10 +7,6 @@ them and talks to them over their control sockets.
 import json
 import os
 import re
-import select
-import shutil
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -36,6 +32,16 @@ class Sim:
     @property
     def running(self) -> bool:
         return self.tty is not None
+
+    @property
+    def device(self) -> str:
+        """The serial device of a running virtual board."""
+        if self.tty is None:
+            raise SimError(
+                f"virtual board {self.name} is stopped: start it with "
+                f"`ribat sim start --name {self.name}`"
+            )
+        return self.tty
 
 
 def _dir(name: str) -> Path:
@@ -116,11 +122,19 @@ def start(name: str | None = None, board: str = "pico", fast_link: bool = False)
     log = d / "log"
     if log.exists() and log.stat().st_size > 1 << 20:
         os.replace(log, d / "log.1")
+    import subprocess
+
     ready_r, ready_w = os.pipe()
     with open(log, "ab") as out:
         subprocess.Popen(
-            [sys.executable, "-m", "ribat.sim.supervisor", str(d), str(ready_w),
-             "fast" if fast_link else "board"],
+            [
+                sys.executable,
+                "-m",
+                "ribat.sim.supervisor",
+                str(d),
+                str(ready_w),
+                "fast" if fast_link else "board",
+            ],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,
@@ -143,6 +157,8 @@ def start(name: str | None = None, board: str = "pico", fast_link: bool = False)
 
 
 def _read_line(fd: int, timeout: float) -> bytes:
+    import select
+
     data = b""
     deadline = time.monotonic() + timeout
     while not data.endswith(b"\n"):
@@ -158,6 +174,8 @@ def _read_line(fd: int, timeout: float) -> bytes:
 
 def control(name: str, request: dict) -> dict:
     """Send one control request to a running virtual board; its reply."""
+    import socket
+
     sim = find(name)
     if sim is None:
         raise SimError(f"no virtual board named {name}: see `ribat sim list`")
@@ -191,6 +209,8 @@ def stop(name: str, erase: bool = False) -> None:
         while _alive(sim.pid) and time.monotonic() < deadline:
             time.sleep(0.02)
     if erase:
+        import shutil
+
         shutil.rmtree(_dir(name))
 
 

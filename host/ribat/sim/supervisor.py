@@ -53,7 +53,7 @@ FRIENDLY_MARK = b'Type "help()" for more information.'
 SOFT_REBOOT = b"MPY: soft reboot\r\n"
 SIM_MARK = b"\x00ribat-sim "
 
-HOST_POLL_S = 0.02  # how often to look for a host opening the port while none has it open
+HOST_POLL_S = 0.005  # how often to look for a host opening the port while none has it open
 BOOT_HOLD_S = 2.0  # host input waits at most this long for the interpreter to boot
 SIGINT_GAP_S = 0.05
 TX_STALL_S = 0.5  # output a connected host leaves unread this long is dropped (CDC timeout)
@@ -173,8 +173,9 @@ class Supervisor:
         self.host_connected = False
         self.next_host_poll = 0.0
         self.cut_after_bytes = -1
-        rate, latency = (0, 0.0) if fast_link else (self.board.link_bytes_per_s,
-                                                     self.board.link_latency_ms)
+        rate, latency = (
+            (0, 0.0) if fast_link else (self.board.link_bytes_per_s, self.board.link_latency_ms)
+        )
         self.to_board = Pace(rate, latency)
         self.to_host = Pace(rate, latency)
         self.stopping = False
