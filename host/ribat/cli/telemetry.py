@@ -65,8 +65,8 @@ def watch(port: str | None, seconds: float | None) -> None:
 
     client = open_node(port)
     losses = tm.LossCounter()
-    started = time.monotonic()
-    end = started + seconds if seconds is not None else None
+    end = time.monotonic() + seconds if seconds is not None else None
+    first = 0.0  # when the first frame came: the rate counts from there
     with Live(console=console(), auto_refresh=False, transient=False) as live:
         live.update("[dim]waiting for the first telemetry frame…[/]", refresh=True)
         try:
@@ -74,8 +74,10 @@ def watch(port: str | None, seconds: float | None) -> None:
                 event = client.next_event(WAIT_S)
                 if event is None or event.get("event") != "telemetry":
                     continue
+                now = time.monotonic()
+                first = first or now
                 losses.see(event["seq"])
-                rate = losses.received / max(0.001, time.monotonic() - started)
+                rate = (losses.received - 1) / (now - first) if now > first else 0.0
                 live.update(_table(event, losses, rate), refresh=True)
         except KeyboardInterrupt:
             pass
