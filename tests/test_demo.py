@@ -1,8 +1,8 @@
 """`make demo`'s script, run as a user would, against the code in this checkout."""
 
 import os
-import sys
 import subprocess
+import sys
 from pathlib import Path
 
 from conftest import ROOT
@@ -12,7 +12,9 @@ def test_demo_runs_every_step(tmp_path: Path) -> None:
     ribat = Path(sys.executable).parent / "ribat"
     done = subprocess.run(
         ["bash", str(ROOT / "scripts" / "demo.sh")],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "RIBAT": str(ribat)},
     )
     out = done.stdout + done.stderr

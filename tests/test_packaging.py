@@ -35,15 +35,30 @@ def test_installed_wheel_carries_and_deploys_the_firmware(tmp_path: Path) -> Non
 
     site = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
-         str(wheel)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
         check=True,
     )
     env = {**os.environ, "PYTHONPATH": str(site)}
 
     def installed(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, *args], capture_output=True, text=True,
-                              env=env, cwd=tmp_path, timeout=120)
+        return subprocess.run(
+            [sys.executable, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=120,
+        )
 
     where = installed("-c", "from ribat import boards; print(boards.data_root())")
     assert where.stdout.strip() == str(site / "ribat" / "_data"), where.stderr

@@ -36,12 +36,10 @@ CHUNK = 4096  # file bytes per exec: a few KB of script, well inside a Pico's he
 VERIFY_TIMEOUT_S = 20.0
 RECOVER_TIMEOUT_S = 3.0
 
-PROBE = r"""
-import sys, os, json, hashlib, binascii, gc
-for _m in list(sys.modules):
-    if _m in ('ribat', 'hal') or _m.startswith('ribat.'):
-        del sys.modules[_m]
-gc.collect()
+# Board-side code, run in the raw REPL: it must work on a board without ribat, so it does
+# not use the firmware's own hashing (firmware/ribat/service.py), it repeats it.
+HASH = r"""
+import os, binascii, hashlib
 def _h(p):
     h = hashlib.sha256()
     b = bytearray(1024)
@@ -53,6 +51,16 @@ def _h(p):
                 break
             h.update(m[:n])
     return binascii.hexlify(h.digest()).decode()
+"""
+
+PROBE = (
+    HASH
+    + r"""
+import sys, json, gc
+for _m in list(sys.modules):
+    if _m in ('ribat', 'hal') or _m.startswith('ribat.'):
+        del sys.modules[_m]
+gc.collect()
 def _walk(d, out, pre):
     try:
         entries = list(os.ilistdir(d))
@@ -89,21 +97,12 @@ print(json.dumps({
     'loader': _h('/main.py') if _read('/main.py') is not None else None,
 }))
 """
+)
 
 # Defined once per deploy, then called by short execs.
-HELPERS = r"""
-import os, binascii, hashlib
-def _h(p):
-    h = hashlib.sha256()
-    b = bytearray(1024)
-    m = memoryview(b)
-    with open(p, 'rb') as f:
-        while True:
-            n = f.readinto(b)
-            if not n:
-                break
-            h.update(m[:n])
-    return binascii.hexlify(h.digest()).decode()
+HELPERS = (
+    HASH
+    + r"""
 def _mk(p):
     try:
         os.mkdir(p)
@@ -139,6 +138,7 @@ def _mv(s, d):
     os.rename(s, d)
     print(d, _h(d))
 """
+)
 
 
 @dataclass

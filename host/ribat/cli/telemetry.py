@@ -50,15 +50,18 @@ def _table(event: dict, losses: tm.LossCounter, rate: float) -> "Table":
     return table
 
 
-@telemetry_group.command()
-@port_option
-@click.option(
+duration_option = click.option(
     "--duration",
     "seconds",
     type=click.FloatRange(min=0),
     metavar="S",
     help="Stop after S seconds (default: run until Ctrl-C).",
 )
+
+
+@telemetry_group.command()
+@port_option
+@duration_option
 def watch(port: str | None, seconds: float | None) -> None:
     """A live view of the node's telemetry, until Ctrl-C."""
     from rich.live import Live
@@ -86,13 +89,7 @@ def watch(port: str | None, seconds: float | None) -> None:
 @telemetry_group.command()
 @port_option
 @click.option("--format", "fmt", type=click.Choice(tm.FORMATS), default="csv", show_default=True)
-@click.option(
-    "--duration",
-    "seconds",
-    type=click.FloatRange(min=0),
-    metavar="S",
-    help="Stop after S seconds (default: run until Ctrl-C).",
-)
+@duration_option
 @click.option(
     "--out",
     "-o",
