@@ -189,6 +189,27 @@ def test_unsupported_micropython_is_refused(
     assert board_files(board.device)["active"] is None  # nothing written
 
 
+def test_a_full_flash_is_refused_before_anything_is_written(node: sim.Sim, tmp_path: Path) -> None:
+    before = board_files(node.device)
+    # littlefs keeps a file's data only once synced: flush each block, keep what fits
+    fill = "f = open('ballast', 'wb')\nwhile True:\n    try:\n        f.write(bytes(4096))\n"
+    fill += "        f.flush()\n    except OSError:\n        break\n"
+    subprocess.run(
+        [sys.executable, "-m", "mpremote", "connect", node.device, "exec", fill],
+        check=True,
+        capture_output=True,
+    )
+    src = copy_firmware(tmp_path)
+    with open(src / "ribat" / "app.py", "a") as f:
+        f.write("\nCHANGED = 1\n")
+    run = ribat("flash", "--port", node.device, "--source", str(src))
+    assert run.code == 8 and "not enough flash" in run.err and "nothing was written" in run.err
+    assert board_files(node.device) == before  # both slots and the loader as they were
+    with NodeClient(Port(node.device)) as client:
+        client.wait_ready()  # the node runs on, and sees its flash full (not 16 TB free)
+        assert client.request("status")["flash_free"] < 16384
+
+
 def test_wrong_or_unknown_board_is_refused(board: sim.Sim) -> None:
     run = ribat("flash", "--port", board.device, "--board", "rp2-pico")
     assert run.code == 5 and "rp2 board but" in run.err and "reports linux" in run.err

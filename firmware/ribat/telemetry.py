@@ -55,7 +55,10 @@ class Sampler:
             self._heap_at = now
         if now - self._flash_at >= FLASH_EVERY_MS:
             st = os.statvfs("/")
-            self._flash = (st[1] * st[3], st[1] * (st[2] - st[3]))
+            # a full littlefs counts more blocks in use than it has: free comes out
+            # negative, and MicroPython shows it unsigned
+            free = st[3] if st[3] <= st[2] else 0
+            self._flash = (st[1] * free, st[1] * (st[2] - free))
             self._flash_at = now
         temp = node.board.temperature_c()
         link = node.link

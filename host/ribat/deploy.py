@@ -13,7 +13,10 @@ boots what it booted before:
    switched by a rename: the single atomic step;
 5. restart: a soft reset starts the new firmware, and we wait for it to answer.
 
-If nothing changed, nothing is written: the board is only restarted and checked.
+Before all this, a running node that reports the same build is asked to hash its own
+files (fw.verify, over the protocol): if they all match there is nothing to do, and
+nothing is touched, not even a restart. And nothing is written to a flash that has no
+room for the new slot.
 """
 
 import base64
@@ -83,17 +86,16 @@ try:
     _sim = vboard.BOARD
 except ImportError:
     _sim = None
-_st = os.statvfs('/')
+_st = os.statvfs('/')  # a full littlefs reports negative free blocks, as unsigned
 print(json.dumps({
     'version': list(sys.implementation.version[:3]),
     'mpy': getattr(sys.implementation, '_mpy', 0),
     'platform': sys.platform,
     'machine': getattr(sys.implementation, '_machine', ''),
     'sim_board': _sim,
-    'fs_free': _st[0] * _st[3],
+    'fs_free': _st[0] * _st[3] if _st[3] <= _st[2] else 0,
     'active': (_read('/fw/active') or '').strip() or None,
     'slots': {'a': _walk('/fw/a', {}, ''), 'b': _walk('/fw/b', {}, '')},
-    'manifests': {'a': _read('/fw/a/manifest.json'), 'b': _read('/fw/b/manifest.json')},
     'loader': _h('/main.py') if _read('/main.py') is not None else None,
 }))
 """
@@ -153,7 +155,6 @@ class BoardReport:
     fs_free: int
     active: str | None
     slots: dict[str, dict[str, str] | None]
-    manifests: dict[str, str | None]
     loader: str | None
 
     @classmethod
@@ -167,7 +168,6 @@ class BoardReport:
             fs_free=d["fs_free"],
             active=d["active"] if d["active"] in ("a", "b") else None,
             slots=d["slots"],
-            manifests=d["manifests"],
             loader=d["loader"],
         )
 
@@ -232,9 +232,25 @@ def check_board(report: BoardReport, board_name: str | None, path: str) -> board
         raise Unsupported(
             f"{path} runs MicroPython {report.micropython}; ribat needs {need} or later on "
             f"{board.name}: update MicroPython on the board first (see the README, "
-            "'Installing MicroPython')"
+            "'With a real board')"
         )
     return board
+
+
+def check_space(report: BoardReport, plan: Plan, image: Image, board: boards.Board) -> None:
+    """Refuse, before writing anything, a slot the flash has no room for. littlefs gives a
+    file whole blocks, plus metadata: count each file rounded up, and one block more."""
+    block = board.block_size
+    writes = [len(image.files[p]) for p in plan.transfer + plan.copy]
+    if plan.loader:
+        writes.append(len(image.loader))
+    need = sum(-(-size // block) * block + block for size in writes)
+    if need > report.fs_free:
+        raise DeployError(
+            f"not enough flash for the new firmware: it needs about {need // 1024} KB, "
+            f"{report.fs_free // 1024} KB are free: remove files of your own from the board "
+            "(mpremote fs ls, fs rm); nothing was written"
+        )
 
 
 def make_plan(report: BoardReport, image: Image) -> Plan:
@@ -431,6 +447,7 @@ def deploy(
             )
             image = firmware.build(board, report.mpy, source)
             plan = make_plan(report, image)
+            check_space(report, plan, image, board)
             sent = 0 if dry_run else deployer.apply(plan, image, progress, step)
             deployer.restart()  # the new firmware if switched, the one it had otherwise
         except BaseException:

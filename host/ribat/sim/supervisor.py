@@ -208,7 +208,15 @@ class Supervisor:
         os.close(slave)  # the port counts as closed until a host opens it
         _set_nonblocking(self.host)
         self.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.control.bind(paths.control_address(self.dir))
+        try:
+            self.control.bind(paths.control_address(self.dir))
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE:
+                raise
+            raise RuntimeError(
+                f"another supervisor already runs virtual board {self.name} (its state folder "
+                "may have been deleted under it): end it with `pkill -f ribat.sim.supervisor`"
+            ) from None
         self.control.listen(4)
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
