@@ -82,6 +82,7 @@ class NodeClient:
         self.seq = 0
         self.events: collections.deque[codec.Frame] = collections.deque(maxlen=EVENT_BACKLOG)
         self.text = bytearray()  # recent non-frame output
+        self.prompted = False  # a REPL prompt came since the last request was sent
         self.info: NodeInfo | None = None
 
     def close(self) -> None:
@@ -107,6 +108,8 @@ class NodeClient:
                     pass  # a damaged frame from the node: its request will time out
             elif got == -1 and self.deframer.state == codec.Deframer.IDLE:
                 self.text.append(b)
+                if b == 32 and self.text.endswith(REPL_PROMPT):
+                    self.prompted = True
         del self.text[:-TEXT_BACKLOG]
         return frames
 
@@ -114,9 +117,9 @@ class NodeClient:
         """The response or error to request seq; None if none comes in time, or at once if
         the board's REPL prompts instead (no node runs to answer)."""
         deadline = time.monotonic() + timeout
-        heard = len(self.text)
+        self.prompted = False
         while (left := deadline - time.monotonic()) > 0:
-            if REPL_PROMPT in self.text[max(0, heard - len(REPL_PROMPT)) :]:
+            if self.prompted:
                 return None
             for frame in self._frames(left):
                 if frame.version != codec.VERSION and frame.kind in (codec.ERROR, codec.RESPONSE):
@@ -170,7 +173,7 @@ class NodeClient:
                     return info
                 time.sleep(min(BOOT_RETRY_S, max(0.0, left)))
             except NoAnswer:
-                if REPL_PROMPT in self.text:
+                if self.prompted:
                     raise
             if time.monotonic() >= deadline:
                 raise NoAnswer(f"{self.port.path} did not come back within {timeout:g} s")

@@ -335,9 +335,8 @@ class Supervisor:
             self._kill("hard")
         elif word == "soft-reset":
             self._kill("soft")
-        elif word == "booted" and self.child is not None:
-            self.child.booted = True
-            self._release_input()
+        elif word == "booted":
+            self._booted()
         elif word == "formatted":
             self.stats["formats"] += 1
             self._log("flash did not mount: formatted")
@@ -395,12 +394,14 @@ class Supervisor:
             child.last_sigint = now
             os.kill(child.proc.pid, signal.SIGINT)
 
-    def _release_input(self) -> None:
+    def _booted(self) -> None:
+        """The interpreter takes input now: what the host sent meanwhile goes through."""
         child = self.child
-        if child is not None and child.held:
-            held, child.held = bytes(child.held), bytearray()
+        if child is not None and not child.booted:
             child.booted = True
-            self._on_input(held)
+            held, child.held = bytes(child.held), bytearray()
+            if held:
+                self._on_input(held)
 
     def _on_output(self, data: bytes) -> None:
         window = self.tail + data
@@ -582,8 +583,7 @@ class Supervisor:
                     timeout = min(timeout, max(0.0, due - now))
             if child is not None and not child.booted:
                 if now - child.spawned > BOOT_HOLD_S:
-                    child.booted = True  # it never said so: let the host talk to it anyway
-                    self._release_input()
+                    self._booted()  # it never said so: let the host talk to it anyway
                 timeout = min(timeout, 0.05)
             for fd, _ in p.poll(timeout * 1000):
                 handlers[fd]()
