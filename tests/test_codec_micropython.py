@@ -71,3 +71,15 @@ def test_rejections_under_micropython_match_cpython() -> None:
         assert cause(binascii.b2a_base64(bytes(body), newline=False)) == "crc"
         print("OK")
     """)
+
+
+def test_files_digest_is_the_same_on_node_and_host() -> None:
+    from ribat.digest import files_digest
+
+    hashes = {"ribat/app.mpy": "ab" * 32, "hal.mpy": "cd" * 32, "board.json": "00" * 32}
+    out = micropython(f"""
+        from ribat.digest import files_digest
+        print(files_digest({hashes!r}))
+        print("OK")
+    """)
+    assert out.split()[0] == files_digest(hashes)

@@ -21,6 +21,7 @@ def test_installed_wheel_carries_and_deploys_the_firmware(tmp_path: Path) -> Non
     for needed in (
         "ribat/codec.py",  # the shared modules, as files (symlinks in the checkout)
         "ribat/schema.py",
+        "ribat/digest.py",
         "ribat/_data/firmware/main.py",
         "ribat/_data/firmware/ribat/codec.py",
         "ribat/_data/firmware/ribat/app.py",

@@ -13,6 +13,7 @@ import sys
 from micropython import const
 
 from ribat import codec
+from ribat.digest import files_digest
 from ribat.link import RequestError
 
 _RESET_DELAY_MS = const(100)  # time for the response to leave before the reset
@@ -88,12 +89,17 @@ class Service:
         return {"values": config.all(), "rev": config.rev}
 
     def fw_verify(self, meta: dict) -> dict:
-        """The hash of every file of the running slot, and of the loader, as on flash now:
-        a host that finds them equal to what it would deploy has nothing to deploy."""
+        """The digest of the running slot's files and the loader's hash, from what is on
+        flash now: a host that computes the same has nothing to deploy."""
         root = "/fw/" + self.node.slot
         files: dict = {}
         _hash_tree(root, "", files)
-        return {"slot": self.node.slot, "files": files, "loader": _sha256("/main.py")}
+        return {
+            "slot": self.node.slot,
+            "files": len(files),
+            "digest": files_digest(files),
+            "loader": _sha256("/main.py"),
+        }
 
     def reset(self, meta: dict) -> dict:
         hard = _args(meta, "hard", bool, False)

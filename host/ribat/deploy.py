@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ribat import boards, firmware
+from ribat.digest import files_digest
 from ribat.errors import DeployError, NoAnswer, RibatError, Unsupported
 from ribat.firmware import Image, MpyFormat
 from ribat.transport import Port
@@ -411,7 +412,10 @@ def _unchanged(
         verified = client.request("fw.verify", timeout=VERIFY_TIMEOUT_S)
     except RibatError:
         return None  # no node, an old one, another board: deploy through the REPL
-    if verified["files"] != image.hashes or verified["loader"] != firmware.sha256(image.loader):
+    if (verified["digest"], verified["loader"]) != (
+        files_digest(image.hashes),
+        firmware.sha256(image.loader),
+    ):
         return None
     return board, image, verified["slot"]
 

@@ -20,6 +20,7 @@ from functools import cache
 from pathlib import Path
 
 from ribat import __version__, boards
+from ribat.digest import files_digest
 from ribat.errors import DeployError, Unsupported
 
 LOADER = "main.py"
@@ -149,7 +150,7 @@ def build(board: boards.Board, fmt: MpyFormat, source: Path | None = None) -> Im
         "firmware": __version__,
         "revision": revision(source),
         # Names exactly this set of files: two builds with the same id are the same.
-        "build": sha256(json.dumps(hashes, sort_keys=True).encode())[:12],
+        "build": files_digest(hashes)[:12],
         "board": board.name,
         "mpy": str(fmt),
         "files": hashes,
