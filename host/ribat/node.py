@@ -146,7 +146,14 @@ class NodeClient:
 
     def request(self, op: str, timeout: float = REQUEST_TIMEOUT_S, **args: object) -> dict:
         self.seq = (self.seq + 1) & 0xFFFF
-        self.port.write(codec.encode(codec.REQUEST, self.seq, {"op": op, **args}))
+        line = codec.encode(codec.REQUEST, self.seq, {"op": op, **args})
+        if self.info is not None and len(line) > codec.encoded_size(self.info.max_frame) + 2:
+            raise DeviceError(
+                f"{op!r} does not fit in one frame: the node takes up to "
+                f"{self.info.max_frame} bytes per frame",
+                "oversize",
+            )
+        self.port.write(line)
         frame = self._wait(self.seq, timeout)
         if frame is None:
             raise NoAnswer(f"no answer from {self.port.path} to {op!r} within {timeout:g} s")
