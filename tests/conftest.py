@@ -90,9 +90,14 @@ def ribat(*args: str, timeout: float = 60, env: dict | None = None) -> Run:
 
 
 def micropython(
-    code: str, heap: str = "192K", path: tuple[Path, ...] = (FIRMWARE,), cwd: Path | None = None
+    code: str,
+    heap: str = "192K",
+    path: tuple[Path, ...] = (FIRMWARE,),
+    cwd: Path | None = None,
+    stdin: bytes = b"",
 ) -> str:
-    """Run code under MicroPython's unix port with a board-sized heap; its output.
+    """Run code under MicroPython's unix port with a board-sized heap, stdin fed from a
+    pipe; its output.
 
     The code must print "OK" as its last line; anything else fails the test with the
     interpreter's output.
@@ -102,27 +107,19 @@ def micropython(
     try:
         done = subprocess.run(
             [sys.executable, "-m", "micropython_unix", "-X", f"heapsize={heap}", str(script)],
+            input=stdin,
             capture_output=True,
-            text=True,
             timeout=120,
             cwd=cwd,
-            env={**os.environ, "MICROPYPATH": ":".join(str(p) for p in path)},
+            env={**os.environ, "MICROPYPATH": ":".join([".frozen", *map(str, path)])},
         )
     finally:
         script.unlink()
-    out = done.stdout + done.stderr
+    out = (done.stdout + done.stderr).decode(errors="replace")
     if done.returncode != 0 or not out.rstrip().endswith("OK"):
         pytest.fail(f"MicroPython (exit {done.returncode}) said:\n{out}", pytrace=False)
     return out
 
 
-def heap_of(board_name: str) -> str:
-    return f"{boards.load(board_name).heap_bytes // 1024}K"
-
-
 def sim_status(name: str) -> dict:
     return sim.control(name, {"op": "status"})
-
-
-def as_json(text: str) -> dict:
-    return json.loads(text)

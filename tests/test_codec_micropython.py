@@ -83,3 +83,31 @@ def test_files_digest_is_the_same_on_node_and_host() -> None:
         print("OK")
     """)
     assert out.split()[0] == files_digest(hashes)
+
+
+def test_the_nodes_input_path_takes_junk_without_allocating() -> None:
+    # every kind of junk that completes no frame line: plain bytes and newlines, a frame
+    # too long for the buffer, a frame cut short by the next, one left open at the end
+    junk = bytes(b for b in range(256) if b not in (0x1E, 0x03)) * 4
+    stream = junk + b"\x1e" + b"A" * 3000 + b"\n" + b"\x1eabc" + b"\x1edef"
+    micropython(
+        """
+        import micropython
+        from ribat import codec, link
+
+        def take_all(node_link):
+            micropython.heap_lock()
+            more = node_link.take_input(None)
+            micropython.heap_unlock()
+            return more
+
+        node_link = link.Link(1024)
+        assert node_link._waiting()  # the first hit makes ipoll's reusable tuple
+        assert take_all(node_link) is False  # it read to the end of the input
+        rejected = dict(zip(codec.CAUSES, node_link.rejected))
+        assert rejected["oversize"] == 1 and rejected["truncated"] == 1, rejected
+        assert sum(node_link.rejected) == 2 and node_link.rx_ok == 0
+        print("OK")
+        """,
+        stdin=stream,
+    )

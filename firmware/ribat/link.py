@@ -42,19 +42,31 @@ class Link:
     async def serve(self, handle) -> None:  # type: ignore[no-untyped-def]
         """Read frames forever; handle(frame) returns (meta, data) or raises RequestError."""
         waiter = asyncio.StreamReader(sys.stdin)
-        deframer = self.deframer
-        byte = self._byte
         while True:
             await waiter.read(0)  # returns once input is waiting, consuming none of it
-            while self._poll.poll(0):
-                if not self._in.readinto(byte):
-                    await asyncio.sleep_ms(_EOF_BACKOFF_MS)
-                    break
-                got = deframer.push(byte[0])
-                if got == -2:
-                    self._on_line(deframer.line(), handle)
-                elif got >= 0:
-                    self.reject(got, -1, codec.CAUSES[got])
+            if not self.take_input(handle):
+                await asyncio.sleep_ms(_EOF_BACKOFF_MS)
+
+    def _waiting(self) -> bool:
+        # ipoll reuses one tuple (made on its first hit); poll() makes a list every call
+        for _ in self._poll.ipoll(0):
+            return True
+        return False
+
+    def take_input(self, handle) -> bool:  # type: ignore[no-untyped-def]
+        """Push every byte waiting on stdin through the deframer; False at end of input.
+        Allocates nothing unless a frame line completes."""
+        deframer = self.deframer
+        byte = self._byte
+        while self._waiting():
+            if not self._in.readinto(byte):
+                return False
+            got = deframer.push(byte[0])
+            if got == -2:
+                self._on_line(deframer.line(), handle)
+            elif got >= 0:
+                self.reject(got, -1, codec.CAUSES[got])
+        return True
 
     def _on_line(self, text: memoryview, handle) -> None:  # type: ignore[no-untyped-def]
         try:
