@@ -7,7 +7,6 @@ tests (and are stopped and erased when the test ends).
 """
 
 import itertools
-import json
 import os
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ribat import boards, sim
+from ribat import sim
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRMWARE = ROOT / "firmware"
