@@ -4,8 +4,8 @@
 
 Measures, each as the median of N rounds with the two tools interleaved:
 - full deploy: `ribat flash` onto a board without firmware, against `mpremote fs cp -r` of
-  the same firmware tree (the sources, the loader, the hardware layer and board facts) into
-  an empty folder;
+  the same firmware tree (the sources, the loader, the hardware layer and board facts),
+  each onto the board just erased (`ribat sim stop --erase`, untimed);
 - no-change redeploy: the same two commands again with nothing changed;
 - command round trip: `ribat config get` as a user runs it, and one request in a session;
 - start-up: `ribat --help` against `mpremote --help`;
@@ -33,23 +33,6 @@ from ribat.telemetry import LossCounter
 from ribat.transport import Port
 
 ROOT = Path(__file__).resolve().parents[1]
-WIPE = (
-    "import os\n"
-    + """
-def rm(p):
-    try:
-        if os.stat(p)[0] & 0x4000:
-            for n in os.listdir(p):
-                rm(p + '/' + n)
-            os.rmdir(p)
-        else:
-            os.remove(p)
-    except OSError:
-        pass
-for n in os.listdir('/'):
-    rm('/' + n)
-"""
-)
 
 
 def timed(*cmd: str) -> float:
@@ -82,32 +65,34 @@ def bytes_in(name: str) -> int:
     return int(sim.control(name, {"op": "status"})["bytes_in"])
 
 
-def deploy_bench(s: sim.Sim, tree: Path, rounds: int) -> dict:
-    port = f"sim:{s.name}"
+def bare(name: str, board: str) -> sim.Sim:
+    """The same virtual board with its flash erased: a board with nothing on it."""
+    sim.stop(name, erase=True)
+    return sim.start(name, board)
+
+
+def deploy_bench(name: str, board: str, tree: Path, rounds: int) -> dict:
+    port = f"sim:{name}"
     results: dict[str, list[float]] = {
         k: [] for k in ("ribat_full", "mpremote_full", "ribat_same", "mpremote_same")
     }
     wire: dict[str, int] = {}
     for _ in range(rounds):
-        timed(*mpremote(s.device, "exec", WIPE))
-        before = bytes_in(s.name)
+        bare(name, board)
+        before = bytes_in(name)
         results["ribat_full"].append(timed(*ribat("flash", "--port", port)))
-        wire["ribat_full"] = bytes_in(s.name) - before
-        before = bytes_in(s.name)
+        wire["ribat_full"] = bytes_in(name) - before
+        before = bytes_in(name)
         results["ribat_same"].append(timed(*ribat("flash", "--port", port)))
-        wire["ribat_same"] = bytes_in(s.name) - before
+        wire["ribat_same"] = bytes_in(name) - before
 
-        timed(*mpremote(s.device, "exec", WIPE))
-        before = bytes_in(s.name)
-        results["mpremote_full"].append(
-            timed(*mpremote(s.device, "fs", "cp", "-r", str(tree), ":"))
-        )
-        wire["mpremote_full"] = bytes_in(s.name) - before
-        before = bytes_in(s.name)
-        results["mpremote_same"].append(
-            timed(*mpremote(s.device, "fs", "cp", "-r", str(tree), ":"))
-        )
-        wire["mpremote_same"] = bytes_in(s.name) - before
+        device = bare(name, board).device
+        before = bytes_in(name)
+        results["mpremote_full"].append(timed(*mpremote(device, "fs", "cp", "-r", str(tree), ":")))
+        wire["mpremote_full"] = bytes_in(name) - before
+        before = bytes_in(name)
+        results["mpremote_same"].append(timed(*mpremote(device, "fs", "cp", "-r", str(tree), ":")))
+        wire["mpremote_same"] = bytes_in(name) - before
     med = {k: statistics.median(v) for k, v in results.items()}
     return {
         "seconds": med,
@@ -118,7 +103,6 @@ def deploy_bench(s: sim.Sim, tree: Path, rounds: int) -> dict:
 
 
 def round_trip(s: sim.Sim, rounds: int) -> dict:
-    timed(*mpremote(s.device, "exec", WIPE))
     timed(*ribat("flash", "--port", f"sim:{s.name}"))
     cli = [
         timed(*ribat("config", "get", "node.name", "--port", f"sim:{s.name}"))
@@ -196,11 +180,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["RIBAT_HOME"] = str(Path(tmp) / "home")
         os.environ["XDG_CACHE_HOME"] = str(Path(tmp) / "cache")
-        s = sim.start("bench", args.board)
+        sim.start("bench", args.board)
         try:
             tree = source_tree(Path(tmp), boards.load(boards.virtual_names()[args.board]))
+            deployed = deploy_bench("bench", args.board, tree, args.rounds)
+            s = bare("bench", args.board)
             report = {
-                "deploy": deploy_bench(s, tree, args.rounds),
+                "deploy": deployed,
                 "round_trip": round_trip(s, args.rounds),
                 "startup": startup(args.rounds * 2),
                 "telemetry_100ms": telemetry(s, 5.0),

@@ -107,8 +107,11 @@ def test_a_replaced_main_py_is_restored(node: sim.Sim) -> None:
         check=True,
         capture_output=True,
     )
-    result = deploy.deploy(node.device)
+    steps: list[str] = []
+    result = deploy.deploy(node.device, step=steps.append)
     assert result.plan.loader and not result.plan.transfer
+    assert "replacing main.py" in steps
+    assert not any("manifest" in step for step in steps)  # the slot is untouched
     assert board_files(node.device)["loader"] == firmware.sha256(
         (FIRMWARE / "main.py").read_bytes()
     )

@@ -7,13 +7,14 @@ in half, as NOR flash is left by a real power loss) or of bytes from the host.
 """
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from conftest import FIRMWARE, sim_status
 from ribat import deploy, sim
 from ribat.errors import RibatError
 from ribat.node import NodeClient, connect
-from ribat.repl import RawRepl
 from ribat.transport import Port
 
 OLD = {"node.name": "old-name", "led.brightness": 10, "alert.pattern": "steady"}
@@ -84,33 +85,19 @@ def build_of(tty: str) -> str | None:
         return client.info.build
 
 
-WIPE_INACTIVE = """
-import os
-def rm(p):
-    if os.stat(p)[0] & 0x4000:
-        for n in os.listdir(p):
-            rm(p + '/' + n)
-        os.rmdir(p)
-    else:
-        os.remove(p)
-active = open('/fw/active').read().strip()
-try:
-    rm('/fw/' + ('b' if active == 'a' else 'a'))
-except OSError:
-    pass
-"""
-
-
 def shipped_firmware_only(tty: str) -> str:
-    """The shipped firmware active and the other slot empty: every iteration of a sweep
+    """The shipped firmware active and the other slot gone: every iteration of a sweep
     starts from here, so each deploy writes the same. Its build."""
-    build = deploy.deploy(tty).manifest["build"]
-    with Port(tty) as port:
-        repl = RawRepl(port)
-        repl.enter(soft_reset=True)
-        repl.exec(WIPE_INACTIVE)
-        repl.start_app()
-    return str(build)
+    result = deploy.deploy(tty)
+    inactive = "b" if result.plan.slot == "a" else "a"
+    done = subprocess.run(
+        [sys.executable, "-m", "mpremote", "connect", tty, "fs", "rm", "-r", f":fw/{inactive}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 or "No such file" in done.stdout + done.stderr, done.stderr
+    return str(result.manifest["build"])
 
 
 def sweep(name: str, tty: str, src: Path, arm, total: int) -> dict:

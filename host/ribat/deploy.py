@@ -82,6 +82,11 @@ def _read(p):
             return f.read()
     except OSError:
         return None
+def _h_or_none(p):
+    try:
+        return _h(p)
+    except OSError:
+        return None
 try:
     import vboard
     _sim = vboard.BOARD
@@ -97,7 +102,7 @@ print(json.dumps({
     'fs_free': _st[0] * _st[3] if _st[3] <= _st[2] else 0,
     'active': (_read('/fw/active') or '').strip() or None,
     'slots': {'a': _walk('/fw/a', {}, ''), 'b': _walk('/fw/b', {}, '')},
-    'loader': _h('/main.py') if _read('/main.py') is not None else None,
+    'loader': _h_or_none('/main.py'),
 }))
 """
 )
@@ -324,23 +329,25 @@ class Deployer:
             src = f"/fw/{_other(plan.slot)}"
             script = [f"_cp('{src}/{p}', '{root}/{p}')" for p in plan.copy]
             self._run("\n".join(script), {f"{root}/{p}": want[p] for p in plan.copy})
+        # The manifest goes last, under a temporary name: a slot has one only when whole.
         files = [(f"{root}/{p}", image.files[p]) for p in plan.transfer if p != "manifest.json"]
         if plan.loader:
             files.append(("/main.py.new", image.loader))
-        total = sum(len(data) for _, data in files) + len(image.files["manifest.json"])
+        manifest = image.files["manifest.json"] if "manifest.json" in plan.transfer else b""
+        total = sum(len(data) for _, data in files) + len(manifest)
         sent = self._send(files, progress, total)
         if plan.loader:
             step("replacing main.py")
             self._run(
                 "_mv('/main.py.new', '/main.py')", {"/main.py": firmware.sha256(image.loader)}
             )
-        step(f"writing the manifest of slot {plan.slot}")
-        manifest = image.files["manifest.json"]
-        sent += self._send([(f"{root}/manifest.json.new", manifest)], progress, total, sent)
-        self._run(
-            f"_mv('{root}/manifest.json.new', '{root}/manifest.json')",
-            {f"{root}/manifest.json": want["manifest.json"]},
-        )
+        if manifest:
+            step(f"writing the manifest of slot {plan.slot}")
+            sent += self._send([(f"{root}/manifest.json.new", manifest)], progress, total, sent)
+            self._run(
+                f"_mv('{root}/manifest.json.new', '{root}/manifest.json')",
+                {f"{root}/manifest.json": want["manifest.json"]},
+            )
         if plan.switch:
             step(f"switching to slot {plan.slot}")
             repl.exec(

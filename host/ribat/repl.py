@@ -127,42 +127,19 @@ class RawRepl:
                         raise
 
     def exec(self, code: str, timeout: float = EXEC_TIMEOUT_S) -> bytes:
-        """Run code; its output. Fails within `timeout` of silence or at once if the board
-        restarts meanwhile (mpremote's own follow would wait as long as output flows)."""
+        """Run code; its output. Fails after `timeout` of silence, READ_DEADLINE_S in all,
+        or at once if the board restarts meanwhile (see read_until)."""
         with self._errors("run code"):
             self.transport.watch_restarts = True
             try:
                 self.transport.exec_raw_no_follow(code)
-                out, err = self._follow(timeout)
+                out, err = self.transport.follow(timeout)
             finally:
                 self.transport.watch_restarts = False
         if err:
             message = _last_line(err.decode(errors="replace"))
             raise DeviceError(f"running code failed on the board: {message}")
         return out
-
-    def _follow(self, timeout: float) -> tuple[bytes, bytes]:
-        """Output up to the raw REPL's second \x04: (stdout, stderr). Read byte by byte, so
-        the prompt after it is left for mpremote's next exec."""
-        serial = self.port.serial
-        got = bytearray()
-        ends = 0
-        heard = time.monotonic()
-        while ends < 2:
-            b = serial.read(1)  # waits up to CHAR_TIMEOUT_S
-            now = time.monotonic()
-            if not b:
-                if now - heard > timeout:
-                    raise TransportError("timeout waiting for the end of the output")
-                continue
-            heard = now
-            got += b
-            if b == b"\x04":
-                ends += 1
-            elif any(sign in got[-20:] for sign in RESTART_SIGNS):
-                raise BoardRestarted(f"{self.port.path} restarted while running code")
-        out, err, _ = bytes(got).split(b"\x04", 2)
-        return out, err
 
     def eval_json(self, code: str, timeout: float = EXEC_TIMEOUT_S) -> Any:
         """Run code whose last output line is one JSON document; that document."""
