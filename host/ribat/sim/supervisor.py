@@ -54,6 +54,7 @@ SOFT_REBOOT = b"MPY: soft reboot\r\n"
 SIM_MARK = b"\x00ribat-sim "
 
 HOST_POLL_S = 0.005  # how often to look for a host opening the port while none has it open
+IDLE_S = 1.0  # the longest the loop sleeps with nothing due (signals and fds wake it sooner)
 BOOT_HOLD_S = 2.0  # host input waits at most this long for the interpreter to boot
 SIGINT_GAP_S = 0.05
 TX_STALL_S = 0.5  # output a connected host leaves unread this long is dropped (CDC timeout)
@@ -473,11 +474,7 @@ class Supervisor:
         """A host opened the port when the terminal's master stops reporting a hang-up."""
         p = select.poll()
         p.register(self.host, select.POLLIN)
-        hung_up = any(ev & select.POLLHUP for _, ev in p.poll(0))
-        if self.host_connected and hung_up:
-            self._host_gone()
-        elif not self.host_connected and not hung_up:
-            self.host_connected = True
+        self.host_connected = not any(ev & select.POLLHUP for _, ev in p.poll(0))
         self.next_host_poll = time.monotonic() + HOST_POLL_S
 
     # -- control ---------------------------------------------------------------------------
@@ -557,7 +554,9 @@ class Supervisor:
             if self.stopping and self.child is None:
                 break
             now = time.monotonic()
-            if now >= self.next_host_poll:
+            # An open port shows its hang-up on the host fd itself; a closed one has to be
+            # looked at again and again to see it opened.
+            if not self.host_connected and now >= self.next_host_poll:
                 self._poll_host()
             handlers = {self.control.fileno(): self._on_control, self.wake_r: self._on_signal}
             p = select.poll()
@@ -575,7 +574,7 @@ class Supervisor:
                 handlers[child.stderr] = self._on_child_stderr
                 p.register(child.pidfd, select.POLLIN)
                 handlers[child.pidfd] = self._on_exit
-            timeout = max(0.0, self.next_host_poll - now)
+            timeout = IDLE_S if self.host_connected else max(0.0, self.next_host_poll - now)
             if self.tx:
                 timeout = min(timeout, 0.05)
             for due in (self.to_board.next_due(), self.to_host.next_due()):
