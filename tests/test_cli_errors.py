@@ -6,7 +6,6 @@ import pty
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -125,10 +124,8 @@ def test_invalid_config_key_and_value_change_nothing(node: sim.Sim) -> None:
 def test_timeout_with_no_answer(tmp_path: Path) -> None:
     master, slave = pty.openpty()  # a port with nothing behind it
     try:
-        start = time.monotonic()
-        run = ribat("status", "--port", os.ttyname(slave))
+        run = ribat("status", "--port", os.ttyname(slave))  # ribat() fails if it hangs
         one_clean_line(run, 4, "no answer", "MicroPython board")
-        assert time.monotonic() - start < 60
     finally:
         os.close(master)
         os.close(slave)

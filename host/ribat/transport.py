@@ -7,7 +7,6 @@ Wire bytes are logged at DEBUG on the "ribat.wire" logger.
 import errno
 import logging
 import select
-import time
 
 import serial
 
@@ -76,14 +75,3 @@ class Port:
             raise self._gone(e) from e
         wire_log.debug("< %r", data)
         return data
-
-    def drain(self, quiet: float = 0.05, limit: float = 1.0) -> bytes:
-        """Read until the port stays quiet for `quiet` seconds (or `limit` passes)."""
-        got = bytearray()
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            chunk = self.read(quiet)
-            if not chunk:
-                break
-            got += chunk
-        return bytes(got)
