@@ -1,0 +1,1 @@
+../../firmware/ribat/ed25519.py

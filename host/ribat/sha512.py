@@ -1,0 +1,1 @@
+../../firmware/ribat/sha512.py

@@ -1,0 +1,1 @@
+../../firmware/ribat/x25519.py
