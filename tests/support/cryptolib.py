@@ -1,0 +1,17 @@
+"""cryptolib for CPython: MicroPython's AES block interface (ECB encryption, what
+ribat.aead uses) over the `cryptography` package, so the node's AEAD code can be checked on
+CPython against the same vectors as on MicroPython."""
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+MODE_ECB = 1
+
+
+class aes:  # MicroPython's name
+    def __init__(self, key: bytes, mode: int) -> None:
+        if mode != MODE_ECB:
+            raise ValueError("only ECB is provided here")
+        self._enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+
+    def encrypt(self, block: bytes) -> bytes:
+        return self._enc.update(block)
