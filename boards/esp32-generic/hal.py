@@ -36,6 +36,11 @@ class Board:
     def button(self) -> bool:
         return self._button.value() == self._button_active
 
+    def host_present(self) -> "bool | None":
+        """MicroPython tells running code nothing of the USB port's state: an unlocked
+        session on this board ends by `ribat lock`, idle time or reset."""
+        return None
+
     def temperature_c(self) -> "float | None":
         # Newer chips (S2, S3, C3...) report Celsius; the original ESP32 only a raw
         # Fahrenheit reading.

@@ -28,6 +28,11 @@ class Board:
     def button(self) -> bool:
         return rp2.bootsel_button() == 1
 
+    def host_present(self) -> "bool | None":
+        """MicroPython tells running code nothing of the USB port's state: an unlocked
+        session on this board ends by `ribat lock`, idle time or reset."""
+        return None
+
     def temperature_c(self) -> "float | None":
         if self._adc is None:
             return None

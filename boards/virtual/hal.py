@@ -17,6 +17,10 @@ class Board:
     def button(self) -> bool:
         return vboard.button()
 
+    def host_present(self) -> "bool | None":
+        """Whether a host holds the serial port open (None: this board cannot tell)."""
+        return vboard.host_present()
+
     def temperature_c(self) -> "float | None":
         return vboard.temperature_c()
 

@@ -4,17 +4,20 @@ composed as asyncio tasks. The loader (main.py) calls run() with the slot it sta
 
 import asyncio
 import binascii
+import gc
 import json
 import os
+import time
 
 import hal
 from micropython import const
 
-from ribat import config, link, service, telemetry
+from ribat import audit, config, keys, link, service, telemetry
 
 MAX_BODY = const(1024)  # largest frame body accepted; told to the host in hello
 _BLINK_MS = const(80)
 _HEARTBEAT_MS = const(2000)
+_SESSION_MS = const(250)  # how often an unlocked session is looked after
 
 
 def _read_json(path: str) -> dict:
@@ -38,6 +41,22 @@ class Node:
         self.link = link.Link(MAX_BODY)
         self.monitor = telemetry.Monitor()
         self.sampler = telemetry.Sampler(self)
+        self.audit = audit.AuditLog()
+        self.keyring = keys.Keyring(self.board.unique_id(), self.config.get("pin.max_tries"))
+        if self.keyring.wiped_at_start:
+            self.audit.append("wipe", {"why": "lockout"})
+        build = self.manifest.get("build") or self.manifest.get("revision") or self.version
+        self.audit.note_firmware("%s %s" % (self.version, build))
+        self.touched = time.ticks_ms()
+
+    def touch(self) -> None:
+        """A request came: an unlocked session is not idle."""
+        self.touched = time.ticks_ms()
+
+    def lock(self, why: str) -> None:
+        self.keyring.lock()
+        self.audit.append("lock", {"why": why})
+        gc.collect()
 
 
 async def heartbeat(node: Node) -> None:
@@ -50,10 +69,28 @@ async def heartbeat(node: Node) -> None:
         await asyncio.sleep_ms(_HEARTBEAT_MS - _BLINK_MS)
 
 
+async def session(node: Node) -> None:
+    """End an unlocked session when it idles or its host goes; meanwhile, derive the
+    pairwise keys one at a time and fold the audit log when it is due."""
+    keyring = node.keyring
+    while True:
+        await asyncio.sleep_ms(_SESSION_MS)
+        if keyring.state != "unlocked":
+            continue
+        idle_ms = time.ticks_diff(time.ticks_ms(), node.touched)
+        if idle_ms > node.config.get("pin.idle_s") * 1000:  # type: ignore[operator]
+            node.lock("idle")
+        elif node.board.host_present() is False:
+            node.lock("host-gone")
+        elif not keyring.derive_next_pair():
+            node.audit.fold(keyring, node.config.get("audit.max_entries"))
+
+
 async def main(node: Node) -> None:
     asyncio.create_task(node.monitor.run())
     asyncio.create_task(telemetry.push(node))
     asyncio.create_task(heartbeat(node))
+    asyncio.create_task(session(node))
     await node.link.serve(service.Service(node).handle)
 
 

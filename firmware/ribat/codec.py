@@ -53,6 +53,10 @@ CAUSES = (
     "unknown",  # operation the receiver does not know
     "args",  # operation known, arguments invalid
     "internal",  # the receiver failed while carrying out a valid request
+    "locked",  # the request needs an unlocked node (operator PIN)
+    "pin",  # wrong operator PIN
+    "state",  # not in this state: provisioning a provisioned node, using an unprovisioned one
+    "refused",  # a document the node will not take: forged, older, another cell's, garbage
 )
 ENCODING = 0
 CRC = 1
@@ -64,6 +68,10 @@ META = 6
 UNKNOWN = 7
 ARGS = 8
 INTERNAL = 9
+LOCKED = 10
+PIN = 11
+STATE = 12
+REFUSED = 13
 
 
 class FrameError(Exception):

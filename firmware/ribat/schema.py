@@ -70,7 +70,41 @@ KEYS = (
         (10, 86400),
         "Seconds an alert may stay unacknowledged before it is escalated",
     ),
+    (
+        "pin.max_tries",
+        INT,
+        8,
+        (3, 15),
+        "Wrong PINs in a row after which the node wipes its keys and content",
+    ),
+    (
+        "pin.idle_s",
+        INT,
+        300,
+        (10, 86400),
+        "Seconds without a request after which an unlocked session locks itself",
+    ),
+    (
+        "audit.max_entries",
+        INT,
+        400,
+        (16, 4000),
+        "Audit entries kept on flash; older ones are folded into a signed checkpoint",
+    ),
 )
+
+PIN_MIN = 6
+PIN_MAX = 64
+
+
+def pin_problem(pin: object) -> "str | None":
+    """None if pin can be an operator PIN, else what is wrong with it."""
+    if type(pin) is not str or not PIN_MIN <= len(pin) <= PIN_MAX:
+        return "a PIN has %d to %d characters" % (PIN_MIN, PIN_MAX)
+    for c in pin:
+        if not " " < c <= "~":
+            return "a PIN takes printable ASCII characters (no spaces)"
+    return None
 
 
 def find(key: str) -> "tuple | None":

@@ -12,7 +12,7 @@ import sys
 
 from micropython import const
 
-from ribat import codec
+from ribat import codec, guard
 from ribat.digest import files_digest
 from ribat.link import RequestError
 
@@ -43,10 +43,15 @@ class Service:
         meta = frame.meta
         assert meta is not None
         op = meta.get("op")
+        self.node.touch()
         method = self.ops.get(op)  # type: ignore[arg-type]
-        if method is None:
+        if method is not None:
+            return method(meta), b""
+        secured = guard.OPS.get(op)  # type: ignore[arg-type]
+        if secured is None:
             raise RequestError(codec.UNKNOWN, "unknown operation %r" % (op,))
-        return method(meta), b""
+        result = secured(self.node, meta, frame.data)
+        return result if isinstance(result, tuple) else (result, b"")
 
     def hello(self, meta: dict) -> dict:
         node = self.node
@@ -83,9 +88,11 @@ class Service:
         updates = _args(meta, "set", dict, {})
         unset = _args(meta, "unset", list, [])
         config = self.node.config
+        guard.audit_room(self.node)
         problem = config.change(updates, unset)  # type: ignore[arg-type]
         if problem is not None:
             raise RequestError(codec.ARGS, problem)
+        self.node.audit.append("config", {"set": updates, "unset": unset})
         return {"values": config.all(), "rev": config.rev}
 
     def fw_verify(self, meta: dict) -> dict:

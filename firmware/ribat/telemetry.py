@@ -75,6 +75,9 @@ class Sampler:
             "tx": link.tx,
             "fw": node.version,
             "temp_c": None if temp is None else round(temp, 1),
+            "keys": node.keyring.state,
+            "audit_seq": node.audit.seq,
+            "audit_head": node.audit.head,
         }
 
 

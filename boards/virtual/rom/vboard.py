@@ -8,6 +8,7 @@ identity in environment variables and shares a small "panel" file with it:
     offset 4  u32  flash writes (program or erase) since the simulator started
     offset 8  u8   1 while the virtual button is held
     offset 12 u8   LED level in percent, written here for the simulator to show
+    offset 16 u8   1 while a host holds the serial port open
 
 Messages to the simulator go to stderr as lines b"\\x00ribat-sim <word>".
 """
@@ -53,6 +54,10 @@ def set_panel_u32(offset: int, value: int) -> None:
 
 def button() -> bool:
     return panel_u32(8) & 0xFF == 1
+
+
+def host_present() -> bool:
+    return panel_u32(16) & 0xFF == 1
 
 
 def set_led(percent: int) -> None:

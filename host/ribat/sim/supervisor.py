@@ -202,7 +202,7 @@ class Supervisor:
             with open(tmp, "wb") as f:
                 f.write(b"\xff" * size)  # erased NOR flash
             os.replace(tmp, self.flash)
-        self.panel.write_bytes(struct.pack("<IIII", NO_CUT, 0, 0, 0))
+        self.panel.write_bytes(struct.pack("<IIIII", NO_CUT, 0, 0, 0, 0))
         self.host, slave = os.openpty()
         tty.setraw(slave)
         self.tty = os.ttyname(slave)
@@ -464,8 +464,17 @@ class Supervisor:
             self.stats["dropped_out"] += len(self.tx)
             self.tx.clear()
 
+    def _set_host(self, connected: bool) -> None:
+        """Note whether a host holds the port, on the panel too: the node ends an unlocked
+        session when the host goes, as a real board sees its USB port closed."""
+        if connected != self.host_connected:
+            with open(self.panel, "r+b") as f:
+                f.seek(16)
+                f.write(bytes((connected,)))
+        self.host_connected = connected
+
     def _host_gone(self) -> None:
-        self.host_connected = False
+        self._set_host(False)
         self.stats["dropped_out"] += len(self.tx) + self.to_host.queued
         self.tx.clear()
         self.to_host.clear()
@@ -474,7 +483,7 @@ class Supervisor:
         """A host opened the port when the terminal's master stops reporting a hang-up."""
         p = select.poll()
         p.register(self.host, select.POLLIN)
-        self.host_connected = not any(ev & select.POLLHUP for _, ev in p.poll(0))
+        self._set_host(not any(ev & select.POLLHUP for _, ev in p.poll(0)))
         self.next_host_poll = time.monotonic() + HOST_POLL_S
 
     # -- control ---------------------------------------------------------------------------

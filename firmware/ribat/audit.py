@@ -1,0 +1,149 @@
+"""The node's audit log: an append-only hash chain on flash (format: ribat.chain).
+
+An entry is on flash, closed (a littlefs commit), before the request that caused it is
+answered: an entry the host saw acknowledged survives a power cut. The log is bounded:
+past audit.max_entries, the oldest entries are folded into a checkpoint the node signs,
+which needs its key, so folding happens while unlocked; a locked node keeps a reserve of
+half the budget, and past that refuses the requests it would have to record.
+"""
+
+import json
+import os
+import time
+
+from ribat import chain, signed, store
+
+PATH = "/audit/log"
+_FW = "/audit/fw"  # the firmware build last recorded, to notice deploys at start-up
+
+
+class AuditLog:
+    def __init__(self, path: str = PATH) -> None:
+        self.path = path
+        self.seq = 0
+        self.head = chain.GENESIS
+        self.entries = 0  # entries on flash (not counting a checkpoint)
+        self._scan()
+
+    def _scan(self) -> None:
+        try:
+            f = open(self.path, "rb")
+        except OSError:
+            try:
+                os.mkdir(self.path[: self.path.rfind("/")])
+            except OSError:
+                pass
+            return
+        good = 0  # bytes of whole lines
+        with f:
+            while True:
+                line = f.readline()
+                if not line:
+                    break
+                if not line.endswith(b"\n"):
+                    break  # a line a cut write left half done: dropped below
+                good += len(line)
+                line = line[:-1]
+                e = chain.parse(line)
+                if e is None:
+                    continue
+                if "body" in e:
+                    body = signed.body_of(e)
+                    if body is not None:
+                        self.seq, self.head = body["seq"], body["hash"]
+                    continue
+                self.seq, self.head = e["seq"], chain.line_hash(line)
+                self.entries += 1
+        if good != os.stat(self.path)[6]:
+            self._truncate(good)
+
+    def _truncate(self, size: int) -> None:
+        tmp = self.path + ".new"
+        with open(self.path, "rb") as src, open(tmp, "wb") as dst:
+            buf = bytearray(256)
+            left = size
+            while left:
+                n = src.readinto(buf)
+                n = min(n, left)
+                dst.write(memoryview(buf)[:n])
+                left -= n
+        os.rename(tmp, self.path)
+
+    def append(self, event: str, detail: "dict | None" = None) -> None:
+        line = chain.entry(self.seq + 1, int(time.time()), event, self.head, detail)
+        with open(self.path, "ab") as f:
+            f.write(line)
+            f.write(b"\n")
+        self.seq += 1
+        self.head = chain.line_hash(line)
+        self.entries += 1
+
+    def full(self, budget: int) -> bool:
+        """Past the budget and its reserve: only a fold makes room."""
+        return self.entries >= budget + budget // 2
+
+    def fold(self, keyring, budget: int) -> bool:  # type: ignore[no-untyped-def]
+        """Fold the oldest entries into a signed checkpoint, keeping half the budget;
+        False if there is nothing to fold or no key to sign with (locked)."""
+        if self.entries <= budget or keyring.state != "unlocked":
+            return False
+        keep = budget // 2
+        drop = self.entries - keep
+        tmp = self.path + ".new"
+        folded = 0
+        n = 0
+        with open(self.path, "rb") as src, open(tmp, "wb") as dst:
+            while True:
+                line = src.readline()
+                if not line:
+                    break
+                if n > drop:
+                    dst.write(line)
+                    continue
+                e = chain.parse(line[:-1])
+                if e is None:
+                    continue
+                if "body" in e:
+                    body = signed.body_of(e)
+                    folded = body["folded"] if body else 0
+                    continue
+                n += 1
+                if n == drop:
+                    cp = {
+                        "seq": e["seq"],
+                        "hash": chain.line_hash(line[:-1]),
+                        "folded": folded + drop,
+                        "t": int(time.time()),
+                        "key": keyring.public_key(),
+                    }
+                    dst.write(json.dumps(keyring.sign(signed.CHECKPOINT, cp)).encode())
+                    dst.write(b"\n")
+                    n += 1  # copy all that follows
+        os.rename(tmp, self.path)
+        self.entries = keep
+        return True
+
+    def size(self) -> int:
+        try:
+            return os.stat(self.path)[6]
+        except OSError:
+            return 0
+
+    def read(self, offset: int, n: int) -> bytes:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(offset)
+                return f.read(n)
+        except OSError:
+            return b""
+
+    def note_firmware(self, build: str) -> None:
+        """Record a deploy: the build running now is not the one last recorded."""
+        try:
+            with open(_FW) as f:
+                last = f.read()
+        except OSError:
+            last = ""
+        if last != build:
+            self.append("deploy", {"from": last or None, "to": build})
+            store.write_atomic(_FW, build.encode())

@@ -1,0 +1,214 @@
+"""The operations of the security core: provisioning, identity, the operator PIN and its
+sessions, the roster, the audit log, wipe. Each is recorded in the audit log before it is
+answered. The Service (ribat.service) looks them up by name in OPS.
+"""
+
+import gc
+import time
+from binascii import unhexlify
+
+from micropython import const
+
+from ribat import codec, schema, store
+from ribat.keys import ROSTER, pair_check, pin_args
+from ribat.link import RequestError
+
+MAX_ROSTER = const(16384)
+_ROSTER_PART = ROSTER + ".part"
+
+
+def _arg(meta: dict, name: str, kind: type) -> object:
+    value = meta.get(name)
+    if not isinstance(value, kind):
+        raise RequestError(codec.ARGS, "%r must be a %s" % (name, kind.__name__))
+    return value
+
+
+def _config_arg(meta: dict, name: str, key: str) -> str:
+    value = meta.get(name)
+    problem = schema.check(key, value)
+    if problem is not None:
+        raise RequestError(codec.ARGS, problem)
+    return value  # type: ignore[return-value]
+
+
+def identity(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+    keyring = node.keyring
+    out = {"state": keyring.state}
+    if keyring.identity is None:
+        return out
+    out.update(keyring.identity)
+    roster = keyring.roster
+    out["doc"] = keyring.identity_doc
+    out["cell"] = keyring.cell()
+    out["roster"] = roster["version"] if roster else 0
+    out["members"] = len(roster["members"]) if roster else 0
+    out["tries"] = keyring.tries()
+    out["max_tries"] = node.config.get("pin.max_tries")
+    return out
+
+
+def provision(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+    partner = _config_arg(meta, "partner", "node.partner")
+    name = _config_arg(meta, "name", "node.name")
+    pin = pin_args(meta.get("pin"))
+    authority = _arg(meta, "authority", str)
+    if len(authority) != 64:  # type: ignore[arg-type]
+        raise RequestError(codec.ARGS, "'authority' must be a public key: 64 hex digits")
+    node.keyring.need("unprovisioned")
+    audit_room(node)
+    node.keyring.provision(partner, name, pin, unhexlify(authority), int(time.time()))
+    node.config.change({"node.partner": partner, "node.name": name}, [])
+    ident = node.keyring.identity
+    node.audit.append("provision", {"partner": partner, "name": name, "fp": ident["fp"]})
+    gc.collect()
+    return identity(node, meta, data)
+
+
+def unlock(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+    pin = pin_args(meta.get("pin"))
+    secrets = _check_pin(node, pin)
+    node.keyring.unlock(secrets)
+    node.touch()
+    node.audit.append("unlock")
+    node.audit.fold(node.keyring, node.config.get("audit.max_entries"))
+    return {"state": "unlocked", "idle_s": node.config.get("pin.idle_s")}
+
+
+def _check_pin(node, pin: str) -> bytes:  # type: ignore[no-untyped-def]
+    """The sealed secrets, if pin is right; a wrong one is counted, recorded, and the last
+    allowed one wipes the node."""
+    keyring = node.keyring
+    secrets = keyring.check_pin(pin)
+    if secrets is not None:
+        return secrets
+    tries = keyring.tries()
+    left = node.config.get("pin.max_tries") - tries
+    node.audit.append("pin-failed", {"tries": tries})
+    if left <= 0:
+        node.audit.append("wipe", {"why": "lockout"})
+        keyring.wipe()
+        gc.collect()
+        raise RequestError(
+            codec.PIN,
+            "wrong PIN, the last try allowed: the node wiped its keys and content",
+        )
+    raise RequestError(
+        codec.PIN, "wrong PIN: %d tries left before the node wipes its keys" % left
+    )
+
+
+def lock(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+    if node.keyring.state == "unlocked":
+        node.lock("request")
+    return {"state": node.keyring.state}
+
+
+def pin_change(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+    pin = pin_args(meta.get("pin"))
+    new = pin_args(meta.get("new"))
+    secrets = _check_pin(node, pin)
+    node.keyring.change_pin(secrets, new)
+    node.audit.append("pin-change")
+    return {}
+
+
+def wipe(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+    if meta.get("confirm") is not True:
+        raise RequestError(codec.ARGS, "a wipe needs 'confirm': true")
+    node.audit.append("wipe", {"why": "request"})
+    node.keyring.wipe()
+    gc.collect()
+    return {"state": node.keyring.state}
+
+
+def roster_load(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+    """A roster in pieces (offset, total): each piece is kept on flash, so a transfer cut
+    short resumes from what the node reports; the last piece loads it."""
+    offset = _arg(meta, "offset", int)
+    total = _arg(meta, "total", int)
+    keyring = node.keyring
+    keyring.need("locked")
+    if not 0 < total <= MAX_ROSTER:  # type: ignore[operator]
+        raise RequestError(codec.ARGS, "a roster takes 1 to %d bytes" % MAX_ROSTER)
+    have = store.read(_ROSTER_PART) or b""
+    if offset == 0:
+        have = b""
+    elif offset != len(have):
+        raise RequestError(codec.ARGS, "expected the piece at offset %d" % len(have))
+    have += data
+    if len(have) > total:  # type: ignore[operator]
+        _drop_part()
+        raise RequestError(codec.ARGS, "more roster bytes than announced")
+    if len(have) < total:  # type: ignore[operator]
+        store.write_atomic(_ROSTER_PART, have)
+        return {"received": len(have)}
+    _drop_part()
+    audit_room(node)
+    body = keyring.load_roster(have)
+    node.audit.append("roster", {"version": body["version"], "members": len(body["members"])})
+    return {"received": len(have), "version": body["version"], "members": len(body["members"])}
+
+
+def _drop_part() -> None:
+    import os
+
+    try:
+        os.remove(_ROSTER_PART)
+    except OSError:
+        pass
+
+
+def cell_pairs(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+    keyring = node.keyring
+    keyring.need("unlocked")
+    while keyring.derive_next_pair():
+        pass
+    out = []
+    roster = keyring.roster
+    for m in roster["members"] if roster else ():
+        key = keyring.pairs.get(m["fp"])
+        out.append(
+            {
+                "name": m["name"],
+                "partner": m["partner"],
+                "fp": m["fp"],
+                "check": None if key is None else pair_check(key),
+            }
+        )
+    return {"pairs": out}
+
+
+def audit_read(node, meta: dict, data: bytes) -> tuple:  # type: ignore[no-untyped-def]
+    """A piece of the audit log as it is on flash, from byte offset."""
+    offset = _arg(meta, "offset", int)
+    audit = node.audit
+    chunk = audit.read(offset, node.link.max_body - 256)
+    return {"size": audit.size(), "seq": audit.seq, "head": audit.head}, chunk
+
+
+def audit_room(node) -> None:  # type: ignore[no-untyped-def]
+    """Refuse a request the audit log has no room to record."""
+    audit = node.audit
+    if not audit.full(node.config.get("audit.max_entries")):
+        return
+    if node.keyring.state == "unlocked":
+        audit.fold(node.keyring, node.config.get("audit.max_entries"))
+        return
+    raise RequestError(
+        codec.LOCKED,
+        "the audit log is full: unlock the node (`ribat unlock`) so it can fold its log",
+    )
+
+
+OPS = {
+    "identity": identity,
+    "provision": provision,
+    "unlock": unlock,
+    "lock": lock,
+    "pin.change": pin_change,
+    "wipe": wipe,
+    "cell.pairs": cell_pairs,
+    "roster.load": roster_load,
+    "audit.read": audit_read,
+}
