@@ -93,9 +93,7 @@ def _check_pin(node, pin: str) -> bytes:  # type: ignore[no-untyped-def]
             codec.PIN,
             "wrong PIN, the last try allowed: the node wiped its keys and content",
         )
-    raise RequestError(
-        codec.PIN, "wrong PIN: %d tries left before the node wipes its keys" % left
-    )
+    raise RequestError(codec.PIN, "wrong PIN: %d tries left before the node wipes its keys" % left)
 
 
 def lock(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]

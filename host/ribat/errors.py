@@ -57,9 +57,34 @@ class DeviceError(RibatError):
         self.cause = cause
 
 
+class Locked(DeviceError):
+    """The request needs an unlocked node (the operator PIN)."""
+
+
+class WrongPin(DeviceError):
+    """The operator PIN was wrong; the node counted the try."""
+
+
+class WrongState(DeviceError):
+    """The node is not in the state the request needs (provisioned, unprovisioned)."""
+
+
+class Refused(DeviceError):
+    """The node refused a document: forged, older, another cell's, garbage."""
+
+
+class CellError(RibatError):
+    """A cell directory, identity file, roster or audit file that cannot be used."""
+
+
 class DeployError(RibatError):
     """A deploy could not complete; the board still runs what it ran before."""
 
 
 class SimError(RibatError):
     """A virtual board could not be started, found or controlled."""
+
+
+class AuditBroken(RibatError):
+    """An audit log that does not verify: an entry was edited, removed, inserted, reordered
+    or the log was truncated."""

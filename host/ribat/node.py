@@ -10,7 +10,16 @@ import time
 from dataclasses import dataclass
 
 from ribat import codec
-from ribat.errors import DeviceError, NoAnswer, NotRibat, ProtocolMismatch
+from ribat.errors import (
+    DeviceError,
+    Locked,
+    NoAnswer,
+    NotRibat,
+    ProtocolMismatch,
+    Refused,
+    WrongPin,
+    WrongState,
+)
 from ribat.transport import Port
 
 HELLO_TIMEOUT_S = 1.0  # a running node answers in milliseconds
@@ -21,6 +30,14 @@ REPL_PROMPT = b"\n>>> "  # the friendly REPL is waiting: no application runs
 HOST_MAX_BODY = 16384  # largest frame body we accept from a node
 EVENT_BACKLOG = 1024  # events kept while waiting for a response; older ones are dropped
 TEXT_BACKLOG = 4096  # bytes of non-frame output (REPL text, tracebacks) kept for diagnosis
+
+# The error raised for each cause of refusal that the user acts on differently.
+REFUSALS: dict[str, type[DeviceError]] = {
+    "locked": Locked,
+    "pin": WrongPin,
+    "state": WrongState,
+    "refused": Refused,
+}
 
 
 @dataclass
@@ -145,8 +162,14 @@ class NodeClient:
     # -- requests ----------------------------------------------------------------------
 
     def request(self, op: str, timeout: float = REQUEST_TIMEOUT_S, **args: object) -> dict:
+        return self.exchange(op, b"", timeout, **args)[0]
+
+    def exchange(
+        self, op: str, data: bytes = b"", timeout: float = REQUEST_TIMEOUT_S, **args: object
+    ) -> tuple[dict, bytes]:
+        """A request carrying data bytes; the response's meta and data."""
         self.seq = (self.seq + 1) & 0xFFFF
-        line = codec.encode(codec.REQUEST, self.seq, {"op": op, **args})
+        line = codec.encode(codec.REQUEST, self.seq, {"op": op, **args}, data)
         if self.info is not None and len(line) > codec.encoded_size(self.info.max_frame) + 2:
             raise DeviceError(
                 f"{op!r} does not fit in one frame: the node takes up to "
@@ -160,8 +183,9 @@ class NodeClient:
         assert frame.meta is not None
         if frame.kind == codec.ERROR:
             cause = frame.meta.get("error", "")
-            raise DeviceError(f"the node refused {op!r}: {frame.meta.get('message')}", cause)
-        return frame.meta
+            error = REFUSALS.get(cause, DeviceError)
+            raise error(f"the node refused {op!r}: {frame.meta.get('message')}", cause)
+        return frame.meta, frame.data
 
     def hello(self, timeout: float = HELLO_TIMEOUT_S) -> NodeInfo:
         self.info = NodeInfo.from_meta(self.request("hello", timeout=timeout))

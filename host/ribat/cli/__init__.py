@@ -36,6 +36,26 @@ COMMANDS = {
         "telemetry_group",
         "Watch or record a node's live telemetry.",
     ),
+    "provision": (
+        "ribat.cli.security",
+        "provision",
+        "Give a fresh node its keys, its operator PIN and its cell.",
+    ),
+    "identity": (
+        "ribat.cli.security",
+        "identity_group",
+        "Show or export a node's public identity and fingerprint.",
+    ),
+    "cell": (
+        "ribat.cli.cell",
+        "cell_group",
+        "Create a cell authority, edit its signed roster, load it onto nodes.",
+    ),
+    "unlock": ("ribat.cli.security", "unlock", "Open an operator session on a node (PIN)."),
+    "lock": ("ribat.cli.security", "lock", "End a node's operator session."),
+    "pin": ("ribat.cli.security", "pin_group", "Change the operator PIN."),
+    "wipe": ("ribat.cli.security", "wipe", "Erase a node's keys and content."),
+    "audit": ("ribat.cli.audit", "audit_group", "Show, export and verify a node's audit chain."),
     "sim": ("ribat.cli.sim", "sim_group", "Start, list, power-cycle and stop virtual boards."),
 }
 
@@ -53,6 +73,12 @@ EXIT_CODES: dict[type[errors.RibatError], int] = {
     errors.DeviceError: 7,
     errors.DeployError: 8,
     errors.SimError: 9,
+    errors.Locked: 10,
+    errors.WrongPin: 11,
+    errors.WrongState: 12,
+    errors.Refused: 13,
+    errors.CellError: 14,
+    errors.AuditBroken: 15,
 }
 INTERRUPTED = 130
 

@@ -22,11 +22,47 @@ def port_option(f: F) -> F:
     )(f)
 
 
+# The node an unlocked session (`ribat unlock`) holds open: the commands it runs use it
+# rather than open the port again, which would end the session.
+session_client: node.NodeClient | None = None
+
+
 def open_node(port: str | None) -> node.NodeClient:
     """Connect to the node on --port; closed when the command ends."""
+    if session_client is not None:
+        if port is not None:
+            raise click.UsageError(
+                "inside an unlocked session, commands use its node: drop --port"
+            )
+        return session_client
     client = node.connect(ports.resolve(port))
     click.get_current_context().call_on_close(client.close)
     return client
+
+
+def pin_option(f: F) -> F:
+    return click.option(
+        "--pin",
+        envvar="RIBAT_PIN",
+        metavar="PIN",
+        help="Operator PIN: unlock the node for this command only ($RIBAT_PIN).",
+    )(f)
+
+
+def ask_pin(pin: str | None, prompt: str = "PIN", confirm: bool = False) -> str:
+    """pin, or one typed at the terminal; checked against the PIN rules either way."""
+    import sys
+
+    from ribat import schema
+
+    if pin is None:
+        if not sys.stdin.isatty():
+            raise click.UsageError("a PIN is needed: give --pin or set RIBAT_PIN")
+        pin = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+    problem = schema.pin_problem(pin)
+    if problem is not None:
+        raise click.BadParameter(problem, param_hint="PIN")
+    return pin
 
 
 def console(stderr: bool = False) -> "Console":

@@ -1,0 +1,118 @@
+"""ribat audit: show, export and verify a node's audit chain."""
+
+import datetime
+import json
+import os
+from pathlib import Path
+
+import click
+
+from ribat import chain, guard
+from ribat.cli.common import console, open_node, port_option
+from ribat.errors import AuditBroken, CellError
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """The node's tamper-evident log of everything done to it."""
+
+
+def _witness(text: str | None) -> tuple[int, str] | None:
+    if text is None:
+        return None
+    seq, _, digest = text.partition(":")
+    try:
+        n = int(seq)
+        int(digest, 16)
+    except ValueError:
+        n, digest = -1, ""
+    if n < 1 or len(digest) < 16:
+        raise click.BadParameter(
+            "give SEQ:HASH, the audit head a host saw (`ribat status`), with 16 or more "
+            "hex digits of the hash",
+            param_hint="--witness",
+        )
+    return n, digest
+
+
+@audit_group.command("show")
+@port_option
+@click.option("--since", type=int, default=0, help="Only entries after this sequence number.")
+def show(port: str | None, since: int) -> None:
+    """List the audit entries."""
+    from rich.table import Table
+
+    log, _ = guard.read_audit(open_node(port))
+    table = Table(box=None, pad_edge=False)
+    for title in ("seq", "time (UTC)", "event", "details"):
+        table.add_column(title)
+    for line in guard.audit_lines(log):
+        e = chain.parse(line) or {}
+        if "body" in e:
+            cp = json.loads(e["body"])
+            if cp["seq"] > since:
+                table.add_row(str(cp["seq"]), "", "checkpoint", f"{cp['folded']} entries folded")
+            continue
+        if e.get("seq", 0) <= since:
+            continue
+        when = datetime.datetime.fromtimestamp(e["t"], datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        detail = " ".join(f"{k}={v}" for k, v in (e.get("d") or {}).items())
+        table.add_row(str(e["seq"]), when, e["ev"], detail)
+    console().print(table)
+
+
+@audit_group.command("export")
+@port_option
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def export(port: str | None, file: Path) -> None:
+    """Write the node's audit log, exactly as its flash holds it, to FILE."""
+    log, meta = guard.read_audit(open_node(port))
+    tmp = file.with_name(file.name + ".new")
+    tmp.write_bytes(log)
+    os.replace(tmp, file)
+    click.echo(
+        f"{len(guard.audit_lines(log))} lines written to {file}; head {meta['seq']}:"
+        f"{meta['head']}",
+        err=True,
+    )
+
+
+@audit_group.command("verify")
+@port_option
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--witness",
+    metavar="SEQ:HASH",
+    help="A head seen earlier (in `ribat status` or telemetry): detects truncation.",
+)
+def verify(port: str | None, file: Path | None, witness: str | None) -> None:
+    """Check the audit chain of a node, or of an exported FILE.
+
+    Names the first entry that was edited, removed, inserted or reordered.
+    """
+    seen = _witness(witness)
+    reported = None
+    if file is None:
+        log, meta = guard.read_audit(open_node(port))
+        reported = (meta["seq"], meta["head"])
+    else:
+        try:
+            log = file.read_bytes()
+        except OSError as e:
+            raise CellError(f"cannot read {file}: {e.strerror}") from None
+    lines = guard.audit_lines(log)
+    problem, (seq, head) = chain.verify(lines, seen)
+    if problem is None and reported is not None and reported[0] == seq and reported[1] != head:
+        problem = f"entry {seq} is not the one the node reports as its head: edited"
+    if problem is not None:
+        raise AuditBroken(f"audit chain broken: {problem}")
+    first = chain.parse(lines[0]) if lines else None
+    start = json.loads(first["body"])["seq"] + 1 if first and "body" in first else 1
+    note = ""
+    if seen is not None and seen[0] < start - 1:
+        note = f" (the witnessed entry {seen[0]} was folded away: not checked)"
+    console().print(
+        f"audit chain verifies: entries {start} to {seq}, head {seq}:{head}{note}"
+        if seq
+        else "audit chain verifies: empty"
+    )

@@ -1,0 +1,105 @@
+"""ribat cell: the cell authority, its roster, and loading the roster onto nodes."""
+
+from pathlib import Path
+
+import click
+
+from ribat import guard
+from ribat.cell import Cell, read_json
+from ribat.cli.common import console, open_node, pin_option, port_option
+from ribat.cli.security import cell_option
+
+
+@click.group("cell")
+def cell_group() -> None:
+    """The cell: its authority key, its roster, the roster on each node."""
+
+
+@cell_group.command("init")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def init(directory: Path) -> None:
+    """Create a cell authority in DIRECTORY (its private key stays there, mode 0600)."""
+    cell = Cell.create(directory)
+    click.echo(f"cell {cell.id} created in {directory}")
+    click.echo(
+        f"keep {directory}/authority.key private; provision nodes with --cell {directory}",
+        err=True,
+    )
+
+
+@cell_group.group("roster")
+def roster_group() -> None:
+    """Add and remove nodes: each change is a new roster version, signed."""
+
+
+def _show(cell: Cell) -> None:
+    from rich.table import Table
+
+    roster = cell.roster
+    console().print(f"cell {cell.id}, roster version {roster['version']}")
+    table = Table(box=None, pad_edge=False)
+    for title in ("partner", "name", "fingerprint"):
+        table.add_column(title)
+    for m in roster["members"]:
+        table.add_row(m["partner"], m["name"], m["fp"])
+    console().print(table)
+
+
+@roster_group.command("add")
+@cell_option
+@click.argument("identity_file", type=click.Path(dir_okay=False, path_type=Path))
+def roster_add(cell_dir: Path, identity_file: Path) -> None:
+    """Add the node whose exported identity is IDENTITY_FILE (check its fingerprint)."""
+    cell = Cell.open(cell_dir)
+    body = cell.add(read_json(identity_file, "ribat identity document"))
+    new = body["members"][-1]
+    click.echo(
+        f"added {new['name']} ({new['partner']}) fingerprint {new['fp']}: "
+        f"roster version {body['version']}; load it with `ribat cell load`",
+        err=True,
+    )
+
+
+@roster_group.command("remove")
+@cell_option
+@click.argument("name")
+def roster_remove(cell_dir: Path, name: str) -> None:
+    """Remove the node called NAME."""
+    body = Cell.open(cell_dir).remove(name)
+    click.echo(f"removed {name}: roster version {body['version']}", err=True)
+
+
+@roster_group.command("show")
+@cell_option
+def roster_show(cell_dir: Path) -> None:
+    """List the nodes in the roster."""
+    _show(Cell.open(cell_dir))
+
+
+@cell_group.command("load")
+@port_option
+@cell_option
+def load(port: str | None, cell_dir: Path) -> None:
+    """Load the cell's signed roster onto a node (it refuses any but a newer one)."""
+    cell = Cell.open(cell_dir)
+    meta = guard.load_roster(open_node(port), cell.signed_roster())
+    click.echo(f"roster version {meta['version']} loaded: {meta['members']} nodes", err=True)
+
+
+@cell_group.command("pairs")
+@port_option
+@pin_option
+def pairs(port: str | None, pin: str | None) -> None:
+    """The node's pairwise keys with each roster member, as check values two nodes can
+    compare: equal values, same key (the keys themselves never leave the nodes)."""
+    from rich.table import Table
+
+    client = open_node(port)
+    with guard.unlocked(client, pin):
+        rows = guard.pairs(client)
+    table = Table(box=None, pad_edge=False)
+    for title in ("partner", "name", "fingerprint", "check"):
+        table.add_column(title)
+    for r in rows:
+        table.add_row(r["partner"], r["name"], r["fp"], r["check"] or "(this node)")
+    console().print(table)

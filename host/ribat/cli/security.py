@@ -1,0 +1,200 @@
+"""ribat provision, identity, unlock, lock, wipe and pin: the node's keys and its operator."""
+
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from ribat import guard
+from ribat.cli import common
+from ribat.cli.common import ask_pin, console, open_node, pin_option, port_option
+
+
+def cell_option(f: common.F) -> common.F:
+    return click.option(
+        "--cell",
+        "cell_dir",
+        envvar="RIBAT_CELL",
+        required=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help="The cell directory made by `ribat cell init` ($RIBAT_CELL).",
+    )(f)
+
+
+def _show_identity(info: dict) -> None:
+    if info["state"] == "unprovisioned":
+        click.echo("unprovisioned: run `ribat provision` to give this node its keys")
+        return
+    from rich.table import Table
+
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("node", f"{info['name']} ({info['partner']})")
+    table.add_row("fingerprint", f"[bold]{info['fp']}[/]")
+    table.add_row("signing key", f"Ed25519 {info['sign']}")
+    table.add_row("agreement key", f"X25519 {info['kx']}")
+    table.add_row("cell", info["cell"])
+    roster = f"version {info['roster']}, {info['members']} nodes" if info["roster"] else "none"
+    table.add_row("roster", roster)
+    table.add_row(
+        "state", f"{info['state']}, {info['tries']} of {info['max_tries']} PIN tries used"
+    )
+    console().print(table)
+
+
+@click.command()
+@port_option
+@cell_option
+@click.option("--partner", required=True, metavar="CODE", help="Partner code: MA, FR, ES, BE...")
+@click.option("--name", required=True, help="This node's name in the cell.")
+@pin_option
+def provision(port: str | None, cell_dir: Path, partner: str, name: str, pin: str | None) -> None:
+    """Give a fresh node its keys, its operator PIN and its cell's authority.
+
+    The node makes its keys from its own random source and keeps them sealed under the
+    PIN; they never leave it. Compare the fingerprint it prints by phone with the one the
+    cell administrator sees in `ribat cell roster add`.
+    """
+    from ribat.cell import Cell
+    from ribat.schema import check
+
+    for key, value in (("node.partner", partner), ("node.name", name)):
+        problem = check(key, value)
+        if problem is not None:
+            raise click.BadParameter(problem)
+    cell = Cell.open(cell_dir)
+    client = open_node(port)
+    if guard.identity(client)["state"] != "unprovisioned":
+        from ribat.errors import WrongState
+
+        raise WrongState("the node is already provisioned: wipe it first (`ribat wipe`)", "state")
+    pin = ask_pin(pin, "New operator PIN", confirm=True)
+    info = guard.provision(client, cell, partner, name, pin)
+    click.echo(f"provisioned {info['name']} ({info['partner']}) in cell {info['cell']}", err=True)
+    _show_identity(info)
+
+
+@click.group("identity", invoke_without_command=True)
+@port_option
+@click.pass_context
+def identity_group(ctx: click.Context, port: str | None) -> None:
+    """Show a node's public identity and fingerprint; `export` it for the roster."""
+    if ctx.invoked_subcommand is None:
+        _show_identity(guard.identity(open_node(port)))
+
+
+@identity_group.command("export")
+@port_option
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    default="-",
+    help="File to write (default: standard output).",
+)
+def identity_export(port: str | None, out: Path) -> None:
+    """Write the node's identity, signed by the node: give it to the cell administrator."""
+    from ribat.errors import WrongState
+
+    doc = guard.exported_identity(open_node(port))
+    if "body" not in doc:
+        raise WrongState("the node is not provisioned: run `ribat provision`", "state")
+    text = json.dumps(doc, indent=1) + "\n"
+    if str(out) == "-":
+        click.echo(text, nl=False)
+        return
+    tmp = out.with_name(out.name + ".new")
+    tmp.write_text(text)
+    os.replace(tmp, out)
+    click.echo(f"identity written to {out}", err=True)
+
+
+@click.command()
+@port_option
+@pin_option
+def unlock(port: str | None, pin: str | None) -> None:
+    """Unlock a node for an operator session, and run ribat commands in it.
+
+    The session holds the port: type commands as you would after `ribat` (audit show,
+    cell pairs...), one per line. It ends on `lock`, at end of input, after the node's
+    idle time (pin.idle_s), on reset, or when this program lets go of the port.
+    """
+    client = open_node(port)
+    pin = ask_pin(pin)
+    guard.unlock(client, pin)
+    info = client.info
+    assert info is not None
+    interactive = sys.stdin.isatty()
+    click.echo(f"{info.name} unlocked; `lock` or end of input ends the session", err=True)
+    from ribat.cli import main as run
+
+    common.session_client = client
+    try:
+        while True:
+            try:
+                line = input(f"{info.name}> " if interactive else "")
+            except EOFError:
+                break
+            args = shlex.split(line)
+            if not args:
+                continue
+            if args[0] in ("lock", "exit", "quit"):
+                break
+            if args[0] in ("unlock", "sim", "flash", "boards"):
+                click.echo(f"error: `{args[0]}` does not run inside a session", err=True)
+                continue
+            run(args)
+    finally:
+        common.session_client = None
+        state = guard.lock(client)["state"]
+        click.echo(f"{info.name} {state}", err=True)
+
+
+@click.command()
+@port_option
+def lock(port: str | None) -> None:
+    """Lock a node: its session ends, its keys are sealed again."""
+    client = open_node(port)
+    click.echo(f"{guard.lock(client)['state']}", err=True)
+
+
+@click.command()
+@port_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
+def wipe(port: str | None, yes: bool) -> None:
+    """Erase a node's keys, roster and content: it becomes unprovisioned.
+
+    The audit log stays, with the wipe recorded in it.
+    """
+    client = open_node(port)
+    info = client.info
+    assert info is not None
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("a wipe needs confirmation: add --yes to run it unattended")
+        click.confirm(
+            f"Erase the keys and content of {info.name} ({info.partner}) for good?", abort=True
+        )
+    guard.wipe(client)
+    click.echo(f"{info.name} wiped: it is unprovisioned", err=True)
+
+
+@click.group("pin")
+def pin_group() -> None:
+    """The operator PIN."""
+
+
+@pin_group.command("change")
+@port_option
+@pin_option
+@click.option("--new-pin", envvar="RIBAT_NEW_PIN", metavar="PIN", help="The new PIN.")
+def pin_change(port: str | None, pin: str | None, new_pin: str | None) -> None:
+    """Change the operator PIN (the current one is needed, and counted if wrong)."""
+    client = open_node(port)
+    pin = ask_pin(pin, "Current PIN")
+    new_pin = ask_pin(new_pin, "New PIN", confirm=True)
+    guard.change_pin(client, pin, new_pin)
+    click.echo("PIN changed", err=True)

@@ -1,0 +1,115 @@
+"""The host side of the node's security core: provisioning, the PIN session, the roster
+and the audit log, over a NodeClient. The operations themselves run on the node
+(firmware/ribat/guard.py); nothing here ever holds a node's secret.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ribat.cell import Cell, verify_identity
+from ribat.errors import NotRibat
+from ribat.node import NodeClient
+
+# Public-key work in pure Python on a Pico takes seconds (docs/security.md has the figures).
+PROVISION_TIMEOUT_S = 60.0
+PIN_TIMEOUT_S = 20.0
+ROSTER_TIMEOUT_S = 20.0
+_FRAME_SPARE = 160  # bytes of a frame body left for the header and meta around a piece
+
+
+def identity(client: NodeClient) -> dict:
+    return client.request("identity")
+
+
+def provision(client: NodeClient, cell: Cell, partner: str, name: str, pin: str) -> dict:
+    """Have the node make its keys, seal them under pin and pin cell's authority."""
+    return client.request(
+        "provision",
+        timeout=PROVISION_TIMEOUT_S,
+        partner=partner,
+        name=name,
+        pin=pin,
+        authority=cell.public.hex(),
+    )
+
+
+def exported_identity(client: NodeClient) -> dict:
+    """The node's signed identity document, checked before anyone relies on it."""
+    info = identity(client)
+    doc = info.get("doc")
+    if doc is None:
+        return info
+    body = verify_identity(doc)
+    if body["sign"] != info["sign"]:
+        raise NotRibat("the node's identity document is not its own: the node is faulty")
+    return doc
+
+
+def unlock(client: NodeClient, pin: str) -> dict:
+    return client.request("unlock", timeout=PIN_TIMEOUT_S, pin=pin)
+
+
+def lock(client: NodeClient) -> dict:
+    return client.request("lock")
+
+
+@contextmanager
+def unlocked(client: NodeClient, pin: str | None) -> Iterator[None]:
+    """With pin: the node unlocked for what runs inside, and locked again after. Without:
+    the node is used as it is (the session of `ribat unlock`, or locked)."""
+    if pin is None:
+        yield
+        return
+    unlock(client, pin)
+    try:
+        yield
+    finally:
+        lock(client)
+
+
+def change_pin(client: NodeClient, pin: str, new: str) -> None:
+    client.request("pin.change", timeout=2 * PIN_TIMEOUT_S, pin=pin, new=new)
+
+
+def wipe(client: NodeClient) -> dict:
+    return client.request("wipe", confirm=True)
+
+
+def load_roster(client: NodeClient, roster: bytes) -> dict:
+    """Send a signed roster in pieces that fit the node's frames; the node loads it when
+    the last piece arrives, and refuses it whole if it is not for it."""
+    assert client.info is not None
+    piece = max(64, client.info.max_frame - _FRAME_SPARE)
+    offset = 0
+    while True:
+        chunk = roster[offset : offset + piece]
+        meta, _ = client.exchange(
+            "roster.load", chunk, ROSTER_TIMEOUT_S, offset=offset, total=len(roster)
+        )
+        offset = meta["received"]
+        if offset >= len(roster):
+            return meta
+
+
+def pairs(client: NodeClient) -> list[dict]:
+    return client.request("cell.pairs", timeout=PROVISION_TIMEOUT_S)["pairs"]
+
+
+def read_audit(client: NodeClient) -> tuple[bytes, dict]:
+    """The node's audit log as its flash holds it, and the head the node reported last.
+    Appends only grow the log; if it shrinks meanwhile the node folded it: read again."""
+    while True:
+        meta, chunk = client.exchange("audit.read", offset=0)
+        size = meta["size"]
+        log = bytearray(chunk)
+        while len(log) < size and chunk:
+            meta, chunk = client.exchange("audit.read", offset=len(log))
+            if meta["size"] < size:
+                break
+            log += chunk
+        else:
+            return bytes(log[: log.rfind(b"\n") + 1]), meta
+
+
+def audit_lines(log: bytes) -> list[bytes]:
+    return [line for line in log.split(b"\n") if line]
