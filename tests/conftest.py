@@ -76,10 +76,11 @@ class Run:
     err: str
 
 
-def ribat(*args: str, timeout: float = 60, env: dict | None = None) -> Run:
-    """Run the ribat CLI as a user would: a new process."""
+def ribat(*args: str, timeout: float = 60, env: dict | None = None, stdin: str = "") -> Run:
+    """Run the ribat CLI as a user would: a new process, its input a pipe (not a terminal)."""
     done = subprocess.run(
         [sys.executable, "-m", "ribat", *args],
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -81,7 +81,7 @@ KEYS = (
         "pin.idle_s",
         INT,
         300,
-        (10, 86400),
+        (5, 86400),
         "Seconds without a request after which an unlocked session locks itself",
     ),
     (
