@@ -57,6 +57,7 @@ typecheck: $(STAMP) $(STUBS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/deploy_vs_mpremote.py
+	$(BIN)/python bench/security.py
 
 format: $(STAMP)
 	$(BIN)/ruff format .
