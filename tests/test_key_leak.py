@@ -103,8 +103,8 @@ def test_no_secret_on_the_link_or_in_the_flash(node: sim.Sim, tmp_path: Path) ->
             "from ribat import keys\n"
             "blob = open(keys.SEAL, 'rb').read()\n"
             f"s = keys._unseal({PIN!r}, vboard.UID, blob)\n"
-            "print(json.dumps({'secrets': binascii.hexlify(s).decode(),"
-            " 'blob': binascii.hexlify(blob).decode(), 'uid': binascii.hexlify(vboard.UID).decode()}))"
+            "h = lambda b: binascii.hexlify(b).decode()\n"
+            "print(json.dumps({'secrets': h(s), 'blob': h(blob), 'uid': h(vboard.UID)}))"
         )
     secrets = bytes.fromhex(got["secrets"])
     blob, uid = bytes.fromhex(got["blob"]), bytes.fromhex(got["uid"])

@@ -61,7 +61,7 @@ def check_node(board: sim.Sim) -> tuple[dict, list[dict]]:
     return info, [json.loads(x) for x in lines if b'"body"' not in x]
 
 
-def sweep(board: sim.Sim, prepare: Callable[[], None], action, after) -> int:  # type: ignore[no-untyped-def]
+def sweep(board: sim.Sim, prepare: Callable[[], None], action, after) -> int:
     """Cut at write 0, 1, 2... until the action completes uncut; after(cut, acked) checks
     the node each time. The number of writes the action makes."""
     formats = sim_status(board.name)["formats"]

@@ -41,6 +41,9 @@ def status(port: str | None, as_json: bool) -> None:
         f"{sum(rejected)} rejected" + (f" ({causes})" if causes else ""),
     )
     table.add_row("temperature", "no sensor" if temp is None else f"{temp:.1f} °C")
+    if "keys" in snap:
+        table.add_row("keys", snap["keys"])
+        table.add_row("audit head", f"{snap['audit_seq']}:{snap['audit_head']}")
     if info.config_error:
         table.add_row("config", f"[red]{info.config_error}[/]")
     console().print(table)
