@@ -4,8 +4,9 @@ unix port) at the Pico's heap size, with an estimate for an RP2040 at 125 MHz.
     .venv/bin/python bench/security.py
 
 Printed, never asserted. Each operation is timed side by side with the scaling anchor, on
-fresh interpreters of the same build: a pi-digits spigot (Gibbons' algorithm, the one MicroPython's perfbench
-bm_pidigits runs: big-integer arithmetic, like the curve code). The RP2040 estimate is
+fresh interpreters of the same build: a pi-digits spigot (Gibbons' algorithm, the one
+MicroPython's perfbench bm_pidigits runs: big-integer arithmetic, like the curve code).
+The RP2040 estimate is
 
     time on the RP2040 = (operation / anchor, here) x anchor time on an RP2040
 
@@ -39,7 +40,7 @@ RP2040_ANCHOR_MS = ANCHOR_DIGITS / (578.45 * 152.00 / 274.25) * 1000
 # Runs under MicroPython. OP names the operation; REPEAT how often to time it; prints JSON.
 PROGRAM = r"""
 import gc, json, os, time, vfs
-from ribat import audit, ed25519, kdf, keys, x25519
+from ribat import audit, ed25519, kdf, keywork, x25519
 
 OP, REPEAT, IMAGE = %r, %d, %r
 
@@ -76,7 +77,7 @@ if OP in ("signature", "verification", "key agreement"):
     peer = x25519.public_key(os.urandom(32)) if OP == "key agreement" else None
     sig = ed25519.sign(seed, b"m" * 200, pub) if OP == "verification" else None
 if OP == "PIN check":
-    sealed = keys._seal("493817", b"uid-of-a-board", bytes(64))
+    sealed = keywork.seal("493817", b"uid-of-a-board", bytes(64))
 log = None
 if OP == "audit append":
     flash = FileFlash(IMAGE, 64)
@@ -91,7 +92,7 @@ def run():
     elif OP == "signature": ed25519.sign(seed, b"m" * 200, pub)
     elif OP == "verification": assert ed25519.verify(pub, b"m" * 200, sig)
     elif OP == "key agreement": kdf.hkdf(x25519.x25519(seed, peer), b"cell", b"pair", 32)
-    elif OP == "PIN check": assert keys._unseal("493817", b"uid-of-a-board", sealed) is not None
+    elif OP == "PIN check": assert keywork.unseal("493817", b"uid-of-a-board", sealed) is not None
     elif OP == "audit append": log.append("config", {"set": {"led.brightness": 50}})
 
 gc.collect()

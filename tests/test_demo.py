@@ -19,10 +19,13 @@ def test_demo_runs_every_step(tmp_path: Path) -> None:
     )
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
-    for step in range(1, 8):
-        assert f"{step}/7" in out
+    for step in range(1, 10):
+        assert f"{step}/9" in out
     assert "runs from slot a" in out  # deployed
     assert "telemetry · frame" in out  # watched
+    assert "provisioned rabat-1 (MA)" in out and "roster version 1 loaded" in out
+    assert "rabat-1 locked" in out  # the session ended
     assert "power-cycled demo" in out
+    assert "audit chain verifies" in out
     assert "rabat-1 (MA)" in out and "nothing sent" in out  # both survived the power cycle
     assert "stopped demo" in out

@@ -100,9 +100,9 @@ def test_no_secret_on_the_link_or_in_the_flash(node: sim.Sim, tmp_path: Path) ->
             "import sys, json, binascii, vboard\n"
             "slot = open('/fw/active').read().strip()\n"
             "sys.path.insert(0, '/fw/' + slot)\n"
-            "from ribat import keys\n"
+            "from ribat import keys, keywork\n"
             "blob = open(keys.SEAL, 'rb').read()\n"
-            f"s = keys._unseal({PIN!r}, vboard.UID, blob)\n"
+            f"s = keywork.unseal({PIN!r}, vboard.UID, blob)\n"
             "h = lambda b: binascii.hexlify(b).decode()\n"
             "print(json.dumps({'secrets': h(s), 'blob': h(blob), 'uid': h(vboard.UID)}))"
         )

@@ -12,7 +12,7 @@ import time
 import hal
 from micropython import const
 
-from ribat import audit, config, keys, link, service, telemetry
+from ribat import audit, codec, config, keys, link, service, telemetry
 
 MAX_BODY = const(1024)  # largest frame body accepted; told to the host in hello
 _BLINK_MS = const(80)
@@ -42,7 +42,8 @@ class Node:
         self.monitor = telemetry.Monitor()
         self.sampler = telemetry.Sampler(self)
         self.audit = audit.AuditLog()
-        self.keyring = keys.Keyring(self.board.unique_id(), self.config.get("pin.max_tries"))
+        max_tries: int = self.config.get("pin.max_tries")  # type: ignore[assignment]
+        self.keyring = keys.Keyring(self.board.unique_id(), max_tries)
         if self.keyring.wiped_at_start:
             self.audit.append("wipe", {"why": "lockout"})
         build = self.manifest.get("build") or self.manifest.get("revision") or self.version
@@ -56,7 +57,21 @@ class Node:
     def lock(self, why: str) -> None:
         self.keyring.lock()
         self.audit.append("lock", {"why": why})
+        keys.unload_crypto()
         gc.collect()
+
+    def audit_room(self) -> None:
+        """Refuse a request the audit log has no room to record."""
+        budget = self.config.get("audit.max_entries")
+        if not self.audit.full(budget):  # type: ignore[arg-type]
+            return
+        if self.keyring.state == "unlocked":
+            self.audit.fold(self.keyring, budget)  # type: ignore[arg-type]
+            return
+        raise link.RequestError(
+            codec.LOCKED,
+            "the audit log is full: unlock the node (`ribat unlock`) so it can fold its log",
+        )
 
 
 async def heartbeat(node: Node) -> None:
@@ -67,6 +82,12 @@ async def heartbeat(node: Node) -> None:
         await asyncio.sleep_ms(_BLINK_MS)
         board.led(0)
         await asyncio.sleep_ms(_HEARTBEAT_MS - _BLINK_MS)
+
+
+def _derive_next_pair(keyring: keys.Keyring) -> bool:
+    from ribat import keywork  # on demand, dropped again at the lock
+
+    return keywork.derive_next_pair(keyring)
 
 
 async def session(node: Node) -> None:
@@ -82,8 +103,8 @@ async def session(node: Node) -> None:
             node.lock("idle")
         elif node.board.host_present() is False:
             node.lock("host-gone")
-        elif not keyring.derive_next_pair():
-            node.audit.fold(keyring, node.config.get("audit.max_entries"))
+        elif not _derive_next_pair(keyring):
+            node.audit.fold(keyring, node.config.get("audit.max_entries"))  # type: ignore[arg-type]
 
 
 async def main(node: Node) -> None:

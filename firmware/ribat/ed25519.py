@@ -64,14 +64,10 @@ def _mul(k: int, table: list) -> tuple:
     return q
 
 
-_base_table: "list | None" = None
-
-
 def _mul_base(k: int) -> tuple:
-    global _base_table
-    if _base_table is None:
-        _base_table = _table(BASE)
-    return _mul(k, _base_table)
+    # The base point's table is made afresh each time (14 additions against the 256
+    # doublings of the multiplication): kept, it would hold 8 KB of a node's heap.
+    return _mul(k, _table(BASE))
 
 
 def _encode(p: tuple) -> bytes:

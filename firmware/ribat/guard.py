@@ -10,11 +10,18 @@ from binascii import unhexlify
 from micropython import const
 
 from ribat import codec, schema, store
-from ribat.keys import ROSTER, pair_check, pin_args
+from ribat.keys import ROSTER
 from ribat.link import RequestError
 
 MAX_ROSTER = const(16384)
 _ROSTER_PART = ROSTER + ".part"
+
+
+def _keywork():  # type: ignore[no-untyped-def]
+    """The key work, imported when an operation needs it: see keys.unload_crypto."""
+    from ribat import keywork
+
+    return keywork
 
 
 def _arg(meta: dict, name: str, kind: type) -> object:
@@ -51,13 +58,13 @@ def identity(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-
 def provision(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
     partner = _config_arg(meta, "partner", "node.partner")
     name = _config_arg(meta, "name", "node.name")
-    pin = pin_args(meta.get("pin"))
+    pin = _keywork().pin_args(meta.get("pin"))
     authority = _arg(meta, "authority", str)
     if len(authority) != 64:  # type: ignore[arg-type]
         raise RequestError(codec.ARGS, "'authority' must be a public key: 64 hex digits")
     node.keyring.need("unprovisioned")
-    audit_room(node)
-    node.keyring.provision(partner, name, pin, unhexlify(authority), int(time.time()))
+    node.audit_room()
+    _keywork().provision(node.keyring, partner, name, pin, unhexlify(authority), int(time.time()))  # type: ignore[arg-type]
     node.config.change({"node.partner": partner, "node.name": name}, [])
     ident = node.keyring.identity
     node.audit.append("provision", {"partner": partner, "name": name, "fp": ident["fp"]})
@@ -66,7 +73,7 @@ def provision(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped
 
 
 def unlock(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
-    pin = pin_args(meta.get("pin"))
+    pin = _keywork().pin_args(meta.get("pin"))
     secrets = _check_pin(node, pin)
     node.keyring.unlock(secrets)
     node.touch()
@@ -79,7 +86,7 @@ def _check_pin(node, pin: str) -> bytes:  # type: ignore[no-untyped-def]
     """The sealed secrets, if pin is right; a wrong one is counted, recorded, and the last
     allowed one wipes the node."""
     keyring = node.keyring
-    secrets = keyring.check_pin(pin)
+    secrets = _keywork().check_pin(keyring, pin)
     if secrets is not None:
         return secrets
     tries = keyring.tries()
@@ -103,10 +110,10 @@ def lock(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
 
 
 def pin_change(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
-    pin = pin_args(meta.get("pin"))
-    new = pin_args(meta.get("new"))
+    pin = _keywork().pin_args(meta.get("pin"))
+    new = _keywork().pin_args(meta.get("new"))
     secrets = _check_pin(node, pin)
-    node.keyring.change_pin(secrets, new)
+    _keywork().change_pin(node.keyring, secrets, new)
     node.audit.append("pin-change")
     return {}
 
@@ -142,8 +149,8 @@ def roster_load(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyp
         store.write_atomic(_ROSTER_PART, have)
         return {"received": len(have)}
     _drop_part()
-    audit_room(node)
-    body = keyring.load_roster(have)
+    node.audit_room()
+    body = _keywork().load_roster(keyring, have)
     node.audit.append("roster", {"version": body["version"], "members": len(body["members"])})
     return {"received": len(have), "version": body["version"], "members": len(body["members"])}
 
@@ -160,7 +167,7 @@ def _drop_part() -> None:
 def cell_pairs(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
     keyring = node.keyring
     keyring.need("unlocked")
-    while keyring.derive_next_pair():
+    while _keywork().derive_next_pair(keyring):
         pass
     out = []
     roster = keyring.roster
@@ -171,7 +178,7 @@ def cell_pairs(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untype
                 "name": m["name"],
                 "partner": m["partner"],
                 "fp": m["fp"],
-                "check": None if key is None else pair_check(key),
+                "check": None if key is None else _keywork().pair_check(key),
             }
         )
     return {"pairs": out}
@@ -183,20 +190,6 @@ def audit_read(node, meta: dict, data: bytes) -> tuple:  # type: ignore[no-untyp
     audit = node.audit
     chunk = audit.read(offset, node.link.max_body - 256)
     return {"size": audit.size(), "seq": audit.seq, "head": audit.head}, chunk
-
-
-def audit_room(node) -> None:  # type: ignore[no-untyped-def]
-    """Refuse a request the audit log has no room to record."""
-    audit = node.audit
-    if not audit.full(node.config.get("audit.max_entries")):
-        return
-    if node.keyring.state == "unlocked":
-        audit.fold(node.keyring, node.config.get("audit.max_entries"))
-        return
-    raise RequestError(
-        codec.LOCKED,
-        "the audit log is full: unlock the node (`ribat unlock`) so it can fold its log",
-    )
 
 
 OPS = {

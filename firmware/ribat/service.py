@@ -6,13 +6,14 @@ a RequestError naming its cause, which the link sends back as an ERROR frame.
 
 import asyncio
 import binascii
+import gc
 import hashlib
 import os
 import sys
 
 from micropython import const
 
-from ribat import codec, guard
+from ribat import codec, keys
 from ribat.digest import files_digest
 from ribat.link import RequestError
 
@@ -47,10 +48,17 @@ class Service:
         method = self.ops.get(op)  # type: ignore[arg-type]
         if method is not None:
             return method(meta), b""
+        from ribat import guard  # on demand: most requests are not about the keys
+
         secured = guard.OPS.get(op)  # type: ignore[arg-type]
         if secured is None:
             raise RequestError(codec.UNKNOWN, "unknown operation %r" % (op,))
-        result = secured(self.node, meta, frame.data)
+        try:
+            result = secured(self.node, meta, frame.data)
+        finally:
+            if self.node.keyring.state != "unlocked":
+                keys.unload_crypto()
+                gc.collect()
         return result if isinstance(result, tuple) else (result, b"")
 
     def hello(self, meta: dict) -> dict:
@@ -88,7 +96,7 @@ class Service:
         updates = _args(meta, "set", dict, {})
         unset = _args(meta, "unset", list, [])
         config = self.node.config
-        guard.audit_room(self.node)
+        self.node.audit_room()
         problem = config.change(updates, unset)  # type: ignore[arg-type]
         if problem is not None:
             raise RequestError(codec.ARGS, problem)

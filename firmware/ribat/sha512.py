@@ -44,13 +44,20 @@ def _rotr(x: int, n: int) -> int:
     return ((x >> n) | (x << (64 - n))) & _M
 
 
+# The message schedule, made once: a fresh 80-entry list per block is a 1 KB contiguous
+# allocation that a fragmented node heap may not have, though it has the bytes free.
+_W = [0] * 80
+
+
 def _compress(h: list, block: bytes) -> None:
-    w = list(struct.unpack(">16Q", block))
+    w = _W
+    for t in range(16):
+        w[t] = int.from_bytes(block[t * 8 : t * 8 + 8], "big")
     for t in range(16, 80):
         x, y = w[t - 15], w[t - 2]
         s0 = _rotr(x, 1) ^ _rotr(x, 8) ^ (x >> 7)
         s1 = _rotr(y, 19) ^ _rotr(y, 61) ^ (y >> 6)
-        w.append((w[t - 16] + s0 + w[t - 7] + s1) & _M)
+        w[t] = (w[t - 16] + s0 + w[t - 7] + s1) & _M
     a, b, c, d, e, f, g, hh = h
     for t in range(80):
         s1 = _rotr(e, 14) ^ _rotr(e, 18) ^ _rotr(e, 41)
@@ -73,7 +80,8 @@ def pure_digest(data: bytes) -> bytes:
 
 
 try:
-    from hashlib import sha512 as _native  # CPython; absent on MicroPython ports
+    # CPython has it; MicroPython ports do not
+    from hashlib import sha512 as _native  # type: ignore[attr-defined,unused-ignore]
 
     def digest(data: bytes) -> bytes:
         return _native(data).digest()

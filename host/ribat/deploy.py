@@ -61,10 +61,6 @@ PROBE = (
     HASH
     + r"""
 import sys, json, gc
-for _m in list(sys.modules):
-    if _m in ('ribat', 'hal') or _m.startswith('ribat.'):
-        del sys.modules[_m]
-gc.collect()
 def _walk(d, out, pre):
     try:
         entries = list(os.ilistdir(d))
@@ -293,9 +289,9 @@ class Deployer:
         self.path = port.path
 
     def probe(self) -> BoardReport:
-        # Interrupting the node is enough (the restart at the end gives it a clean start);
-        # PROBE lets go of the node's modules, so their heap is free for the deploy.
-        self.repl.enter(soft_reset=False)
+        # A soft reset into the raw REPL (main.py does not run there): an interrupted
+        # node keeps much of its heap reachable, which a board with 110 KB cannot spare.
+        self.repl.enter(soft_reset=True)
         return BoardReport.from_probe(self.repl.eval_json(PROBE, timeout=VERIFY_TIMEOUT_S))
 
     def _run(self, script: str, expect: dict[str, str]) -> None:
