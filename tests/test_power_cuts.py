@@ -148,9 +148,11 @@ def test_power_cut_across_a_deploy_by_flash_writes(node: sim.Sim, tmp_path: Path
     writes = measure(node.name, node.device, src, "flash_writes")
     assert writes > SWEEP_POINTS
     seen = sweep(node.name, node.device, src, arm_flash_cut, writes)
-    # the switch is the deploy's last write: a cut before or on it leaves the old build
+    # one atomic switch: cut before it, the old build runs; after it (the new build's first
+    # start writes its audit entries), the new one: never old again once new
     assert sum(cut for cut, _ in seen.values()) >= SWEEP_POINTS
-    assert all(not is_new for cut, is_new in seen.values() if cut)
+    builds = [is_new for _, (cut, is_new) in sorted(seen.items()) if cut]
+    assert builds == sorted(builds) and not builds[0]
 
 
 def test_power_cut_across_a_deploy_by_bytes_from_the_host(node: sim.Sim, tmp_path: Path) -> None:
