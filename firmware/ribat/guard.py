@@ -11,7 +11,7 @@ from micropython import const
 
 from ribat import codec, schema, store
 from ribat.keys import ROSTER
-from ribat.link import RequestError
+from ribat.link import RequestError, arg
 
 MAX_ROSTER = const(16384)
 _ROSTER_PART = ROSTER + ".part"
@@ -22,13 +22,6 @@ def _keywork():  # type: ignore[no-untyped-def]
     from ribat import keywork
 
     return keywork
-
-
-def _arg(meta: dict, name: str, kind: type) -> object:
-    value = meta.get(name)
-    if not isinstance(value, kind):
-        raise RequestError(codec.ARGS, "%r must be a %s" % (name, kind.__name__))
-    return value
 
 
 def _config_arg(meta: dict, name: str, key: str) -> str:
@@ -59,7 +52,7 @@ def provision(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped
     partner = _config_arg(meta, "partner", "node.partner")
     name = _config_arg(meta, "name", "node.name")
     pin = _keywork().pin_args(meta.get("pin"))
-    authority = _arg(meta, "authority", str)
+    authority = arg(meta, "authority", str)
     if len(authority) != 64:  # type: ignore[arg-type]
         raise RequestError(codec.ARGS, "'authority' must be a public key: 64 hex digits")
     node.keyring.need("unprovisioned")
@@ -86,10 +79,9 @@ def _check_pin(node, pin: str) -> bytes:  # type: ignore[no-untyped-def]
     """The sealed secrets, if pin is right; a wrong one is counted, recorded, and the last
     allowed one wipes the node."""
     keyring = node.keyring
-    secrets = _keywork().check_pin(keyring, pin)
+    secrets, tries = _keywork().check_pin(keyring, pin)
     if secrets is not None:
         return secrets
-    tries = keyring.tries()
     left = node.config.get("pin.max_tries") - tries
     node.audit.append("pin-failed", {"tries": tries})
     if left <= 0:
@@ -130,8 +122,8 @@ def wipe(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
 def roster_load(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
     """A roster in pieces (offset, total): each piece is kept on flash, so a transfer cut
     short resumes from what the node reports; the last piece loads it."""
-    offset = _arg(meta, "offset", int)
-    total = _arg(meta, "total", int)
+    offset = arg(meta, "offset", int)
+    total = arg(meta, "total", int)
     keyring = node.keyring
     keyring.need("locked")
     if not 0 < total <= MAX_ROSTER:  # type: ignore[operator]
@@ -143,25 +135,16 @@ def roster_load(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyp
         raise RequestError(codec.ARGS, "expected the piece at offset %d" % len(have))
     have += data
     if len(have) > total:  # type: ignore[operator]
-        _drop_part()
+        store.remove(_ROSTER_PART)
         raise RequestError(codec.ARGS, "more roster bytes than announced")
     if len(have) < total:  # type: ignore[operator]
         store.write_atomic(_ROSTER_PART, have)
         return {"received": len(have)}
-    _drop_part()
+    store.remove(_ROSTER_PART)
     node.audit_room()
     body = _keywork().load_roster(keyring, have)
     node.audit.append("roster", {"version": body["version"], "members": len(body["members"])})
     return {"received": len(have), "version": body["version"], "members": len(body["members"])}
-
-
-def _drop_part() -> None:
-    import os
-
-    try:
-        os.remove(_ROSTER_PART)
-    except OSError:
-        pass
 
 
 def cell_pairs(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
@@ -186,7 +169,7 @@ def cell_pairs(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untype
 
 def audit_read(node, meta: dict, data: bytes) -> tuple:  # type: ignore[no-untyped-def]
     """A piece of the audit log as it is on flash, from byte offset."""
-    offset = _arg(meta, "offset", int)
+    offset = arg(meta, "offset", int)
     audit = node.audit
     chunk = audit.read(offset, node.link.max_body - 256)
     return {"size": audit.size(), "seq": audit.seq, "head": audit.head}, chunk

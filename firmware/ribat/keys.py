@@ -4,7 +4,7 @@ open in RAM only while a session is unlocked.
 Files (all written whole, through store.write_atomic):
     /key/identity.json  public: the signed identity, the pinned cell authority. Written
                         last at provisioning: a node is provisioned when it exists.
-    /key/seal           the two secret keys, sealed (see _seal)
+    /key/seal           the two secret keys, sealed (keywork.seal)
     /key/tries          wrong PINs in a row, counted before each comparison
     /key/roster.json    the cell roster as the authority signed it
 
@@ -27,12 +27,16 @@ from ribat.link import RequestError
 _CRYPTO = ("guard", "keywork", "ed25519", "sha512", "x25519", "kdf", "aead")
 
 
-def unload_crypto() -> None:
+def unload_crypto() -> bool:
+    """Drop the on-demand modules, if an operation loaded the key work; whether it had."""
+    if "ribat.keywork" not in sys.modules:
+        return False
     package = sys.modules["ribat"]
     for name in _CRYPTO:
         sys.modules.pop("ribat." + name, None)
         if name in dir(package):  # MicroPython's delattr raises KeyError for a missing one
             delattr(package, name)
+    return True
 
 
 DIR = "/key"
@@ -74,7 +78,7 @@ class Keyring:
         self._secrets: "tuple | None" = None  # (signing seed, key-agreement secret)
         self.pairs: dict = {}  # peer fingerprint -> pairwise key, while unlocked
         self.wiped_at_start = False
-        if _exists(_WIPING):
+        if store.exists(_WIPING):
             self._finish_wipe()
         self.reload()
         if self.identity is not None and self.tries() >= max_tries:
@@ -136,10 +140,9 @@ class Keyring:
 
     def wipe(self) -> None:
         self.lock()
-        if _exists(DIR):
-            if _exists(_WIPING):
-                rmtree(_WIPING)
-            os.rename(DIR, _WIPING)
+        rmtree(_WIPING)  # left by a wipe cut short
+        if store.exists(DIR):
+            os.rename(DIR, _WIPING)  # the one step that unprovisions the node
         self._finish_wipe()
         self.reload()
 
@@ -158,13 +161,3 @@ class Keyring:
     def public_key(self) -> str:
         assert self.identity is not None
         return self.identity["sign"]
-
-    # -- the roster ----------------------------------------------------------------------
-
-
-def _exists(path: str) -> bool:
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False

@@ -49,7 +49,7 @@ def pair_check(key: bytes) -> str:
 
 
 def provision(keyring, partner: str, name: str, pin: str, authority: bytes, t: int) -> None:
-    keyring.need("unprovisioned")
+    """New keys, sealed under pin; on an unprovisioned node (the caller checks)."""
     seed, kx = os.urandom(32), os.urandom(32)
     sign_pub = ed25519.public_key(seed)
     kx_pub = x25519.public_key(kx)
@@ -71,15 +71,18 @@ def provision(keyring, partner: str, name: str, pin: str, authority: bytes, t: i
     keyring.reload()
 
 
-def check_pin(keyring, pin: str) -> "bytes | None":
-    """The secrets if pin opens the seal, else None; the try is on flash before."""
+def check_pin(keyring, pin: str) -> tuple:
+    """(the secrets if pin opens the seal, else None; wrong PINs in a row now). The try
+    is on flash before the seal is tried."""
     keyring.need("locked")
-    store.write_atomic(TRIES, str(keyring.tries() + 1).encode())
+    tries = keyring.tries() + 1
+    store.write_atomic(TRIES, str(tries).encode())
     blob = store.read(SEAL)
     secrets = None if blob is None else unseal(pin, keyring.uid, blob)
-    if secrets is not None:
-        store.write_atomic(TRIES, b"0")
-    return secrets
+    if secrets is None:
+        return None, tries
+    store.write_atomic(TRIES, b"0")
+    return secrets, 0
 
 
 def change_pin(keyring, secrets: bytes, new_pin: str) -> None:
@@ -88,12 +91,8 @@ def change_pin(keyring, secrets: bytes, new_pin: str) -> None:
 
 def load_roster(keyring, data: bytes) -> dict:
     """Take the roster in data if this node's authority signed it and it is newer than
-    the one loaded; its body."""
-    keyring.need("locked")
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        doc = None
+    the one loaded (on a provisioned node: the caller checks); its body."""
+    doc = signed.json_object(data)
     claimed = signed.body_of(doc)
     if claimed is None:
         raise RequestError(

@@ -25,6 +25,15 @@ class RequestError(Exception):
         self.message = message
 
 
+def arg(meta: dict, name: str, kind: type, default: object = None) -> object:
+    """Request argument name, which must be a kind (default when absent; with no
+    default, it is required)."""
+    value = meta.get(name, default)
+    if not isinstance(value, kind):
+        raise RequestError(codec.ARGS, "%r must be a %s" % (name, kind.__name__))
+    return value
+
+
 class Link:
     def __init__(self, max_body: int) -> None:
         self.max_body = max_body

@@ -15,16 +15,9 @@ from micropython import const
 
 from ribat import codec, keys
 from ribat.digest import files_digest
-from ribat.link import RequestError
+from ribat.link import RequestError, arg
 
 _RESET_DELAY_MS = const(100)  # time for the response to leave before the reset
-
-
-def _args(meta: dict, name: str, kind: type, default: object) -> object:
-    value = meta.get(name, default)
-    if not isinstance(value, kind):
-        raise RequestError(codec.ARGS, "%r must be a %s" % (name, kind.__name__))
-    return value
 
 
 class Service:
@@ -56,8 +49,7 @@ class Service:
         try:
             result = secured(self.node, meta, frame.data)
         finally:
-            if self.node.keyring.state != "unlocked":
-                keys.unload_crypto()
+            if self.node.keyring.state != "unlocked" and keys.unload_crypto():
                 gc.collect()
         return result if isinstance(result, tuple) else (result, b"")
 
@@ -93,8 +85,8 @@ class Service:
         return {"values": config.all(), "rev": config.rev}
 
     def config_set(self, meta: dict) -> dict:
-        updates = _args(meta, "set", dict, {})
-        unset = _args(meta, "unset", list, [])
+        updates = arg(meta, "set", dict, {})
+        unset = arg(meta, "unset", list, [])
         config = self.node.config
         self.node.audit_room()
         problem = config.change(updates, unset)  # type: ignore[arg-type]
@@ -117,7 +109,7 @@ class Service:
         }
 
     def reset(self, meta: dict) -> dict:
-        hard = _args(meta, "hard", bool, False)
+        hard = arg(meta, "hard", bool, False)
         asyncio.create_task(self._reset(bool(hard)))
         return {}
 

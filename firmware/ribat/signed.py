@@ -45,20 +45,21 @@ def verify(kind: str, doc: object, public: bytes) -> "dict | None":
 
     if not ed25519.verify(public, _message(kind, text), raw):
         return None
+    return json_object(text)
+
+
+def json_object(text: object) -> "dict | None":
+    """The JSON object in text; None if text holds something else, or no JSON."""
     try:
-        body = json.loads(text)
-    except ValueError:
+        value = json.loads(text)  # type: ignore[arg-type, type-var, unused-ignore]
+    except (ValueError, TypeError):
         return None
-    return body if isinstance(body, dict) else None
+    return value if isinstance(value, dict) else None
 
 
 def body_of(doc: object) -> "dict | None":
     """doc's body without checking its signature (to find out who claims to have signed)."""
-    try:
-        body = json.loads(doc["body"])  # type: ignore[index]
-    except (ValueError, TypeError, KeyError):
-        return None
-    return body if isinstance(body, dict) else None
+    return json_object(doc.get("body")) if isinstance(doc, dict) else None
 
 
 def fingerprint(sign_public: bytes, kx_public: bytes = b"") -> str:

@@ -16,6 +16,22 @@ def read(path: str) -> "bytes | None":
         return None
 
 
+def exists(path: str) -> bool:
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def remove(path: str) -> None:
+    """Remove path if it is there."""
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
 def write_atomic(path: str, data: bytes) -> None:
     folder = path[: path.rfind("/")]
     if folder:
