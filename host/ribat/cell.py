@@ -19,22 +19,12 @@ from pathlib import Path
 
 from ribat import ed25519, signed
 from ribat.errors import CellError
+from ribat.files import write_whole
 
 KEY = "authority.key"
 PUB = "authority.pub"
 ROSTER = "roster.json"
 MEMBER_FIELDS = ("partner", "name", "fp", "sign", "kx")
-
-
-def _write_new(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write path whole (a temporary file renamed over it), with mode from the start."""
-    tmp = path.with_name(path.name + ".new")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def verify_identity(doc: object) -> dict:
@@ -82,8 +72,8 @@ class Cell:
         path.mkdir(parents=True, exist_ok=True)
         secret = os.urandom(32)
         public = ed25519.public_key(secret)
-        _write_new(path / KEY, secret.hex() + "\n", 0o600)
-        _write_new(path / PUB, public.hex() + "\n")
+        write_whole(path / KEY, (secret.hex() + "\n").encode(), 0o600)
+        write_whole(path / PUB, (public.hex() + "\n").encode())
         cell = cls(path, public, {"cell": "", "version": 0, "t": 0, "members": []})
         cell.roster["cell"] = cell.id
         return cell
@@ -131,7 +121,7 @@ class Cell:
         body = {"cell": self.id, "version": self.roster["version"] + 1,
                 "t": int(time.time()), "members": members}  # fmt: skip
         doc = signed.sign(signed.ROSTER, body, self._secret(), self.public)
-        _write_new(self.path / ROSTER, json.dumps(doc) + "\n")
+        write_whole(self.path / ROSTER, (json.dumps(doc) + "\n").encode())
         self.roster = body
         return body
 

@@ -6,13 +6,12 @@ The schema itself is ribat.schema, the same file the node validates with.
 
 import difflib
 import json
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ribat import schema
 from ribat.errors import DeviceError, InvalidConfig
+from ribat.files import write_whole
 from ribat.node import NodeClient
 
 EXPORT_FORMAT = 1
@@ -100,17 +99,8 @@ def export_doc(values: dict, node_name: str) -> dict:
 
 
 def write_export(path: Path, doc: dict) -> None:
-    """Write the file whole or not at all: a temporary file renamed into place."""
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Write the file whole or not at all."""
+    write_whole(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
 
 
 def read_import(path: Path) -> dict:

@@ -60,7 +60,7 @@ def _h(p):
 PROBE = (
     HASH
     + r"""
-import sys, json, gc
+import sys, json
 def _walk(d, out, pre):
     try:
         entries = list(os.ilistdir(d))

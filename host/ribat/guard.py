@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ribat.cell import Cell, verify_identity
-from ribat.errors import NotRibat
+from ribat.errors import NotRibat, WrongState
 from ribat.node import NodeClient
 
 # Public-key work in pure Python on a Pico takes seconds (docs/security.md has the figures).
@@ -38,7 +38,7 @@ def exported_identity(client: NodeClient) -> dict:
     info = identity(client)
     doc = info.get("doc")
     if doc is None:
-        return info
+        raise WrongState("the node is not provisioned: run `ribat provision`", "state")
     body = verify_identity(doc)
     if body["sign"] != info["sign"]:
         raise NotRibat("the node's identity document is not its own: the node is faulty")

@@ -1,15 +1,14 @@
 """ribat audit: show, export and verify a node's audit chain."""
 
 import datetime
-import json
-import os
 from pathlib import Path
 
 import click
 
-from ribat import chain, guard
+from ribat import chain, chainverify, guard, signed
 from ribat.cli.common import console, open_node, port_option
 from ribat.errors import AuditBroken, CellError
+from ribat.files import write_whole
 
 
 @click.group("audit")
@@ -48,8 +47,8 @@ def show(port: str | None, since: int) -> None:
         table.add_column(title)
     for line in guard.audit_lines(log):
         e = chain.parse(line) or {}
-        if "body" in e:
-            cp = json.loads(e["body"])
+        cp = signed.body_of(e)
+        if cp is not None:
             if cp["seq"] > since:
                 table.add_row(str(cp["seq"]), "", "checkpoint", f"{cp['folded']} entries folded")
             continue
@@ -67,9 +66,7 @@ def show(port: str | None, since: int) -> None:
 def export(port: str | None, file: Path) -> None:
     """Write the node's audit log, exactly as its flash holds it, to FILE."""
     log, meta = guard.read_audit(open_node(port))
-    tmp = file.with_name(file.name + ".new")
-    tmp.write_bytes(log)
-    os.replace(tmp, file)
+    write_whole(file, log)
     click.echo(
         f"{len(guard.audit_lines(log))} lines written to {file}; head {meta['seq']}:"
         f"{meta['head']}",
@@ -101,18 +98,16 @@ def verify(port: str | None, file: Path | None, witness: str | None) -> None:
         except OSError as e:
             raise CellError(f"cannot read {file}: {e.strerror}") from None
     lines = guard.audit_lines(log)
-    problem, (seq, head) = chain.verify(lines, seen)
+    problem, start, (seq, head) = chainverify.verify(lines, seen)
     if problem is None and reported is not None and reported[0] == seq and reported[1] != head:
         problem = f"entry {seq} is not the one the node reports as its head: edited"
     if problem is not None:
         raise AuditBroken(f"audit chain broken: {problem}")
-    first = chain.parse(lines[0]) if lines else None
-    start = json.loads(first["body"])["seq"] + 1 if first and "body" in first else 1
     note = ""
-    if seen is not None and seen[0] < start - 1:
+    if seen is not None and seen[0] < start:
         note = f" (the witnessed entry {seen[0]} was folded away: not checked)"
     console().print(
-        f"audit chain verifies: entries {start} to {seq}, head {seq}:{head}{note}"
+        f"audit chain verifies: entries {start + 1} to {seq}, head {seq}:{head}{note}"
         if seq
         else "audit chain verifies: empty"
     )

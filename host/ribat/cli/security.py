@@ -1,7 +1,6 @@
 """ribat provision, identity, unlock, lock, wipe and pin: the node's keys and its operator."""
 
 import json
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ import click
 from ribat import guard
 from ribat.cli import common
 from ribat.cli.common import ask_pin, console, open_node, pin_option, port_option
+from ribat.files import write_whole
 
 
 def cell_option(f: common.F) -> common.F:
@@ -97,18 +97,12 @@ def identity_group(ctx: click.Context, port: str | None) -> None:
 )
 def identity_export(port: str | None, out: Path) -> None:
     """Write the node's identity, signed by the node: give it to the cell administrator."""
-    from ribat.errors import WrongState
-
     doc = guard.exported_identity(open_node(port))
-    if "body" not in doc:
-        raise WrongState("the node is not provisioned: run `ribat provision`", "state")
     text = json.dumps(doc, indent=1) + "\n"
     if str(out) == "-":
         click.echo(text, nl=False)
         return
-    tmp = out.with_name(out.name + ".new")
-    tmp.write_text(text)
-    os.replace(tmp, out)
+    write_whole(out, text.encode())
     click.echo(f"identity written to {out}", err=True)
 
 
