@@ -10,7 +10,7 @@ from conftest import FIRMWARE, ROOT, micropython
 # Runs unchanged on both interpreters; prints OK as its last line.
 VECTORS = r"""
 from binascii import hexlify, unhexlify as h
-from ribat import aead, ed25519, kdf, sha512, x25519
+from ribat import aead, ed25519, kdf, keywrap, sha512, x25519
 
 def eq(got, want, what):
     assert got == h(want), "%s: got %s" % (what, hexlify(got).decode())
@@ -101,6 +101,18 @@ for i in range(len(box)):
 assert aead.open_box(k, box[:-1], b"ctx") is None
 assert aead.open_box(k, b"", b"ctx") is None
 assert aead.seal(k, b"same", b"") != aead.seal(k, b"same", b""), "IV reused"
+
+# RFC 3394 4.6 (wrap 256 bits of key data with a 256-bit KEK)
+kek = h("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
+data = h("00112233445566778899aabbccddeeff000102030405060708090a0b0c0d0e0f")
+wrapped = "28c9f404c4b810f4cbccb35cfb87f8263f5786e2d80ed326cbc7f0e71a99f43bfb988b9b7a02dd21"
+eq(keywrap.wrap(kek, data), wrapped, "key wrap")
+eq(keywrap.unwrap(kek, h(wrapped)), hexlify(data).decode(), "key unwrap")
+assert keywrap.unwrap(bytes(32), h(wrapped)) is None, "unwrapped under the wrong key"
+for i in range(40):
+    bad = bytearray(h(wrapped)); bad[i] ^= 1
+    assert keywrap.unwrap(kek, bytes(bad)) is None, i
+assert keywrap.unwrap(kek, h(wrapped)[:-8]) is None and keywrap.unwrap(kek, b"") is None
 print("OK")
 """
 

@@ -6,6 +6,7 @@ board's facts (its board.json), handed in by the caller.
 
 import esp32
 import machine
+import time
 
 _CAUSES = {
     machine.PWRON_RESET: "power_on",
@@ -55,6 +56,11 @@ class Board:
 
     def unique_id(self) -> bytes:
         return machine.unique_id()
+
+    def set_clock(self, t: int) -> None:
+        """Set the RTC to unix time t (it restarts at power-up: the board has no battery)."""
+        y, mo, d, h, mi, s, wd, _ = time.gmtime(t)
+        machine.RTC().datetime((y, mo, d, wd, h, mi, s, 0))
 
     def reset(self, hard: bool) -> None:
         if hard:

@@ -5,6 +5,7 @@ board's facts (its board.json), handed in by the caller.
 """
 
 import machine
+import time
 import rp2
 
 _CAUSES = {machine.PWRON_RESET: "power_on", machine.WDT_RESET: "watchdog"}
@@ -45,6 +46,11 @@ class Board:
 
     def unique_id(self) -> bytes:
         return machine.unique_id()
+
+    def set_clock(self, t: int) -> None:
+        """Set the RTC to unix time t (it restarts at power-up: the board has no battery)."""
+        y, mo, d, h, mi, s, wd, _ = time.gmtime(t)
+        machine.RTC().datetime((y, mo, d, wd, h, mi, s, 0))
 
     def reset(self, hard: bool) -> None:
         if hard:

@@ -30,6 +30,9 @@ class Board:
     def unique_id(self) -> bytes:
         return vboard.UID
 
+    def set_clock(self, t: int) -> None:
+        """Nothing to do: a virtual board's clock is its host's."""
+
     def reset(self, hard: bool) -> None:
         if hard:
             vboard.hard_reset()

@@ -12,12 +12,14 @@ import time
 import hal
 from micropython import const
 
-from ribat import audit, codec, config, keys, link, service, telemetry
+from ribat import audit, codec, config, journal, keys, link, service, store, telemetry
 
-MAX_BODY = const(1024)  # largest frame body accepted; told to the host in hello
+MAX_BODY = const(4096)  # largest frame body accepted (a journal entry fits); told in hello
 _BLINK_MS = const(80)
 _HEARTBEAT_MS = const(2000)
 _SESSION_MS = const(250)  # how often an unlocked session is looked after
+_RETENTION_MS = const(5000)  # how often expired content is looked for
+_SPARE = const(32768)  # flash kept free beyond a firmware slot's size (audit log, config)
 
 
 def _read_json(path: str) -> dict:
@@ -46,9 +48,19 @@ class Node:
         self.keyring = keys.Keyring(self.board.unique_id(), max_tries)
         if self.keyring.wiped_at_start:
             self.audit.append("wipe", {"why": "lockout"})
+        self.slot_bytes = store.tree_size(root)
+        self.open_journal()
+        self.export_plan: "list | None" = None  # an export under way (journal.export)
+        self.intake = None  # an import under way (journal.import)
         build = self.manifest.get("build") or self.manifest.get("revision") or self.version
         self.audit.note_firmware("%s %s" % (self.version, build))
         self.touched = time.ticks_ms()
+
+    def open_journal(self) -> None:
+        """(Re)read the journal: at start-up, and after a wipe emptied it."""
+        self.journal = journal.Journal()
+        # room for a deploy of the next firmware beside this one, whatever the journal
+        self.journal.reserve = self.slot_bytes + _SPARE
 
     def touch(self) -> None:
         """A request came: an unlocked session is not idle."""
@@ -107,11 +119,19 @@ async def session(node: Node) -> None:
             node.audit.fold(keyring, node.config.get("audit.max_entries"))  # type: ignore[arg-type]
 
 
+async def retention(node: Node) -> None:
+    """Purge expired content (keys or not: it needs none)."""
+    while True:
+        await asyncio.sleep_ms(_RETENTION_MS)
+        node.journal.purge(int(time.time()))
+
+
 async def main(node: Node) -> None:
     asyncio.create_task(node.monitor.run())
     asyncio.create_task(telemetry.push(node))
     asyncio.create_task(heartbeat(node))
     asyncio.create_task(session(node))
+    asyncio.create_task(retention(node))
     await node.link.serve(service.Service(node).handle)
 
 

@@ -55,19 +55,7 @@ class AuditLog:
                 self.seq, self.head = e["seq"], chain.line_hash(line)
                 self.entries += 1
         if good != os.stat(self.path)[6]:
-            self._truncate(good)
-
-    def _truncate(self, size: int) -> None:
-        tmp = self.path + ".new"
-        with open(self.path, "rb") as src, open(tmp, "wb") as dst:
-            buf = bytearray(256)
-            left = size
-            while left:
-                n = src.readinto(buf)
-                n = min(n, left)
-                dst.write(memoryview(buf)[:n])
-                left -= n
-        os.rename(tmp, self.path)
+            store.truncate(self.path, good)
 
     def append(self, event: str, detail: "dict | None" = None) -> None:
         line = chain.entry(self.seq + 1, int(time.time()), event, self.head, detail)

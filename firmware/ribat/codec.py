@@ -101,12 +101,34 @@ def encoded_size(body_size: int) -> int:
     return 4 * ((body_size + 2) // 3)
 
 
+def _body(kind: int, seq: int, meta: dict, data: bytes, version: int) -> bytearray:
+    m = json.dumps(meta, separators=(",", ":")).encode()
+    body = bytearray(_HEADER + len(m) + len(data) + _CRC)
+    struct.pack_into("<BBHH", body, 0, version, kind, seq & 0xFFFF, len(m))
+    body[_HEADER : _HEADER + len(m)] = m
+    end = len(body) - _CRC
+    body[_HEADER + len(m) : end] = data
+    struct.pack_into("<I", body, end, binascii.crc32(memoryview(body)[:end]) & 0xFFFFFFFF)
+    return body
+
+
 def encode(kind: int, seq: int, meta: dict, data: bytes = b"", version: int = VERSION) -> bytes:
     """The complete line (marker, base64 body, newline) for one frame."""
-    m = json.dumps(meta, separators=(",", ":")).encode()
-    body = struct.pack("<BBHH", version, kind, seq & 0xFFFF, len(m)) + m + data
-    body += struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF)
+    body = _body(kind, seq, meta, data, version)
     return b"\x1e" + binascii.b2a_base64(body, newline=False) + b"\n"
+
+
+_PIECE = 768  # body bytes base64-encoded at a time by write(): 1 KB of text
+
+
+def write(stream, kind: int, seq: int, meta: dict, data: bytes = b"") -> None:  # type: ignore[no-untyped-def]
+    """Write the line of encode() to stream in pieces: a node sending a 4 KB frame needs
+    the body and 1 KB at a time, not four copies of it."""
+    body = memoryview(_body(kind, seq, meta, data, VERSION))
+    stream.write(b"\x1e")
+    for i in range(0, len(body), _PIECE):
+        stream.write(binascii.b2a_base64(body[i : i + _PIECE], newline=False))
+    stream.write(b"\n")
 
 
 def decode(text: "bytes | memoryview") -> Frame:

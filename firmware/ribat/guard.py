@@ -87,6 +87,7 @@ def _check_pin(node, pin: str) -> bytes:  # type: ignore[no-untyped-def]
     if left <= 0:
         node.audit.append("wipe", {"why": "lockout"})
         keyring.wipe()
+        node.open_journal()
         gc.collect()
         raise RequestError(
             codec.PIN,
@@ -115,6 +116,7 @@ def wipe(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
         raise RequestError(codec.ARGS, "a wipe needs 'confirm': true")
     node.audit.append("wipe", {"why": "request"})
     node.keyring.wipe()
+    node.open_journal()
     gc.collect()
     return {"state": node.keyring.state}
 

@@ -24,12 +24,23 @@ from ribat.link import RequestError
 # The security operations and the curve, cipher and KDF modules are imported where they
 # are used, and dropped again once the node is locked (unload_crypto): about 30 KB of heap
 # that a locked node, which is most of the time, does not hold.
-_CRYPTO = ("guard", "keywork", "ed25519", "sha512", "x25519", "kdf", "aead")
+_CRYPTO = (
+    "guard",
+    "keywork",
+    "bulletins",
+    "intake",
+    "ed25519",
+    "sha512",
+    "x25519",
+    "kdf",
+    "aead",
+    "keywrap",
+)
 
 
 def unload_crypto() -> bool:
-    """Drop the on-demand modules, if an operation loaded the key work; whether it had."""
-    if "ribat.keywork" not in sys.modules:
+    """Drop the on-demand modules, if an operation loaded any; whether it had."""
+    if not any("ribat." + name in sys.modules for name in _CRYPTO):
         return False
     package = sys.modules["ribat"]
     for name in _CRYPTO:
@@ -45,7 +56,7 @@ SEAL = DIR + "/seal"
 TRIES = DIR + "/tries"
 ROSTER = DIR + "/roster.json"
 _WIPING = "/key.wipe"
-CONTENT = ("/journal",)  # what a wipe deletes besides the keys (the journal: next issue)
+CONTENT = ("/journal",)  # what a wipe deletes besides the keys
 
 
 def rmtree(path: str) -> None:
@@ -157,6 +168,26 @@ class Keyring:
         self.need("unlocked")
         assert self._secrets is not None and self.identity is not None
         return signed.sign(kind, body, self._secrets[0], unhexlify(self.identity["sign"]))
+
+    def sign_message(self, message: bytes) -> bytes:
+        """An Ed25519 signature of message (a journal entry's header)."""
+        self.need("unlocked")
+        assert self._secrets is not None and self.identity is not None
+        from ribat import ed25519
+
+        return ed25519.sign(self._secrets[0], message, unhexlify(self.identity["sign"]))
+
+    def signing_keys(self) -> dict:
+        """Origin (8 raw fingerprint bytes) -> signing public key, for every node whose
+        entries this node takes: the roster's members and itself."""
+        from ribat.entry import origin_bytes
+
+        out = {}
+        for m in self.roster["members"] if self.roster else ():
+            out[origin_bytes(m["fp"])] = unhexlify(m["sign"])
+        if self.identity is not None:
+            out[origin_bytes(self.identity["fp"])] = unhexlify(self.identity["sign"])
+        return out
 
     def public_key(self) -> str:
         assert self.identity is not None

@@ -134,18 +134,38 @@ def derive_next_pair(keyring) -> bool:
         return False
     mine = keyring.identity["fp"]
     for member in keyring.roster["members"]:
-        fp = member["fp"]
-        if fp == mine or fp in keyring.pairs:
-            continue
-        shared = x25519.x25519(keyring._secrets[1], unhexlify(member["kx"]))
-        if shared == bytes(32):  # a low-order point: no key to agree on
-            keyring.pairs[fp] = None
-            continue
+        if member["fp"] != mine and member["fp"] not in keyring.pairs:
+            _derive_pair(keyring, member)
+            return True
+    return False
+
+
+def _derive_pair(keyring, member: dict) -> "bytes | None":
+    fp = member["fp"]
+    mine = keyring.identity["fp"]
+    shared = x25519.x25519(keyring._secrets[1], unhexlify(member["kx"]))
+    key = None
+    if shared != bytes(32):  # a low-order point gives no key to agree on
         cell = keyring.cell() or ""
         ends = mine + fp if mine < fp else fp + mine
-        keyring.pairs[fp] = kdf.hkdf(shared, cell.encode(), b"ribat-pair v1 " + ends.encode(), 32)
-        return True
-    return False
+        key = kdf.hkdf(shared, cell.encode(), b"ribat-pair v1 " + ends.encode(), 32)
+    keyring.pairs[fp] = key
+    return key
+
+
+def content_key(keyring, fp: str) -> "bytes | None":
+    """The key that wraps bulletin content keys between this node and node fp: their
+    pairwise key, or for this node itself a key of its own; None for a node outside the
+    roster (or one with a degenerate agreement key)."""
+    assert keyring._secrets is not None and keyring.identity is not None
+    if fp == keyring.identity["fp"]:
+        return kdf.hkdf(keyring._secrets[1], b"", b"ribat-self v1", 32)
+    if fp in keyring.pairs:
+        return keyring.pairs[fp]
+    for member in keyring.roster["members"] if keyring.roster else ():
+        if member["fp"] == fp:
+            return _derive_pair(keyring, member)
+    return None
 
 
 def _roster_problem(body: dict) -> "str | None":

@@ -6,6 +6,7 @@ it into KeyboardInterrupt), which is what keeps the REPL reachable.
 """
 
 import asyncio
+import gc
 import select
 import sys
 
@@ -102,7 +103,12 @@ class Link:
             self.reject(codec.INTERNAL, frame.seq, "%s: %s" % (type(e).__name__, e))
             return
         self.rx_ok += 1
-        self.send(codec.RESPONSE, frame.seq, meta, data)
+        try:
+            self.send(codec.RESPONSE, frame.seq, meta, data)
+        except MemoryError:
+            meta = data = None  # type: ignore[assignment]
+            gc.collect()
+            self.reject(codec.INTERNAL, frame.seq, "out of memory for the response: ask for less")
 
     def reject(self, cause: int, seq: int, message: str) -> None:
         self.rejected[cause] += 1
@@ -111,7 +117,7 @@ class Link:
             self.send(codec.ERROR, seq, meta)
 
     def send(self, kind: int, seq: int, meta: dict, data: bytes = b"") -> None:
-        self._out.write(codec.encode(kind, seq, meta, data))
+        codec.write(self._out, kind, seq, meta, data)
         self.tx += 1
 
     def event(self, meta: dict) -> None:

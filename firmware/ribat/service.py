@@ -41,16 +41,22 @@ class Service:
         method = self.ops.get(op)  # type: ignore[arg-type]
         if method is not None:
             return method(meta), b""
-        from ribat import guard  # on demand: most requests are not about the keys
-
-        secured = guard.OPS.get(op)  # type: ignore[arg-type]
+        # On demand: most requests are neither about the keys nor the journal.
+        if isinstance(op, str) and op.startswith("journal."):
+            from ribat import bulletins as ops
+        else:
+            from ribat import guard as ops  # type: ignore[no-redef]
+        secured = ops.OPS.get(op)  # type: ignore[arg-type]
         if secured is None:
             raise RequestError(codec.UNKNOWN, "unknown operation %r" % (op,))
+        node = self.node
         try:
-            result = secured(self.node, meta, frame.data)
+            result = secured(node, meta, frame.data)
         finally:
-            if self.node.keyring.state != "unlocked" and keys.unload_crypto():
-                gc.collect()
+            # a locked node keeps no crypto between requests, except through an import
+            if node.keyring.state != "unlocked" and node.intake is None:
+                if keys.unload_crypto():
+                    gc.collect()
         return result if isinstance(result, tuple) else (result, b"")
 
     def hello(self, meta: dict) -> dict:

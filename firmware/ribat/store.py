@@ -43,3 +43,26 @@ def write_atomic(path: str, data: bytes) -> None:
     with open(tmp, "wb") as f:
         f.write(data)
     os.rename(tmp, path)
+
+
+def truncate(path: str, size: int) -> None:
+    """Keep the first size bytes of path (MicroPython files cannot truncate): a copy,
+    renamed over the file."""
+    tmp = path + ".new"
+    buf = bytearray(256)
+    with open(path, "rb") as src, open(tmp, "wb") as dst:
+        left = size
+        while left:
+            n = min(src.readinto(buf), left)
+            dst.write(memoryview(buf)[:n])
+            left -= n
+    os.rename(tmp, path)
+
+
+def tree_size(folder: str) -> int:
+    """Bytes in the files under folder."""
+    total = 0
+    for e in os.ilistdir(folder):
+        path = folder + "/" + e[0]
+        total += tree_size(path) if e[1] & 0x4000 else os.stat(path)[6]
+    return total

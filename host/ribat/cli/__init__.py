@@ -55,6 +55,15 @@ COMMANDS = {
     "lock": ("ribat.cli.security", "lock", "End a node's operator session."),
     "pin": ("ribat.cli.security", "pin_group", "Change the operator PIN."),
     "wipe": ("ribat.cli.security", "wipe", "Erase a node's keys and content."),
+    "post": ("ribat.cli.journal", "post", "Post a bulletin for the partners it is released to."),
+    "list": ("ribat.cli.journal", "list_command", "List the journal's bulletins."),
+    "show": ("ribat.cli.journal", "show", "Read a bulletin."),
+    "ack": ("ribat.cli.journal", "ack", "Acknowledge a bulletin."),
+    "journal": (
+        "ribat.cli.journal",
+        "journal_group",
+        "Journal status; export and import sealed entries between nodes.",
+    ),
     "audit": ("ribat.cli.audit", "audit_group", "Show, export and verify a node's audit chain."),
     "sim": ("ribat.cli.sim", "sim_group", "Start, list, power-cycle and stop virtual boards."),
 }

@@ -1,0 +1,413 @@
+"""The journal operations a host can ask of the node: post, list, show, ack, status,
+export and import. Loaded when first asked for (the Service looks them up in OPS) and
+dropped with the crypto at the lock.
+
+Need-to-know is cryptographic: a bulletin's content is encrypted under a fresh key that
+is wrapped only for the nodes of the partners it is released to, each under the key the
+author shares with that node; a node outside the list holds no wrap it can open, so
+refusing it is not a check that could be skipped.
+"""
+
+import json
+import os
+import time
+from binascii import hexlify
+
+from micropython import const
+
+from ribat import codec, entry, journal
+from ribat.link import RequestError, arg
+
+_DAY = const(86400)
+MAX_TTL = const(400 * 86400)
+MAX_TITLE = const(200)
+MAX_BODY = const(2500)
+MAX_REFS = const(8)
+_PAGE = const(2800)  # bytes of list items per response (the frame's body is 4096)
+_IV = bytes(16)  # each content key encrypts one content only: a fixed counter is safe
+
+
+def _choice(meta: dict, name: str, allowed: tuple, default: "str | None" = None) -> str:
+    value = meta.get(name, default)
+    if value not in allowed:
+        raise RequestError(codec.ARGS, "%r must be one of %s" % (name, ", ".join(allowed)))
+    return value  # type: ignore[return-value]
+
+
+def _text(meta: dict, name: str, limit: int) -> str:
+    value = arg(meta, name, str, "")
+    if len(value.encode()) > limit:  # type: ignore[attr-defined]
+        raise RequestError(codec.ARGS, "%r takes at most %d bytes" % (name, limit))
+    return value  # type: ignore[return-value]
+
+
+def _record(node, text: object) -> "tuple[int, bytes]":  # type: ignore[no-untyped-def]
+    """The record number and record of the entry an id names (in its origin's chain)."""
+    parsed = entry.parse_id(text)
+    if parsed is None:
+        raise RequestError(codec.ARGS, "%r is not an entry id (like 2f5abe99:17)" % (text,))
+    j = node.journal
+    origin = j.origin_of(parsed[0])
+    k = -1 if origin is None else j.find(origin, parsed[1])
+    if k < 0:
+        raise RequestError(codec.ARGS, "no entry %s in this node's journal" % text)
+    return k, j.record(k)
+
+
+def _members(node) -> dict:  # type: ignore[no-untyped-def]
+    """Origin bytes -> roster member (with the node itself)."""
+    keyring = node.keyring
+    out = {}
+    for m in keyring.roster["members"] if keyring.roster else ():
+        out[entry.origin_bytes(m["fp"])] = m
+    if keyring.identity is not None:
+        out[entry.origin_bytes(keyring.identity["fp"])] = keyring.identity
+    return out
+
+
+def _clock(node, meta: dict) -> None:  # type: ignore[no-untyped-def]
+    """A board without a battery restarts its clock at power-up: the host's time moves
+    it forward, never back (a host can thus only make content expire early)."""
+    now = meta.get("now")
+    if isinstance(now, int) and now > time.time() + 60:
+        node.board.set_clock(now)
+
+
+# -- posting and reading ------------------------------------------------------------------
+
+
+def post(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+    keyring = node.keyring
+    keyring.need("unlocked")
+    kind = _choice(meta, "kind", entry.KINDS)
+    severity = _choice(meta, "severity", entry.SEVERITIES, "routine")
+    title = _text(meta, "title", MAX_TITLE)
+    body = _text(meta, "body", MAX_BODY)
+    ttl: int = arg(meta, "expires_s", int, 30 * _DAY)  # type: ignore[assignment]
+    if not 1 <= ttl <= MAX_TTL:
+        raise RequestError(codec.ARGS, "a bulletin expires in 1 s to 400 days")
+    to = arg(meta, "to", list)
+    refs = arg(meta, "refs", list, [])
+    if len(refs) > MAX_REFS:  # type: ignore[arg-type]
+        raise RequestError(codec.ARGS, "a bulletin refers to at most %d others" % MAX_REFS)
+    for ref in refs:  # type: ignore[attr-defined]
+        _record(node, ref)
+    if kind in entry.NEEDS_REF and not refs:
+        raise RequestError(codec.ARGS, "a %s refers to the bulletin it answers: give --ref" % kind)
+    me = keyring.identity
+    partners = [me["partner"]]
+    for code in to:  # type: ignore[attr-defined]
+        if not isinstance(code, str) or len(code) != 2 or not code.isupper():
+            raise RequestError(codec.ARGS, "%r is not a partner code (MA, FR...)" % (code,))
+        if code not in partners:
+            partners.append(code)
+    members = _members(node)
+    recipients = [fp for fp, m in members.items() if m["partner"] in partners]
+    for code in partners:
+        if not any(m["partner"] == code for m in members.values()):
+            raise RequestError(
+                codec.ARGS,
+                "no node of partner %s is in the roster: nobody could read it; load a "
+                "roster with one (`ribat cell load`)" % code,
+            )
+    _clock(node, meta)
+    from ribat import aead, keywork, keywrap
+
+    now = int(time.time())
+    inner = {"t": now, "k": kind, "s": severity, "to": partners, "ti": title, "b": body}
+    if refs:
+        inner["r"] = refs
+    cek = os.urandom(32)
+    content = bytearray((len(recipients),))
+    for origin in recipients:
+        key = keywork.content_key(keyring, members[origin]["fp"])
+        if key is not None:
+            content += keywrap.wrap(key, cek)
+        else:
+            content[0] -= 1  # a member with no usable agreement key gets no wrap
+    content += aead.ctr(cek, _IV, json.dumps(inner).encode())
+    if len(content) > entry.MAX_CONTENT:
+        raise RequestError(codec.ARGS, "the bulletin is too long for one entry: shorten it")
+    j = node.journal
+    origin = entry.origin_bytes(me["fp"])
+    seq = j.head(origin) + 1
+    header = entry.pack(origin, seq, j.head_digest(origin), now + ttl, content)
+    signed = header + keyring.sign_message(entry.message(header))
+    j.make_room(len(content), now)
+    node.audit_room()
+    node.audit.append("post", {"id": entry.entry_id(origin, seq)})
+    j.append(signed, bytes(content), 0)
+    return {"id": entry.entry_id(origin, seq), "expires": now + ttl, "readers": content[0]}
+
+
+def _open(node, rec: bytes, keys: dict) -> "dict | None":  # type: ignore[no-untyped-def]
+    """The bulletin in a record, if this node may read it; None if it is sealed to it.
+    keys caches the content key of each origin for one request."""
+    header = entry.Header(rec)
+    content = node.journal.content(rec)
+    parts = entry.wraps_of(content)
+    if parts is None:
+        return None
+    from ribat import aead, keywork, keywrap
+
+    origin = header.origin
+    if origin not in keys:
+        member = _members(node).get(origin)
+        keys[origin] = None if member is None else keywork.content_key(node.keyring, member["fp"])
+    key = keys[origin]
+    if key is None:
+        return None
+    for wrapped in parts[0]:
+        cek = keywrap.unwrap(key, wrapped)
+        if cek is not None:
+            inner = json.loads(aead.ctr(cek, _IV, parts[1]))
+            if node.keyring.identity["partner"] not in inner["to"]:
+                return None  # wrapped for a node its releasability list leaves out
+            return inner
+    return None
+
+
+def _state(flags: int) -> str:
+    if flags & journal.FORK:
+        return "fork"
+    if flags & journal.HELD:
+        return "held"
+    return "purged" if flags & journal.PURGED else "kept"
+
+
+def _item(node, k: int, rec: bytes, members: dict, inner: "dict | None") -> dict:  # type: ignore[no-untyped-def]
+    header = entry.Header(rec)
+    m = members.get(header.origin)
+    flags = node.journal.flags(rec)
+    item = {
+        "n": k,
+        "id": header.id(),
+        "from": m["partner"] if m else "??",
+        "by": m["name"] if m else entry.fp_text(header.origin),
+        "x": header.expires,
+        "size": header.size,
+        "state": _state(flags),
+        "acked": bool(flags & journal.ACKED),
+    }
+    if inner is not None:
+        item.update(inner)
+    return item
+
+
+def list_entries(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+    """A page of the journal from record after + 1, with what this node may read of
+    each (nothing of their content when locked)."""
+    after = arg(meta, "after", int, -1)
+    partner = meta.get("from")
+    kind = meta.get("kind")
+    since = arg(meta, "since", int, 0)
+    unlocked = node.keyring.state == "unlocked"
+    j = node.journal
+    members = _members(node)
+    keys: dict = {}
+    items = []
+    used = 0
+    read = 0
+    k = after + 1  # type: ignore[operator]
+    while k < j.count and used < _PAGE:
+        rec = j.record(k)
+        k += 1
+        m = members.get(rec[1:9])
+        if partner is not None and (m is None or m["partner"] != partner):
+            continue
+        inner = _open(node, rec, keys) if unlocked else None
+        if inner is not None:
+            read += 1
+            if inner["t"] < since or (kind is not None and inner["k"] != kind):
+                continue
+            inner.pop("b")  # the list shows titles; `show` reads the body
+        elif kind is not None or since:
+            continue  # what cannot be read cannot be said to match
+        item = _item(node, k - 1, rec, members, inner)
+        items.append(item)
+        used += len(json.dumps(item))
+    if read:
+        node.audit_room()
+        node.audit.append("read", {"list": read, "from": after + 1, "to": k - 1})  # type: ignore[operator]
+    return {"items": items, "next": k - 1, "done": k >= j.count, "locked": not unlocked}
+
+
+def show(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+    node.keyring.need("unlocked")
+    k, rec = _record(node, meta.get("id"))
+    flags = node.journal.flags(rec)
+    header = entry.Header(rec)
+    if flags & journal.PURGED:
+        raise RequestError(
+            codec.REFUSED,
+            "%s expired: its content was purged; only its signed header remains" % header.id(),
+        )
+    inner = _open(node, rec, {})
+    if inner is None:
+        raise RequestError(
+            codec.REFUSED,
+            "%s is not released to %s: its content stays sealed on this node"
+            % (header.id(), node.keyring.identity["partner"]),
+        )
+    node.audit_room()
+    node.audit.append("read", {"id": header.id()})
+    return _item(node, k, rec, _members(node), inner)
+
+
+def ack(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+    node.keyring.need("unlocked")
+    k, rec = _record(node, meta.get("id"))
+    header = entry.Header(rec)
+    if _open(node, rec, {}) is None:
+        raise RequestError(
+            codec.REFUSED, "%s is not readable on this node: nothing to acknowledge" % header.id()
+        )
+    if not node.journal.flags(rec) & journal.ACKED:
+        node.audit_room()
+        node.audit.append("ack", {"id": header.id()})
+        node.journal.set_flag(k, journal.ACKED)
+    return {"id": header.id(), "acked": True}
+
+
+def status(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+    j = node.journal
+    members = _members(node)
+    origins = []
+    for origin, head in j.vector().items():
+        m = members.get(origin)
+        origins.append(
+            {
+                "fp": entry.fp_text(origin),
+                "name": m["name"] if m else None,
+                "partner": m["partner"] if m else None,
+                "head": head,
+                "digest": hexlify(j.head_digest(origin)).decode(),
+                "held": sum(1 for o, _ in j.held if o == origin),
+                "forks": len(j.forks.get(origin, ())),
+            }
+        )
+    return {
+        "entries": j.count,
+        "origins": origins,
+        "held": len(j.held),
+        "free": j.free(),
+        "reserve": j.reserve,
+        "cell": node.keyring.cell(),
+        "fp": node.keyring.identity["fp"] if node.keyring.identity else None,
+    }
+
+
+# -- export and import --------------------------------------------------------------------
+
+
+def _position(plan: list, p: int) -> "tuple[bytes, int] | None":
+    """The origin and seq of the entry at place p of an export (entry.run_index)."""
+    for origin, lo, hi in plan:
+        n = hi - lo + 1
+        if p < n:
+            return origin, lo + entry.run_index(n, p)
+        p -= n
+    return None
+
+
+def export(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+    """Start an export of the entries past a vector (origin fp -> seq): recorded, then
+    read with journal.next."""
+    node.keyring.need("locked")
+    since = arg(meta, "since", dict, {})
+    j = node.journal
+    plan = []
+    total = 0
+    for origin, head in j.vector().items():
+        low = since.get(entry.fp_text(origin), 0)  # type: ignore[attr-defined]
+        if not isinstance(low, int) or low < 0:
+            raise RequestError(codec.ARGS, "'since' maps fingerprints to sequence numbers")
+        if head > low:
+            plan.append((origin, low + 1, head))
+            total += head - low
+    node.audit_room()
+    node.audit.append("export", {"entries": total})
+    node.export_plan = plan
+    return {"entries": total}
+
+
+def next_entries(node, meta: dict, data: bytes) -> tuple:  # type: ignore[no-untyped-def]
+    """The export's entries from place pos, as many as fit one frame."""
+    pos: int = arg(meta, "pos", int)  # type: ignore[assignment]
+    plan = node.export_plan
+    if plan is None:
+        raise RequestError(codec.STATE, "no export under way: start one (journal.export)")
+    j = node.journal
+    out: list = []
+    size = 0
+    p = pos
+    while True:
+        at = _position(plan, p)
+        if at is None:
+            break
+        rec = j.record(j.find(at[0], at[1]))
+        raw = rec[: entry.SIGNED] + j.content(rec)
+        if out and size + len(raw) + 4 > node.link.max_body - 256:
+            break
+        out.append(raw)
+        size += len(raw) + 4
+        p += 1
+    return {"pos": pos, "next": p, "done": _position(plan, p) is None}, entry.pack_batch(out)
+
+
+def import_begin(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+    node.keyring.need("locked")
+    entries = arg(meta, "entries", int)
+    node.audit_room()
+    node.audit.append("import", {"entries": entries, "source": arg(meta, "source", str, "")})
+    from ribat import intake
+
+    node.intake = intake.Intake(node)
+    return {}
+
+
+def put(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+    """Entries of an import, each checked and stored or not: one outcome each; a full
+    journal stops the batch there."""
+    taker = node.intake
+    if taker is None:
+        raise RequestError(codec.STATE, "no import under way: start one (journal.import)")
+    batch = entry.unpack_batch(data)
+    if batch is None:
+        raise RequestError(codec.ARGS, "not a batch of entries (cut short?): nothing taken")
+    _clock(node, meta)
+    now = int(time.time())
+    outcomes: list = []
+    for raw in batch:
+        try:
+            outcomes.append(taker.take(raw, now))
+        except RequestError as e:
+            return {"outcomes": outcomes, "full": e.message}
+    return {"outcomes": outcomes}
+
+
+def import_end(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+    taker = node.intake
+    if taker is None:
+        raise RequestError(codec.STATE, "no import under way")
+    node.intake = None
+    node.audit.append("imported", {k: v for k, v in taker.tally.items() if v})
+    return {"tally": taker.tally, "vector": _vector_text(node.journal)}
+
+
+def _vector_text(j: journal.Journal) -> dict:
+    return {entry.fp_text(o): n for o, n in j.vector().items()}
+
+
+OPS = {
+    "journal.post": post,
+    "journal.list": list_entries,
+    "journal.show": show,
+    "journal.ack": ack,
+    "journal.status": status,
+    "journal.export": export,
+    "journal.next": next_entries,
+    "journal.import": import_begin,
+    "journal.put": put,
+    "journal.end": import_end,
+}

@@ -1,0 +1,286 @@
+"""The journal on flash: every entry the node holds (ribat.entry), stored so that a post
+or an import costs the same at the ten-thousandth entry as at the first, and a power cut
+leaves every entry whole or absent.
+
+    /journal/h/N   records of 160 bytes, 256 per file: an entry's signed header, where its
+                   content is, and its flags. Record k is in file k // 256.
+    /journal/c/N   contents, appended one after another; a new file past 32 KB.
+
+A record is appended after its content (each append closed: a littlefs commit), so a
+record never names a content that is not there; a cut between the two leaves unnamed
+bytes, reclaimed with the file. Appends only ever touch the last block of a small file.
+Flags change in place (a one-byte write, which littlefs does copy-on-write). Retention
+zeroes an expired content where it lies and sets PURGED; a content file with nothing left
+alive in it is deleted. At start-up the node reads the records (12 bytes each matter),
+rebuilds its index (two bytes per entry) and finishes whatever a cut interrupted.
+"""
+
+import os
+import struct
+
+from micropython import const
+
+from ribat import codec, entry, store
+from ribat.link import RequestError
+
+DIR = "/journal"
+_H = DIR + "/h/"
+_C = DIR + "/c/"
+RECORD = const(160)
+PER_FILE = const(256)
+SEGMENT = const(32768)
+_LOCAL = ">HIB"  # content file, offset, flags: after the signed header
+_FLAGS = const(155)  # offset of the flags byte in a record
+HELD_MAX = entry.RUN  # entries waiting for a predecessor, across all origins
+
+PURGED = const(1)  # content zeroed at expiry (or never stored: it came expired)
+HELD = const(2)  # waits for its predecessor: not part of its origin's chain yet
+FORK = const(4)  # a second entry at an origin's seq: evidence of equivocation
+ACKED = const(8)  # an operator acknowledged it on this node
+
+
+def _mkdirs() -> None:
+    for path in (DIR, _H[:-1], _C[:-1]):
+        try:
+            os.mkdir(path)
+        except OSError:
+            pass
+
+
+def _numbers(folder: str) -> list:
+    try:
+        return sorted(int(e[0]) for e in os.ilistdir(folder))
+    except OSError:
+        return []
+
+
+class Journal:
+    def __init__(self) -> None:
+        _mkdirs()
+        self.count = 0  # records
+        self.chains: dict = {}  # origin -> bytearray: per seq from 1, u16 record + 1
+        self.heads: dict = {}  # origin -> last seq of its chain unbroken from 1
+        self.held: dict = {}  # (origin, seq) -> (record, prev)
+        self.forks: dict = {}  # origin -> records of evidence against it
+        self.live: dict = {}  # content file -> contents not purged in it
+        self.soonest: list = []  # per record file: earliest expiry of a content kept
+        self.segment = 0
+        self.segment_size = 0
+        self.reserve = 0  # bytes kept free for the rest (a deploy, the audit log)
+        self._scan()
+
+    # -- start-up ------------------------------------------------------------------------
+
+    def _scan(self) -> None:
+        files = _numbers(_H[:-1])
+        for n in files:
+            path = _H + str(n)
+            size = os.stat(path)[6]
+            if size % RECORD:
+                store.truncate(path, size - size % RECORD)  # a record a cut left half written
+            self.soonest.append(1 << 31)
+            with open(path, "rb") as f:
+                buf = bytearray(RECORD * 16)
+                while True:
+                    got = f.readinto(buf)
+                    if not got:
+                        break
+                    for i in range(0, got - RECORD + 1, RECORD):
+                        self._index(memoryview(buf)[i : i + RECORD], self.count)
+                        self.count += 1
+        contents = _numbers(_C[:-1])
+        if contents:
+            self.segment = contents[-1]
+            self.segment_size = os.stat(_C + str(self.segment))[6]
+        for n in contents:
+            if n != self.segment and not self.live.get(n):
+                os.remove(_C + str(n))  # its last content was purged before a cut
+        for origin, _ in list(self.held):
+            self._absorb(origin)  # connections a cut interrupted
+
+    def _index(self, rec: memoryview, k: int) -> None:
+        origin = bytes(rec[1:9])
+        seq, expires = struct.unpack_from(">I", rec, 9)[0], struct.unpack_from(">I", rec, 45)[0]
+        segment, _, flags = struct.unpack_from(_LOCAL, rec, entry.SIGNED)
+        if not flags & PURGED:
+            self.live[segment] = self.live.get(segment, 0) + 1
+            f = k // PER_FILE
+            if expires < self.soonest[f]:
+                self.soonest[f] = expires
+        if flags & FORK:
+            self.forks.setdefault(origin, []).append(k)
+        elif flags & HELD:
+            self.held[(origin, seq)] = (k, bytes(rec[13:45]))
+        else:
+            self._place(origin, seq, k)
+
+    def _place(self, origin: bytes, seq: int, k: int) -> None:
+        chain = self.chains.get(origin)
+        if chain is None:
+            chain = self.chains[origin] = bytearray()
+        need = 2 * seq - len(chain)
+        if need > 0:
+            chain.extend(bytes(need))
+        struct.pack_into(">H", chain, 2 * seq - 2, k + 1)
+        n = self.heads.get(origin, 0)
+        while 2 * n + 2 <= len(chain) and (chain[2 * n] or chain[2 * n + 1]):
+            n += 1
+        self.heads[origin] = n
+
+    # -- what is held --------------------------------------------------------------------
+
+    def head(self, origin: bytes) -> int:
+        """The origin's last seq in an unbroken chain from 1."""
+        return self.heads.get(origin, 0)
+
+    def find(self, origin: bytes, seq: int) -> int:
+        """The record of the origin's entry seq in its chain, or held; -1 if none."""
+        chain = self.chains.get(origin)
+        if chain is not None and 2 * seq <= len(chain):
+            k = struct.unpack_from(">H", chain, 2 * seq - 2)[0] - 1
+            if k >= 0:
+                return k
+        got = self.held.get((origin, seq))
+        return got[0] if got else -1
+
+    def origin_of(self, prefix: bytes) -> "bytes | None":
+        for origin in self.chains:
+            if origin[: len(prefix)] == prefix:
+                return origin
+        return None
+
+    def record(self, k: int) -> bytes:
+        with open(_H + str(k // PER_FILE), "rb") as f:
+            f.seek((k % PER_FILE) * RECORD)
+            return f.read(RECORD)
+
+    def flags(self, rec: bytes) -> int:
+        return rec[_FLAGS]
+
+    def content(self, rec: bytes) -> bytes:
+        """The content a record names; b"" once purged."""
+        segment, offset, flags = struct.unpack_from(_LOCAL, rec, entry.SIGNED)
+        if flags & PURGED:
+            return b""
+        size = struct.unpack_from(">I", rec, 81)[0]
+        with open(_C + str(segment), "rb") as f:
+            f.seek(offset)
+            return f.read(size)
+
+    def head_digest(self, origin: bytes) -> bytes:
+        n = self.head(origin)
+        if n == 0:
+            return entry.GENESIS
+        return entry.Header(self.record(self.find(origin, n))).digest()
+
+    def vector(self) -> dict:
+        return {origin: self.head(origin) for origin in self.chains}
+
+    # -- changes -------------------------------------------------------------------------
+
+    def free(self) -> int:
+        st = os.statvfs("/")
+        return st[0] * st[3]
+
+    def make_room(self, size: int, now: int) -> None:
+        """Refuse an entry of size bytes the flash has no room for, once expired content
+        is purged."""
+        need = size + RECORD + self.reserve
+        if self.free() >= need:
+            return
+        self.purge(now)
+        if self.free() >= need:
+            return
+        raise RequestError(
+            codec.REFUSED,
+            "the journal is full (%d entries, %d bytes free): nothing stored; expired "
+            "content is purged already: post with a shorter --expires, or export the "
+            "journal and wipe the node" % (self.count, self.free()),
+        )
+
+    def append(self, signed: bytes, content: bytes, flags: int) -> int:
+        """Store an entry (its signed header and its content, or none with PURGED);
+        its record number."""
+        offset = 0
+        if content:
+            if self.segment_size + len(content) > SEGMENT and self.segment_size:
+                self.segment += 1
+                self.segment_size = 0
+            offset = self.segment_size
+            with open(_C + str(self.segment), "ab") as f:
+                f.write(content)
+            self.segment_size += len(content)
+        rec = bytearray(RECORD)
+        rec[: entry.SIGNED] = signed
+        struct.pack_into(_LOCAL, rec, entry.SIGNED, self.segment, offset, flags)
+        k = self.count
+        with open(_H + str(k // PER_FILE), "ab") as f:
+            f.write(rec)
+        self.count += 1
+        if k // PER_FILE >= len(self.soonest):
+            self.soonest.append(1 << 31)
+        self._index(memoryview(rec), k)
+        return k
+
+    def set_flag(self, k: int, flag: int, on: bool = True) -> None:
+        path = _H + str(k // PER_FILE)
+        at = (k % PER_FILE) * RECORD + _FLAGS
+        with open(path, "r+b") as f:
+            f.seek(at)
+            old = f.read(1)[0]
+            new = old | flag if on else old & ~flag
+            if new != old:
+                f.seek(at)
+                f.write(bytes((new,)))
+
+    def connect(self, origin: bytes) -> int:
+        """Move into the origin's chain the held entries that now follow its head; how
+        many. A held entry whose prev is not the head's digest becomes fork evidence."""
+        return self._absorb(origin)
+
+    def _absorb(self, origin: bytes) -> int:
+        moved = 0
+        while True:
+            n = self.head(origin) + 1
+            got = self.held.pop((origin, n), None)
+            if got is None:
+                return moved
+            k = got[0]
+            if got[1] != self.head_digest(origin):
+                # signed by the origin, yet not after the entry its chain holds: evidence
+                self.set_flag(k, FORK)
+                self.set_flag(k, HELD, False)
+                self.forks.setdefault(origin, []).append(k)
+                return moved
+            self.set_flag(k, HELD, False)
+            self._place(origin, n, k)
+            moved += 1
+
+    def purge(self, now: int) -> int:
+        """Zero every content whose expiry has come; how many. A content file left with
+        nothing alive is deleted."""
+        purged = 0
+        for f, soonest in enumerate(self.soonest):
+            if soonest > now:
+                continue
+            earliest = 1 << 31
+            for k in range(f * PER_FILE, min(self.count, (f + 1) * PER_FILE)):
+                rec = self.record(k)
+                expires = struct.unpack_from(">I", rec, 45)[0]
+                segment, offset, flags = struct.unpack_from(_LOCAL, rec, entry.SIGNED)
+                if flags & PURGED:
+                    continue
+                if expires > now:
+                    earliest = min(earliest, expires)
+                    continue
+                size = struct.unpack_from(">I", rec, 81)[0]
+                with open(_C + str(segment), "r+b") as c:
+                    c.seek(offset)
+                    c.write(bytes(size))
+                self.set_flag(k, PURGED)
+                purged += 1
+                self.live[segment] -= 1
+                if not self.live[segment] and segment != self.segment:
+                    store.remove(_C + str(segment))
+            self.soonest[f] = earliest
+        return purged

@@ -1,0 +1,323 @@
+"""ribat post, list, show, ack and journal: the cell's bulletins on a node."""
+
+import datetime
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from ribat import entry, guard
+from ribat import journal as lib
+from ribat.cli.common import console, open_node, pin_option, port_option
+from ribat.files import write_whole
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _seconds(text: str, what: str) -> int:
+    m = re.fullmatch(r"(\d+)([smhd]?)", text.strip())
+    if not m or int(m.group(1)) == 0:
+        raise click.BadParameter(
+            f"{text!r}: give a duration like 45s, 90m, 12h or 30d", param_hint=what
+        )
+    return int(m.group(1)) * _UNITS[m.group(2) or "s"]
+
+
+def _since(text: str | None) -> int:
+    """--since: a duration back from now (2h, 3d) or a UTC date and time."""
+    if text is None:
+        return 0
+    if re.fullmatch(r"\d+[smhd]", text.strip()):
+        return int(time.time()) - _seconds(text, "--since")
+    try:
+        when = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r}: give a duration back from now (2h, 3d) or a date (2026-11-24T08:00)",
+            param_hint="--since",
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return int(when.timestamp())
+
+
+def _utc(t: int) -> str:
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _id_arg(text: str) -> str:
+    if entry.parse_id(text) is None:
+        raise click.BadParameter(
+            f"{text!r} is not an entry id (like 2f5abe99:17)", param_hint="ID"
+        )
+    return text
+
+
+@click.command()
+@port_option
+@pin_option
+@click.option(
+    "--kind", required=True, type=click.Choice(entry.KINDS), help="What the bulletin is."
+)
+@click.option(
+    "--severity", default="routine", show_default=True, type=click.Choice(entry.SEVERITIES)
+)
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    metavar="MA,FR",
+    help="Partners it is released to (yours always is).",
+)
+@click.option("--title", default="", help="A one-line title.")
+@click.option("--body", default=None, help="The text.")
+@click.option(
+    "--body-file",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="Read the text from a file (- for standard input).",
+)
+@click.option("--expires", default="30d", show_default=True, help="Lifetime: 45s, 90m, 12h, 30d.")
+@click.option(
+    "--ref", "refs", multiple=True, metavar="ID", help="A bulletin this one answers (repeatable)."
+)
+def post(
+    port: str | None,
+    pin: str | None,
+    kind: str,
+    severity: str,
+    to: str,
+    title: str,
+    body: str | None,
+    body_file: Path | None,
+    expires: str,
+    refs: tuple[str, ...],
+) -> None:
+    """Post a bulletin, sealed so that only the partners it is released to can read it.
+
+    Prints its id. Needs an unlocked node (a session, or --pin).
+    """
+    if body is not None and body_file is not None:
+        raise click.UsageError("give --body or --body-file, not both")
+    if body_file is not None:
+        try:
+            raw = sys.stdin.buffer.read() if str(body_file) == "-" else body_file.read_bytes()
+            body = raw.decode()
+        except (OSError, UnicodeDecodeError) as e:
+            raise click.BadParameter(
+                f"cannot read {body_file}: {e}", param_hint="--body-file"
+            ) from None
+    partners = [p.strip().upper() for p in to.split(",") if p.strip()]
+    if not partners:
+        raise click.BadParameter("name at least one partner, like MA,FR", param_hint="--to")
+    ttl = _seconds(expires, "--expires")
+    for ref in refs:
+        _id_arg(ref)
+    client = open_node(port)
+    with guard.unlocked(client, pin):
+        out = lib.post(client, kind, severity, partners, title, body or "", ttl, list(refs))
+    click.echo(out["id"])
+    click.echo(
+        f"posted {out['id']}, readable by {out['readers']} nodes, "
+        f"expires {_utc(out['expires'])} UTC",
+        err=True,
+    )
+
+
+@click.command("list")
+@port_option
+@pin_option
+@click.option(
+    "--since", help="Only bulletins written since: a duration back (2h, 3d) or a UTC date."
+)
+@click.option(
+    "--from", "partner", metavar="PARTNER", help="Only bulletins of this partner's nodes."
+)
+@click.option("--kind", type=click.Choice(entry.KINDS), help="Only bulletins of this kind.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def list_command(
+    port: str | None,
+    pin: str | None,
+    since: str | None,
+    partner: str | None,
+    kind: str | None,
+    as_json: bool,
+) -> None:
+    """List the journal's bulletins: titles where this node may read them.
+
+    Locked, only what every relay sees (ids, origins, expiries); --since and --kind then
+    match nothing, as nothing can be read.
+    """
+    client = open_node(port)
+    with guard.unlocked(client, pin):
+        items = list(lib.entries(client, _since(since), partner and partner.upper(), kind))
+    if as_json:
+        for item in items:
+            click.echo(json.dumps(item))
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for title in ("id", "written (UTC)", "from", "kind", "severity", "title", "expires"):
+        table.add_column(title)
+    for item in items:
+        who = f"{item['from']} {item['by']}"
+        if "k" in item:
+            mark = "" if item["acked"] or item["k"] != "alert" else " [bold red]*[/]"
+            table.add_row(
+                item["id"],
+                _utc(item["t"]),
+                who,
+                item["k"] + mark,
+                item["s"],
+                item["ti"],
+                _utc(item["x"]),
+            )
+        else:
+            what = {"purged": "expired", "held": "held (gap)", "fork": "fork evidence"}
+            table.add_row(
+                item["id"], "", who, what.get(item["state"], "sealed"), "", "", _utc(item["x"])
+            )
+    console().print(table)
+    if not items:
+        click.echo("no bulletins", err=True)
+
+
+@click.command()
+@port_option
+@pin_option
+@click.argument("entry_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="The bulletin as JSON.")
+def show(port: str | None, pin: str | None, entry_id: str, as_json: bool) -> None:
+    """Read a bulletin (if it is released to this node's partner)."""
+    _id_arg(entry_id)
+    client = open_node(port)
+    with guard.unlocked(client, pin):
+        item = lib.show(client, entry_id)
+    if as_json:
+        click.echo(json.dumps(item))
+        return
+    click.echo(f"{item['id']}  {item['k']} ({item['s']})  from {item['from']} {item['by']}")
+    click.echo(
+        f"written {_utc(item['t'])} UTC, expires {_utc(item['x'])} UTC, to {','.join(item['to'])}"
+    )
+    if item.get("r"):
+        click.echo(f"refers to {', '.join(item['r'])}")
+    if item["ti"]:
+        click.echo(f"\n{item['ti']}")
+    if item["b"]:
+        click.echo(f"\n{item['b']}")
+
+
+@click.command()
+@port_option
+@pin_option
+@click.argument("entry_id", metavar="ID")
+def ack(port: str | None, pin: str | None, entry_id: str) -> None:
+    """Acknowledge a bulletin on this node (recorded in its audit log)."""
+    _id_arg(entry_id)
+    client = open_node(port)
+    with guard.unlocked(client, pin):
+        lib.ack(client, entry_id)
+    click.echo(f"{entry_id} acknowledged", err=True)
+
+
+@click.group("journal")
+def journal_group() -> None:
+    """The journal's state, and moving its sealed entries between nodes."""
+
+
+@journal_group.command("status")
+@port_option
+@click.option("--json", "as_json", is_flag=True, help="The status as JSON.")
+def status(port: str | None, as_json: bool) -> None:
+    """Each origin's chain as this node holds it: head, held gaps, forks; free flash."""
+    info = lib.status(open_node(port))
+    if as_json:
+        click.echo(json.dumps(info))
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for title in ("origin", "node", "head", "held", "forks", "head digest"):
+        table.add_column(title)
+    for o in info["origins"]:
+        forks = f"[bold red]{o['forks']}[/]" if o["forks"] else "0"
+        who = f"{o['partner']} {o['name']}" if o["name"] else "(not in roster)"
+        table.add_row(o["fp"], who, str(o["head"]), str(o["held"]), forks, o["digest"][:16])
+    console().print(table)
+    click.echo(
+        f"{info['entries']} entries, {info['free'] // 1024} KB free "
+        f"({info['reserve'] // 1024} KB of it kept for a firmware deploy)"
+    )
+
+
+@journal_group.command("export")
+@port_option
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--since",
+    "since_text",
+    metavar="ORIGIN:SEQ,...",
+    help="Only entries after these (as in entry ids).",
+)
+def export_command(port: str | None, file: Path, since_text: str | None) -> None:
+    """Write the node's sealed entries to FILE, for `ribat journal import` on another node.
+
+    The file holds what any relay may see: headers and ciphertext.
+    """
+    client = open_node(port)
+    info = lib.status(client)
+    since: dict[str, int] = {}
+    if since_text:
+        try:
+            since = lib.parse_vector(since_text, info["origins"])
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--since") from None
+    raws = lib.export(client, since)
+    assert client.info is not None
+    head = {
+        "cell": info["cell"],
+        "node": info["fp"],
+        "name": client.info.name,
+        "partner": client.info.partner,
+        "t": int(time.time()),
+        "since": since,
+        "entries": len(raws),
+    }
+    write_whole(file, lib.file_bytes(head, raws))
+    click.echo(f"{len(raws)} entries written to {file}", err=True)
+
+
+@journal_group.command("import")
+@port_option
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per entry.")
+def import_command(port: str | None, file: Path, as_json: bool) -> None:
+    """Give the node the sealed entries of FILE; report what became of each.
+
+    Outcomes: stored, duplicate, gap (held for its predecessor), fork (evidence kept),
+    forged (or altered), foreign (origin not in the roster), expired (header kept).
+    """
+    from ribat.errors import CellError
+
+    head, raws = lib.read_file(file)
+    client = open_node(port)
+    cell = guard.identity(client).get("cell")
+    if head.get("cell") != cell:
+        raise CellError(
+            f"{file} comes from cell {head.get('cell')}, this node is in cell {cell}: "
+            "nothing imported"
+        )
+    results = lib.import_entries(client, raws, f"{head.get('name')} ({head.get('partner')})")
+    tally: dict[str, int] = {}
+    for entry_id, outcome in results:
+        tally[outcome] = tally.get(outcome, 0) + 1
+        if as_json:
+            click.echo(json.dumps({"id": entry_id, "outcome": outcome}))
+        elif outcome != "duplicate":
+            click.echo(f"{entry_id} {outcome}")
+    summary = ", ".join(f"{n} {name}" for name, n in sorted(tally.items()))
+    click.echo(f"{len(results)} entries: {summary or 'none'}", err=True)

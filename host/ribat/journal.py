@@ -1,0 +1,223 @@
+"""The host side of the journal: post, list, show and acknowledge bulletins on a node, and
+move its sealed entries to other nodes through export files. The node does the sealing,
+the checks and the need-to-know (firmware/ribat/bulletins.py); the host handles what any
+relay sees: entry headers and ciphertext (ribat.entry).
+
+An export file:
+    line 1     {"format": "ribat-journal v1", "cell", "node", "name", "partner", "t",
+               "since", "entries"} as JSON
+    entries    each a u32 big-endian length and the entry's bytes (ribat.entry)
+    last line  "end " + the SHA-256 (hex) of every byte before it, so a file cut short or
+               damaged is refused whole before anything reaches a node
+"""
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from ribat import entry
+from ribat.errors import CellError, RibatError
+from ribat.node import NodeClient
+
+FORMAT = "ribat-journal v1"
+# A Pico signs in about 1.2 s and verifies in 1.6 s (docs/security.md): a post may also
+# derive a pairwise key per reader (0.5 s each); an import batch checks a signature per
+# run and any entry out of order.
+POST_TIMEOUT_S = 30.0
+READ_TIMEOUT_S = 20.0
+BATCH_TIMEOUT_S = 60.0
+_FRAME_SPARE = 256  # bytes of a frame body left for the header and meta around a batch
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def post(
+    client: NodeClient,
+    kind: str,
+    severity: str,
+    to: list[str],
+    title: str,
+    body: str,
+    expires_s: int,
+    refs: list[str],
+) -> dict:
+    return client.request(
+        "journal.post",
+        timeout=POST_TIMEOUT_S,
+        kind=kind,
+        severity=severity,
+        to=to,
+        title=title,
+        body=body,
+        expires_s=expires_s,
+        refs=refs,
+        now=_now(),
+    )
+
+
+def entries(
+    client: NodeClient, since: int = 0, partner: str | None = None, kind: str | None = None
+) -> Iterator[dict]:
+    """The journal's entries, page by page, with what the node lets us read of each."""
+    after = -1
+    filters: dict = {"since": since}
+    if partner:
+        filters["from"] = partner
+    if kind:
+        filters["kind"] = kind
+    while True:
+        page = client.request("journal.list", timeout=READ_TIMEOUT_S, after=after, **filters)
+        yield from page["items"]
+        if page["done"]:
+            return
+        after = page["next"]
+
+
+def show(client: NodeClient, entry_id: str) -> dict:
+    return client.request("journal.show", timeout=READ_TIMEOUT_S, id=entry_id)
+
+
+def ack(client: NodeClient, entry_id: str) -> dict:
+    return client.request("journal.ack", timeout=READ_TIMEOUT_S, id=entry_id)
+
+
+def status(client: NodeClient) -> dict:
+    return client.request("journal.status")
+
+
+def parse_vector(text: str, origins: list[dict]) -> dict[str, int]:
+    """--since ORIGIN:SEQ,... (ORIGIN: a fingerprint, or its first 8 digits as in entry
+    ids) as the node's vector {fingerprint: seq}, given its status's origins."""
+    vector: dict[str, int] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        origin, _, seq = part.rpartition(":")
+        key = origin.replace("-", "").lower()
+        matches = [o["fp"] for o in origins if o["fp"].replace("-", "").startswith(key)]
+        if not origin or not seq.isdigit() or len(matches) != 1:
+            raise ValueError(
+                f"{part!r} is not ORIGIN:SEQ with an origin this node holds "
+                "(a fingerprint or its first 8 digits, as in entry ids)"
+            )
+        vector[matches[0]] = int(seq)
+    return vector
+
+
+# -- export files ---------------------------------------------------------------------
+
+
+def export(client: NodeClient, since: dict[str, int]) -> list[bytes]:
+    """The node's entries past since, as the node orders them for a receiver."""
+    total = client.request("journal.export", since=since)["entries"]
+    out: list[bytes] = []
+    pos = 0
+    while len(out) < total:
+        meta, data = client.exchange("journal.next", timeout=READ_TIMEOUT_S, pos=pos)
+        batch = entry.unpack_batch(data)
+        if batch is None:
+            raise RibatError("the node sent a damaged batch of entries: export again")
+        out.extend(batch)
+        pos = meta["next"]
+        if meta["done"]:
+            break
+    return out
+
+
+def file_bytes(head: dict, entries: list[bytes]) -> bytes:
+    body = bytearray(json.dumps({"format": FORMAT, **head}).encode() + b"\n")
+    body += entry.pack_batch(entries)
+    return bytes(body) + b"end " + hashlib.sha256(body).hexdigest().encode() + b"\n"
+
+
+def read_file(path: Path) -> tuple[dict, list[bytes]]:
+    """The head and entries of an export file; CellError for anything else."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CellError(f"cannot read {path}: {e.strerror}") from None
+    first, _, rest = data.partition(b"\n")
+    try:
+        head = json.loads(first)
+    except ValueError:
+        head = None
+    if not isinstance(head, dict) or head.get("format") != FORMAT:
+        raise CellError(f"{path} is not a ribat journal export: nothing imported")
+    cut = data.rfind(b"end ")
+    digest = hashlib.sha256(data[:cut]).hexdigest().encode() if cut > 0 else b""
+    batch = entry.unpack_batch(rest[: cut - len(first) - 1]) if cut > len(first) else None
+    if not digest or data[cut + 4 :].strip() != digest or batch is None:
+        raise CellError(
+            f"{path} is cut short or damaged (its digest does not match): nothing "
+            "imported; export it again"
+        )
+    if len(batch) != head.get("entries"):
+        raise CellError(f"{path} holds {len(batch)} entries, not {head.get('entries')}")
+    return head, batch
+
+
+def send_order(raws: list[bytes]) -> list[bytes]:
+    """Entries in the order a node checks fastest (entry.run_index): by origin, in runs
+    of consecutive entries, each run newest first. Anything unparsable goes last, for
+    the node to report."""
+    by_origin: dict[bytes, list[tuple[int, bytes]]] = {}
+    rest = []
+    for raw in raws:
+        parsed = entry.parse(raw)
+        if parsed is None:
+            rest.append(raw)
+        else:
+            by_origin.setdefault(parsed[0].origin, []).append((parsed[0].seq, raw))
+    out: list[bytes] = []
+    for items in by_origin.values():
+        items.sort()
+        out.extend(items[entry.run_index(len(items), p)][1] for p in range(len(items)))
+    return out + rest
+
+
+def import_entries(client: NodeClient, raws: list[bytes], source: str) -> list[tuple[str, str]]:
+    """Give raws to the node; (entry id, outcome) for each, in the order given. An entry
+    held as a gap and then connected by a later one of the same import is stored."""
+    assert client.info is not None
+    room = client.info.max_frame - _FRAME_SPARE
+    ordered = send_order(raws)
+    outcomes: dict[int, str] = {}
+    client.request("journal.import", entries=len(raws), source=source)
+    try:
+        i = 0
+        while i < len(ordered):
+            batch = [ordered[i]]
+            size = len(ordered[i]) + 4
+            while i + len(batch) < len(ordered):
+                nxt = ordered[i + len(batch)]
+                if size + len(nxt) + 4 > room:
+                    break
+                batch.append(nxt)
+                size += len(nxt) + 4
+            meta, _ = client.exchange(
+                "journal.put", entry.pack_batch(batch), BATCH_TIMEOUT_S, now=_now()
+            )
+            for raw, outcome in zip(batch, meta["outcomes"], strict=False):
+                outcomes[id(raw)] = outcome
+            if "full" in meta:
+                for raw in ordered[i + len(meta["outcomes"]) :]:
+                    outcomes[id(raw)] = "full"
+                break
+            i += len(batch)
+    finally:
+        end = client.request("journal.end")
+    vector = end["vector"]
+    result = []
+    for raw in raws:
+        parsed = entry.parse(raw)
+        outcome = outcomes.get(id(raw), "full")
+        if parsed is None:
+            result.append(("?", outcome))
+            continue
+        header = parsed[0]
+        if outcome == "gap" and vector.get(entry.fp_text(header.origin), 0) >= header.seq:
+            outcome = "stored"
+        result.append((header.id(), outcome))
+    return result
