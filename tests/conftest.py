@@ -123,3 +123,41 @@ def micropython(
 
 def sim_status(name: str) -> dict:
     return sim.control(name, {"op": "status"})
+
+
+PIN = "314159"  # every node's PIN in the cells the tests make
+
+
+def make_cell(new_sim: NewSim, tmp_path: Path, members: list[tuple[str, str]]) -> list[sim.Sim]:
+    """Virtual Picos with the firmware, provisioned (PIN) in one new cell, with a roster
+    of all of them loaded: one per (partner, name). RIBAT_CELL must not be set."""
+    from ribat import deploy
+
+    cell = tmp_path / "cell"
+    assert ribat("cell", "init", str(cell)).code == 0
+    env = {"RIBAT_CELL": str(cell)}
+    boards = []
+    for partner, name in members:
+        board = new_sim()
+        deploy.deploy(board.device)
+        r = ribat(
+            "provision",
+            "-p",
+            board.device,
+            "--partner",
+            partner,
+            "--name",
+            name,
+            "--pin",
+            PIN,
+            env=env,
+        )
+        assert r.code == 0, r.err
+        ident = tmp_path / f"{name}.json"
+        assert ribat("identity", "export", "-p", board.device, "--out", str(ident)).code == 0
+        assert ribat("cell", "roster", "add", str(ident), env=env).code == 0
+        boards.append(board)
+    for board in boards:
+        r = ribat("cell", "load", "-p", board.device, env=env)
+        assert r.code == 0, r.err
+    return boards

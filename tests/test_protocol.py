@@ -56,11 +56,11 @@ def test_each_rejection_is_counted_and_answered_where_it_can_be(client: NodeClie
 
 
 def test_the_host_keeps_to_the_frame_size_the_node_announced(client: NodeClient) -> None:
-    assert client.info is not None and client.info.max_frame == 1024
+    assert client.info is not None and client.info.max_frame == 4096
     before = client.request("status")["tx"]
     with pytest.raises(DeviceError) as e:
-        client.request("ping", pad="x" * 2000)
-    assert e.value.cause == "oversize" and "1024 bytes" in str(e.value)
+        client.request("ping", pad="x" * 5000)
+    assert e.value.cause == "oversize" and "4096 bytes" in str(e.value)
     assert client.request("status")["tx"] == before + 1  # nothing was sent for the big one
 
 

@@ -4,9 +4,10 @@ The firmware reaches the hardware only through Board; which pins to use comes fr
 board's facts (its board.json), handed in by the caller.
 """
 
+import time
+
 import esp32
 import machine
-import time
 
 _CAUSES = {
     machine.PWRON_RESET: "power_on",

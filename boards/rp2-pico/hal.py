@@ -4,8 +4,9 @@ The firmware reaches the hardware only through Board; which pins to use comes fr
 board's facts (its board.json), handed in by the caller.
 """
 
-import machine
 import time
+
+import machine
 import rp2
 
 _CAUSES = {machine.PWRON_RESET: "power_on", machine.WDT_RESET: "watchdog"}

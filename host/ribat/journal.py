@@ -14,7 +14,6 @@ An export file:
 import hashlib
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from ribat import entry
@@ -61,20 +60,24 @@ def post(
 
 def entries(
     client: NodeClient, since: int = 0, partner: str | None = None, kind: str | None = None
-) -> Iterator[dict]:
-    """The journal's entries, page by page, with what the node lets us read of each."""
+) -> list[dict]:
+    """The journal's entries with what the node lets us read of each: those sealed to it
+    first (by origin and seq), then the others by the time they were written."""
     after = -1
     filters: dict = {"since": since}
     if partner:
         filters["from"] = partner
     if kind:
         filters["kind"] = kind
+    out: list[dict] = []
     while True:
         page = client.request("journal.list", timeout=READ_TIMEOUT_S, after=after, **filters)
-        yield from page["items"]
+        out.extend(page["items"])
         if page["done"]:
-            return
+            break
         after = page["next"]
+    out.sort(key=lambda i: (i.get("t", 0), i["id"].split(":")[0], int(i["id"].split(":")[1])))
+    return out
 
 
 def show(client: NodeClient, entry_id: str) -> dict:

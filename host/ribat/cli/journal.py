@@ -152,7 +152,7 @@ def list_command(
     """
     client = open_node(port)
     with guard.unlocked(client, pin):
-        items = list(lib.entries(client, _since(since), partner and partner.upper(), kind))
+        items = lib.entries(client, _since(since), partner and partner.upper(), kind)
     if as_json:
         for item in items:
             click.echo(json.dumps(item))
