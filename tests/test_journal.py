@@ -6,6 +6,7 @@ that are garbage, cut short or from another cell refused whole; retention."""
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -125,7 +126,7 @@ def test_bad_posts_get_one_line_and_store_nothing(pair: list[sim.Sim], tmp_path:
     assert r.code == 7 and "no entry" in r.err and one_line(r)
 
 
-def rewrite(src: Path, dst: Path, change) -> None:  # type: ignore[no-untyped-def]
+def rewrite(src: Path, dst: Path, change: Callable[[bytes], bytes | None]) -> None:
     """dst: the export src with each entry passed through change (None drops it), its
     digest made right again, as anyone relaying the file could."""
     head, raws = lib.read_file(src)
@@ -190,9 +191,9 @@ def test_every_import_outcome(new_sim: NewSim, tmp_path: Path) -> None:
     assert r.code == 13 and "expired" in r.err and one_line(r)
 
     # rabat rewinds its journal (anyone at its REPL can) and signs a second seq 1
-    with repl.RawRepl(Port(ma.device)) as r:
-        r.enter(soft_reset=False)
-        r.exec(
+    with repl.RawRepl(Port(ma.device)) as console:
+        console.enter(soft_reset=False)
+        console.exec(
             "import os\n"
             "def rm(p):\n"
             "    for e in os.ilistdir(p):\n"
@@ -263,9 +264,9 @@ def test_expired_content_is_purged_and_the_chain_stays(new_sim: NewSim, tmp_path
     assert status(ma)["origins"][0]["head"] == 2
     # the content's bytes are gone from the node's files (littlefs may keep freed blocks
     # until it reuses them: docs/security.md)
-    with repl.RawRepl(Port(ma.device)) as r:
-        r.enter(soft_reset=False)
-        files = r.eval_json(
+    with repl.RawRepl(Port(ma.device)) as console:
+        console.enter(soft_reset=False)
+        files = console.eval_json(
             "import os, json, binascii\n"
             "print(json.dumps([binascii.hexlify(open('/journal/c/' + n, 'rb').read()).decode()"
             " for n in os.listdir('/journal/c')]))"

@@ -121,7 +121,7 @@ def encode(kind: int, seq: int, meta: dict, data: bytes = b"", version: int = VE
 _PIECE = 768  # body bytes base64-encoded at a time by write(): 1 KB of text
 
 
-def write(stream, kind: int, seq: int, meta: dict, data: bytes = b"") -> None:  # type: ignore[no-untyped-def]
+def write(stream, kind: int, seq: int, meta: dict, data: bytes = b"") -> None:  # type: ignore[no-untyped-def, unused-ignore]
     """Write the line of encode() to stream in pieces: a node sending a 4 KB frame needs
     the body and 1 KB at a time, not four copies of it."""
     body = memoryview(_body(kind, seq, meta, data, VERSION))
