@@ -4,6 +4,7 @@ and refused where they may not; every import outcome (stored, duplicate, gap, fo
 forged, foreign, expired) from entries changed as a relay or a rogue node would; files
 that are garbage, cut short or from another cell refused whole; retention."""
 
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -170,7 +171,7 @@ def test_every_import_outcome(new_sim: NewSim, tmp_path: Path) -> None:
     assert ribat("journal", "export", "-p", tg.device, str(tfile)).code == 0
     for at in (100, 47, entry.SIGNED + 60, entry.SIGNED + 1):  # sig, expires, text, a wrap
         bad = tmp_path / f"bad{at}.rbj"
-        rewrite(tfile, bad, lambda raw, at=at: flip(raw, at))
+        rewrite(tfile, bad, functools.partial(flip, at=at))
         assert list(import_file(fr, bad).values()) == ["forged"], at
     stripped = tmp_path / "stripped.rbj"
     rewrite(tfile, stripped, lambda raw: raw[: entry.SIGNED])  # content withheld
