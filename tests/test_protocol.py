@@ -39,7 +39,7 @@ def test_each_rejection_is_counted_and_answered_where_it_can_be(client: NodeClie
     line = bytearray(codec.encode(codec.REQUEST, 900, {"op": "ping"}))
     line[-3] = ord("A") if line[-3] != ord("A") else ord("B")
     client.port.write(bytes(line))
-    client.port.write(b"\x1e" + b"Q" * 5000 + b"\n")  # oversize: skipped, no seq to answer
+    client.port.write(b"\x1e" + b"Q" * 6000 + b"\n")  # oversize: skipped, no seq to answer
     client.port.write(b"\x1e@@@@not base64@@@@\n")
     client.port.write(codec.encode(codec.REQUEST, 901, {"op": "ping"})[:20])  # cut short...
     assert client.request("ping") == {}  # ...by this frame, which is answered

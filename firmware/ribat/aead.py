@@ -17,24 +17,28 @@ IV_SIZE = 16
 TAG_SIZE = 32
 OVERHEAD = IV_SIZE + TAG_SIZE
 _ECB = 1
+_MASK = (1 << 128) - 1
 
 
-def ctr(key: bytes, iv: bytes, data: bytes) -> bytes:
+def ctr(key: bytes, iv: bytes, data: bytes, out: "bytearray | None" = None, at: int = 0) -> bytes:
     """AES-256-CTR of data from the 16-byte initial counter block iv (the counter is the
-    whole block, big-endian, as in SP 800-38A B.1): encrypts and decrypts alike."""
-    if not data:
-        return b""
+    whole block, big-endian, as in SP 800-38A B.1): encrypts and decrypts alike. Into
+    out[at:] when given (out returned), so a node makes no second copy of a bulletin;
+    a block at a time, so no allocation grows with data."""
+    n = len(data)
+    if out is None:
+        out = bytearray(n)
+        at = 0
     cipher = aes(key, _ECB)
     counter = int.from_bytes(iv, "big")
-    blocks = (len(data) + 15) // 16
-    stream = bytearray(blocks * 16)
-    view = memoryview(stream)
-    for i in range(blocks):
-        block = ((counter + i) & ((1 << 128) - 1)).to_bytes(16, "big")
-        view[i * 16 : i * 16 + 16] = cipher.encrypt(block)
-    n = len(data)
-    mixed = int.from_bytes(data, "big") ^ int.from_bytes(bytes(view[:n]), "big")
-    return mixed.to_bytes(n, "big")
+    src = memoryview(data)
+    for i in range(0, n, 16):
+        block = ((counter + i // 16) & _MASK).to_bytes(16, "big")
+        k = min(16, n - i)
+        pad = cipher.encrypt(block)
+        mixed = int.from_bytes(src[i : i + k], "big") ^ int.from_bytes(pad[:k], "big")
+        out[at + i : at + i + k] = mixed.to_bytes(k, "big")
+    return out  # type: ignore[return-value]
 
 
 def seal(key: bytes, plaintext: bytes, context: bytes = b"") -> bytes:

@@ -18,7 +18,8 @@ MAX_BODY = const(4096)  # largest frame body accepted (a journal entry fits); to
 _BLINK_MS = const(80)
 _HEARTBEAT_MS = const(2000)
 _SESSION_MS = const(250)  # how often an unlocked session is looked after
-_RETENTION_MS = const(5000)  # how often expired content is looked for
+_RETENTION_MS = const(1000)  # how often expired content is looked for (cheap: one list)
+_GC_EVERY = const(16384)  # bytes allocated between two collections
 _SPARE = const(32768)  # flash kept free beyond a firmware slot's size (audit log, config)
 
 
@@ -122,8 +123,8 @@ async def session(node: Node) -> None:
 async def retention(node: Node) -> None:
     """Purge expired content (keys or not: it needs none)."""
     while True:
-        await asyncio.sleep_ms(_RETENTION_MS)
         node.journal.purge(int(time.time()))
+        await asyncio.sleep_ms(_RETENTION_MS)
 
 
 async def main(node: Node) -> None:
@@ -137,4 +138,10 @@ async def main(node: Node) -> None:
 
 def run(slot: str, fallback: bool = False) -> None:
     asyncio.new_event_loop()  # forget the tasks of a run that was interrupted
-    asyncio.run(main(Node(slot, fallback)))
+    node = Node(slot, fallback)
+    # Collect often, not only when the heap is full: left to fill the heap, garbage
+    # scatters the few objects that live on across all of it, and a frame or a bulletin
+    # of a few KB then finds no free block to fit in.
+    gc.collect()
+    gc.threshold(_GC_EVERY)
+    asyncio.run(main(node))

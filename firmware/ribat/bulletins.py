@@ -21,7 +21,7 @@ from ribat.link import RequestError, arg
 _DAY = const(86400)
 MAX_TTL = const(400 * 86400)
 MAX_TITLE = const(200)
-MAX_BODY = const(2500)
+MAX_BODY = const(2000)
 MAX_REFS = const(8)
 _PAGE = const(2800)  # bytes of list items per response (the frame's body is 4096)
 _IV = bytes(16)  # each content key encrypts one content only: a fixed counter is safe
@@ -118,16 +118,22 @@ def post(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
     if refs:
         inner["r"] = refs
     cek = os.urandom(32)
-    content = bytearray((len(recipients),))
+    wraps = []
     for origin in recipients:
         key = keywork.content_key(keyring, members[origin]["fp"])
-        if key is not None:
-            content += keywrap.wrap(key, cek)
-        else:
-            content[0] -= 1  # a member with no usable agreement key gets no wrap
-    content += aead.ctr(cek, _IV, json.dumps(inner).encode())
-    if len(content) > entry.MAX_CONTENT:
+        if key is not None:  # (a member with a degenerate agreement key gets none)
+            wraps.append(keywrap.wrap(key, cek))
+    text = json.dumps(inner).encode()
+    start = 1 + entry.WRAP * len(wraps)
+    if start + len(text) > entry.MAX_CONTENT:
         raise RequestError(codec.ARGS, "the bulletin is too long for one entry: shorten it")
+    # one buffer for the whole content: a node's heap has few large free blocks
+    content = bytearray(start + len(text))
+    content[0] = len(wraps)
+    for i, wrapped in enumerate(wraps):
+        content[1 + entry.WRAP * i : 1 + entry.WRAP * (i + 1)] = wrapped
+    aead.ctr(cek, _IV, text, content, start)
+    del text
     j = node.journal
     origin = entry.origin_bytes(me["fp"])
     seq = j.head(origin) + 1
@@ -136,7 +142,7 @@ def post(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
     j.make_room(len(content), now)
     node.audit_room()
     node.audit.append("post", {"id": entry.entry_id(origin, seq)})
-    j.append(signed, bytes(content), 0)
+    j.append(signed, content, 0)
     return {"id": entry.entry_id(origin, seq), "expires": now + ttl, "readers": content[0]}
 
 

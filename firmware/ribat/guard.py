@@ -14,6 +14,7 @@ from ribat.keys import ROSTER
 from ribat.link import RequestError, arg
 
 MAX_ROSTER = const(16384)
+_AUDIT_PIECE = const(1024)  # small: an unlocked node's heap has few free blocks of 4 KB
 _ROSTER_PART = ROSTER + ".part"
 
 
@@ -173,7 +174,7 @@ def audit_read(node, meta: dict, data: bytes) -> tuple:  # type: ignore[no-untyp
     """A piece of the audit log as it is on flash, from byte offset."""
     offset = arg(meta, "offset", int)
     audit = node.audit
-    chunk = audit.read(offset, node.link.max_body - 256)
+    chunk = audit.read(offset, _AUDIT_PIECE)
     return {"size": audit.size(), "seq": audit.seq, "head": audit.head}, chunk
 
 

@@ -31,6 +31,8 @@ PER_FILE = const(256)
 SEGMENT = const(32768)
 _LOCAL = ">HIB"  # content file, offset, flags: after the signed header
 _FLAGS = const(155)  # offset of the flags byte in a record
+_MARGIN = const(65536)  # below this much estimated free flash, ask littlefs at each entry
+_OVERHEAD = const(64)  # littlefs metadata per append, roughly: the estimate errs low
 HELD_MAX = entry.RUN  # entries waiting for a predecessor, across all origins
 
 PURGED = const(1)  # content zeroed at expiry (or never stored: it came expired)
@@ -68,6 +70,7 @@ class Journal:
         self.segment_size = 0
         self.reserve = 0  # bytes kept free for the rest (a deploy, the audit log)
         self._scan()
+        self.free()
 
     # -- start-up ------------------------------------------------------------------------
 
@@ -179,24 +182,26 @@ class Journal:
     # -- changes -------------------------------------------------------------------------
 
     def free(self) -> int:
+        """Free flash, as littlefs counts it: a walk of every block in use, so slow on a
+        full flash; make_room asks only when its running estimate gets close."""
         st = os.statvfs("/")
-        return st[0] * st[3]
+        self._free = st[0] * st[3]
+        return self._free
 
     def make_room(self, size: int, now: int) -> None:
         """Refuse an entry of size bytes the flash has no room for, once expired content
         is purged."""
-        need = size + RECORD + self.reserve
-        if self.free() >= need:
-            return
-        self.purge(now)
-        if self.free() >= need:
-            return
-        raise RequestError(
-            codec.REFUSED,
-            "the journal is full (%d entries, %d bytes free): nothing stored; expired "
-            "content is purged already: post with a shorter --expires, or export the "
-            "journal and wipe the node" % (self.count, self.free()),
-        )
+        need = size + RECORD + _OVERHEAD + self.reserve
+        if self._free - need < _MARGIN and self.free() < need:
+            self.purge(now)
+            if self.free() < need:
+                raise RequestError(
+                    codec.REFUSED,
+                    "the journal is full (%d entries, %d bytes free): nothing stored; "
+                    "expired content is purged already: post with a shorter --expires, "
+                    "or export the journal and wipe the node" % (self.count, self._free),
+                )
+        self._free -= size + RECORD + _OVERHEAD
 
     def append(self, signed: bytes, content: bytes, flags: int) -> int:
         """Store an entry (its signed header and its content, or none with PURGED);

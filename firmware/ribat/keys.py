@@ -27,7 +27,6 @@ from ribat.link import RequestError
 _CRYPTO = (
     "guard",
     "keywork",
-    "bulletins",
     "intake",
     "ed25519",
     "sha512",

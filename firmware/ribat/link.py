@@ -73,7 +73,11 @@ class Link:
                 return False
             got = deframer.push(byte[0])
             if got == -2:
-                self._on_line(deframer.line(), handle)
+                try:
+                    self._on_line(deframer.line(), handle)
+                except MemoryError:  # decoding a big frame in a fragmented heap
+                    gc.collect()
+                    self.reject(codec.INTERNAL, -1, "out of memory")
             elif got >= 0:
                 self.reject(got, -1, codec.CAUSES[got])
         return True

@@ -13,7 +13,7 @@ import sys
 
 from micropython import const
 
-from ribat import codec, keys
+from ribat import bulletins, codec, keys
 from ribat.digest import files_digest
 from ribat.link import RequestError, arg
 
@@ -41,12 +41,12 @@ class Service:
         method = self.ops.get(op)  # type: ignore[arg-type]
         if method is not None:
             return method(meta), b""
-        # On demand: most requests are neither about the keys nor the journal.
         if isinstance(op, str) and op.startswith("journal."):
-            from ribat import bulletins as ops
+            secured = bulletins.OPS.get(op)
         else:
-            from ribat import guard as ops  # type: ignore[no-redef]
-        secured = ops.OPS.get(op)  # type: ignore[arg-type]
+            from ribat import guard  # on demand: most requests are not about the keys
+
+            secured = guard.OPS.get(op)  # type: ignore[arg-type]
         if secured is None:
             raise RequestError(codec.UNKNOWN, "unknown operation %r" % (op,))
         node = self.node

@@ -109,6 +109,59 @@ def parse_vector(text: str, origins: list[dict]) -> dict[str, int]:
     return vector
 
 
+def verify(raws: list[bytes], keys: dict[bytes, bytes], now: int | None = None) -> list[str]:
+    """What is wrong with a set of entries as a journal: per origin, an unbroken chain
+    from seq 1, each content its header's (or purged once expired), each origin's newest
+    entry signed by the key keys gives it (the chain vouches for the rest). Fork evidence
+    (a second entry at a seq) is named. No problems: an empty list."""
+    from ribat import ed25519
+
+    now = _now() if now is None else now
+    problems: list[str] = []
+    by_origin: dict[bytes, dict[int, entry.Header]] = {}
+    for raw in raws:
+        parsed = entry.parse(raw)
+        if parsed is None:
+            problems.append("an entry that is not one (garbage)")
+            continue
+        header, content = parsed
+        seen = by_origin.setdefault(header.origin, {})
+        if header.seq in seen and seen[header.seq].raw != header.raw:
+            problems.append(f"{header.id()}: two entries (a fork)")
+            continue
+        seen[header.seq] = header
+        if content and not entry.content_matches(header, content):
+            problems.append(f"{header.id()}: content altered")
+        elif not content and header.size and header.expires > now:
+            problems.append(f"{header.id()}: content missing before its expiry")
+    for origin, chain in by_origin.items():
+        key = keys.get(origin)
+        if key is None:
+            problems.append(f"{entry.fp_text(origin)}: not in the roster")
+            continue
+        head = max(chain)
+        prev = entry.GENESIS
+        for seq in range(1, head + 1):
+            link = chain.get(seq)
+            if link is None:
+                problems.append(f"{entry.entry_id(origin, seq)}: missing")
+                break
+            if link.prev != prev:
+                problems.append(f"{link.id()}: does not follow {entry.entry_id(origin, seq - 1)}")
+                break
+            prev = link.digest()
+        else:
+            last = chain[head].raw
+            if not ed25519.verify(key, entry.message(last), last[entry.HEADER : entry.SIGNED]):
+                problems.append(f"{chain[head].id()}: not signed by its origin")
+    return problems
+
+
+def roster_keys(roster: dict) -> dict[bytes, bytes]:
+    """Origin -> signing key of each member of a roster body."""
+    return {entry.origin_bytes(m["fp"]): bytes.fromhex(m["sign"]) for m in roster["members"]}
+
+
 # -- export files ---------------------------------------------------------------------
 
 

@@ -321,3 +321,26 @@ def import_command(port: str | None, file: Path, as_json: bool) -> None:
             click.echo(f"{entry_id} {outcome}")
     summary = ", ".join(f"{n} {name}" for name, n in sorted(tally.items()))
     click.echo(f"{len(results)} entries: {summary or 'none'}", err=True)
+
+
+@journal_group.command("verify")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--cell",
+    "cell_dir",
+    envvar="RIBAT_CELL",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The cell directory: its roster has the origins' keys ($RIBAT_CELL).",
+)
+def verify_command(file: Path, cell_dir: Path) -> None:
+    """Check an export FILE on this host: each origin's chain unbroken and signed by it,
+    each content its header's. Needs no node and no key but the roster's public ones."""
+    from ribat.cell import Cell
+    from ribat.errors import AuditBroken
+
+    _, raws = lib.read_file(file)
+    problems = lib.verify(raws, lib.roster_keys(Cell.open(cell_dir).roster))
+    if problems:
+        raise AuditBroken(f"{file} does not verify: {problems[0]} ({len(problems)} problems)")
+    click.echo(f"{file}: {len(raws)} entries verify", err=True)
