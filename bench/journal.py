@@ -1,0 +1,148 @@
+"""The journal on virtual Picos (their heap, flash and link speed), through the protocol as
+`ribat post` and `ribat journal import` use it:
+
+    .venv/bin/python bench/journal.py
+
+Two nodes of two partners in one cell; one posts bulletins with a 500-byte body released
+to both until its flash is full, timing posts at 10, 1,000 and a full flash; the other
+imports them all, timed the same way; then each is power-cycled full to time its boot.
+Printed, never asserted. The RP2040 estimate scales each time by the pi-digits anchor of
+bench/security.py, run side by side on the same interpreter: it scales the link and the
+host's share as if they were interpreted too, so it overstates.
+"""
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import security
+
+from ribat import deploy, guard, sim
+from ribat import journal as lib
+from ribat.cell import Cell
+from ribat.errors import DeviceError
+from ribat.node import NodeClient, connect
+from ribat.transport import Port
+
+PIN = "246810"
+# The body's length: 500 by default; `bench/journal.py 185` gives bulletins whose whole
+# entry (header, two wraps, sealed text) is 500 bytes.
+BODY = "x" * int(sys.argv[1] if len(sys.argv) > 1 else 500)
+WINDOW = 10  # posts or entries timed together at each point
+
+
+def node(name: str, cell: Cell, partner: str) -> tuple[sim.Sim, dict]:
+    board = sim.start(name)
+    deploy.deploy(board.device)
+    with connect(board.device) as client:
+        guard.provision(client, cell, partner, name, PIN)
+        cell.add(guard.exported_identity(client))
+    return board, {}
+
+
+def boot_s(board: sim.Sim) -> float:
+    sim.power_cycle(board.name)
+    t = time.perf_counter()
+    with NodeClient(Port(board.device)) as client:
+        client.wait_ready(timeout=60)
+    return time.perf_counter() - t
+
+
+def scaled(ms: float, anchor_ms: float) -> str:
+    return (
+        f"{ms:7.1f} ms  (RP2040 about {ms / anchor_ms * security.RP2040_ANCHOR_MS / 1000:5.2f} s)"
+    )
+
+
+def main() -> None:
+    home = tempfile.mkdtemp(prefix="ribat-bench-")
+    os.environ["RIBAT_HOME"] = home
+    anchor = security.run("anchor", security.PICO_HEAP, 10)
+    assert anchor is not None
+    anchor_ms = anchor["us"] / 1000
+    cell = Cell.create(Path(home) / "cell")
+    ma, _ = node("rabat", cell, "MA")
+    fr, _ = node("paris", cell, "FR")
+    try:
+        for board in (ma, fr):
+            with connect(board.device) as client:
+                guard.load_roster(client, cell.signed_roster())
+        empty_boot = boot_s(fr)
+
+        post_ms: dict[int, float] = {}
+        sizes: list[int] = []
+        with connect(ma.device) as client:
+            guard.unlock(client, PIN)
+            heap_unlocked = client.request("status")["heap_used"]
+            n = 0
+            window: list[float] = []
+            try:
+                while True:
+                    t = time.perf_counter()
+                    lib.post(client, "notice", "routine", ["FR"], "bench", BODY, 86400, [])
+                    window.append((time.perf_counter() - t) * 1000)
+                    n += 1
+                    if n in (10, 1000) or (n > 20 and n % 100 == 0):
+                        post_ms[n] = sum(window[-WINDOW:]) / len(window[-WINDOW:])
+            except DeviceError as e:
+                if "journal is full" not in str(e):
+                    raise
+            post_ms[n] = sum(window[-WINDOW:]) / WINDOW
+            info = lib.status(client)
+            heap_full = client.request("status")["heap_used"]
+            raws = lib.export(client, {})
+            sizes = [len(r) for r in raws]
+            guard.lock(client)
+        full = n
+        full_boot = boot_s(ma)
+
+        # import at the same points: the entries in windows, timed per entry
+        import_ms: dict[int, float] = {}
+        raws.sort(key=lambda raw: lib.entry.Header(raw).seq)
+        with connect(fr.device) as client:
+            done = 0
+            marks = sorted({10, 1000, len(raws)} & set(range(1, len(raws) + 1)))
+            for mark in marks:
+                start = max(done, mark - WINDOW)
+                if start > done:
+                    lib.import_entries(client, raws[done:start], "bench")
+                t = time.perf_counter()
+                got = lib.import_entries(client, raws[start:mark], "bench")
+                import_ms[mark] = (time.perf_counter() - t) * 1000 / (mark - start)
+                assert {o for _, o in got} <= {"stored"}, got
+                done = mark
+            heap_import = client.request("status")["heap_used"]
+        print(f"anchor: {security.ANCHOR_DIGITS} pi digits in {anchor_ms:.2f} ms here")
+        print(f"post ({len(BODY)}-byte body, 2 readers), mean of {WINDOW}:")
+        for k in sorted(post_ms):
+            if k in (10, 1000, full):
+                print(f"  at {k:5d} bulletins: {scaled(post_ms[k], anchor_ms)}")
+        print(f"import, per entry, in runs of {WINDOW}:")
+        for k, ms in import_ms.items():
+            print(f"  at {k:5d} entries:   {scaled(ms, anchor_ms)}")
+        entry_bytes = sum(sizes) / len(sizes)
+        print(
+            f"full after {full} bulletins: entry {entry_bytes:.0f} bytes on average "
+            f"(+160-byte record), {info['free'] // 1024} KB left free, "
+            f"{info['reserve'] // 1024} KB of it kept for a deploy"
+        )
+        print(f"boot: {empty_boot:.2f} s with an empty journal, {full_boot:.2f} s full")
+        print(
+            f"heap in use: {heap_unlocked / 1024:.0f} KB unlocked, {heap_full / 1024:.0f} KB "
+            f"unlocked with a full journal, {heap_import / 1024:.0f} KB after importing it all "
+            f"(of {security.PICO_HEAP // 1024} KB)"
+        )
+        spread = max(post_ms.values()) / min(post_ms.values())
+        print(
+            f"post time, slowest window over fastest: {spread:.2f}x across {len(post_ms)} points"
+        )
+    finally:
+        for board in (ma, fr):
+            sim.stop(board.name, erase=True)
+
+
+if __name__ == "__main__":
+    main()
