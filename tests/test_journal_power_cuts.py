@@ -10,6 +10,8 @@ RIBAT_CUTS (default 1) multiplies the number of random cut points.
 import os
 import random
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -47,7 +49,12 @@ def journal_of(board: sim.Sim, keys: dict[bytes, bytes]) -> set[str]:
     return {lib.entry.Header(raw).id() for raw in raws}
 
 
-def cut_during(board: sim.Sim, arm, action, pin: bool = False) -> tuple[bool, object]:  # type: ignore[no-untyped-def]
+def cut_during(
+    board: sim.Sim,
+    arm: Callable[[], None],
+    action: Callable[[NodeClient], object],
+    pin: bool = False,
+) -> tuple[bool, object]:
     """Run action(client) with a cut armed (after an unlock, with pin): (cut happened,
     its result or None)."""
     before = cuts(board.name)
@@ -68,7 +75,7 @@ def cut_during(board: sim.Sim, arm, action, pin: bool = False) -> tuple[bool, ob
     return cuts(board.name) > before, result
 
 
-def posting(n: int):  # type: ignore[no-untyped-def]
+def posting(n: int) -> Callable[[NodeClient], str]:
     def action(client: NodeClient) -> str:
         return lib.post(client, "notice", "routine", ["FR"], f"t{n}", "x" * 300, 3600, [])["id"]
 
@@ -90,7 +97,7 @@ def test_power_cuts_during_posts(pair: tuple[list[sim.Sim], dict]) -> None:
     for k in range(16 * SCALE):
         # by flash writes: the first writes of a post one by one, then random ones
         at = 2 * k + 1 if k < 8 else rng.randrange(1, 45)
-        _, got = cut_during(ma, lambda at=at: arm_flash_cut(ma.name, at), posting(n), pin=True)
+        _, got = cut_during(ma, partial(arm_flash_cut, ma.name, at), posting(n), pin=True)
         n += 1
         if got is not None:
             acked.add(str(got))
@@ -98,7 +105,7 @@ def test_power_cuts_during_posts(pair: tuple[list[sim.Sim], dict]) -> None:
         assert acked <= held, acked - held
     for _ in range(8 * SCALE):  # by bytes from the host, anywhere in the post's request
         at = rng.randrange(1, 700)
-        _, got = cut_during(ma, lambda at=at: arm_byte_cut(ma.name, at), posting(n), pin=True)
+        _, got = cut_during(ma, partial(arm_byte_cut, ma.name, at), posting(n), pin=True)
         n += 1
         if got is not None:
             acked.add(str(got))
@@ -119,12 +126,12 @@ def test_power_cuts_during_imports(pair: tuple[list[sim.Sim], dict]) -> None:
     for k in range(16 * SCALE):
         if k % 2:
             at = rng.randrange(1, 40)
-            arm = lambda at=at: arm_flash_cut(fr.name, at)  # noqa: E731
+            arm = partial(arm_flash_cut, fr.name, at)
         else:
             at = rng.randrange(1, 12000)
-            arm = lambda at=at: arm_byte_cut(fr.name, at)  # noqa: E731
+            arm = partial(arm_byte_cut, fr.name, at)
         part = rng.sample(raws, rng.randrange(1, len(raws) + 1))
-        _, result = cut_during(fr, arm, lambda c, part=part: lib.import_entries(c, part, "t"))
+        _, result = cut_during(fr, arm, partial(lib.import_entries, raws=part, source="t"))
         if result is not None:
             stored |= {i for i, outcome in result if outcome == "stored"}  # type: ignore[attr-defined]
         held = journal_of(fr, keys)
@@ -177,7 +184,7 @@ def test_a_full_journal_under_junk_and_hostile_requests(new_sim: NewSim, tmp_pat
         heap = []
         rng = random.Random(2018)
         alphabet = bytes(b for b in range(256) if b != 0x03)  # Ctrl-C is the REPL's
-        hostile = [
+        hostile: list[tuple[str, dict]] = [
             ("journal.put", {}),
             ("journal.next", {"pos": -5}),
             ("journal.show", {"id": "ffffffff:99999999"}),
