@@ -19,8 +19,8 @@ def test_demo_runs_every_step(tmp_path: Path) -> None:
     )
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
-    for step in range(1, 10):
-        assert f"{step}/9" in out
+    for step in range(1, 13):
+        assert f"{step}/12" in out
     assert "runs from slot a" in out  # deployed
     assert "telemetry · frame" in out  # watched
     assert "provisioned rabat-1 (MA)" in out and "roster version 1 loaded" in out
@@ -29,3 +29,6 @@ def test_demo_runs_every_step(tmp_path: Path) -> None:
     assert "audit chain verifies" in out
     assert "rabat-1 (MA)" in out and "nothing sent" in out  # both survived the power cycle
     assert "stopped demo" in out
+    assert "2 entries: 2 stored" in out  # moved by export and import
+    assert "Shared with the French service" in out  # read where released
+    assert "not released to FR" in out and "Only Moroccan eyes" not in out.split("11/12")[1]
