@@ -31,4 +31,5 @@ def test_demo_runs_every_step(tmp_path: Path) -> None:
     assert "stopped demo" in out
     assert "2 entries: 2 stored" in out  # moved by export and import
     assert "Shared with the French service" in out  # read where released
-    assert "not released to FR" in out and "Only Moroccan eyes" not in done.stdout.split("11/12")[1]
+    assert "not released to FR" in out
+    assert "Only Moroccan eyes" not in done.stdout.split("11/12")[1]  # sealed to Paris
