@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from conftest import PIN, NewSim, make_cell, ribat
-from ribat import entry, repl, sim
+from ribat import entry, guard, repl, sim
 from ribat import journal as lib
+from ribat.errors import DeviceError
 from ribat.node import connect
 from ribat.transport import Port
 
@@ -274,3 +275,39 @@ def test_expired_content_is_purged_and_the_chain_stays(new_sim: NewSim, tmp_path
         )
     sim.power_cycle(ma.name)
     assert all(ciphertext.hex() not in f for f in files) and files
+
+
+def test_a_request_too_big_for_the_heap_is_answered(new_sim: NewSim, tmp_path: Path) -> None:
+    """The virtual Pico W's heap (160 KB, 64-bit objects) is nearly full in a session: a
+    2 KB bulletin finds no room to be decoded. The node says so at once, and goes on."""
+    ma = new_sim("pico-w")
+    from ribat import deploy
+
+    deploy.deploy(ma.device)
+    env = {"RIBAT_CELL": str(tmp_path / "cell")}
+    assert ribat("cell", "init", env["RIBAT_CELL"]).code == 0
+    r = ribat(
+        "provision", "-p", ma.device, "--partner", "MA", "--name", "w", "--pin", PIN, env=env
+    )
+    assert r.code == 0, r.err
+    ident = tmp_path / "w.json"
+    assert ribat("identity", "export", "-p", ma.device, "--out", str(ident)).code == 0
+    assert ribat("cell", "roster", "add", str(ident), env=env).code == 0
+    assert ribat("cell", "load", "-p", ma.device, env=env).code == 0
+    posted = 0
+    refused = 0
+    with connect(ma.device) as client:  # one long session, as a duty officer's
+        guard.unlock(client, PIN)
+        for n in (500,) * 5 + (2000,) * 3:
+            t = time.monotonic()
+            try:
+                lib.post(client, "notice", "routine", [], "t", "b" * n, 3600, [])
+                posted += 1
+            except DeviceError as e:
+                assert "out of memory" in str(e) and "send less" in str(e), e
+                refused += 1
+            assert time.monotonic() - t < 10  # an answer, not a wait for the timeout
+        guard.lock(client)
+    assert posted >= 5  # the 500-byte ones, at least
+    post(ma, "--kind", "notice", "--to", "MA", "--body", "short")
+    assert status(ma)["entries"] == posted + 1  # nothing half stored

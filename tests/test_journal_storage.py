@@ -54,10 +54,13 @@ def chain_of(origin, n, **kw):
 """
 
 
+def on_micropython(code: str) -> None:
+    micropython(SETUP + code, heap=HEAP)
+
+
 def test_appends_index_and_restart() -> None:
-    micropython(
-        SETUP
-        + r"""
+    on_micropython(
+        r"""
 mount(400)
 j = journal.Journal()
 a = chain_of(A, 300)
@@ -74,15 +77,13 @@ j = journal.Journal()
 assert j.head(A) == 300 and j.count == 300 and j.find(A, 300) == 299
 assert j.origin_of(b"AAAA") == A and j.origin_of(b"ZZZZ") is None
 print("OK")
-""",
-        heap=HEAP,
+"""
     )
 
 
 def test_held_entries_connect_or_become_fork_evidence() -> None:
-    micropython(
-        SETUP
-        + r"""
+    on_micropython(
+        r"""
 mount(200)
 j = journal.Journal()
 a = chain_of(A, 6)
@@ -110,15 +111,13 @@ k = j.append(*c[0], 0)
 j2 = journal.Journal()
 assert j2.head(b"CCCCCCCC") == 2 and not j2.held and j2.head(A) == 6
 print("OK")
-""",
-        heap=HEAP,
+"""
     )
 
 
 def test_retention_purges_content_and_frees_files() -> None:
-    micropython(
-        SETUP
-        + r"""
+    on_micropython(
+        r"""
 mount(300)
 j = journal.Journal()
 old = chain_of(A, 200, expires=1000, size=900)  # about 180 KB: several content files
@@ -138,15 +137,13 @@ assert j.purge(1001) == 0  # nothing twice
 j = journal.Journal()
 assert j.head(A) == 200 and j.purge(4999) == 0 and j.purge(5000) == 1
 print("OK")
-""",
-        heap=HEAP,
+"""
     )
 
 
 def test_full_flash_refused_after_a_purge() -> None:
-    micropython(
-        SETUP
-        + r"""
+    on_micropython(
+        r"""
 mount(64)  # 256 KB
 j = journal.Journal()
 j.reserve = 16384
@@ -170,15 +167,13 @@ j.append(signed, content, 0)
 assert j.head(A) == stored + 1
 assert j.content(j.record(j.find(A, stored))) != b""
 print("OK")
-""",
-        heap=HEAP,
+"""
     )
 
 
 def test_a_record_cut_in_half_is_dropped_at_start_up() -> None:
-    micropython(
-        SETUP
-        + r"""
+    on_micropython(
+        r"""
 mount(100)
 j = journal.Journal()
 for signed, content in chain_of(A, 3):
@@ -189,6 +184,5 @@ j = journal.Journal()
 assert j.count == 3 and j.head(A) == 3
 assert os.stat("/journal/h/0")[6] == 3 * journal.RECORD
 print("OK")
-""",
-        heap=HEAP,
+"""
     )

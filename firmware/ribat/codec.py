@@ -162,6 +162,16 @@ def decode(text: "bytes | memoryview") -> Frame:
     return Frame(version, kind, seq, meta, body[end : n - _CRC])
 
 
+def peek_seq(text: "bytes | memoryview") -> int:
+    """The seq of a frame line from its first 8 base64 characters, without decoding the
+    rest (to answer a request too big to decode); -1 if it is not readable."""
+    try:
+        head = binascii.a2b_base64(text[:8])
+    except ValueError:
+        return -1
+    return struct.unpack_from("<H", head, 2)[0] if len(head) >= 4 else -1
+
+
 class Deframer:
     """Finds frame lines in a byte stream that also carries other text.
 

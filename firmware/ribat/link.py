@@ -75,9 +75,13 @@ class Link:
             if got == -2:
                 try:
                     self._on_line(deframer.line(), handle)
-                except MemoryError:  # decoding a big frame in a fragmented heap
+                except MemoryError:  # decoding a big frame with little heap left
                     gc.collect()
-                    self.reject(codec.INTERNAL, -1, "out of memory")
+                    self.reject(
+                        codec.INTERNAL,
+                        codec.peek_seq(deframer.line()),
+                        "out of memory for a request this big: send less at a time",
+                    )
             elif got >= 0:
                 self.reject(got, -1, codec.CAUSES[got])
         return True

@@ -13,7 +13,7 @@ import sys
 
 from micropython import const
 
-from ribat import bulletins, codec, keys
+from ribat import codec, keys
 from ribat.digest import files_digest
 from ribat.link import RequestError, arg
 
@@ -42,6 +42,9 @@ class Service:
         if method is not None:
             return method(meta), b""
         if isinstance(op, str) and op.startswith("journal."):
+            # on demand, then kept: reloading it at each request would scatter the heap
+            from ribat import bulletins
+
             secured = bulletins.OPS.get(op)
         else:
             from ribat import guard  # on demand: most requests are not about the keys

@@ -12,6 +12,7 @@ import click
 from ribat import entry, guard
 from ribat import journal as lib
 from ribat.cli.common import console, open_node, pin_option, port_option
+from ribat.cli.security import cell_option
 from ribat.files import write_whole
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -325,14 +326,7 @@ def import_command(port: str | None, file: Path, as_json: bool) -> None:
 
 @journal_group.command("verify")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--cell",
-    "cell_dir",
-    envvar="RIBAT_CELL",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="The cell directory: its roster has the origins' keys ($RIBAT_CELL).",
-)
+@cell_option
 def verify_command(file: Path, cell_dir: Path) -> None:
     """Check an export FILE on this host: each origin's chain unbroken and signed by it,
     each content its header's. Needs no node and no key but the roster's public ones."""
