@@ -159,7 +159,7 @@ try:
 except RequestError as e:
     assert "journal is full" in e.message and "shorter --expires" in e.message, e.message
 stored = seq
-assert stored > 100 and j.head(A) == stored
+assert stored > 100 and j.head(A) == stored, stored
 # once the first 59 have expired, their room is reclaimed and posts go on
 signed, content = make(A, seq + 1, prev, expires=9000, size=1500)
 j.make_room(len(content), 2000)

@@ -193,19 +193,36 @@ class Journal:
         is purged."""
         need = size + RECORD + _OVERHEAD + self.reserve
         if self._free - need < _MARGIN and self.free() < need:
-            self.purge(now)
+            try:
+                self.purge(now)
+            except OSError:  # zeroing in place needs a free block too: purge at start-up
+                pass
             if self.free() < need:
-                raise RequestError(
-                    codec.REFUSED,
-                    "the journal is full (%d entries, %d bytes free): nothing stored; "
-                    "expired content is purged already: post with a shorter --expires, "
-                    "or export the journal and wipe the node" % (self.count, self._free),
-                )
+                self.full()
         self._free -= size + RECORD + _OVERHEAD
+
+    def full(self) -> None:
+        raise RequestError(
+            codec.REFUSED,
+            "the journal is full (%d entries, %d bytes free): nothing stored; expired "
+            "content is purged already: post with a shorter --expires, or export the "
+            "journal and wipe the node" % (self.count, self._free),
+        )
 
     def append(self, signed: bytes, content: bytes, flags: int) -> int:
         """Store an entry (its signed header and its content, or none with PURGED);
-        its record number."""
+        its record number. If littlefs finds no room after all (make_room's figure is
+        littlefs's own estimate), the append fails whole and the journal says it is full."""
+        try:
+            return self._append(signed, content, flags)
+        except OSError as e:
+            if e.errno != 28:  # ENOSPC
+                raise
+            self.free()
+            self.full()
+            return -1
+
+    def _append(self, signed: bytes, content: bytes, flags: int) -> int:
         offset = 0
         if content:
             if self.segment_size + len(content) > SEGMENT and self.segment_size:
