@@ -19,7 +19,7 @@ from test_power_cuts import arm_byte_cut, arm_flash_cut, cuts
 from test_security_power_cuts import check_node
 
 from conftest import PIN, NewSim, make_cell, sim_status
-from ribat import codec, guard, sim
+from ribat import entry, guard, sim
 from ribat import journal as lib
 from ribat.cell import Cell
 from ribat.errors import DeviceError, RibatError
@@ -46,7 +46,7 @@ def journal_of(board: sim.Sim, keys: dict[bytes, bytes]) -> set[str]:
         raws = lib.export(client, {})
     problems = lib.verify(raws, keys)
     assert not problems, problems
-    return {lib.entry.Header(raw).id() for raw in raws}
+    return {entry.Header(raw).id() for raw in raws}
 
 
 def cut_during(
@@ -85,7 +85,7 @@ def posting(n: int) -> Callable[[NodeClient], str]:
 @pytest.fixture
 def pair(new_sim: NewSim, tmp_path: Path) -> tuple[list[sim.Sim], dict[bytes, bytes]]:
     boards = make_cell(new_sim, tmp_path, [("MA", "rabat-1"), ("FR", "paris-1")])
-    return boards, lib.roster_keys(Cell.open(tmp_path / "cell").roster)
+    return boards, entry.signing_keys(Cell.open(tmp_path / "cell").roster["members"])
 
 
 def test_power_cuts_during_posts(pair: tuple[list[sim.Sim], dict]) -> None:
@@ -215,4 +215,3 @@ def test_a_full_journal_under_junk_and_hostile_requests(new_sim: NewSim, tmp_pat
         assert lib.status(client)["entries"] == count
         assert lib.show(client, first)["b"] == "kept whole"
         guard.lock(client)
-    assert codec.VERSION == 1

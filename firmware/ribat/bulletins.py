@@ -1,6 +1,6 @@
 """The journal operations a host can ask of the node: post, list, show, ack, status,
 export and import. Loaded when first asked for (the Service looks them up in OPS) and
-dropped with the crypto at the lock.
+kept; the crypto they import as they need it is dropped at the lock.
 
 Need-to-know is cryptographic: a bulletin's content is encrypted under a fresh key that
 is wrapped only for the nodes of the partners it is released to, each under the key the
@@ -15,7 +15,7 @@ from binascii import hexlify
 
 from micropython import const
 
-from ribat import codec, entry, journal
+from ribat import codec, entry, journal, schema
 from ribat.link import RequestError, arg
 
 _DAY = const(86400)
@@ -54,17 +54,6 @@ def _record(node, text: object) -> "tuple[int, bytes]":  # type: ignore[no-untyp
     return k, j.record(k)
 
 
-def _members(node) -> dict:  # type: ignore[no-untyped-def]
-    """Origin bytes -> roster member (with the node itself)."""
-    keyring = node.keyring
-    out = {}
-    for m in keyring.roster["members"] if keyring.roster else ():
-        out[entry.origin_bytes(m["fp"])] = m
-    if keyring.identity is not None:
-        out[entry.origin_bytes(keyring.identity["fp"])] = keyring.identity
-    return out
-
-
 def _clock(node, meta: dict) -> None:  # type: ignore[no-untyped-def]
     """A board without a battery restarts its clock at power-up: the host's time moves
     it forward, never back (a host can thus only make content expire early)."""
@@ -97,11 +86,12 @@ def post(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
     me = keyring.identity
     partners = [me["partner"]]
     for code in to:  # type: ignore[attr-defined]
-        if not isinstance(code, str) or len(code) != 2 or not code.isupper():
-            raise RequestError(codec.ARGS, "%r is not a partner code (MA, FR...)" % (code,))
+        problem = schema.check("node.partner", code)
+        if problem is not None:
+            raise RequestError(codec.ARGS, "'to': " + problem)
         if code not in partners:
             partners.append(code)
-    members = _members(node)
+    members = keyring.members()
     recipients = [fp for fp, m in members.items() if m["partner"] in partners]
     for code in partners:
         if not any(m["partner"] == code for m in members.values()):
@@ -146,9 +136,9 @@ def post(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
     return {"id": entry.entry_id(origin, seq), "expires": now + ttl, "readers": content[0]}
 
 
-def _open(node, rec: bytes, keys: dict) -> "dict | None":  # type: ignore[no-untyped-def]
+def _open(node, rec: bytes, members: dict, keys: dict) -> "dict | None":  # type: ignore[no-untyped-def]
     """The bulletin in a record, if this node may read it; None if it is sealed to it.
-    keys caches the content key of each origin for one request."""
+    members is keyring.members(); keys caches each origin's content key, for one request."""
     header = entry.Header(rec)
     content = node.journal.content(rec)
     parts = entry.wraps_of(content)
@@ -158,7 +148,7 @@ def _open(node, rec: bytes, keys: dict) -> "dict | None":  # type: ignore[no-unt
 
     origin = header.origin
     if origin not in keys:
-        member = _members(node).get(origin)
+        member = members.get(origin)
         keys[origin] = None if member is None else keywork.content_key(node.keyring, member["fp"])
     key = keys[origin]
     if key is None:
@@ -209,7 +199,7 @@ def list_entries(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-unty
     since = arg(meta, "since", int, 0)
     unlocked = node.keyring.state == "unlocked"
     j = node.journal
-    members = _members(node)
+    members = node.keyring.members()
     keys: dict = {}
     items = []
     used = 0
@@ -221,7 +211,7 @@ def list_entries(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-unty
         m = members.get(rec[1:9])
         if partner is not None and (m is None or m["partner"] != partner):
             continue
-        inner = _open(node, rec, keys) if unlocked else None
+        inner = _open(node, rec, members, keys) if unlocked else None
         if inner is not None:
             read += 1
             if inner["t"] < since or (kind is not None and inner["k"] != kind):
@@ -248,7 +238,8 @@ def show(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
             codec.REFUSED,
             "%s expired: its content was purged; only its signed header remains" % header.id(),
         )
-    inner = _open(node, rec, {})
+    members = node.keyring.members()
+    inner = _open(node, rec, members, {})
     if inner is None:
         raise RequestError(
             codec.REFUSED,
@@ -257,14 +248,14 @@ def show(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
         )
     node.audit_room()
     node.audit.append("read", {"id": header.id()})
-    return _item(node, k, rec, _members(node), inner)
+    return _item(node, k, rec, members, inner)
 
 
 def ack(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
     node.keyring.need("unlocked")
     k, rec = _record(node, meta.get("id"))
     header = entry.Header(rec)
-    if _open(node, rec, {}) is None:
+    if _open(node, rec, node.keyring.members(), {}) is None:
         raise RequestError(
             codec.REFUSED, "%s is not readable on this node: nothing to acknowledge" % header.id()
         )
@@ -277,7 +268,7 @@ def ack(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
 
 def status(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
     j = node.journal
-    members = _members(node)
+    members = node.keyring.members()
     origins = []
     for origin, head in j.vector().items():
         m = members.get(origin)

@@ -107,6 +107,12 @@ def origin_bytes(fp: str) -> bytes:
     return unhexlify(fp.replace("-", ""))
 
 
+def signing_keys(members: object) -> dict:
+    """Origin -> Ed25519 public key of each member record (roster or identity: fields
+    "fp" and "sign"), to check their entries with."""
+    return {origin_bytes(m["fp"]): unhexlify(m["sign"]) for m in members}  # type: ignore[attr-defined]
+
+
 def fp_text(origin: bytes) -> str:
     h = hexlify(origin).decode()
     return "-".join(h[i : i + 4] for i in range(0, 16, 4))

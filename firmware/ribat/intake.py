@@ -23,9 +23,8 @@ _EVIDENCE_MAX = 8  # fork records kept per origin
 
 class Intake:
     def __init__(self, node) -> None:  # type: ignore[no-untyped-def]
-        self.node = node
         self.journal: journal.Journal = node.journal
-        self.keys = node.keyring.signing_keys()
+        self.keys = entry.signing_keys(node.keyring.members().values())
         self.tally = {name: 0 for name in OUTCOMES}
 
     def take(self, raw: bytes, now: int) -> str:
@@ -53,14 +52,13 @@ class Intake:
             return FORGED  # a content withheld before its time
         j = self.journal
         origin, seq = header.origin, header.seq
-        digest = header.digest()
         k = j.find(origin, seq)
         if k >= 0:
-            if entry.Header(j.record(k)).digest() == digest:
+            if j.record(k)[: entry.SIGNED] == header.raw:
                 return DUPLICATE
             return self._evidence(header, False)
         after = j.held.get((origin, seq + 1))
-        if not (after is not None and after[1] == digest) and not self._signed(header):
+        if not (after is not None and after[1] == header.digest()) and not self._signed(header):
             return FORGED
         head = j.head(origin)
         if seq == head + 1 and header.prev != j.head_digest(origin):

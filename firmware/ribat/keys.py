@@ -176,16 +176,16 @@ class Keyring:
 
         return ed25519.sign(self._secrets[0], message, unhexlify(self.identity["sign"]))
 
-    def signing_keys(self) -> dict:
-        """Origin (8 raw fingerprint bytes) -> signing public key, for every node whose
+    def members(self) -> dict:
+        """Origin (8 raw fingerprint bytes) -> public record, for every node whose
         entries this node takes: the roster's members and itself."""
         from ribat.entry import origin_bytes
 
         out = {}
         for m in self.roster["members"] if self.roster else ():
-            out[origin_bytes(m["fp"])] = unhexlify(m["sign"])
+            out[origin_bytes(m["fp"])] = m
         if self.identity is not None:
-            out[origin_bytes(self.identity["fp"])] = unhexlify(self.identity["sign"])
+            out[origin_bytes(self.identity["fp"])] = self.identity
         return out
 
     def public_key(self) -> str:

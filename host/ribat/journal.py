@@ -157,11 +157,6 @@ def verify(raws: list[bytes], keys: dict[bytes, bytes], now: int | None = None) 
     return problems
 
 
-def roster_keys(roster: dict) -> dict[bytes, bytes]:
-    """Origin -> signing key of each member of a roster body."""
-    return {entry.origin_bytes(m["fp"]): bytes.fromhex(m["sign"]) for m in roster["members"]}
-
-
 # -- export files ---------------------------------------------------------------------
 
 

@@ -334,7 +334,7 @@ def verify_command(file: Path, cell_dir: Path) -> None:
     from ribat.errors import AuditBroken
 
     _, raws = lib.read_file(file)
-    problems = lib.verify(raws, lib.roster_keys(Cell.open(cell_dir).roster))
+    problems = lib.verify(raws, entry.signing_keys(Cell.open(cell_dir).roster["members"]))
     if problems:
         raise AuditBroken(f"{file} does not verify: {problems[0]} ({len(problems)} problems)")
     click.echo(f"{file}: {len(raws)} entries verify", err=True)
