@@ -107,7 +107,7 @@ assert j.head(B) == 1 and j.forks[B] and not j.held
 # a cut between the two flag writes of a connection is finished at start-up
 c = chain_of(b"CCCCCCCC", 2)
 j.append(*c[1], journal.HELD)
-k = j.append(*c[0], 0)
+j.append(*c[0], 0)  # and the power goes before connect()
 j2 = journal.Journal()
 assert j2.head(b"CCCCCCCC") == 2 and not j2.held and j2.head(A) == 6
 print("OK")

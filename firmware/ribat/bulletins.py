@@ -204,11 +204,14 @@ def list_entries(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-unty
     items = []
     used = 0
     read = 0
-    k = after + 1  # type: ignore[operator]
-    while k < j.count and used < _PAGE:
-        rec = j.record(k)
-        k += 1
-        m = members.get(rec[1:9])
+    last: int = after  # type: ignore[assignment]  # the last record looked at
+    scan = j.records(last + 1)
+    for k, view in scan:
+        if used >= _PAGE:
+            break
+        last = k
+        rec = bytes(view)
+        m = members.get(rec[entry.AT_ORIGIN : entry.AT_ORIGIN + 8])
         if partner is not None and (m is None or m["partner"] != partner):
             continue
         inner = _open(node, rec, members, keys) if unlocked else None
@@ -219,13 +222,14 @@ def list_entries(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-unty
             inner.pop("b")  # the list shows titles; `show` reads the body
         elif kind is not None or since:
             continue  # what cannot be read cannot be said to match
-        item = _item(node, k - 1, rec, members, inner)
+        item = _item(node, k, rec, members, inner)
         items.append(item)
         used += len(json.dumps(item))
+    scan.close()  # (its file, if the page ended first)
     if read:
         node.audit_room()
-        node.audit.append("read", {"list": read, "from": after + 1, "to": k - 1})  # type: ignore[operator]
-    return {"items": items, "next": k - 1, "done": k >= j.count, "locked": not unlocked}
+        node.audit.append("read", {"list": read, "from": after + 1, "to": last})  # type: ignore[operator]
+    return {"items": items, "next": last, "done": last >= j.count - 1, "locked": not unlocked}
 
 
 def show(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
@@ -262,7 +266,7 @@ def ack(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
     if not node.journal.flags(rec) & journal.ACKED:
         node.audit_room()
         node.audit.append("ack", {"id": header.id()})
-        node.journal.set_flag(k, journal.ACKED)
+        node.journal.set_flags(k, add=journal.ACKED)
     return {"id": header.id(), "acked": True}
 
 
@@ -331,6 +335,8 @@ def export(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-de
 def next_entries(node, meta: dict, data: bytes) -> tuple:  # type: ignore[no-untyped-def]
     """The export's entries from place pos, as many as fit one frame."""
     pos: int = arg(meta, "pos", int)  # type: ignore[assignment]
+    if pos < 0:
+        raise RequestError(codec.ARGS, "'pos' counts entries from 0")
     plan = node.export_plan
     if plan is None:
         raise RequestError(codec.STATE, "no export under way: start one (journal.export)")

@@ -32,6 +32,12 @@ GENESIS = bytes(32)
 MAX_CONTENT = 3600  # keeps an entry in one frame of a node (4096 bytes)
 RUN = 64  # entries of one origin a receiver holds ahead of its chain: senders send runs
 _FORMAT = ">B8sI32sI32sI"
+# Where the fields a store reads straight from a header are (the table above).
+AT_ORIGIN = 1
+AT_SEQ = 9
+AT_PREV = 13
+AT_EXPIRES = 45
+AT_SIZE = 81
 _CONTEXT = b"ribat-bulletin v1\n"
 
 KINDS = ("alert", "notice", "request", "reply", "update", "retraction")
@@ -43,10 +49,9 @@ class Header:
     """The fields of a signed header (what anyone who carries the entry can see)."""
 
     def __init__(self, raw: bytes) -> None:
-        v, self.origin, self.seq, self.prev, self.expires, self.chash, self.size = (
+        self.version, self.origin, self.seq, self.prev, self.expires, self.chash, self.size = (
             struct.unpack_from(_FORMAT, raw, 0)
         )
-        self.version = v
         self.raw = bytes(raw[:SIGNED])
 
     def id(self) -> str:

@@ -75,22 +75,15 @@ class Journal:
     # -- start-up ------------------------------------------------------------------------
 
     def _scan(self) -> None:
-        files = _numbers(_H[:-1])
-        for n in files:
+        for n in _numbers(_H[:-1]):
             path = _H + str(n)
             size = os.stat(path)[6]
             if size % RECORD:
                 store.truncate(path, size - size % RECORD)  # a record a cut left half written
             self.soonest.append(1 << 31)
-            with open(path, "rb") as f:
-                buf = bytearray(RECORD * 16)
-                while True:
-                    got = f.readinto(buf)
-                    if not got:
-                        break
-                    for i in range(0, got - RECORD + 1, RECORD):
-                        self._index(memoryview(buf)[i : i + RECORD], self.count)
-                        self.count += 1
+        for k, rec in self.records(0):
+            self._index(rec, k)
+            self.count = k + 1
         contents = _numbers(_C[:-1])
         if contents:
             self.segment = contents[-1]
@@ -99,11 +92,37 @@ class Journal:
             if n != self.segment and not self.live.get(n):
                 os.remove(_C + str(n))  # its last content was purged before a cut
         for origin, _ in list(self.held):
-            self._absorb(origin)  # connections a cut interrupted
+            self.connect(origin)  # connections a cut interrupted
+
+    def records(self, start: int, stop: int = 1 << 30):  # type: ignore[no-untyped-def]
+        """(number, record) of each record from start to stop (or the last), read 16 at a
+        time; a record is a view, valid until the next one comes."""
+        buf = bytearray(RECORD * 16)
+        view = memoryview(buf)
+        k = start
+        while k < stop:
+            try:
+                f = open(_H + str(k // PER_FILE), "rb")
+            except OSError:
+                return  # past the last file
+            with f:
+                f.seek((k % PER_FILE) * RECORD)
+                while k < stop:
+                    got = f.readinto(buf)
+                    if not got:
+                        break
+                    for i in range(0, got - RECORD + 1, RECORD):
+                        yield k, view[i : i + RECORD]
+                        k += 1
+                        if k == stop:
+                            return
+            if k % PER_FILE:
+                return  # the last file, not full
 
     def _index(self, rec: memoryview, k: int) -> None:
-        origin = bytes(rec[1:9])
-        seq, expires = struct.unpack_from(">I", rec, 9)[0], struct.unpack_from(">I", rec, 45)[0]
+        origin = bytes(rec[entry.AT_ORIGIN : entry.AT_ORIGIN + 8])
+        seq = struct.unpack_from(">I", rec, entry.AT_SEQ)[0]
+        expires = struct.unpack_from(">I", rec, entry.AT_EXPIRES)[0]
         segment, _, flags = struct.unpack_from(_LOCAL, rec, entry.SIGNED)
         if not flags & PURGED:
             self.live[segment] = self.live.get(segment, 0) + 1
@@ -113,7 +132,7 @@ class Journal:
         if flags & FORK:
             self.forks.setdefault(origin, []).append(k)
         elif flags & HELD:
-            self.held[(origin, seq)] = (k, bytes(rec[13:45]))
+            self.held[(origin, seq)] = (k, bytes(rec[entry.AT_PREV : entry.AT_PREV + 32]))
         else:
             self._place(origin, seq, k)
 
@@ -165,7 +184,7 @@ class Journal:
         segment, offset, flags = struct.unpack_from(_LOCAL, rec, entry.SIGNED)
         if flags & PURGED:
             return b""
-        size = struct.unpack_from(">I", rec, 81)[0]
+        size = struct.unpack_from(">I", rec, entry.AT_SIZE)[0]
         with open(_C + str(segment), "rb") as f:
             f.seek(offset)
             return f.read(size)
@@ -244,13 +263,14 @@ class Journal:
         self._index(memoryview(rec), k)
         return k
 
-    def set_flag(self, k: int, flag: int, on: bool = True) -> None:
+    def set_flags(self, k: int, add: int = 0, drop: int = 0) -> None:
+        """Change record k's flags in place: one byte, one write."""
         path = _H + str(k // PER_FILE)
         at = (k % PER_FILE) * RECORD + _FLAGS
         with open(path, "r+b") as f:
             f.seek(at)
             old = f.read(1)[0]
-            new = old | flag if on else old & ~flag
+            new = (old | add) & ~drop
             if new != old:
                 f.seek(at)
                 f.write(bytes((new,)))
@@ -258,9 +278,6 @@ class Journal:
     def connect(self, origin: bytes) -> int:
         """Move into the origin's chain the held entries that now follow its head; how
         many. A held entry whose prev is not the head's digest becomes fork evidence."""
-        return self._absorb(origin)
-
-    def _absorb(self, origin: bytes) -> int:
         moved = 0
         while True:
             n = self.head(origin) + 1
@@ -270,11 +287,10 @@ class Journal:
             k = got[0]
             if got[1] != self.head_digest(origin):
                 # signed by the origin, yet not after the entry its chain holds: evidence
-                self.set_flag(k, FORK)
-                self.set_flag(k, HELD, False)
+                self.set_flags(k, add=FORK, drop=HELD)
                 self.forks.setdefault(origin, []).append(k)
                 return moved
-            self.set_flag(k, HELD, False)
+            self.set_flags(k, drop=HELD)
             self._place(origin, n, k)
             moved += 1
 
@@ -286,20 +302,23 @@ class Journal:
             if soonest > now:
                 continue
             earliest = 1 << 31
-            for k in range(f * PER_FILE, min(self.count, (f + 1) * PER_FILE)):
-                rec = self.record(k)
-                expires = struct.unpack_from(">I", rec, 45)[0]
+            due = []  # read the file whole first: the changes below write into it
+            for k, rec in self.records(f * PER_FILE, (f + 1) * PER_FILE):
                 segment, offset, flags = struct.unpack_from(_LOCAL, rec, entry.SIGNED)
                 if flags & PURGED:
                     continue
+                expires = struct.unpack_from(">I", rec, entry.AT_EXPIRES)[0]
                 if expires > now:
                     earliest = min(earliest, expires)
-                    continue
-                size = struct.unpack_from(">I", rec, 81)[0]
+                else:
+                    due.append(
+                        (k, segment, offset, struct.unpack_from(">I", rec, entry.AT_SIZE)[0])
+                    )
+            for k, segment, offset, size in due:
                 with open(_C + str(segment), "r+b") as c:
                     c.seek(offset)
                     c.write(bytes(size))
-                self.set_flag(k, PURGED)
+                self.set_flags(k, add=PURGED)
                 purged += 1
                 self.live[segment] -= 1
                 if not self.live[segment] and segment != self.segment:
