@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import security
 
-from ribat import deploy, guard, sim
+from ribat import deploy, entry, guard, sim
 from ribat import journal as lib
 from ribat.cell import Cell
 from ribat.errors import DeviceError
@@ -34,13 +34,13 @@ BODY = "x" * int(sys.argv[1] if len(sys.argv) > 1 else 500)
 WINDOW = 10  # posts or entries timed together at each point
 
 
-def node(name: str, cell: Cell, partner: str) -> tuple[sim.Sim, dict]:
+def node(name: str, cell: Cell, partner: str) -> sim.Sim:
     board = sim.start(name)
     deploy.deploy(board.device)
     with connect(board.device) as client:
         guard.provision(client, cell, partner, name, PIN)
         cell.add(guard.exported_identity(client))
-    return board, {}
+    return board
 
 
 def boot_s(board: sim.Sim) -> float:
@@ -64,8 +64,8 @@ def main() -> None:
     assert anchor is not None
     anchor_ms = anchor["us"] / 1000
     cell = Cell.create(Path(home) / "cell")
-    ma, _ = node("rabat", cell, "MA")
-    fr, _ = node("paris", cell, "FR")
+    ma = node("rabat", cell, "MA")
+    fr = node("paris", cell, "FR")
     try:
         for board in (ma, fr):
             with connect(board.device) as client:
@@ -101,7 +101,7 @@ def main() -> None:
 
         # import at the same points: the entries in windows, timed per entry
         import_ms: dict[int, float] = {}
-        raws.sort(key=lambda raw: lib.entry.Header(raw).seq)
+        raws.sort(key=lambda raw: entry.Header(raw).seq)
         with connect(fr.device) as client:
             done = 0
             marks = sorted({10, 1000, len(raws)} & set(range(1, len(raws) + 1)))

@@ -14,6 +14,7 @@ import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -119,6 +120,17 @@ def micropython(
     if done.returncode != 0 or not out.rstrip().endswith("OK"):
         pytest.fail(f"MicroPython (exit {done.returncode}) said:\n{out}", pytrace=False)
     return out
+
+
+def at_repl(device: str, code: str) -> Any:
+    """Run code at a board's raw REPL, as anyone holding its USB port can (the node stops
+    until it is restarted); the JSON document its last line prints."""
+    from ribat import repl
+    from ribat.transport import Port
+
+    with repl.RawRepl(Port(device)) as console:
+        console.enter(soft_reset=False)
+        return console.eval_json(code)
 
 
 def sim_status(name: str) -> dict:

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PIN, NewSim, make_cell, ribat
-from ribat import entry, guard, repl, sim
+from conftest import PIN, NewSim, Run, at_repl, make_cell, ribat
+from ribat import entry, guard, sim
 from ribat import journal as lib
 from ribat.errors import DeviceError
 from ribat.node import connect
-from ribat.transport import Port
 
 
 def post(board: sim.Sim, *args: str) -> str:
@@ -55,9 +54,8 @@ def audit_events(board: sim.Sim) -> list[str]:
     return [line.split()[3] for line in r.out.splitlines()[1:] if len(line.split()) > 3]
 
 
-def one_line(r: object) -> bool:
-    err = r.err  # type: ignore[attr-defined]
-    return len(err.strip().splitlines()) == 1 and "Traceback" not in err
+def one_line(r: Run) -> bool:
+    return len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err
 
 
 @pytest.fixture
@@ -117,7 +115,11 @@ def test_bad_posts_get_one_line_and_store_nothing(pair: list[sim.Sim], tmp_path:
         (["--kind", "notice", "--to", "FR", "--expires", "0"], 2, "a duration like"),
         (["--kind", "notice", "--to", "FR", "--ref", "nope"], 2, "not an entry id"),
         (["--kind", "shout", "--to", "FR"], 2, "shout"),
-        (["--kind", "notice", "--to", "FR", "--body-file", str(tmp_path / "no")], 2, "no"),
+        (
+            ["--kind", "notice", "--to", "FR", "--body-file", str(tmp_path / "no")],
+            2,
+            "cannot read",
+        ),
     ]
     for args, code, words in cases:
         r = ribat("post", "-p", ma.device, "--pin", PIN, *args)
@@ -193,17 +195,17 @@ def test_every_import_outcome(new_sim: NewSim, tmp_path: Path) -> None:
     assert r.code == 13 and "expired" in r.err and one_line(r)
 
     # rabat rewinds its journal (anyone at its REPL can) and signs a second seq 1
-    with repl.RawRepl(Port(ma.device)) as console:
-        console.enter(soft_reset=False)
-        console.exec(
-            "import os\n"
-            "def rm(p):\n"
-            "    for e in os.ilistdir(p):\n"
-            "        q = p + '/' + e[0]\n"
-            "        rm(q) if e[1] & 0x4000 else os.remove(q)\n"
-            "    os.rmdir(p)\n"
-            "rm('/journal')\n"
-        )
+    at_repl(
+        ma.device,
+        "import os\n"
+        "def rm(p):\n"
+        "    for e in os.ilistdir(p):\n"
+        "        q = p + '/' + e[0]\n"
+        "        rm(q) if e[1] & 0x4000 else os.remove(q)\n"
+        "    os.rmdir(p)\n"
+        "rm('/journal')\n"
+        "print('null')\n",
+    )
     sim.power_cycle(ma.name)
     post(ma, "--kind", "notice", "--to", "FR", "--title", "other history")
     forked = tmp_path / "forked.rbj"
@@ -266,13 +268,12 @@ def test_expired_content_is_purged_and_the_chain_stays(new_sim: NewSim, tmp_path
     assert status(ma)["origins"][0]["head"] == 2
     # the content's bytes are gone from the node's files (littlefs may keep freed blocks
     # until it reuses them: docs/security.md)
-    with repl.RawRepl(Port(ma.device)) as console:
-        console.enter(soft_reset=False)
-        files = console.eval_json(
-            "import os, json, binascii\n"
-            "print(json.dumps([binascii.hexlify(open('/journal/c/' + n, 'rb').read()).decode()"
-            " for n in os.listdir('/journal/c')]))"
-        )
+    files = at_repl(
+        ma.device,
+        "import os, json, binascii\n"
+        "print(json.dumps([binascii.hexlify(open('/journal/c/' + n, 'rb').read()).decode()"
+        " for n in os.listdir('/journal/c')]))",
+    )
     sim.power_cycle(ma.name)
     assert all(ciphertext.hex() not in f for f in files) and files
 

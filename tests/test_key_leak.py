@@ -12,8 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-from conftest import FIRMWARE
-from ribat import codec, ed25519, guard, repl, sha512, signed, sim, x25519
+from conftest import FIRMWARE, at_repl
+from ribat import codec, ed25519, guard, sha512, signed, sim, x25519
 from ribat.cell import Cell
 from ribat.node import NodeClient
 from ribat.transport import Port
@@ -94,18 +94,17 @@ def test_no_secret_on_the_link_or_in_the_flash(node: sim.Sim, tmp_path: Path) ->
     flash = (sim._dir(node.name) / "flash.img").read_bytes()
 
     # the node's secrets, out of its seal, through the REPL
-    with repl.RawRepl(Port(node.device)) as r:
-        r.enter(soft_reset=False)
-        got = r.eval_json(
-            "import sys, json, binascii, vboard\n"
-            "slot = open('/fw/active').read().strip()\n"
-            "sys.path.insert(0, '/fw/' + slot)\n"
-            "from ribat import keys, keywork\n"
-            "blob = open(keys.SEAL, 'rb').read()\n"
-            f"s = keywork.unseal({PIN!r}, vboard.UID, blob)\n"
-            "h = lambda b: binascii.hexlify(b).decode()\n"
-            "print(json.dumps({'secrets': h(s), 'blob': h(blob), 'uid': h(vboard.UID)}))"
-        )
+    got = at_repl(
+        node.device,
+        "import sys, json, binascii, vboard\n"
+        "slot = open('/fw/active').read().strip()\n"
+        "sys.path.insert(0, '/fw/' + slot)\n"
+        "from ribat import keys, keywork\n"
+        "blob = open(keys.SEAL, 'rb').read()\n"
+        f"s = keywork.unseal({PIN!r}, vboard.UID, blob)\n"
+        "h = lambda b: binascii.hexlify(b).decode()\n"
+        "print(json.dumps({'secrets': h(s), 'blob': h(blob), 'uid': h(vboard.UID)}))",
+    )
     secrets = bytes.fromhex(got["secrets"])
     blob, uid = bytes.fromhex(got["blob"]), bytes.fromhex(got["uid"])
     seed, kx = secrets[:32], secrets[32:]
