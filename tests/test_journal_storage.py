@@ -104,7 +104,7 @@ j.append(*b[0], 0)
 j.connect(B)
 assert j.head(B) == 1 and j.forks[B] and not j.held
 
-# a cut between the two flag writes of a connection is finished at start-up
+# a connection a cut stopped before it began is made at start-up
 c = chain_of(b"CCCCCCCC", 2)
 j.append(*c[1], journal.HELD)
 j.append(*c[0], 0)  # and the power goes before connect()
