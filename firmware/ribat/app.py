@@ -52,6 +52,7 @@ class Node:
         self.slot_bytes = store.tree_size(root)
         self.open_journal()
         self.export_plan: "list | None" = None  # an export under way (journal.export)
+        self.export_held: dict = {}  # origin -> seqs its receiver holds already
         self.intake = None  # an import under way (journal.import)
         build = self.manifest.get("build") or self.manifest.get("revision") or self.version
         self.audit.note_firmware("%s %s" % (self.version, build))

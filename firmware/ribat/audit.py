@@ -111,6 +111,37 @@ class AuditLog:
         self.entries = keep
         return True
 
+    def hashes_at(self, seqs: list) -> dict:
+        """The hash of this log's line at each seq asked (as text keys): what a peer that
+        witnessed the log at that seq compares with what it saw. "folded" for a line a
+        checkpoint folded away, None for a seq past the head."""
+        out: dict = {}
+        want = [n for n in seqs if isinstance(n, int) and 0 < n <= self.seq]
+        for n in seqs:
+            out[str(n)] = None
+        if not want:
+            return out
+        with open(self.path, "rb") as f:
+            while True:
+                line = f.readline()
+                if not line.endswith(b"\n"):
+                    break
+                e = chain.parse(line[:-1])
+                if e is None:
+                    continue
+                if "body" in e:
+                    body = signed.body_of(e)
+                    if body is not None:
+                        for n in want:
+                            if n < body["seq"]:
+                                out[str(n)] = "folded"
+                            elif n == body["seq"]:
+                                out[str(n)] = body["hash"]
+                    continue
+                if e["seq"] in want:
+                    out[str(e["seq"])] = chain.line_hash(line[:-1])
+        return out
+
     def size(self) -> int:
         try:
             return os.stat(self.path)[6]

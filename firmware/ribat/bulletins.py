@@ -302,6 +302,12 @@ def status(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-de
 # -- export and import --------------------------------------------------------------------
 
 
+def _skipped(node, at: "tuple[bytes, int]") -> bool:  # type: ignore[no-untyped-def]
+    """Whether the receiver already holds the entry at (past a gap in its chain)."""
+    held = node.export_held.get(at[0])
+    return held is not None and at[1] in held
+
+
 def _position(plan: list, p: int) -> "tuple[bytes, int] | None":
     """The origin and seq of the entry at place p of an export (entry.run_index)."""
     for origin, lo, hi in plan:
@@ -313,11 +319,26 @@ def _position(plan: list, p: int) -> "tuple[bytes, int] | None":
 
 
 def export(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
-    """Start an export of the entries past a vector (origin fp -> seq): recorded, then
-    read with journal.next."""
+    """Start an export of the entries past a vector (origin fp -> seq), but those the
+    receiver says it holds already past a gap ("held": origin fp -> [seq]): recorded,
+    then read with journal.next. Nothing to send records nothing."""
     node.keyring.need("locked")
     since = arg(meta, "since", dict, {})
+    held_text = arg(meta, "held", dict, {})
     j = node.journal
+    held: dict = {}
+    count = 0
+    for fp, seqs in held_text.items():  # type: ignore[attr-defined]
+        if not isinstance(seqs, list) or not all(isinstance(n, int) for n in seqs):
+            raise RequestError(codec.ARGS, "'held' maps fingerprints to lists of seqs")
+        try:
+            origin = entry.origin_bytes(fp)
+        except ValueError:
+            raise RequestError(codec.ARGS, "'held' maps fingerprints to lists of seqs")
+        count += len(seqs)
+        held[origin] = seqs
+    if count > journal.HELD_MAX:
+        raise RequestError(codec.ARGS, "'held' names at most %d entries" % journal.HELD_MAX)
     plan = []
     total = 0
     for origin, head in j.vector().items():
@@ -326,10 +347,12 @@ def export(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-de
             raise RequestError(codec.ARGS, "'since' maps fingerprints to sequence numbers")
         if head > low:
             plan.append((origin, low + 1, head))
-            total += head - low
-    node.audit_room()
-    node.audit.append("export", {"entries": total})
+            total += head - low - sum(1 for n in held.get(origin, ()) if low < n <= head)
     node.export_plan = plan
+    node.export_held = held
+    if total:
+        node.audit_room()
+        node.audit.append("export", {"entries": total})
     return {"entries": total}
 
 
@@ -349,6 +372,9 @@ def next_entries(node, meta: dict, data: bytes) -> tuple:  # type: ignore[no-unt
         at = _position(plan, p)
         if at is None:
             break
+        if _skipped(node, at):
+            p += 1
+            continue
         rec = j.record(j.find(at[0], at[1]))
         raw = rec[: entry.SIGNED] + j.content(rec)
         if out and size + len(raw) + 4 > node.link.max_body - 256:

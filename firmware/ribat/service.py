@@ -46,6 +46,10 @@ class Service:
             from ribat import bulletins
 
             secured = bulletins.OPS.get(op)
+        elif isinstance(op, str) and op.startswith("sync."):
+            from ribat import replica
+
+            secured = replica.OPS.get(op)
         else:
             from ribat import guard  # on demand: most requests are not about the keys
 

@@ -14,6 +14,7 @@ An export file:
 import hashlib
 import json
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ribat import entry
@@ -27,7 +28,7 @@ FORMAT = "ribat-journal v1"
 POST_TIMEOUT_S = 30.0
 READ_TIMEOUT_S = 20.0
 BATCH_TIMEOUT_S = 60.0
-_FRAME_SPARE = 256  # bytes of a frame body left for the header and meta around a batch
+FRAME_SPARE = 256  # bytes of a frame body left for the header and meta around a batch
 
 
 def _now() -> int:
@@ -228,47 +229,60 @@ def send_order(raws: list[bytes]) -> list[bytes]:
     return out + rest
 
 
-def import_entries(client: NodeClient, raws: list[bytes], source: str) -> list[tuple[str, str]]:
-    """Give raws to the node; (entry id, outcome) for each, in the order given. An entry
-    held as a gap and then connected by a later one of the same import is stored."""
-    assert client.info is not None
-    room = client.info.max_frame - _FRAME_SPARE
-    ordered = send_order(raws)
-    outcomes: dict[int, str] = {}
-    client.request("journal.import", entries=len(raws), source=source)
+def frames(raws: Iterable[bytes], room: int) -> Iterator[list[bytes]]:
+    """raws, in order, in batches of at most room bytes (entry.pack_batch)."""
+    batch: list[bytes] = []
+    size = 0
+    for raw in raws:
+        if batch and size + len(raw) + 4 > room:
+            yield batch
+            batch, size = [], 0
+        batch.append(raw)
+        size += len(raw) + 4
+    if batch:
+        yield batch
+
+
+def put_batches(
+    client: NodeClient, batches: Iterable[list[bytes]], total: int, source: str
+) -> tuple[list[tuple[bytes, str]], dict[str, int]]:
+    """Give batches of entries to the node as one import: (entry, outcome) for each
+    entry the node was given (none past a full journal), and the node's vector after.
+    An entry held as a gap and then connected by a later one is reported stored."""
+    given: list[tuple[bytes, str]] = []
+    client.request("journal.import", entries=total, source=source)
     try:
-        i = 0
-        while i < len(ordered):
-            batch = [ordered[i]]
-            size = len(ordered[i]) + 4
-            while i + len(batch) < len(ordered):
-                nxt = ordered[i + len(batch)]
-                if size + len(nxt) + 4 > room:
-                    break
-                batch.append(nxt)
-                size += len(nxt) + 4
+        for batch in batches:
             meta, _ = client.exchange(
                 "journal.put", entry.pack_batch(batch), BATCH_TIMEOUT_S, now=_now()
             )
-            for raw, outcome in zip(batch, meta["outcomes"], strict=False):
-                outcomes[id(raw)] = outcome
+            given.extend(zip(batch, meta["outcomes"], strict=False))
             if "full" in meta:
-                for raw in ordered[i + len(meta["outcomes"]) :]:
-                    outcomes[id(raw)] = "full"
                 break
-            i += len(batch)
     finally:
-        end = client.request("journal.end")
-    vector = end["vector"]
+        vector = client.request("journal.end")["vector"]
+    result = []
+    for raw, outcome in given:
+        parsed = entry.parse(raw)
+        if (
+            parsed
+            and outcome == "gap"
+            and vector.get(entry.fp_text(parsed[0].origin), 0) >= parsed[0].seq
+        ):
+            outcome = "stored"
+        result.append((raw, outcome))
+    return result, vector
+
+
+def import_entries(client: NodeClient, raws: list[bytes], source: str) -> list[tuple[str, str]]:
+    """Give raws to the node; (entry id, outcome) for each, in the order given ("full"
+    for those a full journal did not take)."""
+    assert client.info is not None
+    batches = frames(send_order(raws), client.info.max_frame - FRAME_SPARE)
+    given, _ = put_batches(client, batches, len(raws), source)
+    outcomes = {id(raw): outcome for raw, outcome in given}
     result = []
     for raw in raws:
         parsed = entry.parse(raw)
-        outcome = outcomes.get(id(raw), "full")
-        if parsed is None:
-            result.append(("?", outcome))
-            continue
-        header = parsed[0]
-        if outcome == "gap" and vector.get(entry.fp_text(header.origin), 0) >= header.seq:
-            outcome = "stored"
-        result.append((header.id(), outcome))
+        result.append((parsed[0].id() if parsed else "?", outcomes.get(id(raw), "full")))
     return result

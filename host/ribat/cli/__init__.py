@@ -64,6 +64,11 @@ COMMANDS = {
         "journal_group",
         "Journal status; export and import sealed entries between nodes.",
     ),
+    "sync": (
+        "ribat.cli.sync",
+        "sync",
+        "Reconcile the journals of two nodes attached to this host.",
+    ),
     "audit": ("ribat.cli.audit", "audit_group", "Show, export and verify a node's audit chain."),
     "sim": ("ribat.cli.sim", "sim_group", "Start, list, power-cycle and stop virtual boards."),
 }

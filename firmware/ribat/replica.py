@@ -1,0 +1,125 @@
+"""Replication between nodes, the node's part: what it holds, told to a peer (sync.hello),
+and the audit heads of its peers that it has witnessed (sync.witness). Entries move by
+journal.export/next and journal.import/put/end, so a sync makes the checks and the audit
+entries of an import; whoever relays (a host, a wire, a broker's gateway) sees summaries,
+sealed entries and audit heads, nothing more.
+
+Witnessing: each node keeps, per peer, the (seq, hash) of the peer's audit log it last
+saw. A peer's later head must extend it: a lower seq is a truncated log, and the hash of
+the peer's line at the witnessed seq (the peer tells it, asked with audit_at) must be the
+one witnessed, else the log was rewritten. A witness moves forward only once the peer
+has shown that its log extends what was witnessed; an alarm is recorded in the node's own
+audit log once and stays in the witness file for every later summary to show.
+"""
+
+import json
+from binascii import hexlify
+
+from micropython import const
+
+from ribat import codec, entry, signed, store
+from ribat.link import RequestError, arg
+
+PEERS = "/audit/peers.json"
+_AT_MAX = const(16)  # audit hashes a summary tells at most
+_HELD_MAX = const(64)  # held entries a receiver names, at most (journal.HELD_MAX)
+
+
+def _peers() -> dict:
+    data = store.read(PEERS)
+    doc = signed.json_object(data) if data else None
+    return doc if doc is not None else {}
+
+
+def hello(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+    """This node's summary: what it holds of each origin's chain (the head, its digest,
+    entries held past a gap), its audit head with the hashes of the lines asked for, and
+    the heads it has witnessed of its peers."""
+    keyring = node.keyring
+    keyring.need("locked")
+    asked = arg(meta, "audit_at", list, [])
+    if len(asked) > _AT_MAX:  # type: ignore[arg-type]
+        raise RequestError(codec.ARGS, "'audit_at' names at most %d seqs" % _AT_MAX)
+    j = node.journal
+    vector = {}
+    digests = {}
+    for origin, head in j.vector().items():
+        fp = entry.fp_text(origin)
+        vector[fp] = head
+        digests[fp] = hexlify(j.head_digest(origin)[:8]).decode()
+    held: dict = {}
+    for origin, seq in j.held:
+        held.setdefault(entry.fp_text(origin), []).append(seq)
+    audit = node.audit
+    me = keyring.identity
+    return {
+        "cell": keyring.cell(),
+        "fp": me["fp"],
+        "name": me["name"],
+        "partner": me["partner"],
+        "vector": vector,
+        "digests": digests,
+        "held": held,
+        "audit": {"seq": audit.seq, "hash": audit.head, "at": audit.hashes_at(asked)},  # type: ignore[arg-type]
+        "witnessed": _peers(),
+    }
+
+
+def _alarm(node, peers: dict, fp: str, what: str) -> str:  # type: ignore[no-untyped-def]
+    mine = peers[fp]
+    if "alarm" not in mine:
+        mine["alarm"] = what
+        node.audit.append("alarm", {"peer": fp, "what": what})
+    return what
+
+
+def witness(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+    """Compare a peer's audit head (its hello's "audit") with the one witnessed before."""
+    keyring = node.keyring
+    keyring.need("locked")
+    fp: str = arg(meta, "fp", str)  # type: ignore[assignment]
+    claim = arg(meta, "audit", dict)
+    seq = claim.get("seq")  # type: ignore[attr-defined]
+    head = claim.get("hash")  # type: ignore[attr-defined]
+    at = claim.get("at", {})  # type: ignore[attr-defined]
+    if not isinstance(seq, int) or not isinstance(head, str) or not isinstance(at, dict):
+        raise RequestError(codec.ARGS, "'audit' is a hello's audit head: seq, hash, at")
+    try:
+        origin = entry.origin_bytes(fp)
+    except ValueError:
+        origin = b""
+    if fp == keyring.identity["fp"] or origin not in keyring.members():
+        raise RequestError(codec.ARGS, "%s is not a peer in this node's roster" % fp)
+    peers = _peers()
+    before = json.dumps(peers)
+    seen = peers.get(fp)
+    verdict = "extends"
+    if seen is None:
+        verdict = "first"
+        seen = peers[fp] = {}
+    elif seq < seen["seq"]:
+        verdict = _alarm(
+            node, peers, fp, "truncated: head %d, %d seen before" % (seq, seen["seq"])
+        )
+    elif seq == seen["seq"] and head != seen["hash"]:
+        verdict = _alarm(node, peers, fp, "rewritten: line %d is not the one seen" % seq)
+    elif seq > seen["seq"]:
+        then = at.get(str(seen["seq"]))
+        if then is None:
+            verdict = "unproven"  # the hash at the witnessed seq was not asked for
+        elif then == "folded":
+            verdict = "folded"  # its checkpoint, signed by the peer, vouches for the rest
+        elif then != seen["hash"]:
+            verdict = _alarm(node, peers, fp, "rewritten: line %d changed" % seen["seq"])
+    else:
+        verdict = "same"
+    if verdict in ("first", "extends", "folded"):
+        seen["seq"] = seq
+        seen["hash"] = head
+    after = json.dumps(peers)
+    if after != before:
+        store.write_atomic(PEERS, after.encode())
+    return {"verdict": verdict, "alarm": seen.get("alarm")}
+
+
+OPS = {"sync.hello": hello, "sync.witness": witness}

@@ -1,0 +1,130 @@
+"""Sync: two nodes reconcile their journals through whoever relays for them (this host,
+a gateway and a broker), and witness each other's audit heads.
+
+A sync is three steps, each safe to cut at any byte and to run again:
+    1. summaries (sync.hello): each side's per-origin heads, the entries it holds past a
+       gap, its audit head, and the hash of its audit line at the seq its peer witnessed;
+    2. entries each side lacks, export frames of one fed to import frames of the other
+       (journal.export/next, journal.import/put/end): the receiver checks every entry as
+       an import does; what arrived before a cut is in the receiver's vector or held list,
+       so a sync run again sends only what is still missing;
+    3. witnessing (sync.witness): each side compares the other's audit head with the one
+       it witnessed last time, and raises an alarm for a truncated or rewritten log.
+The relay sees summaries, sealed entries and audit hashes: nothing a node keeps sealed.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from ribat import entry
+from ribat import journal as lib
+from ribat.errors import CellError
+from ribat.node import NodeClient
+
+HELLO_TIMEOUT_S = 20.0  # a node reads its audit log for the hashes asked of it
+
+
+@dataclass
+class Leg:
+    """What one side sent the other in a sync."""
+
+    source: str
+    target: str
+    sent: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    full: bool = False
+
+
+@dataclass
+class Report:
+    legs: list[Leg]
+    witnessed: list[tuple[str, str, str]]  # (witness, peer, verdict)
+    alarms: list[str]  # "witness: peer's audit log ..."
+    forks: list[str]  # origins whose heads differ at one seq between the two
+
+
+def hello(client: NodeClient, audit_at: list[int] | None = None) -> dict:
+    return client.request("sync.hello", timeout=HELLO_TIMEOUT_S, audit_at=audit_at or [])
+
+
+def witnessed_seq(summary: dict, peer_fp: str) -> list[int]:
+    """The seq of peer's audit log that summary's node witnessed, as audit_at asks it."""
+    seen = summary["witnessed"].get(peer_fp)
+    return [seen["seq"]] if seen else []
+
+
+def lacks(have: dict, want: dict) -> bool:
+    """Whether the node summarized by want lacks entries the one summarized by have holds."""
+    return any(n > want["vector"].get(fp, 0) for fp, n in have["vector"].items())
+
+
+def _export_frames(client: NodeClient, since: dict, held: dict) -> tuple[int, Iterator]:
+    total = client.request("journal.export", since=since, held=held)["entries"]
+
+    def frames() -> Iterator[list[bytes]]:
+        pos = 0
+        while True:
+            meta, data = client.exchange("journal.next", timeout=lib.READ_TIMEOUT_S, pos=pos)
+            batch = entry.unpack_batch(data)
+            if batch is None:
+                raise CellError("a node sent a damaged batch of entries: sync again")
+            if batch:
+                yield batch
+            if meta["done"]:
+                return
+            pos = meta["next"]
+
+    return total, frames()
+
+
+def send(src: NodeClient, dst: NodeClient, src_sum: dict, dst_sum: dict) -> Leg:
+    """The entries src holds and dst lacks, from src to dst, frame by frame."""
+    leg = Leg(src_sum["name"], dst_sum["name"])
+    if not lacks(src_sum, dst_sum):
+        return leg
+    total, frames = _export_frames(src, dst_sum["vector"], dst_sum["held"])
+    if not total:
+        return leg
+    assert dst.info is not None
+    room = dst.info.max_frame - lib.FRAME_SPARE
+    batches = (part for batch in frames for part in lib.frames(batch, room))
+    given, _ = lib.put_batches(dst, batches, total, f"sync {src_sum['name']}")
+    leg.sent = len(given)
+    for _, outcome in given:
+        leg.outcomes[outcome] = leg.outcomes.get(outcome, 0) + 1
+    leg.full = len(given) < total
+    return leg
+
+
+def witness(client: NodeClient, peer: dict) -> dict:
+    return client.request("sync.witness", fp=peer["fp"], audit=peer["audit"])
+
+
+def forks(a: dict, b: dict) -> list[str]:
+    """Origins both hold to the same seq with different heads: one was given a fork."""
+    return [
+        fp
+        for fp, n in a["vector"].items()
+        if b["vector"].get(fp) == n and b["digests"].get(fp) != a["digests"].get(fp)
+    ]
+
+
+def sync(a: NodeClient, b: NodeClient) -> Report:
+    """Reconcile two nodes of one cell: entries both ways, audit heads witnessed."""
+    sa, sb = hello(a), hello(b)
+    # again, asking each for its audit line at the seq the other witnessed
+    at_a, at_b = witnessed_seq(sb, sa["fp"]), witnessed_seq(sa, sb["fp"])
+    sa = hello(a, at_a) if at_a else sa
+    sb = hello(b, at_b) if at_b else sb
+    if sa["cell"] != sb["cell"]:
+        raise CellError(f"{sa['name']} and {sb['name']} are in different cells: nothing synced")
+    if sa["fp"] == sb["fp"]:
+        raise CellError(f"both ports reach the same node ({sa['name']}): give two nodes")
+    legs = [send(a, b, sa, sb), send(b, a, sb, sa)]
+    report = Report(legs, [], [], forks(sa, sb))
+    for client, me, peer in ((a, sa, sb), (b, sb, sa)):
+        result = witness(client, peer)
+        report.witnessed.append((me["name"], peer["name"], result["verdict"]))
+        if result["alarm"]:
+            report.alarms.append(f"{me['name']}: {peer['name']}'s audit log {result['alarm']}")
+    return report

@@ -1,0 +1,170 @@
+"""Sync between two virtual Picos through the host (`ribat sync`): entries both ways with
+the checks of an import, need-to-know unchanged, a sync cut at random link bytes resumed
+without resending what arrived, audit heads witnessed, and a truncated or rewritten
+audit log caught by the peer that witnessed it."""
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from test_journal import audit_events, items, one_line, post
+from test_power_cuts import arm_byte_cut, cuts
+
+from conftest import PIN, NewSim, at_repl, make_cell, ribat
+from ribat import journal, sim
+from ribat import sync as lib
+from ribat.errors import DeviceError, RibatError
+from ribat.node import connect
+
+
+def sync(a: sim.Sim, b: sim.Sim) -> dict:
+    r = ribat("sync", "-p", a.device, "-p", b.device, "--json")
+    assert r.code == 0, r.err
+    return json.loads(r.out)
+
+
+def vector(board: sim.Sim) -> dict[str, int]:
+    with connect(board.device) as client:
+        return dict(lib.hello(client)["vector"])
+
+
+@pytest.fixture
+def pair(new_sim: NewSim, tmp_path: Path) -> list[sim.Sim]:
+    return make_cell(new_sim, tmp_path, [("MA", "rabat-1"), ("FR", "paris-1")])
+
+
+def test_sync_gives_each_node_what_it_lacks(pair: list[sim.Sim]) -> None:
+    ma, fr = pair
+    mine = post(ma, "--kind", "alert", "--to", "MA", "--title", "MA only", "--body", "x")
+    both = post(ma, "--kind", "notice", "--to", "FR", "--title", "Both", "--body", "shared")
+    theirs = post(fr, "--kind", "request", "--to", "MA", "--title", "Asked", "--body", "?")
+
+    done = sync(ma, fr)
+    sent = {(leg["source"], leg["target"]): leg for leg in done["legs"]}
+    assert sent["rabat-1", "paris-1"]["outcomes"] == {"stored": 2}
+    assert sent["paris-1", "rabat-1"]["outcomes"] == {"stored": 1}
+    assert {w["verdict"] for w in done["witnessed"]} == {"first"}
+    assert vector(ma) == vector(fr)
+
+    # need-to-know travels with the entries: the sync moved ciphertext only
+    r = ribat("show", "-p", fr.device, "--pin", PIN, both)
+    assert r.code == 0 and "shared" in r.out, r.err
+    r = ribat("show", "-p", fr.device, "--pin", PIN, mine)
+    assert r.code == 13 and "not released to FR" in r.err and one_line(r)
+    r = ribat("show", "-p", ma.device, "--pin", PIN, theirs)
+    assert r.code == 0 and "?" in r.out, r.err
+
+    # nothing new: nothing sent, nothing recorded; the audit heads extend what was seen
+    before = audit_events(ma)
+    again = sync(fr, ma)
+    assert [leg["sent"] for leg in again["legs"]] == [0, 0]
+    assert {w["verdict"] for w in again["witnessed"]} == {"extends"}
+    after = audit_events(ma)
+    assert after[: len(before)] == before and "export" not in after[len(before) :]
+    assert {"export", "import", "imported"} <= set(before)
+
+    r = ribat("sync", "-p", ma.device, "-p", ma.device)
+    assert r.code == 14 and "give two nodes" in r.err and one_line(r)
+    r = ribat("sync", "-p", ma.device)
+    assert r.code == 2 and "give two nodes" in r.err
+
+
+def test_a_sync_cut_anywhere_resumes_without_resending(
+    pair: list[sim.Sim], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ma, fr = pair
+    # a request cut by the power gets no answer: wait as long as a virtual board needs
+    for name in ("READ_TIMEOUT_S", "BATCH_TIMEOUT_S"):
+        monkeypatch.setattr(journal, name, 2.0)
+    monkeypatch.setattr(lib, "HELLO_TIMEOUT_S", 2.0)
+    rng = random.Random(7)
+    cut_short = 0  # syncs cut after some entries had arrived
+    for round in range(4):
+        with connect(ma.device) as client:
+            client.request("unlock", pin=PIN)
+            for n in range(40):  # more than half a run of 64: runs straddle the cuts
+                client.request("journal.post", timeout=30, kind="notice", to=["FR"],
+                               title=f"{round}.{n}", body="b" * 300)  # fmt: skip
+        before = cuts(fr.name)
+        arm_byte_cut(fr.name, rng.randrange(2000, 40000))
+        try:
+            with connect(ma.device) as a, connect(fr.device) as b:
+                lib.sync(a, b)
+        except RibatError:
+            assert cuts(fr.name) > before  # only the cut makes a sync fail
+        arm_byte_cut(fr.name, -1)
+        with connect(ma.device) as a, connect(fr.device) as b:
+            leg = lib.sync(a, b).legs[0]  # resumed at once, on the rebooted node
+        assert "duplicate" not in leg.outcomes, leg  # what arrived is not sent again
+        assert vector(fr) == vector(ma)
+        cut_short += 0 < leg.sent < 40
+    assert cut_short >= 2
+    assert len(items(fr)) == 160
+
+
+def _audit_log(board: sim.Sim) -> list[str]:
+    lines = at_repl(
+        board.device, "import json\nprint(json.dumps(open('/audit/log').read().splitlines()))"
+    )
+    return list(lines)
+
+
+def _write_audit_log(board: sim.Sim, lines: list[str]) -> None:
+    text = "".join(line + "\n" for line in lines)
+    at_repl(board.device, f"with open('/audit/log', 'w') as f:\n f.write({text!r})\nprint('{{}}')")
+    sim.power_cycle(board.name)
+
+
+@pytest.mark.parametrize("tamper", ["truncated", "rewritten"])
+def test_a_peer_catches_an_audit_log_cut_or_rewritten(pair: list[sim.Sim], tamper: str) -> None:
+    ma, fr = pair
+    post(ma, "--kind", "notice", "--to", "FR", "--title", "t", "--body", "b")
+    sync(ma, fr)
+    post(ma, "--kind", "notice", "--to", "FR", "--title", "t2", "--body", "b2")
+    sync(ma, fr)  # paris-1 has witnessed rabat-1's head after the second post
+
+    lines = _audit_log(ma)
+    if tamper == "truncated":
+        lines = lines[:-3]
+    else:  # the second post's entry changed in place; the chain after it re-linked
+        from ribat import chain
+
+        entries = [json.loads(line) for line in lines]
+        for k, e in enumerate(entries):
+            if e.get("ev") == "post" and e["d"]["id"].endswith(":2"):
+                e["d"]["id"] = e["d"]["id"][:-1] + "9"
+            if k:
+                e["prev"] = chain.line_hash(lines[k - 1].encode())
+            lines[k] = json.dumps(e, separators=(", ", ": "))
+    _write_audit_log(ma, lines)
+
+    r = ribat("sync", "-p", ma.device, "-p", fr.device)
+    assert r.code == 15, (r.out, r.err)
+    assert f"paris-1: rabat-1's audit log {tamper}" in r.err and one_line(r)
+    # the alarm stays: recorded in paris-1's own audit log, shown by every later sync
+    assert "alarm" in audit_events(fr)
+    r = ribat("sync", "-p", fr.device, "-p", ma.device)
+    assert r.code == 15 and tamper in r.err
+
+
+def test_nodes_of_two_cells_do_not_sync(new_sim: NewSim, tmp_path: Path) -> None:
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    (ma,) = make_cell(new_sim, tmp_path / "one", [("MA", "rabat-1")])
+    (fr,) = make_cell(new_sim, tmp_path / "two", [("FR", "paris-1")])
+    post(ma, "--kind", "notice", "--to", "MA", "--title", "t", "--body", "b")
+    r = ribat("sync", "-p", ma.device, "-p", fr.device)
+    assert r.code == 14 and "different cells" in r.err and one_line(r)
+    assert vector(fr) == {}
+
+
+def test_witness_requests_name_a_peer(pair: list[sim.Sim]) -> None:
+    ma = pair[0]
+    with connect(ma.device) as client:
+        me = lib.hello(client)
+        for bad in ({"fp": me["fp"], "audit": me["audit"]}, {"fp": "zz", "audit": me["audit"]},
+                    {"fp": me["fp"], "audit": {"seq": "1"}}):  # fmt: skip
+            with pytest.raises(DeviceError) as e:
+                client.request("sync.witness", **bad)
+            assert "peer" in str(e.value) or "audit" in str(e.value)
