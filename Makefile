@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 TYPINGS := .typings
 STUBS := $(TYPINGS)/.installed
 
-.PHONY: all demo test pytest check lint typecheck bench format clean
+.PHONY: all demo test pytest check lint typecheck bench format clean mosquitto
 
 all: test
 
@@ -35,7 +35,16 @@ demo: $(STAMP)
 
 test: check pytest
 
-pytest: $(STAMP)
+# The broker tests run a real mosquitto on loopback: from the distribution's packages.
+MOSQUITTO := $(shell command -v mosquitto || ls /usr/sbin/mosquitto 2>/dev/null)
+mosquitto:
+	@test -n "$(MOSQUITTO)" || { \
+		echo "installing mosquitto (the MQTT broker the gateway tests run on loopback)"; \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq mosquitto >/dev/null \
+		|| { $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+		     $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq mosquitto >/dev/null; }; }
+
+pytest: $(STAMP) mosquitto
 	$(BIN)/python -m pytest
 
 check: lint typecheck

@@ -88,3 +88,7 @@ class SimError(RibatError):
 class AuditBroken(RibatError):
     """An audit log that does not verify: an entry was edited, removed, inserted, reordered
     or the log was truncated."""
+
+
+class BrokerError(RibatError):
+    """An MQTT broker that cannot be reached or refuses the connection."""

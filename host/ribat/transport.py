@@ -7,12 +7,14 @@ Wire bytes are logged at DEBUG on the "ribat.wire" logger.
 import errno
 import logging
 import select
+import time
 
 import serial
 
 from ribat.errors import NoBoard, PortBusy, PortGone
 
 BAUDRATE = 115200
+BUSY_WAIT_S = 3.0  # how long a port another program holds is waited for
 wire_log = logging.getLogger("ribat.wire")
 
 
@@ -36,10 +38,18 @@ class Port:
 
     def __init__(self, path: str, baudrate: int = BAUDRATE) -> None:
         self.path = path
-        try:
-            self.serial = serial.Serial(path, baudrate=baudrate, timeout=0, exclusive=True)
-        except (serial.SerialException, OSError, ValueError) as e:
-            raise _open_error(path, e) from e
+        # A port held for a moment (a gateway's round) is waited for, briefly.
+        deadline = time.monotonic() + BUSY_WAIT_S
+        while True:
+            try:
+                self.serial = serial.Serial(path, baudrate=baudrate, timeout=0, exclusive=True)
+                return
+            except (serial.SerialException, OSError, ValueError) as e:
+                error = _open_error(path, e)
+                busy = isinstance(error, PortBusy) and "permission" not in str(error)
+                if not busy or time.monotonic() > deadline:
+                    raise error from e
+            time.sleep(0.05)
 
     def __enter__(self) -> "Port":
         return self

@@ -69,6 +69,11 @@ COMMANDS = {
         "sync",
         "Reconcile the journals of two nodes attached to this host.",
     ),
+    "gateway": (
+        "ribat.cli.gateway",
+        "gateway",
+        "Bridge a node's sync traffic and telemetry to an MQTT broker.",
+    ),
     "audit": ("ribat.cli.audit", "audit_group", "Show, export and verify a node's audit chain."),
     "sim": ("ribat.cli.sim", "sim_group", "Start, list, power-cycle and stop virtual boards."),
 }
@@ -93,6 +98,7 @@ EXIT_CODES: dict[type[errors.RibatError], int] = {
     errors.Refused: 13,
     errors.CellError: 14,
     errors.AuditBroken: 15,
+    errors.BrokerError: 16,
 }
 INTERRUPTED = 130
 

@@ -103,3 +103,43 @@ def pairs(port: str | None, pin: str | None) -> None:
     for r in rows:
         table.add_row(r["partner"], r["name"], r["fp"], r["check"] or "(this node)")
     console().print(table)
+
+
+@cell_group.command("status")
+@cell_option
+@click.option(
+    "--broker", envvar="RIBAT_BROKER", required=True, metavar="URL",
+    help="The cell's MQTT broker, as mqtt://HOST:PORT ($RIBAT_BROKER).",
+)  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="The summaries as JSON, for scripts.")
+def status(cell_dir: Path, broker: str, as_json: bool) -> None:
+    """Every node's journal as its gateway last published it: who lags whom, forks, the
+    audit heads each witnessed of the others, alarms."""
+    import json
+
+    from rich.table import Table
+
+    from ribat import gateway
+    from ribat.cli.gateway import broker_address
+
+    cell = Cell.open(cell_dir)
+    host, port = broker_address(broker)
+    docs = gateway.summaries(host, port, cell.id)
+    if as_json:
+        click.echo(json.dumps(docs))
+        return
+    if not docs:
+        click.echo(f"no node of cell {cell.id} has published a summary on {host}:{port}")
+        return
+    view = gateway.cell_view(docs)
+    table = Table(box=None, pad_edge=False)
+    for title in ("node", "partner", "entries", "lags", "held", "audit", "witnessed by"):
+        table.add_column(title)
+    for row in view["nodes"]:
+        table.add_row(
+            row["name"], row["partner"], str(row["entries"]), row["lags"] or "-",
+            str(row["held"]), str(row["audit"]), row["witnessed_by"] or "-",
+        )  # fmt: skip
+    console().print(table)
+    for line in view["forks"] + view["alarms"]:
+        click.echo(line)

@@ -1,0 +1,356 @@
+"""The gateway: one node's sync traffic and telemetry bridged to an MQTT broker, so that
+partner sites far apart replicate with no central server of their own.
+
+Topics, under ribat/<cell fingerprint>/:
+    summary/<node fp>        retained: the node's sync summary (sync.hello), refreshed when
+                             it changes: peers read heads, held entries, audit heads and
+                             the hashes each asked of the other's audit log
+    entry/<origin fp>/<seq>  retained, QoS 1: one sealed entry (ribat.entry), published by
+                             the origin's own gateway only, so that a broker ACL can keep
+                             anyone else from squatting an origin's topics
+    telemetry/<node fp>      the node's status sample, each round
+
+A node offline for days comes back, its gateway subscribes, and the broker hands it every
+retained entry; the gateway gives the node those past its heads, in runs, as an import
+(every check, every audit entry). The broker sees sealed entries and summaries only: it
+can delay, reorder, duplicate or drop, and the node refuses anything forged or altered.
+"""
+
+import hashlib
+import json
+import queue
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ribat import entry, sync
+from ribat import journal as lib
+from ribat.errors import BrokerError, PortBusy, RibatError
+from ribat.node import NodeClient
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as mqtt
+
+DEFAULT_PORT = 1883
+IMPORT_MAX = 256  # entries given to the node per round: a round stays short on a Pico
+_AT_MAX = 16  # audit hashes a hello tells at most (firmware/ribat/replica.py)
+_DONE = ("forged", "foreign", "fork")  # outcomes not worth offering the node again
+
+
+def parse_broker(url: str) -> tuple[str, int]:
+    """(host, port) of mqtt://HOST[:PORT]; ValueError for anything else."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "mqtt" or not parts.hostname:
+        raise ValueError(f"{url!r} is not a broker address: give mqtt://HOST:PORT")
+    try:
+        port = parts.port or DEFAULT_PORT
+    except ValueError:
+        raise ValueError(f"{url!r} has no valid port: give mqtt://HOST:PORT") from None
+    return parts.hostname, port
+
+
+def topics(cell: str) -> str:
+    return f"ribat/{cell}/"
+
+
+@dataclass
+class Counters:
+    rounds: int = 0
+    published: int = 0
+    imported: dict[str, int] = field(default_factory=dict)
+    witnessed: dict[str, str] = field(default_factory=dict)  # peer name -> last verdict
+    alarms: list[str] = field(default_factory=list)
+    garbage: int = 0  # messages on our topics that were not what their topic says
+
+
+class Gateway:
+    def __init__(
+        self,
+        connect: Callable[[], NodeClient],
+        host: str,
+        port: int,
+        log: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        # The node's port is opened for each round only: between rounds, the site's
+        # operator uses it (post, list, unlock), as with no gateway.
+        self.connect = connect
+        self.log = log
+        self.counters = Counters()
+        with connect() as node:
+            me = sync.hello(node)
+        self.fp: str = me["fp"]
+        self.name: str = me["name"]
+        self.root = topics(me["cell"])
+        self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self.pool: dict[tuple[str, int], bytes] = {}  # entries the broker offered
+        self.refused: set[bytes] = set()  # digests of entries the node would not take
+        self.on_broker: set[int] = set()  # seqs of our own chain the broker holds
+        self.peers: dict[str, dict] = {}  # node fp -> its latest summary
+        self.witnessed: dict[str, str] = {}  # peer fp -> summary text last witnessed
+        self.summary_sent = ""
+        self.mqtt = self._connect(host, port)
+
+    # -- the broker ------------------------------------------------------------------------
+
+    def _connect(self, host: str, port: int) -> "mqtt.Client":
+        import paho.mqtt.client as mqtt
+
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"ribat-{self.fp}", clean_session=True
+        )
+        client.username_pw_set(self.fp)  # what a broker ACL keys on (%u)
+        client.on_message = lambda _c, _u, msg: self.inbox.put((msg.topic, msg.payload))
+        client.on_connect = lambda c, _u, _f, rc, _p: (
+            c.subscribe([(self.root + "summary/+", 1), (self.root + "entry/#", 1)])
+            if not rc.is_failure
+            else None
+        )
+        try:
+            client.connect(host, port, keepalive=30)
+        except OSError as e:
+            raise BrokerError(
+                f"cannot reach the broker at {host}:{port}: {e.strerror or e}"
+            ) from None
+        client.loop_start()
+        return client
+
+    def close(self) -> None:
+        self.mqtt.loop_stop()
+        self.mqtt.disconnect()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                topic, payload = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+            self._take(topic[len(self.root) :].split("/"), payload)
+
+    def _take(self, parts: list[str], payload: bytes) -> None:
+        if parts[0] == "summary" and len(parts) == 2:
+            doc = _json(payload)
+            if doc is None or doc.get("fp") != parts[1] or not isinstance(doc.get("vector"), dict):
+                self.counters.garbage += 1
+            elif parts[1] != self.fp:
+                self.peers[parts[1]] = doc
+            return
+        parsed = entry.parse(payload) if parts[0] == "entry" and len(parts) == 3 else None
+        if parsed is None:
+            self.counters.garbage += 1
+            return
+        header = parsed[0]
+        fp = entry.fp_text(header.origin)
+        if [fp, str(header.seq)] != parts[1:]:
+            self.counters.garbage += 1  # not where its origin's gateway would put it
+        elif fp == self.fp:
+            self.on_broker.add(header.seq)
+        else:
+            self.pool[fp, header.seq] = payload
+
+    # -- one round -----------------------------------------------------------------------
+
+    def round(self) -> dict | None:
+        """Take what the broker brought, give the node what it lacks, publish what the
+        broker lacks of this node's own chain, witness the peers, publish the summary.
+        None if the node's port was in use (the next round tries again)."""
+        self._drain()
+        try:
+            node = self.connect()
+        except PortBusy:
+            return None
+        with node:
+            self.node = node
+            summary = self._hello()
+            if self._import(summary):
+                summary = self._hello()
+            self._publish_own(summary)
+            self._witness()
+            self._publish_summary(summary)
+            self._telemetry()
+        self.counters.rounds += 1
+        return summary
+
+    def _hello(self) -> dict:
+        # the hashes of our audit log at the seqs our peers witnessed, for them to check
+        asked = {
+            p["witnessed"][self.fp]["seq"]
+            for p in self.peers.values()
+            if isinstance(p.get("witnessed"), dict) and self.fp in p["witnessed"]
+        }
+        return sync.hello(self.node, sorted(asked)[-_AT_MAX:])
+
+    def _import(self, summary: dict) -> int:
+        vector, held = summary["vector"], summary["held"]
+        for key in [k for k in self.pool if k[1] <= vector.get(k[0], 0)]:
+            del self.pool[key]
+        offer = [
+            raw
+            for (fp, n), raw in sorted(self.pool.items())
+            if n not in held.get(fp, ()) and _digest(raw) not in self.refused
+        ][:IMPORT_MAX]
+        if not offer:
+            return 0
+        assert self.node.info is not None
+        room = self.node.info.max_frame - lib.FRAME_SPARE
+        batches = lib.frames(lib.send_order(offer), room)
+        given, _ = lib.put_batches(self.node, batches, len(offer), "broker")
+        stored = 0
+        for raw, outcome in given:
+            tally = self.counters.imported
+            tally[outcome] = tally.get(outcome, 0) + 1
+            stored += outcome in ("stored", "expired")
+            if outcome in _DONE:
+                self.refused.add(_digest(raw))
+        if stored:
+            self.log(f"{self.name}: {stored} entries from the broker stored")
+        return stored
+
+    def _publish_own(self, summary: dict) -> None:
+        head = summary["vector"].get(self.fp, 0)
+        low = 0
+        while low + 1 in self.on_broker:
+            low += 1
+        if head <= low:
+            return
+        since = dict(summary["vector"])
+        since[self.fp] = low
+        raws = lib.export(self.node, since)
+        for raw in raws:
+            header = entry.Header(raw)
+            topic = f"{self.root}entry/{self.fp}/{header.seq}"
+            self.mqtt.publish(topic, raw, qos=1, retain=True)
+            self.on_broker.add(header.seq)
+        self.counters.published += len(raws)
+        self.log(f"{self.name}: {len(raws)} entries published")
+
+    def _witness(self) -> None:
+        for fp, peer in self.peers.items():
+            text = json.dumps(peer["audit"], sort_keys=True)
+            if self.witnessed.get(fp) == text or not isinstance(peer.get("audit"), dict):
+                continue
+            try:
+                result = sync.witness(self.node, peer)
+            except RibatError as e:  # not in the roster (yet), or a summary that lies
+                self.log(f"{self.name}: {peer.get('name')}'s summary not witnessed: {e}")
+                self.witnessed[fp] = text
+                continue
+            self.witnessed[fp] = text
+            self.counters.witnessed[peer.get("name") or fp] = result["verdict"]
+            alarm = result["alarm"]
+            if alarm and alarm not in self.counters.alarms:
+                self.counters.alarms.append(alarm)
+                self.log(f"{self.name}: ALARM {peer.get('name')}'s audit log {alarm}")
+
+    def _publish_summary(self, summary: dict) -> None:
+        text = json.dumps(summary, sort_keys=True)
+        if text != self.summary_sent:
+            self.mqtt.publish(self.root + f"summary/{self.fp}", text, qos=1, retain=True)
+            self.summary_sent = text
+
+    def _telemetry(self) -> None:
+        sample = self.node.request("status")
+        self.mqtt.publish(self.root + f"telemetry/{self.fp}", json.dumps(sample), qos=0)
+
+    def run(self, interval: float, until: Callable[[], bool] = lambda: False) -> None:
+        """Rounds every interval seconds, sooner when the broker brings something."""
+        while not until():
+            self.round()
+            deadline = time.monotonic() + interval
+            while time.monotonic() < deadline and self.inbox.empty() and not until():
+                time.sleep(0.05)
+
+
+def _json(payload: bytes) -> dict | None:
+    try:
+        doc = json.loads(payload)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _digest(raw: bytes) -> bytes:
+    return hashlib.sha256(raw).digest()
+
+
+def summaries(host: str, port: int, cell: str, wait_s: float = 1.0) -> dict[str, dict]:
+    """The retained node summaries of a cell on a broker: node fp -> summary."""
+    import paho.mqtt.client as mqtt
+
+    got: dict[str, dict] = {}
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    root = topics(cell) + "summary/"
+
+    def on_message(_c: object, _u: object, msg: "mqtt.MQTTMessage") -> None:
+        doc = _json(msg.payload)
+        if doc is not None:
+            got[msg.topic[len(root) :]] = doc
+
+    client.on_message = on_message
+    client.on_connect = lambda c, _u, _f, _rc, _p: c.subscribe(root + "+", 1)
+    try:
+        client.connect(host, port, keepalive=10)
+    except OSError as e:
+        raise BrokerError(f"cannot reach the broker at {host}:{port}: {e.strerror or e}") from None
+    client.loop_start()
+    time.sleep(wait_s)  # retained messages come at once after the subscription
+    client.loop_stop()
+    client.disconnect()
+    return got
+
+
+def cell_view(docs: dict[str, dict]) -> dict:
+    """What `ribat cell status` shows of a cell's summaries: per node its entries, what it
+    lacks of each origin against the most advanced node, its held entries, audit head
+    and who witnessed it; forks (two nodes, one seq, two heads) and alarms."""
+    names = {fp: d.get("name") or fp for fp, d in docs.items()}
+    best: dict[str, int] = {}
+    for d in docs.values():
+        for origin, n in d["vector"].items():
+            best[origin] = max(best.get(origin, 0), n)
+    nodes = []
+    for fp, d in sorted(docs.items(), key=lambda i: (i[1].get("partner", ""), names[i[0]])):
+        vector = d["vector"]
+        lags = [
+            f"{names.get(o, o[:9])} -{n - vector.get(o, 0)}"
+            for o, n in sorted(best.items())
+            if vector.get(o, 0) < n
+        ]
+        seen_by = [
+            f"{names[w]}@{other['witnessed'][fp]['seq']}"
+            for w, other in sorted(docs.items())
+            if fp in (other.get("witnessed") or {})
+        ]
+        nodes.append(
+            {
+                "name": names[fp],
+                "partner": d.get("partner", "?"),
+                "entries": sum(vector.values()),
+                "lags": ", ".join(lags),
+                "held": sum(len(v) for v in (d.get("held") or {}).values()),
+                "audit": (d.get("audit") or {}).get("seq", "?"),
+                "witnessed_by": ", ".join(seen_by),
+            }
+        )
+    forks = []
+    for origin in sorted(best):
+        at: dict[tuple[int, str], list[str]] = {}
+        for fp, d in docs.items():
+            n = d["vector"].get(origin)
+            if n:
+                at.setdefault((n, d["digests"].get(origin, "")), []).append(names[fp])
+        for n in {n for n, _ in at}:
+            heads = [v for (m, _), v in at.items() if m == n]
+            if len(heads) > 1:
+                forks.append(
+                    f"fork: {names.get(origin, origin)} at seq {n}: "
+                    + " / ".join(", ".join(sorted(v)) for v in heads)
+                )
+    alarms = [
+        f"ALARM {names[w]}: {names.get(p, p)}'s audit log {seen['alarm']}"
+        for w, d in sorted(docs.items())
+        for p, seen in sorted((d.get("witnessed") or {}).items())
+        if seen.get("alarm")
+    ]
+    return {"nodes": nodes, "forks": forks, "alarms": alarms}

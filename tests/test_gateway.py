@@ -1,0 +1,182 @@
+"""Replication through a real MQTT broker (mosquitto on loopback): gateways bridge nodes
+to it, nodes converge, a node offline for the whole exchange catches up from the retained
+entries alone, need-to-know holds, audit heads are witnessed; a broker that anyone can
+write through (or that lies) gets forgeries, replays and garbage refused."""
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from test_journal import audit_events, one_line, post
+
+from conftest import PIN, Broker, NewSim, make_cell, ribat, start_broker
+from ribat import entry, sim, sync
+from ribat import journal as lib
+from ribat.node import connect
+
+
+@contextmanager
+def gateway(board: sim.Sim, broker: Broker) -> Iterator[subprocess.Popen]:
+    """`ribat gateway` for board, running until the block ends."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ribat", "gateway", "-p", board.device,
+         "--broker", broker.url, "--interval", "0.3"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def cell_status(cell: Path, broker: Broker) -> dict[str, dict]:
+    r = ribat("cell", "status", "--cell", str(cell), "--broker", broker.url, "--json")
+    assert r.code == 0, r.err
+    return json.loads(r.out)
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.3)
+
+
+def vector(board: sim.Sim) -> dict[str, int]:
+    with connect(board.device) as client:
+        return dict(sync.hello(client)["vector"])
+
+
+@pytest.fixture
+def trio(new_sim: NewSim, tmp_path: Path) -> list[sim.Sim]:
+    return make_cell(new_sim, tmp_path, [("MA", "rabat-1"), ("FR", "paris-1"), ("ES", "madrid-1")])
+
+
+def test_nodes_converge_and_an_offline_node_catches_up(
+    trio: list[sim.Sim], broker: Broker, tmp_path: Path
+) -> None:
+    ma, fr, es = trio
+    cell = tmp_path / "cell"
+    with gateway(ma, broker), gateway(fr, broker):
+        # posted with the gateways running: the CLI waits for the port between rounds
+        ma_only = post(ma, "--kind", "alert", "--to", "MA", "--title", "MA only", "--body", "x")
+        for_es = post(ma, "--kind", "notice", "--to", "ES", "--title", "For ES", "--body", "hola")
+        post(fr, "--kind", "request", "--to", "MA", "--title", "Asked", "--body", "?")
+
+        def converged() -> bool:
+            docs = cell_status(cell, broker)
+            vectors = [d["vector"] for d in docs.values()]
+            return len(docs) == 2 and vectors[0] == vectors[1] and sum(vectors[0].values()) == 3
+
+        wait_for(converged, "rabat-1 and paris-1 hold each other's entries")
+        wait_for(
+            lambda: all(len(d["witnessed"]) == 1 for d in cell_status(cell, broker).values()),
+            "each witnessed the other's audit head",
+        )
+        r = ribat("cell", "status", "--cell", str(cell), "--broker", broker.url)
+        assert r.code == 0 and "rabat-1" in r.out and "paris-1" in r.out and "ALARM" not in r.out
+    target = vector(ma)
+
+    # madrid-1 was offline throughout; the others are gone now: the broker alone serves it
+    es_fp = _fp(es)
+    with gateway(es, broker):
+        wait_for(
+            lambda: cell_status(cell, broker).get(es_fp, {}).get("vector") == target,
+            "madrid-1 caught up",
+        )
+        r = ribat("show", "-p", es.device, "--pin", PIN, for_es)
+        assert r.code == 0 and "hola" in r.out, r.err
+        r = ribat("show", "-p", es.device, "--pin", PIN, ma_only)
+        assert r.code == 13 and "not released to ES" in r.err and one_line(r)
+    assert vector(es) == target
+    events = audit_events(es)
+    assert "import" in events and "imported" in events
+
+
+def _fp(board: sim.Sim) -> str:
+    with connect(board.device) as client:
+        return str(sync.hello(client)["fp"])
+
+
+def _publish(broker: Broker, messages: list[tuple[str, bytes]], user: str | None = None) -> None:
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    if user:
+        client.username_pw_set(user)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    for topic, payload in messages:
+        client.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
+    client.loop_stop()
+    client.disconnect()
+
+
+def test_a_broker_anyone_writes_through_gets_forgeries_refused(
+    new_sim: NewSim, tmp_path: Path
+) -> None:
+    ma, fr = make_cell(new_sim, tmp_path, [("MA", "rabat-1"), ("FR", "paris-1")])
+    post(ma, "--kind", "notice", "--to", "FR", "--title", "one", "--body", "first")
+    post(ma, "--kind", "notice", "--to", "FR", "--title", "two", "--body", "second")
+    with connect(ma.device) as client:
+        raws = sorted(lib.export(client, {}), key=lambda raw: entry.Header(raw).seq)
+        me = sync.hello(client)
+    root = f"ribat/{me['cell']}/"
+    origin = me["fp"]
+    second = bytearray(raws[1])
+    second[entry.SIGNED + 45] ^= 1  # the ciphertext changed: the header's hash disagrees
+    resigned = bytearray(raws[1][: entry.SIGNED])
+    resigned[entry.AT_EXPIRES] ^= 0x40  # a later expiry, under the old signature
+    forged = [
+        (f"{root}entry/{origin}/1", raws[0]),  # the real first entry
+        (f"{root}entry/{origin}/2", bytes(second)),
+        (f"{root}entry/{origin}/3", b"garbage"),
+        (f"{root}entry/{origin}/4", bytes(resigned) + raws[1][entry.SIGNED :]),
+        (f"{root}summary/{origin}", b"{not json"),
+    ]
+    for broker in start_broker(tmp_path / "open-broker", acl=False):
+        _publish(broker, forged, user="intruder")
+        r = ribat("gateway", "-p", fr.device, "--broker", broker.url, "--rounds", "3",
+                  "--interval", "0.2")  # fmt: skip
+        assert r.code == 0, r.err
+    with connect(fr.device) as client:
+        got = sync.hello(client)
+    assert got["vector"] == {origin: 1}  # the real entry only
+    r = ribat("audit", "show", "-p", fr.device)
+    assert r.code == 0 and "forged" in r.out  # the import and its tally were recorded
+
+
+def test_the_cell_acl_keeps_others_off_an_origins_topics(
+    trio: list[sim.Sim], broker: Broker
+) -> None:
+    ma, fr, _ = trio
+    post(ma, "--kind", "notice", "--to", "FR", "--title", "one", "--body", "first")
+    with connect(ma.device) as client:
+        raws = lib.export(client, {})
+        me = sync.hello(client)
+    # paris-1's gateway identity may not publish rabat-1's entries, even genuine ones
+    _publish(broker, [(f"ribat/{me['cell']}/entry/{me['fp']}/1", raws[0])], user=_fp(fr))
+    r = ribat("gateway", "-p", fr.device, "--broker", broker.url, "--rounds", "2",
+              "--interval", "0.2")  # fmt: skip
+    assert r.code == 0, r.err
+    assert vector(fr) == {}
+    # published by rabat-1's own gateway, the same entry gets through
+    for board in (ma, fr):
+        r = ribat("gateway", "-p", board.device, "--broker", broker.url, "--rounds", "2",
+                  "--interval", "0.2")  # fmt: skip
+        assert r.code == 0, r.err
+    assert vector(fr) == {me["fp"]: 1}
+
+
+def test_gateway_errors_are_one_line(trio: list[sim.Sim]) -> None:
+    ma = trio[0]
+    r = ribat("gateway", "-p", ma.device, "--broker", "http://x")
+    assert r.code == 2 and "mqtt://HOST:PORT" in r.err
+    r = ribat("gateway", "-p", ma.device, "--broker", "mqtt://127.0.0.1:1", "--rounds", "1")
+    assert r.code == 16 and "cannot reach the broker" in r.err and one_line(r)
