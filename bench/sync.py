@@ -1,0 +1,217 @@
+"""Replication on four virtual Picos of four partners (their heap, flash and link pace):
+
+    .venv/bin/python bench/sync.py [OFFLINE]
+
+1. one bulletin posted on the Moroccan node, then the cell converged through this host
+   (`ribat sync` from it to each of the three others), and through a real mosquitto on
+   loopback with a gateway per node;
+2. OFFLINE bulletins (default 1,000) posted while the Belgian node is away, then its catch
+   up timed over the host relay, and over the broker with only its own gateway running;
+3. bytes that crossed the host's serial links per bulletin, against the entry's own size,
+   and the sync's throughput against the link's rate.
+Printed, never asserted.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from journal import PIN, node  # the bench's provisioned virtual Pico
+
+from ribat import boards, gateway, guard, sim, transport
+from ribat import journal as lib
+from ribat import sync as relay
+from ribat.cell import Cell
+from ribat.node import connect
+
+OFFLINE = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+BODY = "x" * 500
+PARTNERS = (("MA", "rabat"), ("FR", "paris"), ("ES", "madrid"), ("BE", "brussels"))
+
+wire_bytes = 0
+_write, _read = transport.Port.write, transport.Port.read
+
+
+def _count_write(self: transport.Port, data: bytes) -> None:
+    global wire_bytes
+    wire_bytes += len(data)
+    _write(self, data)
+
+
+def _count_read(self: transport.Port, timeout: float) -> bytes:
+    global wire_bytes
+    data = _read(self, timeout)
+    wire_bytes += len(data)
+    return data
+
+
+transport.Port.write = _count_write  # type: ignore[method-assign]
+transport.Port.read = _count_read  # type: ignore[method-assign]
+
+
+def vector(board: sim.Sim) -> dict:
+    with connect(board.device) as client:
+        return dict(relay.hello(client)["vector"])
+
+
+def post(board: sim.Sim, n: int) -> None:
+    with connect(board.device) as client:
+        guard.unlock(client, PIN)
+        for _ in range(n):
+            lib.post(client, "notice", "routine", ["FR", "ES", "BE"], "bench", BODY, 86400, [])
+        guard.lock(client)
+
+
+def sync_pair(a: sim.Sim, b: sim.Sim) -> None:
+    with connect(a.device) as ca, connect(b.device) as cb:
+        relay.sync(ca, cb)
+
+
+def broker_start(folder: Path) -> tuple[subprocess.Popen, str]:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = folder / "mosquitto.conf"
+    user = "user root\n" if os.geteuid() == 0 else ""
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n{user}")
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    proc = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return proc, f"mqtt://127.0.0.1:{port}"
+
+
+def gateways(nodes: list[sim.Sim], url: str) -> list[subprocess.Popen]:
+    return [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ribat",
+                "gateway",
+                "-p",
+                n.device,
+                "--broker",
+                url,
+                "--interval",
+                "0.2",
+            ],
+            stderr=subprocess.DEVNULL,
+        )
+        for n in nodes
+    ]
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.wait(10)
+
+
+def converged(cell: Cell, url: str, fps: list[str], want: dict) -> float:
+    """Seconds until every node's published summary shows want."""
+    host, port = gateway.parse_broker(url)
+    t = time.perf_counter()
+    while True:
+        docs = gateway.summaries(host, port, cell.id, wait_s=0.2)
+        if all(docs.get(fp, {}).get("vector") == want for fp in fps):
+            return time.perf_counter() - t
+        if time.perf_counter() - t > 600:
+            return float("nan")
+
+
+def main() -> None:
+    global wire_bytes
+    home = tempfile.mkdtemp(prefix="ribat-bench-")
+    os.environ["RIBAT_HOME"] = home
+    cell = Cell.create(Path(home) / "cell")
+    nodes = [node(name, cell, partner) for partner, name in PARTNERS]
+    broker, url = broker_start(Path(home))
+    try:
+        for board in nodes:
+            with connect(board.device) as client:
+                guard.load_roster(client, cell.signed_roster())
+        fps = []
+        for board in nodes:
+            with connect(board.device) as client:
+                fps.append(relay.hello(client)["fp"])
+        ma, *others = nodes
+        be = nodes[-1]
+
+        # 1. one post, host relay then broker
+        post(ma, 1)
+        t = time.perf_counter()
+        for other in others:
+            sync_pair(ma, other)
+        relay_one = time.perf_counter() - t
+        post(ma, 1)
+        want = vector(ma)
+        procs = gateways(nodes, url)
+        broker_one = converged(cell, url, fps, want)
+        stop(procs)
+
+        # 2. OFFLINE bulletins while brussels is away
+        post(ma, OFFLINE)
+        for other in others[:-1]:
+            sync_pair(ma, other)
+        sizes = [len(r) for r in _entries(ma, vector(be))]
+        wire_bytes = 0
+        t = time.perf_counter()
+        sync_pair(ma, be)
+        relay_offline = time.perf_counter() - t
+        relay_bytes = wire_bytes
+        post(ma, OFFLINE)  # a second batch for the broker leg, brussels away again
+        want = vector(ma)
+        procs = gateways([ma], url)  # rabat publishes, then goes away too
+        converged(cell, url, [fps[0]], want)
+        time.sleep(1)
+        stop(procs)
+        procs = gateways([be], url)
+        broker_offline = converged(cell, url, [fps[-1]], want)
+        stop(procs)
+
+        rate = boards.load("virtual-rp2-pico").link_bytes_per_s
+        entry_bytes = sum(sizes) / len(sizes)
+        print(
+            f"four virtual Picos (link {rate / 1000:.0f} KB/s each way), "
+            f"{len(BODY)}-byte bodies, 3 readers"
+        )
+        print(
+            f"one bulletin to all four: host relay {relay_one:.2f} s (3 syncs), "
+            f"broker {broker_one:.2f} s"
+        )
+        print(
+            f"{OFFLINE} bulletins to a node that was away: host relay {relay_offline:.1f} s, "
+            f"broker (its gateway alone) {broker_offline:.1f} s"
+        )
+        print(
+            f"host relay bytes on the two serial links per bulletin: {relay_bytes / OFFLINE:.0f} "
+            f"for an entry of {entry_bytes:.0f} ({relay_bytes / OFFLINE / entry_bytes / 2:.2f}x "
+            "per link: base64 framing and the frames around the entries)"
+        )
+        per_link = relay_bytes / 2 / relay_offline
+        print(
+            f"host relay throughput: {per_link / 1000:.1f} KB/s per link, "
+            f"{per_link / rate * 100:.0f}% of the link's rate"
+        )
+    finally:
+        broker.terminate()
+        for board in nodes:
+            sim.stop(board.name, erase=True)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _entries(board: sim.Sim, since: dict) -> list[bytes]:
+    with connect(board.device) as client:
+        return lib.export(client, since)
+
+
+if __name__ == "__main__":
+    main()
