@@ -17,12 +17,32 @@ PATH = "/audit/log"
 _FW = "/audit/fw"  # the firmware build last recorded, to notice deploys at start-up
 
 
+def _lines(f):  # type: ignore[no-untyped-def]
+    """Each whole line of an open log (without its newline) and its entry, or None if
+    the line is neither an entry nor a checkpoint; ends at a line cut short."""
+    while True:
+        line = f.readline()
+        if not line.endswith(b"\n"):
+            return
+        line = line[:-1]
+        yield line, chain.parse(line)
+
+
+def _checkpoint(e: dict) -> "tuple[int, str] | None":
+    """(seq, hash) a checkpoint continues the chain from; None if e is not one."""
+    if "body" not in e:
+        return None
+    body = signed.body_of(e)
+    return None if body is None else (body["seq"], body["hash"])
+
+
 class AuditLog:
     def __init__(self, path: str = PATH) -> None:
         self.path = path
         self.seq = 0
         self.head = chain.GENESIS
         self.entries = 0  # entries on flash (not counting a checkpoint)
+        self._asked: dict = {}  # seq -> hash (or "folded") last told by hashes_at
         self._scan()
 
     def _scan(self) -> None:
@@ -34,26 +54,18 @@ class AuditLog:
             except OSError:
                 pass
             return
-        good = 0  # bytes of whole lines
+        good = 0  # bytes of whole lines; a line a cut write left half done is dropped
         with f:
-            while True:
-                line = f.readline()
-                if not line:
-                    break
-                if not line.endswith(b"\n"):
-                    break  # a line a cut write left half done: dropped below
-                good += len(line)
-                line = line[:-1]
-                e = chain.parse(line)
+            for line, e in _lines(f):
+                good += len(line) + 1
                 if e is None:
                     continue
-                if "body" in e:
-                    body = signed.body_of(e)
-                    if body is not None:
-                        self.seq, self.head = body["seq"], body["hash"]
-                    continue
-                self.seq, self.head = e["seq"], chain.line_hash(line)
-                self.entries += 1
+                checkpoint = _checkpoint(e)
+                if checkpoint is not None:
+                    self.seq, self.head = checkpoint
+                elif "body" not in e:
+                    self.seq, self.head = e["seq"], chain.line_hash(line)
+                    self.entries += 1
         if good != os.stat(self.path)[6]:
             store.truncate(self.path, good)
 
@@ -114,32 +126,31 @@ class AuditLog:
     def hashes_at(self, seqs: list) -> dict:
         """The hash of this log's line at each seq asked (as text keys): what a peer that
         witnessed the log at that seq compares with what it saw. "folded" for a line a
-        checkpoint folded away, None for a seq past the head."""
+        checkpoint folded away, None for a seq past the head. The answers are kept for
+        the next ask (a gateway asks the same seqs round after round); lines already
+        written never change."""
         out: dict = {}
-        want = [n for n in seqs if isinstance(n, int) and 0 < n <= self.seq]
+        want = []
         for n in seqs:
-            out[str(n)] = None
-        if not want:
-            return out
-        with open(self.path, "rb") as f:
-            while True:
-                line = f.readline()
-                if not line.endswith(b"\n"):
-                    break
-                e = chain.parse(line[:-1])
-                if e is None:
-                    continue
-                if "body" in e:
-                    body = signed.body_of(e)
-                    if body is not None:
+            out[str(n)] = self._asked.get(n)
+            if out[str(n)] is None and isinstance(n, int) and 0 < n <= self.seq:
+                want.append(n)
+        if want:
+            last = max(want)
+            with open(self.path, "rb") as f:
+                for line, e in _lines(f):
+                    if e is None:
+                        continue
+                    checkpoint = _checkpoint(e)
+                    if checkpoint is not None:
                         for n in want:
-                            if n < body["seq"]:
-                                out[str(n)] = "folded"
-                            elif n == body["seq"]:
-                                out[str(n)] = body["hash"]
-                    continue
-                if e["seq"] in want:
-                    out[str(e["seq"])] = chain.line_hash(line[:-1])
+                            if n <= checkpoint[0]:
+                                out[str(n)] = "folded" if n < checkpoint[0] else checkpoint[1]
+                    elif e["seq"] in want:
+                        out[str(e["seq"])] = chain.line_hash(line)
+                    if e.get("seq", 0) >= last:
+                        break  # lines come in seq order
+        self._asked = {n: out[str(n)] for n in seqs if out.get(str(n)) is not None}
         return out
 
     def size(self) -> int:

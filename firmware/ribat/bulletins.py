@@ -329,14 +329,13 @@ def export(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-de
     held: dict = {}
     count = 0
     for fp, seqs in held_text.items():  # type: ignore[attr-defined]
+        try:
+            held[entry.origin_bytes(fp)] = seqs
+        except ValueError:
+            seqs = None
         if not isinstance(seqs, list) or not all(isinstance(n, int) for n in seqs):
             raise RequestError(codec.ARGS, "'held' maps fingerprints to lists of seqs")
-        try:
-            origin = entry.origin_bytes(fp)
-        except ValueError:
-            raise RequestError(codec.ARGS, "'held' maps fingerprints to lists of seqs")
         count += len(seqs)
-        held[origin] = seqs
     if count > journal.HELD_MAX:
         raise RequestError(codec.ARGS, "'held' names at most %d entries" % journal.HELD_MAX)
     plan = []

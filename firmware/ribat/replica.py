@@ -22,7 +22,6 @@ from ribat.link import RequestError, arg
 
 PEERS = "/audit/peers.json"
 _AT_MAX = const(16)  # audit hashes a summary tells at most
-_HELD_MAX = const(64)  # held entries a receiver names, at most (journal.HELD_MAX)
 
 
 def _peers() -> dict:
