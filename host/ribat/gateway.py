@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 DEFAULT_PORT = 1883
 IMPORT_MAX = 256  # entries given to the node per round: a round stays short on a Pico
-_AT_MAX = 16  # audit hashes a hello tells at most (firmware/ribat/replica.py)
 _DONE = ("forged", "foreign", "fork")  # outcomes not worth offering the node again
 
 
@@ -107,13 +106,7 @@ class Gateway:
             if not rc.is_failure
             else None
         )
-        try:
-            client.connect(host, port, keepalive=30)
-        except OSError as e:
-            raise BrokerError(
-                f"cannot reach the broker at {host}:{port}: {e.strerror or e}"
-            ) from None
-        client.loop_start()
+        _connect_to(client, host, port, keepalive=30)
         return client
 
     def close(self) -> None:
@@ -131,7 +124,7 @@ class Gateway:
     def _take(self, parts: list[str], payload: bytes) -> None:
         if parts[0] == "summary" and len(parts) == 2:
             doc = _json(payload)
-            if doc is None or doc.get("fp") != parts[1] or not isinstance(doc.get("vector"), dict):
+            if doc is None or doc.get("fp") != parts[1] or not _is_summary(doc):
                 self.counters.garbage += 1
             elif parts[1] != self.fp:
                 self.peers[parts[1]] = doc
@@ -161,27 +154,22 @@ class Gateway:
         except PortBusy:
             return None
         with node:
-            self.node = node
-            summary = self._hello()
-            if self._import(summary):
-                summary = self._hello()
-            self._publish_own(summary)
-            self._witness()
+            summary = self._hello(node)
+            if self._import(node, summary):
+                summary = self._hello(node)
+            self._publish_own(node, summary)
+            self._witness(node)
             self._publish_summary(summary)
-            self._telemetry()
+            self._telemetry(node)
         self.counters.rounds += 1
         return summary
 
-    def _hello(self) -> dict:
+    def _hello(self, node: NodeClient) -> dict:
         # the hashes of our audit log at the seqs our peers witnessed, for them to check
-        asked = {
-            p["witnessed"][self.fp]["seq"]
-            for p in self.peers.values()
-            if isinstance(p.get("witnessed"), dict) and self.fp in p["witnessed"]
-        }
-        return sync.hello(self.node, sorted(asked)[-_AT_MAX:])
+        asked = [sync.witnessed_seq(p, self.fp) for p in self.peers.values()]
+        return sync.hello(node, [n for seqs in asked for n in seqs])
 
-    def _import(self, summary: dict) -> int:
+    def _import(self, node: NodeClient, summary: dict) -> int:
         vector, held = summary["vector"], summary["held"]
         for key in [k for k in self.pool if k[1] <= vector.get(k[0], 0)]:
             del self.pool[key]
@@ -192,10 +180,10 @@ class Gateway:
         ][:IMPORT_MAX]
         if not offer:
             return 0
-        assert self.node.info is not None
-        room = self.node.info.max_frame - lib.FRAME_SPARE
+        assert node.info is not None
+        room = node.info.max_frame - lib.FRAME_SPARE
         batches = lib.frames(lib.send_order(offer), room)
-        given, _ = lib.put_batches(self.node, batches, len(offer), "broker")
+        given, _ = lib.put_batches(node, batches, len(offer), "broker")
         stored = 0
         for raw, outcome in given:
             tally = self.counters.imported
@@ -207,7 +195,7 @@ class Gateway:
             self.log(f"{self.name}: {stored} entries from the broker stored")
         return stored
 
-    def _publish_own(self, summary: dict) -> None:
+    def _publish_own(self, node: NodeClient, summary: dict) -> None:
         head = summary["vector"].get(self.fp, 0)
         low = 0
         while low + 1 in self.on_broker:
@@ -216,7 +204,7 @@ class Gateway:
             return
         since = dict(summary["vector"])
         since[self.fp] = low
-        raws = lib.export(self.node, since)
+        raws = lib.export(node, since)
         for raw in raws:
             header = entry.Header(raw)
             topic = f"{self.root}entry/{self.fp}/{header.seq}"
@@ -225,13 +213,13 @@ class Gateway:
         self.counters.published += len(raws)
         self.log(f"{self.name}: {len(raws)} entries published")
 
-    def _witness(self) -> None:
+    def _witness(self, node: NodeClient) -> None:
         for fp, peer in self.peers.items():
             text = json.dumps(peer["audit"], sort_keys=True)
-            if self.witnessed.get(fp) == text or not isinstance(peer.get("audit"), dict):
+            if self.witnessed.get(fp) == text:
                 continue
             try:
-                result = sync.witness(self.node, peer)
+                result = sync.witness(node, peer)
             except RibatError as e:  # not in the roster (yet), or a summary that lies
                 self.log(f"{self.name}: {peer.get('name')}'s summary not witnessed: {e}")
                 self.witnessed[fp] = text
@@ -249,8 +237,8 @@ class Gateway:
             self.mqtt.publish(self.root + f"summary/{self.fp}", text, qos=1, retain=True)
             self.summary_sent = text
 
-    def _telemetry(self) -> None:
-        sample = self.node.request("status")
+    def _telemetry(self, node: NodeClient) -> None:
+        sample = node.request("status")
         self.mqtt.publish(self.root + f"telemetry/{self.fp}", json.dumps(sample), qos=0)
 
     def run(self, interval: float, until: Callable[[], bool] = lambda: False) -> None:
@@ -260,6 +248,27 @@ class Gateway:
             deadline = time.monotonic() + interval
             while time.monotonic() < deadline and self.inbox.empty() and not until():
                 time.sleep(0.05)
+
+
+def _connect_to(client: "mqtt.Client", host: str, port: int, keepalive: int) -> None:
+    """Connect client and start its network thread; BrokerError if the broker is not there."""
+    try:
+        client.connect(host, port, keepalive=keepalive)
+    except OSError as e:
+        raise BrokerError(f"cannot reach the broker at {host}:{port}: {e.strerror or e}") from None
+    client.loop_start()
+
+
+def _is_summary(doc: dict) -> bool:
+    """Whether doc has the shape of a sync summary, as far as the gateway reads it (the
+    node checks what it is given of it)."""
+    shapes = {"vector": dict, "digests": dict, "held": dict, "audit": dict, "witnessed": dict}
+    if not all(isinstance(doc.get(k), t) for k, t in shapes.items()):
+        return False
+    return all(
+        isinstance(seen, dict) and isinstance(seen.get("seq"), int)
+        for seen in doc["witnessed"].values()
+    )
 
 
 def _json(payload: bytes) -> dict | None:
@@ -289,11 +298,7 @@ def summaries(host: str, port: int, cell: str, wait_s: float = 1.0) -> dict[str,
 
     client.on_message = on_message
     client.on_connect = lambda c, _u, _f, _rc, _p: c.subscribe(root + "+", 1)
-    try:
-        client.connect(host, port, keepalive=10)
-    except OSError as e:
-        raise BrokerError(f"cannot reach the broker at {host}:{port}: {e.strerror or e}") from None
-    client.loop_start()
+    _connect_to(client, host, port, keepalive=10)
     time.sleep(wait_s)  # retained messages come at once after the subscription
     client.loop_stop()
     client.disconnect()

@@ -161,21 +161,33 @@ def verify(raws: list[bytes], keys: dict[bytes, bytes], now: int | None = None) 
 # -- export files ---------------------------------------------------------------------
 
 
+def export_frames(
+    client: NodeClient, since: dict[str, int], held: dict[str, list[int]] | None = None
+) -> tuple[int, Iterator[list[bytes]]]:
+    """Start an export of the node's entries past since, but those held (entries a
+    receiver holds past a gap, as its sync summary names them): how many, and the
+    entries frame by frame, as the node orders them for a receiver."""
+    total = client.request("journal.export", since=since, held=held or {})["entries"]
+
+    def frames() -> Iterator[list[bytes]]:
+        pos = 0
+        while total:  # (nothing to send: no frame to ask for)
+            meta, data = client.exchange("journal.next", timeout=READ_TIMEOUT_S, pos=pos)
+            batch = entry.unpack_batch(data)
+            if batch is None:
+                raise RibatError("the node sent a damaged batch of entries: try again")
+            if batch:
+                yield batch
+            if meta["done"]:
+                return
+            pos = meta["next"]
+
+    return total, frames()
+
+
 def export(client: NodeClient, since: dict[str, int]) -> list[bytes]:
     """The node's entries past since, as the node orders them for a receiver."""
-    total = client.request("journal.export", since=since)["entries"]
-    out: list[bytes] = []
-    pos = 0
-    while len(out) < total:
-        meta, data = client.exchange("journal.next", timeout=READ_TIMEOUT_S, pos=pos)
-        batch = entry.unpack_batch(data)
-        if batch is None:
-            raise RibatError("the node sent a damaged batch of entries: export again")
-        out.extend(batch)
-        pos = meta["next"]
-        if meta["done"]:
-            break
-    return out
+    return [raw for batch in export_frames(client, since)[1] for raw in batch]
 
 
 def file_bytes(head: dict, entries: list[bytes]) -> bytes:

@@ -13,15 +13,14 @@ A sync is three steps, each safe to cut at any byte and to run again:
 The relay sees summaries, sealed entries and audit hashes: nothing a node keeps sealed.
 """
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from ribat import entry
 from ribat import journal as lib
 from ribat.errors import CellError
 from ribat.node import NodeClient
 
 HELLO_TIMEOUT_S = 20.0  # a node reads its audit log for the hashes asked of it
+AUDIT_AT_MAX = 16  # audit hashes a node tells per hello (firmware/ribat/replica.py)
 
 
 @dataclass
@@ -44,7 +43,10 @@ class Report:
 
 
 def hello(client: NodeClient, audit_at: list[int] | None = None) -> dict:
-    return client.request("sync.hello", timeout=HELLO_TIMEOUT_S, audit_at=audit_at or [])
+    """The node's sync summary, with the hashes of its audit lines at (the newest
+    AUDIT_AT_MAX of) the seqs in audit_at."""
+    asked = sorted(audit_at or [])[-AUDIT_AT_MAX:]
+    return client.request("sync.hello", timeout=HELLO_TIMEOUT_S, audit_at=asked)
 
 
 def witnessed_seq(summary: dict, peer_fp: str) -> list[int]:
@@ -58,31 +60,12 @@ def lacks(have: dict, want: dict) -> bool:
     return any(n > want["vector"].get(fp, 0) for fp, n in have["vector"].items())
 
 
-def _export_frames(client: NodeClient, since: dict, held: dict) -> tuple[int, Iterator]:
-    total = client.request("journal.export", since=since, held=held)["entries"]
-
-    def frames() -> Iterator[list[bytes]]:
-        pos = 0
-        while True:
-            meta, data = client.exchange("journal.next", timeout=lib.READ_TIMEOUT_S, pos=pos)
-            batch = entry.unpack_batch(data)
-            if batch is None:
-                raise CellError("a node sent a damaged batch of entries: sync again")
-            if batch:
-                yield batch
-            if meta["done"]:
-                return
-            pos = meta["next"]
-
-    return total, frames()
-
-
 def send(src: NodeClient, dst: NodeClient, src_sum: dict, dst_sum: dict) -> Leg:
     """The entries src holds and dst lacks, from src to dst, frame by frame."""
     leg = Leg(src_sum["name"], dst_sum["name"])
     if not lacks(src_sum, dst_sum):
         return leg
-    total, frames = _export_frames(src, dst_sum["vector"], dst_sum["held"])
+    total, frames = lib.export_frames(src, dst_sum["vector"], dst_sum["held"])
     if not total:
         return leg
     assert dst.info is not None

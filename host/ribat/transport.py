@@ -18,10 +18,17 @@ BUSY_WAIT_S = 3.0  # how long a port another program holds is waited for
 wire_log = logging.getLogger("ribat.wire")
 
 
+def _held_elsewhere(e: Exception) -> bool:
+    """Whether opening failed because another program holds the port."""
+    text = str(e)
+    code = getattr(e, "errno", None)
+    return code in (errno.EBUSY, errno.EAGAIN) or "exclusively lock" in text or "busy" in text
+
+
 def _open_error(path: str, e: Exception) -> Exception:
     code = getattr(e, "errno", None)
     text = str(e)
-    if code in (errno.EBUSY, errno.EAGAIN) or "exclusively lock" in text or "busy" in text:
+    if _held_elsewhere(e):
         return PortBusy(
             f"{path} is in use by another program: close it (mpremote, a terminal,"
             " another ribat) and try again"
@@ -45,10 +52,8 @@ class Port:
                 self.serial = serial.Serial(path, baudrate=baudrate, timeout=0, exclusive=True)
                 return
             except (serial.SerialException, OSError, ValueError) as e:
-                error = _open_error(path, e)
-                busy = isinstance(error, PortBusy) and "permission" not in str(error)
-                if not busy or time.monotonic() > deadline:
-                    raise error from e
+                if not _held_elsewhere(e) or time.monotonic() > deadline:
+                    raise _open_error(path, e) from e
             time.sleep(0.05)
 
     def __enter__(self) -> "Port":

@@ -7,6 +7,7 @@ import click
 from ribat import guard
 from ribat.cell import Cell, read_json
 from ribat.cli.common import console, open_node, pin_option, port_option
+from ribat.cli.gateway import broker_address, broker_option
 from ribat.cli.security import cell_option
 
 
@@ -107,10 +108,7 @@ def pairs(port: str | None, pin: str | None) -> None:
 
 @cell_group.command("status")
 @cell_option
-@click.option(
-    "--broker", envvar="RIBAT_BROKER", required=True, metavar="URL",
-    help="The cell's MQTT broker, as mqtt://HOST:PORT ($RIBAT_BROKER).",
-)  # fmt: skip
+@broker_option
 @click.option("--json", "as_json", is_flag=True, help="The summaries as JSON, for scripts.")
 def status(cell_dir: Path, broker: str, as_json: bool) -> None:
     """Every node's journal as its gateway last published it: who lags whom, forks, the
@@ -120,7 +118,6 @@ def status(cell_dir: Path, broker: str, as_json: bool) -> None:
     from rich.table import Table
 
     from ribat import gateway
-    from ribat.cli.gateway import broker_address
 
     cell = Cell.open(cell_dir)
     host, port = broker_address(broker)
