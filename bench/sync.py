@@ -24,35 +24,26 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from journal import PIN, node  # the bench's provisioned virtual Pico
 
-from ribat import boards, gateway, guard, sim, transport
+from ribat import boards, gateway, guard, sim
 from ribat import journal as lib
 from ribat import sync as relay
 from ribat.cell import Cell
 from ribat.node import connect
+from ribat.sim import broker as sim_broker
 
 OFFLINE = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 BODY = "x" * 500
 PARTNERS = (("MA", "rabat"), ("FR", "paris"), ("ES", "madrid"), ("BE", "brussels"))
 
-wire_bytes = 0
-_write, _read = transport.Port.write, transport.Port.read
 
-
-def _count_write(self: transport.Port, data: bytes) -> None:
-    global wire_bytes
-    wire_bytes += len(data)
-    _write(self, data)
-
-
-def _count_read(self: transport.Port, timeout: float) -> bytes:
-    global wire_bytes
-    data = _read(self, timeout)
-    wire_bytes += len(data)
-    return data
-
-
-transport.Port.write = _count_write  # type: ignore[method-assign]
-transport.Port.read = _count_read  # type: ignore[method-assign]
+def link_bytes(*nodes: sim.Sim) -> int:
+    """Bytes that crossed these virtual boards' serial links so far, both ways (the
+    supervisor counts them)."""
+    total = 0
+    for n in nodes:
+        stats = sim.control(n.name, {"op": "status"})
+        total += stats["bytes_in"] + stats["bytes_out"]
+    return total
 
 
 def vector(board: sim.Sim) -> dict:
@@ -71,21 +62,6 @@ def post(board: sim.Sim, n: int) -> None:
 def sync_pair(a: sim.Sim, b: sim.Sim) -> None:
     with connect(a.device) as ca, connect(b.device) as cb:
         relay.sync(ca, cb)
-
-
-def broker_start(folder: Path) -> tuple[subprocess.Popen, str]:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    conf = folder / "mosquitto.conf"
-    user = "user root\n" if os.geteuid() == 0 else ""
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n{user}")
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    proc = subprocess.Popen([binary, "-c", str(conf)], stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
-    return proc, f"mqtt://127.0.0.1:{port}"
 
 
 def gateways(nodes: list[sim.Sim], url: str) -> list[subprocess.Popen]:
@@ -129,12 +105,12 @@ def converged(cell: Cell, url: str, fps: list[str], want: dict) -> float:
 
 
 def main() -> None:
-    global wire_bytes
     home = tempfile.mkdtemp(prefix="ribat-bench-")
     os.environ["RIBAT_HOME"] = home
     cell = Cell.create(Path(home) / "cell")
     nodes = [node(name, cell, partner) for partner, name in PARTNERS]
-    broker, url = broker_start(Path(home))
+    broker = sim_broker.start(Path(home) / "broker", acl=False)
+    url = broker.url
     try:
         for board in nodes:
             with connect(board.device) as client:
@@ -165,11 +141,11 @@ def main() -> None:
         post(ma, OFFLINE)
         sync_pair(ma, others[0])
         sizes = [len(r) for r in _entries(ma, vector(be))]
-        wire_bytes = 0
+        before = link_bytes(ma, be)
         t = time.perf_counter()
         sync_pair(ma, be)
         relay_offline = time.perf_counter() - t
-        relay_bytes = wire_bytes
+        relay_bytes = link_bytes(ma, be) - before
         want = vector(ma)
         procs = gateways([ma], url)
         converged(cell, url, [fps[0]], want)
@@ -204,7 +180,7 @@ def main() -> None:
             f"{per_link / rate * 100:.0f}% of the link's rate"
         )
     finally:
-        broker.terminate()
+        broker.stop()
         for board in nodes:
             sim.stop(board.name, erase=True)
         shutil.rmtree(home, ignore_errors=True)

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,8 @@ from typing import Any
 import pytest
 
 from ribat import sim
+from ribat.sim import broker as sim_broker
+from ribat.sim.broker import Broker
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRMWARE = ROOT / "firmware"
@@ -176,65 +177,15 @@ def make_cell(new_sim: NewSim, tmp_path: Path, members: list[tuple[str, str]]) -
     return boards
 
 
-@dataclass
-class Broker:
-    url: str
-    host: str
-    port: int
-
-
-def mosquitto_binary() -> str:
-    import shutil
-
-    for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto"):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    pytest.fail("mosquitto is not installed: `make test` installs it (apt-get install mosquitto)")
-
-
-def start_broker(folder: Path, acl: bool = True) -> Iterator[Broker]:
-    """A real mosquitto on loopback: with the cell's ACL (each gateway publishes only its
-    own node's topics, everyone reads), or with none (a broker anyone can write through)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    folder.mkdir(parents=True, exist_ok=True)
-    conf = folder / "mosquitto.conf"
-    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false"]
-    if os.geteuid() == 0:
-        lines.append("user root")  # else it drops to 'mosquitto', who cannot read tmp_path
-    if acl:
-        (folder / "acl").write_text(
-            "pattern write ribat/+/summary/%u\n"
-            "pattern write ribat/+/entry/%u/#\n"
-            "pattern write ribat/+/telemetry/%u\n"
-            "pattern read ribat/#\n"
-        )
-        lines.append(f"acl_file {folder / 'acl'}")
-    conf.write_text("\n".join(lines) + "\n")
-    log = open(folder / "mosquitto.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([mosquitto_binary(), "-c", str(conf)], stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    said = (folder / "mosquitto.log").read_text()
-                    pytest.fail(f"mosquitto did not start: {said}")
-                time.sleep(0.05)
-        yield Broker(f"mqtt://127.0.0.1:{port}", "127.0.0.1", port)
-    finally:
-        proc.terminate()
-        proc.wait(5)
-        log.close()
-
-
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Broker]:
-    """A mosquitto on loopback with the cell's ACL."""
-    yield from start_broker(tmp_path / "broker")
+    """A mosquitto on loopback with the cell's ACL (`make test` installs mosquitto)."""
+    yield from running_broker(tmp_path / "broker")
+
+
+def running_broker(folder: Path, acl: bool = True) -> Iterator[Broker]:
+    b = sim_broker.start(folder, acl)
+    try:
+        yield b
+    finally:
+        b.stop()

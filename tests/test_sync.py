@@ -80,12 +80,12 @@ def test_a_sync_cut_anywhere_resumes_without_resending(
     monkeypatch.setattr(lib, "HELLO_TIMEOUT_S", 2.0)
     rng = random.Random(7)
     cut_short = 0  # syncs cut after some entries had arrived
-    for round in range(4):
+    for batch in range(4):
         with connect(ma.device) as client:
             client.request("unlock", pin=PIN)
             for n in range(40):  # more than half a run of 64: runs straddle the cuts
                 client.request("journal.post", timeout=30, kind="notice", to=["FR"],
-                               title=f"{round}.{n}", body="b" * 300)  # fmt: skip
+                               title=f"{batch}.{n}", body="b" * 300)  # fmt: skip
         before = cuts(fr.name)
         arm_byte_cut(fr.name, rng.randrange(2000, 40000))
         try:
@@ -159,12 +159,19 @@ def test_nodes_of_two_cells_do_not_sync(new_sim: NewSim, tmp_path: Path) -> None
     assert vector(fr) == {}
 
 
-def test_witness_requests_name_a_peer(pair: list[sim.Sim]) -> None:
-    ma = pair[0]
+def test_witness_requests_name_a_peer_and_its_head(pair: list[sim.Sim]) -> None:
+    ma, fr = pair
+    with connect(fr.device) as client:
+        theirs = lib.hello(client)
     with connect(ma.device) as client:
         me = lib.hello(client)
-        for bad in ({"fp": me["fp"], "audit": me["audit"]}, {"fp": "zz", "audit": me["audit"]},
-                    {"fp": me["fp"], "audit": {"seq": "1"}}):  # fmt: skip
-            with pytest.raises(DeviceError) as e:
+        cases = [
+            ({"fp": me["fp"], "audit": me["audit"]}, "is not a peer"),  # itself
+            ({"fp": "zz", "audit": me["audit"]}, "is not a peer"),
+            ({"fp": "0000-0000-0000-0000", "audit": me["audit"]}, "is not a peer"),
+            ({"fp": theirs["fp"], "audit": {"seq": "1"}}, "'audit' is a hello's audit head"),
+        ]
+        for bad, said in cases:
+            with pytest.raises(DeviceError, match=said):
                 client.request("sync.witness", **bad)
-            assert "peer" in str(e.value) or "audit" in str(e.value)
+        assert lib.hello(client)["witnessed"] == {}  # none of them was taken for a witness
