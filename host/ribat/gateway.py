@@ -35,6 +35,11 @@ if TYPE_CHECKING:
 
 DEFAULT_PORT = 1883
 IMPORT_MAX = 256  # entries given to the node per round: a round stays short on a Pico
+# A message the broker may have lost: our own entry or summary that has not come back to
+# us, or a peer's entry that its summary says exists and that has not come. After this
+# long we publish it again, or subscribe again to have the broker resend what it retains.
+RESEND_S = 5.0
+RECONNECT_S = (1, 8)  # the least and most seconds between attempts to reach the broker
 _DONE = ("forged", "foreign", "fork")  # outcomes not worth offering the node again
 
 
@@ -85,10 +90,14 @@ class Gateway:
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.pool: dict[tuple[str, int], bytes] = {}  # entries the broker offered
         self.refused: set[bytes] = set()  # digests of entries the node would not take
-        self.on_broker: set[int] = set()  # seqs of our own chain the broker holds
+        self.on_broker: set[int] = set()  # seqs of our own chain the broker sent back
+        self.sent: dict[int, float] = {}  # seq of our own chain -> when last published
+        self.asked: dict[str, float] = {}  # origin fp -> when we last subscribed again
         self.peers: dict[str, dict] = {}  # node fp -> its latest summary
         self.witnessed: dict[str, str] = {}  # peer fp -> summary text last witnessed
         self.summary_sent = ""
+        self.summary_echo = ""  # our summary as the broker sent it back
+        self.summary_at = 0.0
         self.mqtt = self._connect(host, port)
 
     # -- the broker ------------------------------------------------------------------------
@@ -100,6 +109,7 @@ class Gateway:
             mqtt.CallbackAPIVersion.VERSION2, client_id=f"ribat-{self.fp}", clean_session=True
         )
         client.username_pw_set(self.fp)  # what a broker ACL keys on (%u)
+        client.reconnect_delay_set(*RECONNECT_S)
         client.on_message = lambda _c, _u, msg: self.inbox.put((msg.topic, msg.payload))
         client.on_connect = lambda c, _u, _f, rc, _p: (
             c.subscribe([(self.root + "summary/+", 1), (self.root + "entry/#", 1)])
@@ -128,6 +138,8 @@ class Gateway:
                 self.counters.garbage += 1
             elif parts[1] != self.fp:
                 self.peers[parts[1]] = doc
+            else:
+                self.summary_echo = payload.decode()
             return
         parsed = entry.parse(payload) if parts[0] == "entry" and len(parts) == 3 else None
         if parsed is None:
@@ -150,17 +162,20 @@ class Gateway:
         None if the node's port was in use (the next round tries again)."""
         self._drain()
         try:
-            node = self.connect()
+            with self.connect() as node:
+                summary = self._hello(node)
+                if self._import(node, summary):
+                    summary = self._hello(node)
+                self._publish_own(node, summary)
+                self._witness(node)
+                self._publish_summary(summary)
+                self._telemetry(node)
         except PortBusy:
             return None
-        with node:
-            summary = self._hello(node)
-            if self._import(node, summary):
-                summary = self._hello(node)
-            self._publish_own(node, summary)
-            self._witness(node)
-            self._publish_summary(summary)
-            self._telemetry(node)
+        except (RibatError, OSError) as e:  # rebooting, unplugged: the next round retries
+            self.log(f"{self.name}: node unreachable this round: {e}")
+            return None
+        self._ask_again(summary)
         self.counters.rounds += 1
         return summary
 
@@ -197,19 +212,21 @@ class Gateway:
 
     def _publish_own(self, node: NodeClient, summary: dict) -> None:
         head = summary["vector"].get(self.fp, 0)
-        low = 0
-        while low + 1 in self.on_broker:
-            low += 1
-        if head <= low:
+        now = time.monotonic()
+        due = [
+            n
+            for n in range(1, head + 1)
+            if n not in self.on_broker and now - self.sent.get(n, -RESEND_S) >= RESEND_S
+        ]
+        if not due:
             return
         since = dict(summary["vector"])
-        since[self.fp] = low
-        raws = lib.export(node, since)
+        since[self.fp] = due[0] - 1
+        raws = [raw for raw in lib.export(node, since) if entry.Header(raw).seq in due]
         for raw in raws:
-            header = entry.Header(raw)
-            topic = f"{self.root}entry/{self.fp}/{header.seq}"
-            self.mqtt.publish(topic, raw, qos=1, retain=True)
-            self.on_broker.add(header.seq)
+            seq = entry.Header(raw).seq
+            self.mqtt.publish(f"{self.root}entry/{self.fp}/{seq}", raw, qos=1, retain=True)
+            self.sent[seq] = now
         self.counters.published += len(raws)
         self.log(f"{self.name}: {len(raws)} entries published")
 
@@ -233,9 +250,30 @@ class Gateway:
 
     def _publish_summary(self, summary: dict) -> None:
         text = json.dumps(summary, sort_keys=True)
-        if text != self.summary_sent:
+        lost = self.summary_echo != text and time.monotonic() - self.summary_at >= RESEND_S
+        if text != self.summary_sent or lost:
             self.mqtt.publish(self.root + f"summary/{self.fp}", text, qos=1, retain=True)
             self.summary_sent = text
+            self.summary_at = time.monotonic()
+
+    def _ask_again(self, summary: dict) -> None:
+        """Subscribe again to an origin's entries when a peer holds some we lack and the
+        broker has not brought them: it then resends every entry it retains there."""
+        mine = summary["vector"]
+        now = time.monotonic()
+        for peer in list(self.peers.values()):
+            for origin, n in peer["vector"].items():
+                have = mine.get(origin, 0)
+                if (
+                    origin == self.fp
+                    or n <= have
+                    or now - self.asked.get(origin, -RESEND_S) < RESEND_S
+                ):
+                    continue
+                if all((origin, s) in self.pool for s in range(have + 1, n + 1)):
+                    continue
+                self.asked[origin] = now
+                self.mqtt.subscribe(f"{self.root}entry/{origin}/#", 1)
 
     def _telemetry(self, node: NodeClient) -> None:
         sample = node.request("status")

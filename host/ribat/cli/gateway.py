@@ -45,8 +45,12 @@ def gateway(port: str | None, broker: str, interval: float, rounds: int | None) 
     from ribat.node import connect
 
     host, broker_port = broker_address(broker)
-    device = ports.resolve(port)
-    gw = Gateway(lambda: connect(device), host, broker_port, log=lambda m: click.echo(m, err=True))
+    ports.resolve(port)  # a clear error now for a port that is not there
+    # resolved again each round: a virtual board restarted has a new device
+    gw = Gateway(
+        lambda: connect(ports.resolve(port)), host, broker_port,
+        log=lambda m: click.echo(m, err=True),
+    )  # fmt: skip
     click.echo(f"{gw.name}: bridged to {host}:{broker_port} under {gw.root}", err=True)
     try:
         time.sleep(0.5)  # the retained messages the subscription brings, before round 1

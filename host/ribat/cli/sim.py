@@ -77,3 +77,155 @@ def reset(name: str) -> None:
     """Power-cycle a virtual board: the interpreter dies wherever it is and boots again."""
     sim.power_cycle(name)
     click.echo(f"power-cycled {name}", err=True)
+
+
+class _CellGroup(click.Group):
+    """`ribat sim cell MA,FR,ES,BE` starts a cell: partners where a subcommand would be."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["start", *args]
+        return super().parse_args(ctx, args)
+
+
+@sim_group.group("cell", cls=_CellGroup)
+def cell_group() -> None:
+    """A virtual cell: a provisioned virtual Pico per partner, an authority and roster, a
+    local broker with faults on command, and a gateway per node.
+
+    \b
+    ribat sim cell MA,FR,ES,BE [--nodes-per-partner N] --pin PIN
+    ribat sim cell status | partition TARGET... | heal [TARGET...] | faults ...
+    ribat sim cell power-cycle NODE | stop [--erase]
+    """
+
+
+def _show_cell(state: dict) -> None:
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for column in ("NODE", "PARTNER", "PORT", "FINGERPRINT", "LINK", "GATEWAY"):
+        table.add_column(column)
+    for n in state["nodes"]:
+        link = "[bold red]partitioned[/]" if n["partitioned"] else "up"
+        gateway = n["gateway"] + (f" ({n['restarts']} restarts)" if n["restarts"] else "")
+        table.add_row(n["name"], n["partner"], f"sim:{n['name']}", n["fp"], link, gateway)
+    console().print(table)
+    f, t = state["faults"], state["tally"]
+    faults = [f"{k}={v:g}" for k, v in f.items() if v] or ["none"]
+    click.echo(f"broker {state['broker']} (faults: {', '.join(faults)}; "
+               f"{t['published']} messages, {t['dropped']} dropped, "
+               f"{t['duplicated']} duplicated, {t['cut']} connections cut)")  # fmt: skip
+    click.echo(f"cell {state['cell']}")
+
+
+@cell_group.command("start")
+@click.argument("partners")
+@click.option("--nodes-per-partner", "-n", default=1, show_default=True, metavar="N")
+@click.option("--pin", envvar="RIBAT_PIN", required=True, metavar="PIN",
+              help="The operator PIN every node gets ($RIBAT_PIN).")  # fmt: skip
+@click.option("--interval", default=1.0, show_default=True, metavar="S",
+              help="Seconds between gateway rounds when the broker brings nothing.")  # fmt: skip
+@click.option("--fast-link", is_flag=True, help="Links as fast as the host can carry them.")
+def cell_start(
+    partners: str, nodes_per_partner: int, pin: str, interval: float, fast_link: bool
+) -> None:
+    """Start a virtual cell of PARTNERS (MA,FR,ES,BE), made on first start."""
+    from ribat import schema
+    from ribat.sim import cell
+
+    try:
+        codes = cell.parse_partners(partners)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="PARTNERS") from None
+    problem = schema.pin_problem(pin)
+    if problem is not None:
+        raise click.BadParameter(problem, param_hint="--pin")
+    state = cell.start(codes, nodes_per_partner, pin, interval, fast_link,
+                       step=lambda m: click.echo(m, err=True))  # fmt: skip
+    _show_cell(state)
+    click.echo(
+        f"export RIBAT_CELL={state['cell']} RIBAT_BROKER={state['broker']}\n"
+        f"then: ribat post -p sim:{state['nodes'][0]['name']} ..., ribat cell status",
+        err=True,
+    )
+
+
+@cell_group.command("status")
+@click.option("--json", "as_json", is_flag=True, help="As JSON, for scripts.")
+def cell_status(as_json: bool) -> None:
+    """The cell's nodes, their links to the broker, the broker's faults and tallies.
+    (Their journals: `ribat cell status`.)"""
+    import json
+
+    from ribat.sim import cell
+
+    state = cell.control({"op": "status"})
+    if as_json:
+        click.echo(json.dumps(state))
+    else:
+        _show_cell(state)
+
+
+@cell_group.command("partition")
+@click.argument("targets", nargs=-1, required=True)
+def cell_partition(targets: tuple[str, ...]) -> None:
+    """Cut nodes (by name) or partners (by code) off the broker until healed."""
+    from ribat.sim import cell
+
+    state = cell.control({"op": "partition", "targets": list(targets)})
+    cut = [n["name"] for n in state["nodes"] if n["partitioned"]]
+    click.echo(f"partitioned: {', '.join(cut)}", err=True)
+
+
+@cell_group.command("heal")
+@click.argument("targets", nargs=-1)
+def cell_heal(targets: tuple[str, ...]) -> None:
+    """Reconnect nodes or partners (all of them if none named)."""
+    from ribat.sim import cell
+
+    state = cell.control({"op": "heal", "targets": list(targets)})
+    cut = [n["name"] for n in state["nodes"] if n["partitioned"]]
+    click.echo(f"partitioned: {', '.join(cut) or 'none'}", err=True)
+
+
+@cell_group.command("faults")
+@click.option("--delay", "delay_ms", default=0.0, metavar="MS", help="Delay every message.")
+@click.option("--jitter", "jitter_ms", default=0.0, metavar="MS",
+              help="Up to this much more per message: reorders them.")  # fmt: skip
+@click.option("--drop", default=0.0, metavar="P", help="Probability a message is lost.")
+@click.option("--duplicate", default=0.0, metavar="P", help="Probability it comes twice.")
+def cell_faults(delay_ms: float, jitter_ms: float, drop: float, duplicate: float) -> None:
+    """Make the broker delay, reorder, duplicate or drop messages (no option: clear)."""
+    from ribat.sim import cell
+
+    for name, p in (("--drop", drop), ("--duplicate", duplicate)):
+        if not 0 <= p <= 1:
+            raise click.BadParameter("a probability, from 0 to 1", param_hint=name)
+    for name, ms in (("--delay", delay_ms), ("--jitter", jitter_ms)):
+        if not 0 <= ms <= 60_000:
+            raise click.BadParameter("milliseconds, from 0 to 60000", param_hint=name)
+    faults = {"delay_ms": delay_ms, "jitter_ms": jitter_ms, "drop": drop, "duplicate": duplicate}
+    state = cell.control({"op": "faults", "faults": faults})
+    shown = [f"{k}={v:g}" for k, v in state["faults"].items() if v] or ["none"]
+    click.echo(f"broker faults: {', '.join(shown)}", err=True)
+
+
+@cell_group.command("power-cycle")
+@click.argument("node")
+def cell_power_cycle(node: str) -> None:
+    """Cut a node's power: it dies wherever it is and boots again."""
+    from ribat.sim import cell
+
+    sim.power_cycle(cell.node_of(node))
+    click.echo(f"power-cycled {node}", err=True)
+
+
+@cell_group.command("stop")
+@click.option("--erase", is_flag=True, help="Also erase the nodes' flash and the authority.")
+def cell_stop(erase: bool) -> None:
+    """Stop the cell: broker, gateways and nodes (kept for the next start unless --erase)."""
+    from ribat.sim import cell
+
+    names = cell.stop(erase)
+    click.echo(f"stopped {', '.join(names)}" + (" and erased them" if erase else ""), err=True)
