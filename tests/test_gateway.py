@@ -104,13 +104,17 @@ def _fp(board: sim.Sim) -> str:
         return str(sync.hello(client)["fp"])
 
 
-def _publish(broker: Broker, messages: list[tuple[str, bytes]], user: str | None = None) -> None:
+def publish(broker: Broker | str, messages: list[tuple[str, bytes]], user: str | None) -> None:
+    """Publish retained messages on broker (or its mqtt:// URL) as the user named."""
     import paho.mqtt.client as mqtt
 
+    from ribat.gateway import parse_broker
+
+    host, port = parse_broker(broker if isinstance(broker, str) else broker.url)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     if user:
         client.username_pw_set(user)
-    client.connect(broker.host, broker.port)
+    client.connect(host, port)
     client.loop_start()
     for topic, payload in messages:
         client.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
@@ -136,7 +140,7 @@ def test_a_broker_anyone_writes_through_gets_forgeries_refused(
     outsider = "0000-0000-0000-0000"
     rounds = ("--rounds", "3", "--interval", "0.2")
     for broker in running_broker(tmp_path / "open-broker", acl=False):
-        _publish(broker, [
+        publish(broker, [
             (f"{root}entry/{origin}/1", raws[0]),  # the real first entry
             (f"{root}entry/{origin}/2", bytes(altered)),
             (f"{root}entry/{origin}/3", b"garbage"),
@@ -146,7 +150,7 @@ def test_a_broker_anyone_writes_through_gets_forgeries_refused(
         ], user="intruder")  # fmt: skip
         r = ribat("gateway", "-p", fr.device, "--broker", broker.url, *rounds)
         assert r.code == 0, r.err
-        _publish(broker, [(f"{root}entry/{origin}/2", bytes(later))], user="intruder")
+        publish(broker, [(f"{root}entry/{origin}/2", bytes(later))], "intruder")
         r = ribat("gateway", "-p", fr.device, "--broker", broker.url, *rounds)
         assert r.code == 0, r.err
     with connect(fr.device) as client:
@@ -172,7 +176,7 @@ def test_the_cell_acl_keeps_others_off_an_origins_topics(
         raws = lib.export(client, {})
         me = sync.hello(client)
     # paris-1's gateway identity may not publish rabat-1's entries, even genuine ones
-    _publish(broker, [(f"ribat/{me['cell']}/entry/{me['fp']}/1", raws[0])], user=_fp(fr))
+    publish(broker, [(f"ribat/{me['cell']}/entry/{me['fp']}/1", raws[0])], user=_fp(fr))
     r = ribat("gateway", "-p", fr.device, "--broker", broker.url, "--rounds", "2",
               "--interval", "0.2")  # fmt: skip
     assert r.code == 0, r.err

@@ -39,7 +39,10 @@ IMPORT_MAX = 256  # entries given to the node per round: a round stays short on 
 # us, or a peer's entry that its summary says exists and that has not come. After this
 # long we publish it again, or subscribe again to have the broker resend what it retains.
 RESEND_S = 5.0
-RECONNECT_S = (1, 8)  # the least and most seconds between attempts to reach the broker
+RECONNECT_S = (1, 8)
+# The port is left free this long between rounds however busy the broker is, so that the
+# site's operator (`ribat post`, who waits for a busy port) always gets a turn.
+ROUND_GAP_S = 0.5  # the least and most seconds between attempts to reach the broker
 _DONE = ("forged", "foreign", "fork")  # outcomes not worth offering the node again
 
 
@@ -89,6 +92,8 @@ class Gateway:
         self.root = topics(me["cell"])
         self.inbox: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.pool: dict[tuple[str, int], bytes] = {}  # entries the broker offered
+        self.seen: dict[tuple[str, int], bytes] = {}  # (origin, seq) -> first header digest
+        self.contested: dict[bytes, bytes] = {}  # a second entry at one (origin, seq)
         self.refused: set[bytes] = set()  # digests of entries the node would not take
         self.on_broker: set[int] = set()  # seqs of our own chain the broker sent back
         self.sent: dict[int, float] = {}  # seq of our own chain -> when last published
@@ -98,6 +103,7 @@ class Gateway:
         self.summary_sent = ""
         self.summary_echo = ""  # our summary as the broker sent it back
         self.summary_at = 0.0
+        self.garbage_told = 0
         self.mqtt = self._connect(host, port)
 
     # -- the broker ------------------------------------------------------------------------
@@ -151,6 +157,8 @@ class Gateway:
             self.counters.garbage += 1  # not where its origin's gateway would put it
         elif fp == self.fp:
             self.on_broker.add(header.seq)
+        elif self.seen.setdefault((fp, header.seq), header.digest()) != header.digest():
+            self.contested[_digest(payload)] = payload  # its origin signed two: a fork
         else:
             self.pool[fp, header.seq] = payload
 
@@ -161,6 +169,10 @@ class Gateway:
         broker lacks of this node's own chain, witness the peers, publish the summary.
         None if the node's port was in use (the next round tries again)."""
         self._drain()
+        if self.counters.garbage > self.garbage_told:
+            ignored = self.counters.garbage - self.garbage_told
+            self.log(f"{self.name}: {ignored} messages ignored: not what their topic says")
+            self.garbage_told = self.counters.garbage
         try:
             with self.connect() as node:
                 summary = self._hello(node)
@@ -185,30 +197,36 @@ class Gateway:
         return sync.hello(node, [n for seqs in asked for n in seqs])
 
     def _import(self, node: NodeClient, summary: dict) -> int:
-        vector, held = summary["vector"], summary["held"]
-        for key in [k for k in self.pool if k[1] <= vector.get(k[0], 0)]:
-            del self.pool[key]
-        offer = [
+        vector, held, heads = summary["vector"], summary["held"], summary["digests"]
+        for fp, n in [k for k in self.pool if k[1] <= vector.get(k[0], 0)]:
+            raw = self.pool.pop((fp, n))
+            if n == vector[fp] and entry.Header(raw).digest()[:8].hex() != heads.get(fp):
+                self.contested[_digest(raw)] = raw  # not the node's head at that seq: a fork
+        contested = [raw for d, raw in self.contested.items() if d not in self.refused]
+        offer = contested + [
             raw
             for (fp, n), raw in sorted(self.pool.items())
             if n not in held.get(fp, ()) and _digest(raw) not in self.refused
-        ][:IMPORT_MAX]
+        ]
+        offer = offer[:IMPORT_MAX]
+        for raw in offer[: len(contested)]:
+            del self.contested[_digest(raw)]  # offered once: the node keeps what it proves
         if not offer:
             return 0
         assert node.info is not None
         room = node.info.max_frame - lib.FRAME_SPARE
         batches = lib.frames(lib.send_order(offer), room)
         given, _ = lib.put_batches(node, batches, len(offer), "broker")
-        stored = 0
+        outcomes: dict[str, int] = {}
         for raw, outcome in given:
-            tally = self.counters.imported
-            tally[outcome] = tally.get(outcome, 0) + 1
-            stored += outcome in ("stored", "expired")
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
             if outcome in _DONE:
                 self.refused.add(_digest(raw))
-        if stored:
-            self.log(f"{self.name}: {stored} entries from the broker stored")
-        return stored
+        for outcome, n in outcomes.items():
+            self.counters.imported[outcome] = self.counters.imported.get(outcome, 0) + n
+        said = ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()))
+        self.log(f"{self.name}: entries from the broker: {said}")
+        return outcomes.get("stored", 0) + outcomes.get("expired", 0)
 
     def _publish_own(self, node: NodeClient, summary: dict) -> None:
         head = summary["vector"].get(self.fp, 0)
@@ -283,8 +301,11 @@ class Gateway:
         """Rounds every interval seconds, sooner when the broker brings something."""
         while not until():
             self.round()
-            deadline = time.monotonic() + interval
-            while time.monotonic() < deadline and self.inbox.empty() and not until():
+            started = time.monotonic()
+            while not until():
+                waited = time.monotonic() - started
+                if waited >= interval or (waited >= ROUND_GAP_S and not self.inbox.empty()):
+                    break
                 time.sleep(0.05)
 
 
