@@ -30,6 +30,10 @@ class Board:
     def unique_id(self) -> bytes:
         return vboard.UID
 
+    def wire(self) -> object:
+        """The stream to a peer node (`ribat sim wire` connects it), or None."""
+        return vboard.wire
+
     def set_clock(self, t: int) -> None:
         """Nothing to do: a virtual board's clock is its host's."""
 

@@ -19,6 +19,7 @@ _BLINK_MS = const(80)
 _HEARTBEAT_MS = const(2000)
 _SESSION_MS = const(250)  # how often an unlocked session is looked after
 _RETENTION_MS = const(1000)  # how often expired content is looked for (cheap: one list)
+_KNOCK_MS = const(2000)  # how often a node with no peer yet knocks on its wire
 _GC_EVERY = const(16384)  # bytes allocated between two collections
 _SPARE = const(32768)  # flash kept free beyond a firmware slot's size (audit log, config)
 
@@ -54,6 +55,9 @@ class Node:
         self.export_plan: "list | None" = None  # an export under way (journal.export)
         self.export_held: dict = {}  # origin -> seqs its receiver holds already
         self.intake = None  # an import under way (journal.import)
+        self.wire: "object | None" = (
+            None  # the link to a peer node, if the board has one (ribat.wire)
+        )
         build = self.manifest.get("build") or self.manifest.get("revision") or self.version
         self.audit.note_firmware("%s %s" % (self.version, build))
         self.touched = time.ticks_ms()
@@ -131,12 +135,34 @@ async def retention(node: Node) -> None:
         await asyncio.sleep_ms(_RETENTION_MS)
 
 
+async def wire_watch(node: Node, stream: object) -> None:
+    """Knock on the board's wire now and then; load the wire's code (some 15 KB of heap
+    that a board with no peer keeps) once a peer says something."""
+    waiter = asyncio.StreamReader(stream)  # type: ignore[arg-type]
+    while True:
+        if node.keyring.state != "unprovisioned":
+            codec.write(stream, codec.REQUEST, 0, {"op": "ping"})
+        try:
+            await asyncio.wait_for_ms(waiter.read(0), _KNOCK_MS)
+            break
+        except asyncio.TimeoutError:
+            pass
+    from ribat import wire
+
+    peer = node.wire = wire.Wire(node, stream)
+    asyncio.create_task(peer.pull())
+    await peer.serve(peer.answer)
+
+
 async def main(node: Node) -> None:
     asyncio.create_task(node.monitor.run())
     asyncio.create_task(telemetry.push(node))
     asyncio.create_task(heartbeat(node))
     asyncio.create_task(session(node))
     asyncio.create_task(retention(node))
+    stream = node.board.wire()
+    if stream is not None:
+        asyncio.create_task(wire_watch(node, stream))
     await node.link.serve(service.Service(node).handle)
 
 

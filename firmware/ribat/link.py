@@ -1,4 +1,5 @@
-"""The serial link: request frames in from stdin, responses and events out to stdout.
+"""The serial link: request frames in from stdin, responses and events out to stdout (or
+from and to another stream: the wire to a peer node, ribat.wire).
 
 It shares the USB serial with the REPL: it reads whatever bytes arrive, keeps only frame
 lines, and counts every line it rejects by cause. Ctrl-C never reaches it (the board turns
@@ -36,22 +37,26 @@ def arg(meta: dict, name: str, kind: type, default: object = None) -> object:
 
 
 class Link:
-    def __init__(self, max_body: int) -> None:
+    def __init__(self, max_body: int, stream: object = None) -> None:
         self.max_body = max_body
         self.deframer = codec.Deframer(max_body)
         self.rx_ok = 0
         self.tx = 0
         self.rejected = [0] * len(codec.CAUSES)
         self.event_seq = 0
-        self._in = sys.stdin.buffer
-        self._out = sys.stdout.buffer
+        if stream is None:
+            self._in = sys.stdin.buffer
+            self._out = sys.stdout.buffer
+            self._stream = sys.stdin
+        else:
+            self._in = self._out = self._stream = stream  # type: ignore[assignment]
         self._poll = select.poll()
-        self._poll.register(sys.stdin, select.POLLIN)
+        self._poll.register(self._stream, select.POLLIN)
         self._byte = bytearray(1)
 
     async def serve(self, handle) -> None:  # type: ignore[no-untyped-def]
         """Read frames forever; handle(frame) returns (meta, data) or raises RequestError."""
-        waiter = asyncio.StreamReader(sys.stdin)
+        waiter = asyncio.StreamReader(self._stream)  # type: ignore[arg-type]
         while True:
             await waiter.read(0)  # returns once input is waiting, consuming none of it
             if not self.take_input(handle):
@@ -100,7 +105,7 @@ class Link:
             )
             return
         if frame.kind != codec.REQUEST:
-            self.reject(codec.HEADER, -1, "not a request")
+            self.on_reply(frame)
             return
         try:
             meta, data = handle(frame)
@@ -117,6 +122,10 @@ class Link:
             meta = data = None  # type: ignore[assignment]
             gc.collect()
             self.reject(codec.INTERNAL, frame.seq, "out of memory for the response: ask for less")
+
+    def on_reply(self, frame: codec.Frame) -> None:
+        """A response, error or event: the host sends none (a link that asks does)."""
+        self.reject(codec.HEADER, -1, "not a request")
 
     def reject(self, cause: int, seq: int, message: str) -> None:
         self.rejected[cause] += 1

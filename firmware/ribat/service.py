@@ -91,7 +91,10 @@ class Service:
         return {}
 
     def status(self, meta: dict) -> dict:
-        return self.node.sampler.sample(collect=True)
+        sample = self.node.sampler.sample(collect=True)
+        if self.node.wire is not None:
+            sample["wire"] = self.node.wire.summary()
+        return sample
 
     def config_get(self, meta: dict) -> dict:
         config = self.node.config

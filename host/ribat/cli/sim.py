@@ -229,3 +229,21 @@ def cell_stop(erase: bool) -> None:
 
     names = cell.stop(erase)
     click.echo(f"stopped {', '.join(names)}" + (" and erased them" if erase else ""), err=True)
+
+
+@sim_group.command("wire")
+@click.argument("name")
+@click.argument("other")
+def wire_command(name: str, other: str) -> None:
+    """Connect the UARTs of two virtual boards (at 115200 baud's pace): their nodes sync
+    over it with no host in the loop."""
+    sim.wire(name, other)
+    click.echo(f"wired {name} to {other}", err=True)
+
+
+@sim_group.command("unwire")
+@click.argument("name")
+def unwire_command(name: str) -> None:
+    """Cut a virtual board's wire."""
+    was = sim.unwire(name)
+    click.echo(f"unwired {name} from {was}" if was else f"{name} was not wired", err=True)

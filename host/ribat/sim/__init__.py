@@ -216,3 +216,17 @@ def stop(name: str, erase: bool = False) -> None:
 
 def power_cycle(name: str) -> None:
     control(name, {"op": "power_cycle"})
+
+
+def wire(name: str, other: str) -> str:
+    """Wire virtual board name's UART to other's; other's name."""
+    if name == other:
+        raise SimError("a board cannot be wired to itself: name two boards")
+    if find(other) is None:
+        raise SimError(f"no virtual board named {other}: see `ribat sim list`")
+    return str(control(name, {"op": "wire", "peer": str(_dir(other))})["peer"])
+
+
+def unwire(name: str) -> str:
+    """Cut virtual board name's wire; the board it went to ('' if none)."""
+    return str(control(name, {"op": "unwire"})["was"])

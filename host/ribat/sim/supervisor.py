@@ -28,7 +28,6 @@ the parts of a board that the unix port lacks:
 Control requests arrive on a Unix socket, one JSON object per connection (see _control).
 """
 
-import collections
 import errno
 import fcntl
 import hashlib
@@ -47,6 +46,8 @@ from pathlib import Path
 
 from ribat import boards
 from ribat.sim import paths
+from ribat.sim.pace import Pace
+from ribat.sim.wire import WireEnd
 
 RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n>"
 FRIENDLY_MARK = b'Type "help()" for more information.'
@@ -85,47 +86,6 @@ def _catches_sigint(pid: int) -> bool:
 
 def _set_nonblocking(fd: int) -> None:
     fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
-
-
-class Pace:
-    """One direction of the board's link: each byte takes 1/rate to cross, then latency.
-    A rate of 0 is an ideal link: bytes arrive at once."""
-
-    PIECE = 256  # bytes delivered together: a stream, not one lump per write
-
-    def __init__(self, bytes_per_s: float, latency_ms: float) -> None:
-        self.rate = bytes_per_s
-        self.latency = latency_ms / 1000
-        self.busy_until = 0.0
-        self.queue: collections.deque[tuple[float, bytes]] = collections.deque()
-        self.queued = 0
-
-    def push(self, data: bytes, now: float) -> None:
-        for i in range(0, len(data), self.PIECE):
-            piece = data[i : i + self.PIECE]
-            if self.rate:
-                self.busy_until = max(now, self.busy_until) + len(piece) / self.rate
-                due = self.busy_until + self.latency
-            else:
-                due = now
-            self.queue.append((due, piece))
-            self.queued += len(piece)
-
-    def arrived(self, now: float) -> bytes:
-        """What has crossed the link by now."""
-        out = []
-        while self.queue and self.queue[0][0] <= now:
-            piece = self.queue.popleft()[1]
-            self.queued -= len(piece)
-            out.append(piece)
-        return b"".join(out)
-
-    def next_due(self) -> float | None:
-        return self.queue[0][0] if self.queue else None
-
-    def clear(self) -> None:
-        self.queue.clear()
-        self.queued = 0
 
 
 class Child:
@@ -179,6 +139,8 @@ class Supervisor:
         )
         self.to_board = Pace(rate, latency)
         self.to_host = Pace(rate, latency)
+        self.wire_rate = 0 if fast_link else self.board.wire_bytes_per_s
+        self.wire: WireEnd
         self.stopping = False
         self.stats = {
             "bytes_in": 0,
@@ -219,6 +181,7 @@ class Supervisor:
                 "may have been deleted under it): end it with `pkill -f ribat.sim.supervisor`"
             ) from None
         self.control.listen(4)
+        self.wire = WireEnd(self.dir, self.wire_rate)
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGTERM, lambda *_: self._stop())
@@ -228,6 +191,7 @@ class Supervisor:
     # -- the interpreter -----------------------------------------------------------------------
 
     def _spawn(self, mode: str, cause: str) -> None:
+        self.wire.board_reset()
         master, slave = os.openpty()
         tty.setraw(slave)  # no signals from the terminal: we deliver Ctrl-C ourselves
         rom = boards.rom_dir()
@@ -241,6 +205,7 @@ class Supervisor:
             RIBAT_SIM_MODE=mode,
             RIBAT_SIM_RESET_CAUSE=cause,
             RIBAT_SIM_UID=self.uid,
+            RIBAT_SIM_WIRE=self.wire.path,
         )
         proc = subprocess.Popen(
             [
@@ -505,7 +470,10 @@ class Supervisor:
             "button": panel[8] == 1,
             "uptime_s": round(time.time() - self.started, 1),
             "link_bytes_per_s": self.to_board.rate,
+            "wire": self.wire.peer_name or None,
+            "wire_bytes_per_s": self.wire_rate,
             **self.stats,
+            **self.wire.stats,
         }
 
     def _control(self, request: dict) -> dict:
@@ -527,6 +495,10 @@ class Supervisor:
             with open(self.panel, "r+b") as f:
                 f.write(struct.pack("<I", n))
             return {"ok": True}
+        if op == "wire":
+            return {"ok": True, "peer": self.wire.connect(Path(request["peer"]), self.name)}
+        if op == "unwire":
+            return {"ok": True, "was": self.wire.unwire()}
         if op == "button":
             with open(self.panel, "r+b") as f:
                 f.seek(8)
@@ -567,10 +539,17 @@ class Supervisor:
             # looked at again and again to see it opened.
             if not self.host_connected and now >= self.next_host_poll:
                 self._poll_host()
-            handlers = {self.control.fileno(): self._on_control, self.wake_r: self._on_signal}
+            handlers = {
+                self.control.fileno(): self._on_control,
+                self.wake_r: self._on_signal,
+                self.wire.master: self.wire.from_board,
+                self.wire.listener.fileno(): self.wire.accept,
+            }
+            if self.wire.peer is not None:
+                handlers[self.wire.peer.fileno()] = self.wire.from_peer
             p = select.poll()
-            p.register(self.control, select.POLLIN)
-            p.register(self.wake_r, select.POLLIN)
+            for fd in handlers:
+                p.register(fd, select.POLLIN)
             if self.host_connected:
                 p.register(self.host, select.POLLIN | (select.POLLOUT if self.tx else 0))
                 handlers[self.host] = self._on_host_event
@@ -586,7 +565,7 @@ class Supervisor:
             timeout = IDLE_S if self.host_connected else max(0.0, self.next_host_poll - now)
             if self.tx:
                 timeout = min(timeout, 0.05)
-            for due in (self.to_board.next_due(), self.to_host.next_due()):
+            for due in (self.to_board.next_due(), self.to_host.next_due(), self.wire.next_due()):
                 if due is not None:
                     timeout = min(timeout, max(0.0, due - now))
             if child is not None and not child.booted:
@@ -599,8 +578,10 @@ class Supervisor:
                     break  # the board reset: the rest of these events are about its old fds
             self._deliver_input()
             self._deliver_output()
+            self.wire.deliver(time.monotonic())
             if self.tx:
                 self._flush_tx()
+        self.wire.close()
         self._log("stopped")
 
     def _on_host_event(self) -> None:

@@ -1,0 +1,156 @@
+"""The wire: a link to a peer node over a UART (the board layer's wire()), syncing with
+no host in the loop.
+
+Each node serves its peer the operations that show what a broker sees and nothing else:
+sync.hello (the summary), journal.export and journal.next (sealed entries), and ping (a
+node with no peer yet knocks with it: ribat.app.wire_watch). And every
+few seconds it pulls: the peer's summary, a witness of the peer's audit head, then the
+entries this node lacks, imported with every check and audit entry of an import. Both
+ends pull, so both converge; a pull cut anywhere resumes from the vector, never
+resending what arrived.
+"""
+
+import asyncio
+import gc
+import time
+
+from micropython import const
+
+from ribat import codec, entry, keys
+from ribat.link import Link, RequestError
+
+_SERVED = ("ping", "sync.hello", "journal.export", "journal.next")
+_PULL_MS = const(2000)  # between two pulls
+_REPLY_MS = const(10000)  # a reply's longest wait: a 4 KB frame takes 0.36 s at 115200 baud
+_WAIT_MS = const(10)
+
+
+class Wire(Link):
+    def __init__(self, node, stream: object) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(node.link.max_body, stream)
+        self.node = node
+        self.plan = None  # the peer's export under way on this node
+        self.held: dict = {}
+        self.asked = 0  # seq of our request awaiting its reply
+        self.reply: "codec.Frame | None" = None
+        self.peer_fp = ""
+        self.peer = ""
+        self.pulls = 0
+        self.imported = 0
+        self.error = ""
+
+    def summary(self) -> dict:
+        return {"peer": self.peer, "pulls": self.pulls, "imported": self.imported,
+                "error": self.error}  # fmt: skip
+
+    # -- serving the peer ----------------------------------------------------------------
+
+    def answer(self, frame: codec.Frame) -> tuple:
+        """The peer's request, if it is one the wire serves, with the peer's own export."""
+        meta = frame.meta
+        assert meta is not None
+        op = meta.get("op")
+        if op not in _SERVED:
+            raise RequestError(codec.UNKNOWN, "%r is not served on the wire" % (op,))
+        from ribat import bulletins, replica
+
+        node = self.node
+        host_plan, host_held = node.export_plan, node.export_held
+        node.export_plan, node.export_held = self.plan, self.held
+        try:
+            if op == "ping":
+                return {}, b""
+            if op == "journal.next":
+                return bulletins.next_entries(node, meta, frame.data)
+            if op == "journal.export":
+                return bulletins.export(node, meta, frame.data), b""
+            return replica.hello(node, meta, frame.data), b""
+        finally:
+            self.plan, self.held = node.export_plan, node.export_held
+            node.export_plan, node.export_held = host_plan, host_held
+
+    # -- asking the peer -----------------------------------------------------------------
+
+    def on_reply(self, frame: codec.Frame) -> None:
+        if frame.seq == self.asked and frame.kind != codec.EVENT:
+            self.reply = frame
+
+    async def ask(self, op: str, meta: dict) -> tuple:
+        """Send a request to the peer; its (meta, data). RequestError if it refused,
+        OSError if it did not answer."""
+        self.asked = (self.asked % 30000) + 1
+        self.reply = None
+        meta["op"] = op
+        self.send(codec.REQUEST, self.asked, meta)
+        started = time.ticks_ms()
+        while self.reply is None:
+            if time.ticks_diff(time.ticks_ms(), started) > _REPLY_MS:
+                raise OSError("no answer on the wire")
+            await asyncio.sleep_ms(_WAIT_MS)
+        frame = self.reply
+        self.reply = None
+        got = frame.meta or {}
+        if frame.kind == codec.ERROR:
+            raise RequestError(codec.INTERNAL, "peer: %s" % got.get("message"))
+        return got, frame.data
+
+    async def pull(self) -> None:
+        """Pull from the peer for ever."""
+        while True:
+            await asyncio.sleep_ms(_PULL_MS)
+            if self.node.keyring.state == "unprovisioned":
+                continue
+            try:
+                await self._pull_once()
+                self.error = ""
+            except (OSError, RequestError, KeyError, TypeError, ValueError) as e:
+                self.error = str(e)
+            self.pulls += 1
+            gc.collect()
+
+    async def _pull_once(self) -> None:
+        from ribat import replica
+
+        node = self.node
+        seen = replica._peers().get(self.peer_fp)
+        asked = [seen["seq"]] if seen else []
+        peer, _ = await self.ask("sync.hello", {"audit_at": asked})
+        if peer["cell"] != node.keyring.cell():
+            raise ValueError("the peer on the wire is of another cell")
+        self.peer_fp, self.peer = peer["fp"], peer["name"]
+        replica.witness(node, {"fp": peer["fp"], "audit": peer["audit"]}, b"")
+        j = node.journal
+        mine = {entry.fp_text(o): n for o, n in j.vector().items()}
+        if all(n <= mine.get(fp, 0) for fp, n in peer["vector"].items()):
+            return
+        held: dict = {}
+        for origin, seq in j.held:
+            held.setdefault(entry.fp_text(origin), []).append(seq)
+        got, _ = await self.ask("journal.export", {"since": mine, "held": held})
+        if got["entries"]:
+            await self._take(got["entries"])
+
+    async def _take(self, total: int) -> None:
+        from ribat import intake
+
+        node = self.node
+        node.audit_room()
+        node.audit.append("import", {"entries": total, "source": "wire:" + self.peer})
+        taker = intake.Intake(node)
+        pos = 0
+        try:
+            while True:
+                got, data = await self.ask("journal.next", {"pos": pos})
+                batch = entry.unpack_batch(data)
+                if batch is None:
+                    raise ValueError("the peer sent a broken batch of entries")
+                now = int(time.time())
+                for raw in batch:
+                    self.imported += taker.take(raw, now) == intake.STORED
+                if got["done"]:
+                    break
+                pos = got["next"]
+        finally:
+            node.audit.append("imported", {k: v for k, v in taker.tally.items() if v})
+            if node.keyring.state != "unlocked" and node.intake is None:
+                keys.unload_crypto()

@@ -1,0 +1,147 @@
+"""A virtual board's end of a wire to another board: the UART a real board would use.
+
+The interpreter opens a pseudo-terminal (its path in RIBAT_SIM_WIRE) as the board's UART;
+the supervisor holds the other side. While wired, what the board writes crosses to the
+other board's supervisor over a Unix socket, at the UART's pace (115200 baud carries
+11,520 bytes/s); unwired, it is lost, as on a loose wire. `ribat sim wire A B` connects
+A's end to B's: the ends find each other by an abstract socket name made from the folder
+of each virtual board.
+"""
+
+import errno
+import hashlib
+import os
+import socket
+import termios
+import time
+import tty
+from pathlib import Path
+
+from ribat.sim.pace import Pace
+
+_HANDSHAKE_S = 2.0
+READ_SIZE = 4096
+
+
+def address(sim_dir: Path) -> str:
+    digest = hashlib.sha256(str(sim_dir.resolve()).encode()).hexdigest()[:24]
+    return "\0ribat-wire-" + digest
+
+
+class WireEnd:
+    def __init__(self, sim_dir: Path, bytes_per_s: int) -> None:
+        self.master, self.slave = os.openpty()  # the slave stays open: no hang-up between runs
+        tty.setraw(self.slave)
+        os.set_blocking(self.master, False)
+        self.path = os.ttyname(self.slave)
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(address(sim_dir))
+        self.listener.listen(2)
+        self.peer: socket.socket | None = None
+        self.peer_name = ""
+        self.out = Pace(bytes_per_s, 0.0)
+        self.stats = {"wire_sent": 0, "wire_received": 0, "wire_lost": 0}
+
+    # -- connecting -------------------------------------------------------------------------
+
+    def connect(self, other_dir: Path, my_name: str) -> str:
+        """Wire this end to the board in other_dir; the other board's name."""
+        if self.peer is not None:
+            raise ValueError(f"already wired to {self.peer_name}: unwire it first")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(_HANDSHAKE_S)
+        try:
+            s.connect(address(other_dir))
+            s.sendall(my_name.encode() + b"\n")
+            reply = s.makefile("rb").readline().decode().split()
+        except OSError as e:
+            s.close()
+            raise ValueError(f"the other board's wire does not answer: {e}") from None
+        if reply[:1] != ["ok"]:
+            s.close()
+            raise ValueError(f"{other_dir.name} is already wired to {' '.join(reply[1:])}")
+        s.setblocking(False)
+        self.peer, self.peer_name = s, other_dir.name
+        return self.peer_name
+
+    def accept(self) -> None:
+        conn, _ = self.listener.accept()
+        conn.settimeout(_HANDSHAKE_S)
+        try:
+            name = conn.makefile("rb").readline().decode().strip()
+            if self.peer is not None:
+                conn.sendall(f"busy {self.peer_name}\n".encode())
+                conn.close()
+                return
+            conn.sendall(b"ok\n")
+        except OSError:
+            conn.close()
+            return
+        conn.setblocking(False)
+        self.peer, self.peer_name = conn, name
+
+    def unwire(self) -> str:
+        """Cut the wire; the name of the board it went to ('' if none)."""
+        name = self.peer_name
+        if self.peer is not None:
+            self.peer.close()
+        self.peer, self.peer_name = None, ""
+        self.out.clear()
+        return name
+
+    # -- bytes ------------------------------------------------------------------------------
+
+    def from_board(self) -> None:
+        try:
+            data = os.read(self.master, READ_SIZE)
+        except OSError:
+            return
+        if self.peer is None:
+            self.stats["wire_lost"] += len(data)
+        else:
+            self.out.push(data, time.monotonic())
+
+    def from_peer(self) -> None:
+        assert self.peer is not None
+        try:
+            data = self.peer.recv(READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.unwire()  # the other end cut it, or its board stopped
+            return
+        self.stats["wire_received"] += len(data)
+        try:
+            os.write(self.master, data)
+        except OSError as e:  # the board is not reading: a UART's receive buffer overruns
+            if e.errno != errno.EAGAIN:
+                raise
+            self.stats["wire_lost"] += len(data)
+
+    def deliver(self, now: float) -> None:
+        data = self.out.arrived(now)
+        if not data or self.peer is None:
+            return
+        try:
+            self.peer.setblocking(True)
+            self.peer.settimeout(_HANDSHAKE_S)
+            self.peer.sendall(data)
+            self.peer.setblocking(False)
+            self.stats["wire_sent"] += len(data)
+        except OSError:
+            self.unwire()
+
+    def board_reset(self) -> None:
+        """A new run of the interpreter: what it had not read yet is gone."""
+        termios.tcflush(self.slave, termios.TCIFLUSH)
+
+    def next_due(self) -> float | None:
+        return self.out.next_due()
+
+    def close(self) -> None:
+        self.unwire()
+        self.listener.close()
+        for fd in (self.master, self.slave):
+            os.close(fd)

@@ -1,0 +1,99 @@
+"""The virtual wire: two nodes whose UARTs `ribat sim wire` connects sync with no host in
+the loop (no gateway, no `ribat sync`): both ways, under need-to-know, witnessing each
+other's audit heads; a cut wire loses nothing and the rest comes when it is mended."""
+
+import json
+from pathlib import Path
+
+import pytest
+from test_gateway import imported_tallies, vector, wait_for
+from test_journal import audit_events, post
+
+from conftest import PIN, NewSim, make_cell, ribat, sim_status
+from ribat import sim, sync
+from ribat.node import connect
+
+
+@pytest.fixture
+def pair(new_sim: NewSim, tmp_path: Path) -> list[sim.Sim]:
+    return make_cell(new_sim, tmp_path, [("MA", "rabat-1"), ("FR", "paris-1")])
+
+
+def crossed(board: sim.Sim) -> int:
+    """Entries the board holds: in its chains, or held for a predecessor (an export
+    sends each run's entries out of order, so that a cut one leaves them held)."""
+    with connect(board.device) as client:
+        got = sync.hello(client)
+    return sum(got["vector"].values()) + sum(len(s) for s in got["held"].values())
+
+
+def wire_state(board: sim.Sim) -> dict:
+    with connect(board.device) as client:
+        return dict(client.request("status")["wire"])
+
+
+def test_two_wired_nodes_sync_with_no_host(pair: list[sim.Sim]) -> None:
+    ma, fr = pair
+    for_fr = post(ma, "--kind", "alert", "--to", "FR", "--title", "For FR", "--body", "bonjour")
+    ma_only = post(ma, "--kind", "notice", "--to", "MA", "--title", "MA only", "--body", "x")
+    asked = post(fr, "--kind", "request", "--to", "MA", "--title", "Asked", "--body", "?")
+    r = ribat("sim", "wire", ma.name, fr.name)
+    assert r.code == 0, r.err
+    assert sim_status(ma.name)["wire"] == fr.name and sim_status(fr.name)["wire"] == ma.name
+    wait_for(lambda: vector(ma) == vector(fr) and sum(vector(ma).values()) == 3, "both hold all")
+
+    r = ribat("show", "-p", fr.device, "--pin", PIN, for_fr)
+    assert r.code == 0 and "bonjour" in r.out, r.err
+    r = ribat("show", "-p", fr.device, "--pin", PIN, ma_only)
+    assert r.code == 13 and "not released to FR" in r.err
+    r = ribat("show", "-p", ma.device, "--pin", PIN, asked)
+    assert r.code == 0 and "?" in r.out, r.err
+    for board, peer in ((ma, "paris-1"), (fr, "rabat-1")):
+        assert wire_state(board)["peer"] == peer
+        assert {"import", "imported"} <= set(audit_events(board))
+
+    # each witnessed the other's audit head, over the wire
+    def witnessed() -> bool:
+        with connect(ma.device) as a, connect(fr.device) as b:
+            ha, hb = sync.hello(a), sync.hello(b)
+        return hb["fp"] in ha["witnessed"] and ha["fp"] in hb["witnessed"]
+
+    wait_for(witnessed, "each node witnessed the other's audit head")
+
+
+def test_a_cut_wire_loses_nothing_and_resends_nothing(pair: list[sim.Sim]) -> None:
+    ma, fr = pair
+    # 30 entries of 2 KB: five seconds of a 115200-baud wire
+    ids = [post(ma, "--kind", "notice", "--to", "FR", "--title", f"n{i}", "--body", "y" * 1900)
+           for i in range(30)]  # fmt: skip
+    assert ribat("sim", "wire", fr.name, ma.name).code == 0
+    wait_for(lambda: crossed(fr) > 0, "the first entries crossed", timeout=30)
+    sim.unwire(ma.name)  # either end cuts it
+    assert sim_status(fr.name)["wire"] is None
+    partial = crossed(fr)
+    assert partial < len(ids), "the wire was cut too late to test a cut"
+    wait_for(lambda: "no answer" in wire_state(fr)["error"], "a pull failed on the cut wire")
+    assert crossed(fr) == partial
+
+    assert ribat("sim", "wire", ma.name, fr.name).code == 0
+    wait_for(lambda: vector(fr) == vector(ma), "the rest crossed once mended", timeout=60)
+    tallies = imported_tallies(fr)
+    # each entry came once: stored, or held as a gap until its predecessor came
+    assert sum(t.get("stored", 0) + t.get("gap", 0) for t in tallies) == len(ids), tallies
+    assert not any(t.get("duplicate") for t in tallies), tallies
+    r = ribat("list", "-p", fr.device, "--pin", PIN, "--json")
+    assert r.code == 0, r.err
+    assert [json.loads(line)["id"] for line in r.out.splitlines()] == ids
+
+
+def test_wire_errors_are_one_line(pair: list[sim.Sim]) -> None:
+    ma, fr = pair
+    r = ribat("sim", "wire", ma.name, ma.name)
+    assert r.code != 0 and "itself" in r.err
+    r = ribat("sim", "wire", ma.name, "nope")
+    assert r.code != 0 and "no virtual board named nope" in r.err
+    assert ribat("sim", "wire", ma.name, fr.name).code == 0
+    r = ribat("sim", "wire", fr.name, ma.name)
+    assert r.code != 0 and "already wired" in r.err and "Traceback" not in r.err
+    r = ribat("sim", "unwire", ma.name)
+    assert r.code == 0 and fr.name in r.err
