@@ -55,9 +55,7 @@ class Node:
         self.export_plan: "list | None" = None  # an export under way (journal.export)
         self.export_held: dict = {}  # origin -> seqs its receiver holds already
         self.intake = None  # an import under way (journal.import)
-        self.wire: "object | None" = (
-            None  # the link to a peer node, if the board has one (ribat.wire)
-        )
+        self.wire: "object | None" = None  # a peer on the board's wire (ribat.wire)
         build = self.manifest.get("build") or self.manifest.get("revision") or self.version
         self.audit.note_firmware("%s %s" % (self.version, build))
         self.touched = time.ticks_ms()
