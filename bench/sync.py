@@ -3,13 +3,16 @@
     .venv/bin/python bench/sync.py [OFFLINE]
 
 1. one bulletin posted on the Moroccan node, then the cell converged through this host
-   (`ribat sync` from it to each of the three others), and through a real mosquitto on
-   loopback with a gateway per node;
+   (`ribat sync` from it to each of the three others), through a real mosquitto on
+   loopback with a gateway per node; and over a virtual wire (rabat - paris, at 115200
+   baud's pace: a board has one UART, so one hop) with no host in the loop;
 2. OFFLINE bulletins (default 1,000) posted while the Spanish and Belgian nodes are away:
    the Belgian one catches up over the host relay, the Spanish one over the broker with
-   only its own gateway running (the Moroccan one published, then went away too);
-3. bytes that crossed the host's serial links per bulletin, against the entry's own size,
-   and the sync's throughput against the link's rate.
+   only its own gateway running (the Moroccan one published, then went away too), and a
+   fifth node (Lisbon, a partner the bulletins are not released to) over a wire from
+   brussels;
+3. bytes that crossed the host's serial links and the wire per bulletin, against the
+   entry's own size, and each sync's throughput against its link's rate.
 Printed, never asserted.
 """
 
@@ -34,6 +37,7 @@ from ribat.sim import broker as sim_broker
 OFFLINE = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 BODY = "x" * 500
 PARTNERS = (("MA", "rabat"), ("FR", "paris"), ("ES", "madrid"), ("BE", "brussels"))
+AWAY = ("PT", "lisbon")  # not a reader of the bulletins: their size stays that of four
 
 
 def link_bytes(*nodes: sim.Sim) -> int:
@@ -92,6 +96,21 @@ def stop(procs: list[subprocess.Popen]) -> None:
         p.wait(10)
 
 
+def wire_bytes(*nodes: sim.Sim) -> int:
+    """Bytes the virtual boards' wires carried so far, both ways."""
+    return sum(sim.control(n.name, {"op": "status"})["wire_sent"] for n in nodes)
+
+
+def all_hold(nodes: list[sim.Sim], want: dict) -> float:
+    """Seconds until every node holds want (they sync by themselves: wires)."""
+    t = time.perf_counter()
+    while not all(vector(n) == want for n in nodes):
+        if time.perf_counter() - t > 900:
+            return float("nan")
+        time.sleep(0.1)
+    return time.perf_counter() - t
+
+
 def converged(cell: Cell, url: str, fps: list[str], want: dict) -> float:
     """Seconds until every node's published summary shows want."""
     host, port = gateway.parse_broker(url)
@@ -109,10 +128,11 @@ def main() -> None:
     os.environ["RIBAT_HOME"] = home
     cell = Cell.create(Path(home) / "cell")
     nodes = [node(name, cell, partner) for partner, name in PARTNERS]
+    lisbon = node(AWAY[1], cell, AWAY[0])
     broker = sim_broker.start(Path(home) / "broker", acl=False)
     url = broker.url
     try:
-        for board in nodes:
+        for board in [*nodes, lisbon]:
             with connect(board.device) as client:
                 guard.load_roster(client, cell.signed_roster())
         fps = []
@@ -133,6 +153,10 @@ def main() -> None:
         procs = gateways(nodes, url)
         broker_one = converged(cell, url, fps, want)
         stop(procs)
+        sim.wire(ma.name, others[0].name)  # a board has one UART: one hop
+        post(ma, 1)
+        wire_one = all_hold(nodes[:2], vector(ma))
+        sim.unwire(ma.name)
 
         # 2. OFFLINE bulletins while madrid and brussels are away (a Pico holds ~1,050
         # of these: four readers each): brussels catches up through this host, madrid
@@ -154,6 +178,10 @@ def main() -> None:
         procs = gateways([es], url)
         broker_offline = converged(cell, url, [fps[2]], want)
         stop(procs)
+        before = wire_bytes(be, lisbon)
+        sim.wire(be.name, lisbon.name)
+        wire_offline = all_hold([lisbon], want)
+        wire_total = wire_bytes(be, lisbon) - before
 
         rate = boards.load("virtual-rp2-pico").link_bytes_per_s
         entry_bytes = sum(sizes) / len(sizes)
@@ -163,25 +191,35 @@ def main() -> None:
         )
         print(
             f"one bulletin to all four: host relay {relay_one:.2f} s (3 syncs), "
-            f"broker {broker_one:.2f} s"
+            f"broker {broker_one:.2f} s; to one wired peer {wire_one:.2f} s (pulls every 2 s)"
         )
         print(
             f"{OFFLINE} bulletins to a node that was away: host relay {relay_offline:.1f} s, "
-            f"broker (its gateway alone) {broker_offline:.1f} s"
+            f"broker (its gateway alone) {broker_offline:.1f} s, wire {wire_offline:.1f} s"
         )
         print(
             f"host relay bytes on the two serial links per bulletin: {relay_bytes / OFFLINE:.0f} "
             f"for an entry of {entry_bytes:.0f} ({relay_bytes / OFFLINE / entry_bytes / 2:.2f}x "
             "per link: base64 framing and the frames around the entries)"
         )
+        print(
+            f"wire bytes per bulletin: {wire_total / OFFLINE:.0f} for an entry of "
+            f"{entry_bytes:.0f} ({wire_total / OFFLINE / entry_bytes:.2f}x)"
+        )
         per_link = relay_bytes / 2 / relay_offline
         print(
             f"host relay throughput: {per_link / 1000:.1f} KB/s per link, "
             f"{per_link / rate * 100:.0f}% of the link's rate"
         )
+        uart = boards.load("virtual-rp2-pico").wire_bytes_per_s
+        per_wire = wire_total / wire_offline
+        print(
+            f"wire throughput: {per_wire / 1000:.2f} KB/s, {per_wire / uart * 100:.0f}% of "
+            f"a 115200-baud UART's {uart / 1000:.2f} KB/s"
+        )
     finally:
         broker.stop()
-        for board in nodes:
+        for board in [*nodes, lisbon]:
             sim.stop(board.name, erase=True)
         shutil.rmtree(home, ignore_errors=True)
 

@@ -195,3 +195,49 @@ def test_gateway_errors_are_one_line(trio: list[sim.Sim]) -> None:
     assert r.code == 2 and "mqtt://HOST:PORT" in r.err
     r = ribat("gateway", "-p", ma.device, "--broker", "mqtt://127.0.0.1:1", "--rounds", "1")
     assert r.code == 16 and "cannot reach the broker" in r.err and one_line(r)
+
+
+def retained(broker: Broker, topic: str) -> dict[str, bytes]:
+    """The retained messages under a topic filter: topic -> payload."""
+    import paho.mqtt.client as mqtt
+
+    got: dict[str, bytes] = {}
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.on_message = lambda _c, _u, msg: got.__setitem__(msg.topic, msg.payload)
+    client.on_connect = lambda c, _u, _f, _rc, _p: c.subscribe(topic, 1)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    time.sleep(1)
+    client.loop_stop()
+    client.disconnect()
+    return got
+
+
+def test_an_expired_entry_leaves_the_broker_as_its_header(
+    trio: list[sim.Sim], broker: Broker
+) -> None:
+    ma, fr, _ = trio
+    post(ma, "--kind", "notice", "--to", "FR", "--title", "soon gone", "--expires", "3s")
+    post(ma, "--kind", "notice", "--to", "FR", "--title", "stays", "--body", "kept")
+    me = _hello(ma)
+    topic = f"ribat/{me['cell']}/entry/{me['fp']}/"
+    with gateway(ma, broker):
+        wait_for(lambda: len(retained(broker, topic + "#")) == 2, "both entries published")
+        wait_for(
+            lambda: len(retained(broker, topic + "#")[topic + "1"]) == entry.SIGNED,
+            "the expired entry's content gone from the broker",
+        )
+    kept = retained(broker, topic + "#")
+    assert len(kept[topic + "2"]) > entry.SIGNED  # the other is whole
+    # paris-1 comes later: its chain still verifies through the stripped entry
+    r = ribat("gateway", "-p", fr.device, "--broker", broker.url, "--rounds", "3",
+              "--interval", "0.3")  # fmt: skip
+    assert r.code == 0, r.err
+    assert vector(fr) == {me["fp"]: 2}
+    (tally,) = imported_tallies(fr)  # the run goes last to first: one held, then joined
+    assert tally.pop("expired") == 1 and tally in ({"stored": 1}, {"gap": 1})
+
+
+def _hello(board: sim.Sim) -> dict:
+    with connect(board.device) as client:
+        return sync.hello(client)

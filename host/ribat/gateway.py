@@ -7,7 +7,8 @@ Topics, under ribat/<cell fingerprint>/:
                              the hashes each asked of the other's audit log
     entry/<origin fp>/<seq>  retained, QoS 1: one sealed entry (ribat.entry), published by
                              the origin's own gateway only, so that a broker ACL can keep
-                             anyone else from squatting an origin's topics
+                             anyone else from squatting an origin's topics; once expired,
+                             replaced by its signed header alone (the content goes)
     telemetry/<node fp>      the node's status sample, each round
 
 A node offline for days comes back, its gateway subscribes, and the broker hands it every
@@ -97,6 +98,8 @@ class Gateway:
         self.refused: set[bytes] = set()  # digests of entries the node would not take
         self.on_broker: set[int] = set()  # seqs of our own chain the broker sent back
         self.sent: dict[int, float] = {}  # seq of our own chain -> when last published
+        self.retained: dict[int, entry.Header] = {}  # own entries the broker keeps whole
+        self.stripped: dict[int, float] = {}  # seq -> when its header alone was published
         self.asked: dict[str, float] = {}  # origin fp -> when we last subscribed again
         self.peers: dict[str, dict] = {}  # node fp -> its latest summary
         self.witnessed: dict[str, str] = {}  # peer fp -> summary text last witnessed
@@ -157,6 +160,10 @@ class Gateway:
             self.counters.garbage += 1  # not where its origin's gateway would put it
         elif fp == self.fp:
             self.on_broker.add(header.seq)
+            if len(payload) > entry.SIGNED:
+                self.retained[header.seq] = header
+            else:
+                self.retained.pop(header.seq, None)
         elif self.seen.setdefault((fp, header.seq), header.digest()) != header.digest():
             self.contested[_digest(payload)] = payload  # its origin signed two: a fork
         else:
@@ -179,6 +186,7 @@ class Gateway:
                 if self._import(node, summary):
                     summary = self._hello(node)
                 self._publish_own(node, summary)
+                self._strip_expired()
                 self._witness(node)
                 self._publish_summary(summary)
                 self._telemetry(node)
@@ -247,6 +255,18 @@ class Gateway:
             self.sent[seq] = now
         self.counters.published += len(raws)
         self.log(f"{self.name}: {len(raws)} entries published")
+
+    def _strip_expired(self) -> None:
+        """Replace each of our expired entries the broker keeps whole by its signed header
+        alone, as the nodes keep it: the content goes, the chain stays verifiable for a
+        node that catches up later."""
+        now, mono = time.time(), time.monotonic()
+        for seq, header in list(self.retained.items()):
+            if header.expires > now or mono - self.stripped.get(seq, -RESEND_S) < RESEND_S:
+                continue
+            topic = f"{self.root}entry/{self.fp}/{seq}"
+            self.mqtt.publish(topic, header.raw, qos=1, retain=True)
+            self.stripped[seq] = mono
 
     def _witness(self, node: NodeClient) -> None:
         for fp, peer in self.peers.items():
