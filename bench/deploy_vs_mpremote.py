@@ -120,12 +120,38 @@ def round_trip(s: sim.Sim, rounds: int) -> dict:
     }
 
 
+# What each command imports before it says a word: its cli module and what that needs.
+COMMAND_IMPORTS = {
+    "--help": "ribat.cli",
+    "config get": "ribat.cli, ribat.cli.config, ribat.config, ribat.node, ribat.ports",
+    "status": "ribat.cli, ribat.cli.node, ribat.node, ribat.ports, rich.console",
+    "post": "ribat.cli, ribat.cli.journal, ribat.journal, ribat.guard, ribat.ports",
+    "sim start": "ribat.cli, ribat.cli.sim, ribat.sim, ribat.boards, rich.table",
+}
+
+
 def startup(rounds: int) -> dict:
-    ours = statistics.median(timed(*ribat("--help")) for _ in range(rounds))
-    anchor = statistics.median(
-        timed(sys.executable, "-m", "mpremote", "--help") for _ in range(rounds)
-    )
-    return {"ribat_help_s": ours, "mpremote_help_s": anchor, "ratio": anchor / ours}
+    """Whole `--help` against mpremote's; per command, the time its imports take over a
+    bare interpreter's start (python -X importtime shows which module costs what)."""
+
+    def median(*cmd: str) -> float:
+        return statistics.median(timed(*cmd) for _ in range(rounds))
+
+    ours = median(*ribat("--help"))
+    anchor = median(sys.executable, "-m", "mpremote", "--help")
+    bare = median(sys.executable, "-c", "pass")
+    imports = {
+        command: median(sys.executable, "-c", f"import {modules}") - bare
+        for command, modules in COMMAND_IMPORTS.items()
+    }
+    return {
+        "ribat_help_s": ours,
+        "mpremote_help_s": anchor,
+        "ratio": anchor / ours,
+        "python_s": bare,
+        "click_import_s": median(sys.executable, "-c", "import click") - bare,
+        "imports_s": imports,
+    }
 
 
 def heap() -> dict:
@@ -222,6 +248,11 @@ def show(r: dict, rounds: int, board: str) -> None:
     print(
         f"  start-up         `ribat --help` {st['ribat_help_s'] * 1000:.0f} ms; "
         f"`mpremote --help` {st['mpremote_help_s'] * 1000:.0f} ms; ratio {st['ratio']:.2f}x"
+    )
+    print(
+        f"  imports          over a bare python start ({st['python_s'] * 1000:.0f} ms; "
+        f"click alone {st['click_import_s'] * 1000:.0f} ms): "
+        + ", ".join(f"{c} {s * 1000:.0f} ms" for c, s in st["imports_s"].items())
     )
     t = r["telemetry_100ms"]
     print(f"  telemetry 100 ms {t['frames']} frames, {t['per_s']:.1f}/s, {t['lost']} lost")

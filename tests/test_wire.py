@@ -81,7 +81,7 @@ def test_a_cut_wire_loses_nothing_and_resends_nothing(pair: list[sim.Sim]) -> No
     # each entry came once: stored, or held as a gap until its predecessor came
     assert sum(t.get("stored", 0) + t.get("gap", 0) for t in tallies) == len(ids), tallies
     assert not any(t.get("duplicate") for t in tallies), tallies
-    r = ribat("list", "-p", fr.device, "--pin", PIN, "--json")
+    r = ribat("list", "-p", fr.device, "--json")  # locked: ids (README, Not yet: heap)
     assert r.code == 0, r.err
     assert [json.loads(line)["id"] for line in r.out.splitlines()] == ids
 

@@ -356,10 +356,13 @@ def export(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-de
 
 
 def next_entries(node, meta: dict, data: bytes) -> tuple:  # type: ignore[no-untyped-def]
-    """The export's entries from place pos, as many as fit one frame."""
+    """The export's entries from place pos, as many as fit one frame, or room bytes if
+    the receiver asks for less (at least one entry)."""
     pos: int = arg(meta, "pos", int)  # type: ignore[assignment]
     if pos < 0:
         raise RequestError(codec.ARGS, "'pos' counts entries from 0")
+    most = node.link.max_body - 256
+    room = min(arg(meta, "room", int, most), most)  # type: ignore[type-var]
     plan = node.export_plan
     if plan is None:
         raise RequestError(codec.STATE, "no export under way: start one (journal.export)")
@@ -376,7 +379,7 @@ def next_entries(node, meta: dict, data: bytes) -> tuple:  # type: ignore[no-unt
             continue
         rec = j.record(j.find(at[0], at[1]))
         raw = rec[: entry.SIGNED] + j.content(rec)
-        if out and size + len(raw) + 4 > node.link.max_body - 256:
+        if out and size + len(raw) + 4 > room:
             break
         out.append(raw)
         size += len(raw) + 4

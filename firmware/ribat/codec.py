@@ -57,6 +57,7 @@ CAUSES = (
     "pin",  # wrong operator PIN
     "state",  # not in this state: provisioning a provisioned node, using an unprovisioned one
     "refused",  # a document the node will not take: forged, older, another cell's, garbage
+    "memory",  # the receiver had no memory for this request or its answer: send less
 )
 ENCODING = 0
 CRC = 1
@@ -72,6 +73,7 @@ LOCKED = 10
 PIN = 11
 STATE = 12
 REFUSED = 13
+MEMORY = 14
 
 
 class FrameError(Exception):

@@ -83,7 +83,7 @@ class Link:
                 except MemoryError:  # decoding a big frame with little heap left
                     gc.collect()
                     self.reject(
-                        codec.INTERNAL,
+                        codec.MEMORY,
                         codec.peek_seq(deframer.line()),
                         "out of memory for a request this big: send less at a time",
                     )
@@ -112,6 +112,10 @@ class Link:
         except RequestError as e:
             self.reject(e.cause, frame.seq, e.message)
             return
+        except MemoryError:
+            gc.collect()
+            self.reject(codec.MEMORY, frame.seq, "out of memory for this request: send less")
+            return
         except Exception as e:  # noqa: BLE001 - a failed request must never stop the node
             self.reject(codec.INTERNAL, frame.seq, "%s: %s" % (type(e).__name__, e))
             return
@@ -121,7 +125,7 @@ class Link:
         except MemoryError:
             meta = data = None  # type: ignore[assignment]
             gc.collect()
-            self.reject(codec.INTERNAL, frame.seq, "out of memory for the response: ask for less")
+            self.reject(codec.MEMORY, frame.seq, "out of memory for the response: ask for less")
 
     def on_reply(self, frame: codec.Frame) -> None:
         """A response, error or event: the host sends none (a link that asks does)."""

@@ -23,6 +23,7 @@ _SERVED = ("ping", "sync.hello", "journal.export", "journal.next")
 _PULL_MS = const(2000)  # between two pulls
 _REPLY_MS = const(10000)  # a reply's longest wait: a 4 KB frame takes 0.36 s at 115200 baud
 _WAIT_MS = const(10)
+_ROOM_MIN = const(512)  # the least a batch asked of the peer holds (one entry at least)
 
 
 class Wire(Link):
@@ -33,6 +34,7 @@ class Wire(Link):
         self.held: dict = {}
         self.asked = 0  # seq of our request awaiting its reply
         self.reply: "codec.Frame | None" = None
+        self.starved = False  # our reply came, and we had no memory to read it
         self.peer_fp = ""
         self.peer = ""
         self.pulls = 0
@@ -71,6 +73,11 @@ class Wire(Link):
 
     # -- asking the peer -----------------------------------------------------------------
 
+    def reject(self, cause: int, seq: int, message: str) -> None:
+        if cause == codec.MEMORY and seq == self.asked:
+            self.starved = True  # (were it the peer's request of the same seq, no matter)
+        super().reject(cause, seq, message)
+
     def on_reply(self, frame: codec.Frame) -> None:
         if frame.seq == self.asked and frame.kind != codec.EVENT:
             self.reply = frame
@@ -80,10 +87,13 @@ class Wire(Link):
         OSError if it did not answer."""
         self.asked = (self.asked % 30000) + 1
         self.reply = None
+        self.starved = False
         meta["op"] = op
         self.send(codec.REQUEST, self.asked, meta)
         started = time.ticks_ms()
         while self.reply is None:
+            if self.starved:
+                raise MemoryError
             if time.ticks_diff(time.ticks_ms(), started) > _REPLY_MS:
                 raise OSError("no answer on the wire")
             await asyncio.sleep_ms(_WAIT_MS)
@@ -138,9 +148,17 @@ class Wire(Link):
         node.audit.append("import", {"entries": total, "source": "wire:" + self.peer})
         taker = intake.Intake(node)
         pos = 0
+        room = node.link.max_body - 256
         try:
             while True:
-                got, data = await self.ask("journal.next", {"pos": pos})
+                gc.collect()  # a batch of 4 KB needs blocks that big, twice
+                try:
+                    got, data = await self.ask("journal.next", {"pos": pos, "room": room})
+                except MemoryError:
+                    if room <= _ROOM_MIN:
+                        raise OSError("no memory for the peer's entries") from None
+                    room //= 2  # ask for less at a time
+                    continue
                 batch = entry.unpack_batch(data)
                 if batch is None:
                     raise ValueError("the peer sent a broken batch of entries")

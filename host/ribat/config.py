@@ -4,9 +4,7 @@ checking a whole change against the shared schema, and the export file format.
 The schema itself is ribat.schema, the same file the node validates with.
 """
 
-import difflib
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 from ribat import schema
@@ -22,6 +20,8 @@ _FALSE = {"false", "no", "off", "0"}
 def entry(key: str) -> tuple:
     found = schema.find(key)
     if found is None:
+        import difflib
+
         close = difflib.get_close_matches(key, [e[0] for e in schema.KEYS], n=3, cutoff=0.5)
         hint = (
             f"; did you mean {' or '.join(close)}?"
@@ -90,6 +90,8 @@ def change(client: NodeClient, updates: dict, unset: list[str]) -> dict:
 
 
 def export_doc(values: dict, node_name: str) -> dict:
+    from datetime import UTC, datetime
+
     return {
         "ribat_config": EXPORT_FORMAT,
         "node": node_name,

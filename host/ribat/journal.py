@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ribat import entry
-from ribat.errors import CellError, RibatError
+from ribat.errors import CellError, DeviceError, RibatError
 from ribat.node import NodeClient
 
 FORMAT = "ribat-journal v1"
@@ -265,11 +265,7 @@ def put_batches(
     client.request("journal.import", entries=total, source=source)
     try:
         for batch in batches:
-            meta, _ = client.exchange(
-                "journal.put", entry.pack_batch(batch), BATCH_TIMEOUT_S, now=_now()
-            )
-            given.extend(zip(batch, meta["outcomes"], strict=False))
-            if "full" in meta:
+            if _put(client, batch, given):
                 break
     finally:
         vector = client.request("journal.end")["vector"]
@@ -284,6 +280,22 @@ def put_batches(
             outcome = "stored"
         result.append((raw, outcome))
     return result, vector
+
+
+def _put(client: NodeClient, batch: list[bytes], given: list[tuple[bytes, str]]) -> bool:
+    """Give one batch to the node, in halves if it has no memory for it whole (a node
+    whose heap is fragmented); whether its journal is full."""
+    try:
+        meta, _ = client.exchange(
+            "journal.put", entry.pack_batch(batch), BATCH_TIMEOUT_S, now=_now()
+        )
+    except DeviceError as e:
+        if e.cause != "memory" or len(batch) == 1:
+            raise
+        half = len(batch) // 2
+        return _put(client, batch[:half], given) or _put(client, batch[half:], given)
+    given.extend(zip(batch, meta["outcomes"], strict=False))
+    return "full" in meta
 
 
 def import_entries(client: NodeClient, raws: list[bytes], source: str) -> list[tuple[str, str]]:

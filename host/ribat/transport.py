@@ -5,17 +5,22 @@ Wire bytes are logged at DEBUG on the "ribat.wire" logger.
 """
 
 import errno
-import logging
 import select
 import time
+from typing import TYPE_CHECKING
 
 import serial
 
 from ribat.errors import NoBoard, PortBusy, PortGone
 
+if TYPE_CHECKING:
+    import logging
+
 BAUDRATE = 115200
 BUSY_WAIT_S = 3.0  # how long a port another program holds is waited for
-wire_log = logging.getLogger("ribat.wire")
+# The bytes on the wire, logged under --debug only: the logging module costs a command
+# more start-up time than its whole exchange with a node (ribat.cli sets this).
+wire_log: "logging.Logger | None" = None
 
 
 def _held_elsewhere(e: Exception) -> bool:
@@ -72,7 +77,8 @@ class Port:
         return PortGone(f"{self.path} disappeared (board unplugged, reset or stopped): {e}")
 
     def write(self, data: bytes) -> None:
-        wire_log.debug("> %r", data)
+        if wire_log is not None:
+            wire_log.debug("> %r", data)
         try:
             self.serial.write(data)
             self.serial.flush()
@@ -88,5 +94,6 @@ class Port:
             data = self.serial.read(max(1, self.serial.in_waiting))
         except (serial.SerialException, OSError, ValueError) as e:
             raise self._gone(e) from e
-        wire_log.debug("< %r", data)
+        if wire_log is not None:
+            wire_log.debug("< %r", data)
         return data

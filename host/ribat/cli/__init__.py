@@ -6,7 +6,6 @@ stays fast. Errors become messages here, in main(), and nowhere else.
 
 import os
 import sys
-import traceback
 
 import click
 
@@ -138,7 +137,10 @@ def cli(debug: bool) -> None:
     if debug:
         import logging
 
+        from ribat import transport
+
         logging.basicConfig(level=logging.DEBUG, format="%(name)s %(message)s")
+        transport.wire_log = logging.getLogger("ribat.wire")
 
 
 def _debugging(args: list[str]) -> bool:
@@ -159,6 +161,8 @@ def main(args: list[str] | None = None) -> int:
         return INTERRUPTED
     except errors.RibatError as e:
         if _debugging(args):
+            import traceback
+
             traceback.print_exc()
         click.echo(f"error: {e}", err=True)
         return EXIT_CODES.get(type(e), 1)

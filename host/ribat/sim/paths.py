@@ -10,7 +10,6 @@
 RIBAT_HOME defaults to $XDG_STATE_HOME/ribat (~/.local/state/ribat).
 """
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -29,6 +28,8 @@ def sims_root() -> Path:
 
 def control_address(sim_dir: Path) -> str:
     """An abstract Unix socket name: no file to go stale, no limit on the folder's length."""
+    import hashlib
+
     digest = hashlib.sha256(str(sim_dir.resolve()).encode()).hexdigest()[:24]
     return "\0ribat-sim-" + digest
 
