@@ -38,7 +38,7 @@ class Keeper:
         self.plan = json.loads((cell_dir / "cell.json").read_text())
         self.broker = sim_broker.start(cell_dir / "broker", acl=True)
         self.proxy = FaultProxy((self.broker.host, self.broker.port))
-        self.gateways: dict[str, subprocess.Popen | None] = {}
+        self.gateways: dict[str, subprocess.Popen] = {}
         self.exited_at: dict[str, float] = {}
         self.restarts: dict[str, int] = {}
         (cell_dir / "gateways").mkdir(exist_ok=True)
@@ -57,7 +57,7 @@ class Keeper:
     def _look_after_gateways(self) -> None:
         now = time.monotonic()
         for name, proc in self.gateways.items():
-            if proc is None or proc.poll() is None:
+            if proc.poll() is None:
                 continue
             since = self.exited_at.setdefault(name, now)
             if now - since >= RESTART_S:
@@ -83,8 +83,7 @@ class Keeper:
         cut = self.proxy.partitioned
         nodes = [
             {**n, "partitioned": n["fp"] in cut, "restarts": self.restarts.get(n["name"], 0),
-             "gateway": "running" if (p := self.gateways[n["name"]]) and p.poll() is None
-             else "restarting"}
+             "gateway": "running" if self.gateways[n["name"]].poll() is None else "restarting"}
             for n in self.plan["nodes"]
         ]  # fmt: skip
         return {"broker": self.proxy.url, "direct": self.broker.url, "cell": self.plan["cell"],
@@ -111,14 +110,13 @@ class Keeper:
 
     def stop(self) -> None:
         for proc in self.gateways.values():
-            if proc is not None and proc.poll() is None:
+            if proc.poll() is None:
                 proc.terminate()
         for proc in self.gateways.values():
-            if proc is not None:
-                try:
-                    proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         self.proxy.close()
         self.broker.stop()
 
