@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from ribat import boards, sim
+from ribat.errors import DeployError
 from ribat.node import NodeClient, connect
 from ribat.telemetry import LossCounter
 from ribat.transport import Port
@@ -169,6 +170,8 @@ def heap() -> dict:
                 "used": status["heap_used"],
                 "free": status["heap_free"],
             }
+        except DeployError as e:  # the node does not start in that heap: said, not hidden
+            found[name] = {"heap_bytes": boards.load(name).heap_bytes, "error": str(e)}
         finally:
             sim.stop(s.name, erase=True)
     return found
@@ -257,6 +260,9 @@ def show(r: dict, rounds: int, board: str) -> None:
     t = r["telemetry_100ms"]
     print(f"  telemetry 100 ms {t['frames']} frames, {t['per_s']:.1f}/s, {t['lost']} lost")
     for name, h in r["heap"].items():
+        if "error" in h:
+            print(f"  heap {name:22} does not start: {h['error']}")
+            continue
         print(
             f"  heap {name:22} {h['used'] / 1024:.1f} KB used, {h['free'] / 1024:.1f} KB free "
             f"of {h['heap_bytes'] / 1024:.0f} KB"
