@@ -28,8 +28,9 @@ def crossed(board: sim.Sim) -> int:
 
 
 def wire_state(board: sim.Sim) -> dict:
+    """The node's first wire that a peer answered on."""
     with connect(board.device) as client:
-        return dict(client.request("status")["wire"])
+        return dict(client.request("status")["wires"][0])
 
 
 def test_two_wired_nodes_sync_with_no_host(pair: list[sim.Sim]) -> None:
@@ -39,7 +40,8 @@ def test_two_wired_nodes_sync_with_no_host(pair: list[sim.Sim]) -> None:
     asked = post(fr, "--kind", "request", "--to", "MA", "--title", "Asked", "--body", "?")
     r = ribat("sim", "wire", ma.name, fr.name)
     assert r.code == 0, r.err
-    assert sim_status(ma.name)["wire"] == fr.name and sim_status(fr.name)["wire"] == ma.name
+    assert sim_status(ma.name)["wires"] == [fr.name, None]
+    assert sim_status(fr.name)["wires"] == [ma.name, None]
     wait_for(lambda: vector(ma) == vector(fr) and sum(vector(ma).values()) == 3, "both hold all")
 
     r = ribat("show", "-p", fr.device, "--pin", PIN, for_fr)
@@ -69,7 +71,7 @@ def test_a_cut_wire_loses_nothing_and_resends_nothing(pair: list[sim.Sim]) -> No
     assert ribat("sim", "wire", fr.name, ma.name).code == 0
     wait_for(lambda: crossed(fr) > 0, "the first entries crossed", timeout=30)
     sim.unwire(ma.name)  # either end cuts it
-    assert sim_status(fr.name)["wire"] is None
+    assert sim_status(fr.name)["wires"] == [None, None]
     partial = crossed(fr)
     assert partial < len(ids), "the wire was cut too late to test a cut"
     wait_for(lambda: "no answer" in wire_state(fr)["error"], "a pull failed on the cut wire")
@@ -95,5 +97,23 @@ def test_wire_errors_are_one_line(pair: list[sim.Sim]) -> None:
     assert ribat("sim", "wire", ma.name, fr.name).code == 0
     r = ribat("sim", "wire", fr.name, ma.name)
     assert r.code != 0 and "already wired" in r.err and "Traceback" not in r.err
-    r = ribat("sim", "unwire", ma.name)
+    r = ribat("sim", "unwire", ma.name, fr.name)
     assert r.code == 0 and fr.name in r.err
+
+
+def test_a_chain_of_wires_carries_a_bulletin_across(new_sim: NewSim, tmp_path: Path) -> None:
+    ma, fr, es = make_cell(
+        new_sim, tmp_path, [("MA", "rabat-1"), ("FR", "paris-1"), ("ES", "madrid-1")]
+    )
+    # rabat - paris - madrid: paris uses both its UARTs, madrid hears rabat through it
+    assert ribat("sim", "wire", ma.name, fr.name).code == 0
+    assert ribat("sim", "wire", fr.name, es.name).code == 0
+    r = ribat("sim", "wire", fr.name, ma.name)
+    assert r.code != 0 and "already wired" in r.err
+    assert sim_status(fr.name)["wires"] == [ma.name, es.name]
+    for_es = post(ma, "--kind", "alert", "--to", "ES", "--title", "Far", "--body", "hola")
+    wait_for(lambda: vector(es) == vector(ma), "madrid holds rabat's bulletin, two hops away")
+    r = ribat("show", "-p", es.device, "--pin", PIN, for_es)
+    assert r.code == 0 and "hola" in r.out, r.err
+    r = ribat("show", "-p", fr.device, "--pin", PIN, for_es)
+    assert r.code == 13 and "not released to FR" in r.err  # paris carried it, sealed

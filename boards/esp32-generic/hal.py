@@ -58,14 +58,12 @@ class Board:
     def unique_id(self) -> bytes:
         return machine.unique_id()
 
-    def wire(self) -> "machine.UART | None":
-        """The UART to a peer node, on the pins of the board's facts; None if it has none."""
-        w = self.facts.get("wire")
-        if w is None:
-            return None
-        return machine.UART(
-            w["uart"], baudrate=w["baud"], tx=w["tx"], rx=w["rx"], rxbuf=2048
-        )  # fmt: skip
+    def wires(self) -> list:
+        """The UARTs to peer nodes, on the pins of the board's facts."""
+        return [
+            machine.UART(w["uart"], baudrate=w["baud"], tx=w["tx"], rx=w["rx"], rxbuf=2048)
+            for w in self.facts.get("wires", ())
+        ]
 
     def set_clock(self, t: int) -> None:
         """Set the RTC to unix time t (it restarts at power-up: the board has no battery)."""

@@ -30,9 +30,9 @@ class Board:
     def unique_id(self) -> bytes:
         return vboard.UID
 
-    def wire(self) -> object:
-        """The stream to a peer node (`ribat sim wire` connects it), or None."""
-        return vboard.wire
+    def wires(self) -> list:
+        """The streams to peer nodes (`ribat sim wire` connects them)."""
+        return vboard.wires
 
     def set_clock(self, t: int) -> None:
         """Nothing to do: a virtual board's clock is its host's."""

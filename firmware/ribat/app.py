@@ -55,7 +55,7 @@ class Node:
         self.export_plan: "list | None" = None  # an export under way (journal.export)
         self.export_held: dict = {}  # origin -> seqs its receiver holds already
         self.intake = None  # an import under way (journal.import)
-        self.wire: "object | None" = None  # a peer on the board's wire (ribat.wire)
+        self.wires: list = []  # the peers on the board's wires that answered (ribat.wire)
         build = self.manifest.get("build") or self.manifest.get("revision") or self.version
         self.audit.note_firmware("%s %s" % (self.version, build))
         self.touched = time.ticks_ms()
@@ -134,8 +134,8 @@ async def retention(node: Node) -> None:
 
 
 async def wire_watch(node: Node, stream: object) -> None:
-    """Knock on the board's wire now and then; load the wire's code (some 15 KB of heap
-    that a board with no peer keeps) once a peer says something."""
+    """Knock on one of the board's wires now and then; load the wire's code (some 11 KB
+    of heap that a board with no peer keeps) once a peer says something."""
     waiter = asyncio.StreamReader(stream)  # type: ignore[arg-type]
     while True:
         if node.keyring.state != "unprovisioned":
@@ -147,7 +147,8 @@ async def wire_watch(node: Node, stream: object) -> None:
             pass
     from ribat import wire
 
-    peer = node.wire = wire.Wire(node, stream)
+    peer = wire.Wire(node, stream)
+    node.wires.append(peer)
     asyncio.create_task(peer.pull())
     await peer.serve(peer.answer)
 
@@ -158,8 +159,7 @@ async def main(node: Node) -> None:
     asyncio.create_task(heartbeat(node))
     asyncio.create_task(session(node))
     asyncio.create_task(retention(node))
-    stream = node.board.wire()
-    if stream is not None:
+    for stream in node.board.wires():
         asyncio.create_task(wire_watch(node, stream))
     await node.link.serve(service.Service(node).handle)
 

@@ -92,8 +92,8 @@ class Service:
 
     def status(self, meta: dict) -> dict:
         sample = self.node.sampler.sample(collect=True)
-        if self.node.wire is not None:
-            sample["wire"] = self.node.wire.summary()
+        if self.node.wires:
+            sample["wires"] = [w.summary() for w in self.node.wires]
         return sample
 
     def config_get(self, meta: dict) -> dict:

@@ -1,4 +1,4 @@
-"""The wire: a link to a peer node over a UART (the board layer's wire()), syncing with
+"""The wire: a link to a peer node over a UART (one of the board layer's wires()), syncing with
 no host in the loop.
 
 Each node serves its peer the operations that show what a broker sees and nothing else:

@@ -55,7 +55,8 @@ class Board:
     usb: tuple[tuple[int, int], ...] = ()
     link_bytes_per_s: int = 0  # the serial link's rate (0: unknown), as a virtual board paces it
     link_latency_ms: float = 0.0
-    wire_bytes_per_s: int = 0  # the board-to-board wire (a UART): 10 bits a byte (8N1)
+    wires: int = 0  # UARTs to peer nodes
+    wire_bytes_per_s: int = 0  # their rate: 10 bits a byte (8N1)
     facts: dict = field(default_factory=dict, compare=False)  # all of board.json, for the node
 
     @property
@@ -100,7 +101,8 @@ def load(name: str) -> Board:
         usb=tuple((vid, pid) for vid, pid in facts.get("usb", ())),
         link_bytes_per_s=facts.get("link", {}).get("bytes_per_s", 0),
         link_latency_ms=facts.get("link", {}).get("latency_ms", 0.0),
-        wire_bytes_per_s=facts.get("wire", {}).get("baud", 0) // 10,
+        wires=len(facts.get("wires", ())),
+        wire_bytes_per_s=min((w["baud"] for w in facts.get("wires", ())), default=0) // 10,
         facts=facts,
     )
 

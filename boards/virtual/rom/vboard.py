@@ -24,10 +24,9 @@ UID = bytes.fromhex(os.getenv("RIBAT_SIM_UID") or "00")
 
 _panel = open(os.getenv("RIBAT_SIM_PANEL") or "/dev/null", "r+b")
 _word = bytearray(4)
-# The board's UART to a peer node: a pseudo-terminal the simulator carries to the other
-# board's (see host/ribat/sim/wire.py). Opened now, before the flash is mounted over /.
-_wire_path = os.getenv("RIBAT_SIM_WIRE")
-wire = open(_wire_path, "r+b") if _wire_path else None
+# The board's UARTs to peer nodes: pseudo-terminals the simulator carries to the other
+# boards' (see host/ribat/sim/wire.py). Opened now, before the flash is mounted over /.
+wires = [open(p, "r+b") for p in (os.getenv("RIBAT_SIM_WIRES") or "").split(":") if p]
 # The host's CPU sensor where it has one; opened now, as the flash will soon be mounted at /.
 try:
     _thermal = open("/sys/class/thermal/thermal_zone0/temp", "rb")

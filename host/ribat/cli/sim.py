@@ -235,15 +235,17 @@ def cell_stop(erase: bool) -> None:
 @click.argument("name")
 @click.argument("other")
 def wire_command(name: str, other: str) -> None:
-    """Connect the UARTs of two virtual boards (at 115200 baud's pace): their nodes sync
-    over it with no host in the loop."""
+    """Connect a free UART of each of two virtual boards (a Pico has two; at 115200 baud's
+    pace): their nodes sync over it with no host in the loop."""
     sim.wire(name, other)
     click.echo(f"wired {name} to {other}", err=True)
 
 
 @sim_group.command("unwire")
 @click.argument("name")
-def unwire_command(name: str) -> None:
-    """Cut a virtual board's wire."""
-    was = sim.unwire(name)
-    click.echo(f"unwired {name} from {was}" if was else f"{name} was not wired", err=True)
+@click.argument("other", required=False)
+def unwire_command(name: str, other: str | None) -> None:
+    """Cut a virtual board's wire to OTHER, or all its wires."""
+    was = sim.unwire(name, other)
+    shown = ", ".join(was)
+    click.echo(f"unwired {name} from {shown}" if was else f"{name} was not wired so", err=True)

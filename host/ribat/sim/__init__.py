@@ -228,6 +228,6 @@ def wire(name: str, other: str) -> str:
     return str(control(name, {"op": "wire", "peer": str(_dir(other))})["peer"])
 
 
-def unwire(name: str) -> str:
-    """Cut virtual board name's wire; the board it went to ('' if none)."""
-    return str(control(name, {"op": "unwire"})["was"])
+def unwire(name: str, other: str | None = None) -> list[str]:
+    """Cut virtual board name's wire to other, or all its wires; the boards they went to."""
+    return list(control(name, {"op": "unwire", "peer": other})["was"])

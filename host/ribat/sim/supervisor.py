@@ -140,7 +140,7 @@ class Supervisor:
         self.to_board = Pace(rate, latency)
         self.to_host = Pace(rate, latency)
         self.wire_rate = 0 if fast_link else self.board.wire_bytes_per_s
-        self.wire: WireEnd
+        self.wires: list[WireEnd] = []
         self.stopping = False
         self.stats = {
             "bytes_in": 0,
@@ -181,7 +181,7 @@ class Supervisor:
                 "may have been deleted under it): end it with `pkill -f ribat.sim.supervisor`"
             ) from None
         self.control.listen(4)
-        self.wire = WireEnd(self.dir, self.wire_rate)
+        self.wires = [WireEnd(self.dir, i, self.wire_rate) for i in range(self.board.wires)]
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGTERM, lambda *_: self._stop())
@@ -191,7 +191,8 @@ class Supervisor:
     # -- the interpreter -----------------------------------------------------------------------
 
     def _spawn(self, mode: str, cause: str) -> None:
-        self.wire.board_reset()
+        for wire in self.wires:
+            wire.board_reset()
         master, slave = os.openpty()
         tty.setraw(slave)  # no signals from the terminal: we deliver Ctrl-C ourselves
         rom = boards.rom_dir()
@@ -205,7 +206,7 @@ class Supervisor:
             RIBAT_SIM_MODE=mode,
             RIBAT_SIM_RESET_CAUSE=cause,
             RIBAT_SIM_UID=self.uid,
-            RIBAT_SIM_WIRE=self.wire.path,
+            RIBAT_SIM_WIRES=":".join(w.path for w in self.wires),
         )
         proc = subprocess.Popen(
             [
@@ -470,10 +471,10 @@ class Supervisor:
             "button": panel[8] == 1,
             "uptime_s": round(time.time() - self.started, 1),
             "link_bytes_per_s": self.to_board.rate,
-            "wire": self.wire.peer_name or None,
+            "wires": [w.peer_name or None for w in self.wires],
             "wire_bytes_per_s": self.wire_rate,
             **self.stats,
-            **self.wire.stats,
+            **{k: sum(w.stats[k] for w in self.wires) for k in WireEnd.STATS},
         }
 
     def _control(self, request: dict) -> dict:
@@ -496,15 +497,27 @@ class Supervisor:
                 f.write(struct.pack("<I", n))
             return {"ok": True}
         if op == "wire":
-            return {"ok": True, "peer": self.wire.connect(Path(request["peer"]), self.name)}
-        if op == "unwire":
-            return {"ok": True, "was": self.wire.unwire()}
+            return {"ok": True, "peer": self._wire(Path(request["peer"]))}
+        if op == "unwire":  # from the board named, or from all
+            peer = request.get("peer")
+            cut = [w.unwire() for w in self.wires if w.peer and peer in (None, w.peer_name)]
+            return {"ok": True, "was": cut}
         if op == "button":
             with open(self.panel, "r+b") as f:
                 f.seek(8)
                 f.write(bytes((1 if request.get("pressed") else 0,)))
             return {"ok": True}
         return {"error": f"unknown op {op!r}"}
+
+    def _wire(self, other: Path) -> str:
+        if any(w.peer_name == other.name for w in self.wires):
+            raise ValueError(f"already wired to {other.name}")
+        free = [w for w in self.wires if w.peer is None]
+        if not free:
+            taken = ", ".join(w.peer_name for w in self.wires)
+            raise ValueError(f"every wire of {self.name} is taken (to {taken}): unwire one")
+        other_board = boards.load((other / "board").read_text().strip())
+        return free[0].connect(other, other_board.wires, self.name)
 
     def _on_control(self) -> None:
         conn, _ = self.control.accept()
@@ -542,11 +555,12 @@ class Supervisor:
             handlers = {
                 self.control.fileno(): self._on_control,
                 self.wake_r: self._on_signal,
-                self.wire.master: self.wire.from_board,
-                self.wire.listener.fileno(): self.wire.accept,
             }
-            if self.wire.peer is not None:
-                handlers[self.wire.peer.fileno()] = self.wire.from_peer
+            for wire in self.wires:
+                handlers[wire.master] = wire.from_board
+                handlers[wire.listener.fileno()] = wire.accept
+                if wire.peer is not None:
+                    handlers[wire.peer.fileno()] = wire.from_peer
             p = select.poll()
             for fd in handlers:
                 p.register(fd, select.POLLIN)
@@ -565,7 +579,8 @@ class Supervisor:
             timeout = IDLE_S if self.host_connected else max(0.0, self.next_host_poll - now)
             if self.tx:
                 timeout = min(timeout, 0.05)
-            for due in (self.to_board.next_due(), self.to_host.next_due(), self.wire.next_due()):
+            dues = [self.to_board.next_due(), self.to_host.next_due()]
+            for due in dues + [w.next_due() for w in self.wires]:
                 if due is not None:
                     timeout = min(timeout, max(0.0, due - now))
             if child is not None and not child.booted:
@@ -578,10 +593,12 @@ class Supervisor:
                     break  # the board reset: the rest of these events are about its old fds
             self._deliver_input()
             self._deliver_output()
-            self.wire.deliver(time.monotonic())
+            for wire in self.wires:
+                wire.deliver(time.monotonic())
             if self.tx:
                 self._flush_tx()
-        self.wire.close()
+        for wire in self.wires:
+            wire.close()
         self._log("stopped")
 
     def _on_host_event(self) -> None:

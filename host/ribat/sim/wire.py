@@ -1,11 +1,11 @@
-"""A virtual board's end of a wire to another board: the UART a real board would use.
+"""A virtual board's end of a wire to another board: one of the UARTs a real board uses.
 
-The interpreter opens a pseudo-terminal (its path in RIBAT_SIM_WIRE) as the board's UART;
+The interpreter opens a pseudo-terminal (the paths in RIBAT_SIM_WIRES) for each UART;
 the supervisor holds the other side. While wired, what the board writes crosses to the
 other board's supervisor over a Unix socket, at the UART's pace (115200 baud carries
 11,520 bytes/s); unwired, it is lost, as on a loose wire. `ribat sim wire A B` connects
-A's end to B's: the ends find each other by an abstract socket name made from the folder
-of each virtual board.
+a free end of A's to a free end of B's: the ends find each other by an abstract socket
+name made from the folder of each virtual board and the UART's number.
 """
 
 import errno
@@ -23,46 +23,49 @@ _HANDSHAKE_S = 2.0
 READ_SIZE = 4096
 
 
-def address(sim_dir: Path) -> str:
+def address(sim_dir: Path, index: int) -> str:
     digest = hashlib.sha256(str(sim_dir.resolve()).encode()).hexdigest()[:24]
-    return "\0ribat-wire-" + digest
+    return f"\0ribat-wire-{digest}-{index}"
 
 
 class WireEnd:
-    def __init__(self, sim_dir: Path, bytes_per_s: int) -> None:
+    STATS = ("wire_sent", "wire_received", "wire_lost")
+
+    def __init__(self, sim_dir: Path, index: int, bytes_per_s: int) -> None:
         self.master, self.slave = os.openpty()  # the slave stays open: no hang-up between runs
         tty.setraw(self.slave)
         os.set_blocking(self.master, False)
         self.path = os.ttyname(self.slave)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(address(sim_dir))
+        self.listener.bind(address(sim_dir, index))
         self.listener.listen(2)
         self.peer: socket.socket | None = None
         self.peer_name = ""
         self.out = Pace(bytes_per_s, 0.0)
-        self.stats = {"wire_sent": 0, "wire_received": 0, "wire_lost": 0}
+        self.stats = dict.fromkeys(self.STATS, 0)
 
     # -- connecting -------------------------------------------------------------------------
 
-    def connect(self, other_dir: Path, my_name: str) -> str:
-        """Wire this end to the board in other_dir; the other board's name."""
-        if self.peer is not None:
-            raise ValueError(f"already wired to {self.peer_name}: unwire it first")
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(_HANDSHAKE_S)
-        try:
-            s.connect(address(other_dir))
-            s.sendall(my_name.encode() + b"\n")
-            reply = s.makefile("rb").readline().decode().split()
-        except OSError as e:
+    def connect(self, other_dir: Path, other_wires: int, my_name: str) -> str:
+        """Wire this free end to a free end of the board in other_dir; its name."""
+        taken = []
+        for index in range(other_wires):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(_HANDSHAKE_S)
+            try:
+                s.connect(address(other_dir, index))
+                s.sendall(my_name.encode() + b"\n")
+                reply = s.makefile("rb").readline().decode().split()
+            except OSError as e:
+                s.close()
+                raise ValueError(f"the other board's wire does not answer: {e}") from None
+            if reply[:1] == ["ok"]:
+                s.setblocking(False)
+                self.peer, self.peer_name = s, other_dir.name
+                return self.peer_name
             s.close()
-            raise ValueError(f"the other board's wire does not answer: {e}") from None
-        if reply[:1] != ["ok"]:
-            s.close()
-            raise ValueError(f"{other_dir.name} is already wired to {' '.join(reply[1:])}")
-        s.setblocking(False)
-        self.peer, self.peer_name = s, other_dir.name
-        return self.peer_name
+            taken.append(" ".join(reply[1:]))
+        raise ValueError(f"{other_dir.name}'s wires are all taken (to {', '.join(taken)})")
 
     def accept(self) -> None:
         conn, _ = self.listener.accept()
