@@ -228,3 +228,30 @@ def test_a_node_that_rolls_back_replays_and_floods_is_caught(
     assert all(ma_fp not in hello(name)["vector"] for name in nodes)  # nothing under ma-1
     log = (paths.home() / "cell" / "gateways" / "ma-1.log").read_text()
     assert "messages ignored: not what their topic says" in log
+
+
+def test_two_nodes_per_partner_and_a_partner_partitioned() -> None:
+    cell("MA,FR", "--nodes-per-partner", "2", "--pin", PIN, "--interval", "0.5")
+    try:
+        state = json.loads(cell("status", "--json").out)
+        assert [n["name"] for n in state["nodes"]] == ["ma-1", "ma-2", "fr-1", "fr-2"]
+        cell("partition", "FR")
+        cut = json.loads(cell("status", "--json").out)
+        assert [n["name"] for n in cut["nodes"] if n["partitioned"]] == ["fr-1", "fr-2"]
+        r = ribat("sim", "cell", "partition", "PT")
+        assert r.code == 9 and "no node or partner 'PT'" in r.err
+        got = post_on("ma-2", "FR", "for both French nodes")
+        assert got is not None
+        ma_fp = next(n["fp"] for n in state["nodes"] if n["name"] == "ma-2")
+        wait_for(lambda: hello("ma-1")["vector"].get(ma_fp) == 1, "ma-1 has it")
+        assert all(ma_fp not in hello(n)["vector"] for n in ("fr-1", "fr-2"))  # cut off
+        cell("heal", "FR")
+        wait_for(
+            lambda: all(hello(n)["vector"].get(ma_fp) == 1 for n in ("fr-1", "fr-2")),
+            "both French nodes have it once healed",
+        )
+        for name in ("ma-1", "fr-1", "fr-2"):
+            r = ribat("show", "-p", f"sim:{name}", "--pin", PIN, got)
+            assert r.code == 0 and "for both French nodes" in r.out, (name, r.err)
+    finally:
+        ribat("sim", "cell", "stop", "--erase")

@@ -7,6 +7,7 @@ import binascii
 import gc
 import json
 import os
+import select
 import time
 
 import hal
@@ -20,6 +21,7 @@ _HEARTBEAT_MS = const(2000)
 _SESSION_MS = const(250)  # how often an unlocked session is looked after
 _RETENTION_MS = const(1000)  # how often expired content is looked for (cheap: one list)
 _KNOCK_MS = const(2000)  # how often a node with no peer yet knocks on its wire
+_WATCH_MS = const(100)  # how often it looks for an answer
 _GC_EVERY = const(16384)  # bytes allocated between two collections
 _SPARE = const(32768)  # flash kept free beyond a firmware slot's size (audit log, config)
 
@@ -133,24 +135,40 @@ async def retention(node: Node) -> None:
         await asyncio.sleep_ms(_RETENTION_MS)
 
 
-async def wire_watch(node: Node, stream: object) -> None:
-    """Knock on one of the board's wires now and then; load the wire's code (some 11 KB
-    of heap that a board with no peer keeps) once a peer says something."""
-    waiter = asyncio.StreamReader(stream)  # type: ignore[arg-type]
-    while True:
-        if node.keyring.state != "unprovisioned":
+async def wire_watch(node: Node, streams: list) -> None:
+    """Knock now and then on each of the board's wires, once the node has keys; load the
+    wire's code for a wire (some 11 KB of heap that a board with no peer keeps) when a
+    peer says something on it. One task, polled: a task per wire, or asyncio.wait_for,
+    would cost a board with no peer more heap than the whole watch."""
+    poll = select.poll()
+    for stream in streams:
+        poll.register(stream, select.POLLIN)
+    quiet = list(streams)
+    while quiet:
+        if node.keyring.state == "unprovisioned":
+            await asyncio.sleep_ms(_KNOCK_MS)  # nothing to sync yet: not even listening
+            continue
+        for stream in quiet:
             codec.write(stream, codec.REQUEST, 0, {"op": "ping"})
-        try:
-            await asyncio.wait_for_ms(waiter.read(0), _KNOCK_MS)
-            break
-        except asyncio.TimeoutError:
-            pass
+        for _ in range(_KNOCK_MS // _WATCH_MS):
+            await asyncio.sleep_ms(_WATCH_MS)
+            heard = None
+            for heard, _ in poll.ipoll(0):
+                break
+            if heard is not None:
+                poll.unregister(heard)
+                quiet.remove(heard)
+                _answered(node, heard)
+                break
+
+
+def _answered(node: Node, stream: object) -> None:
     from ribat import wire
 
     peer = wire.Wire(node, stream)
     node.wires.append(peer)
     asyncio.create_task(peer.pull())
-    await peer.serve(peer.answer)
+    asyncio.create_task(peer.serve(peer.answer))
 
 
 async def main(node: Node) -> None:
@@ -159,8 +177,9 @@ async def main(node: Node) -> None:
     asyncio.create_task(heartbeat(node))
     asyncio.create_task(session(node))
     asyncio.create_task(retention(node))
-    for stream in node.board.wires():
-        asyncio.create_task(wire_watch(node, stream))
+    streams = node.board.wires()
+    if streams:
+        asyncio.create_task(wire_watch(node, streams))
     await node.link.serve(service.Service(node).handle)
 
 
