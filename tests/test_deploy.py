@@ -127,8 +127,8 @@ def test_a_replaced_main_py_is_restored(node: sim.Sim) -> None:
             name,
             marks=pytest.mark.xfail(
                 strict=True,
-                reason="open: with the security core the node leaves under 40% of the "
-                "virtual ESP32's 110 KB free (README, Not yet: freeze the firmware)",
+                reason="open: since the journal, the node does not start in the virtual "
+                "ESP32's 110 KB of heap (README, Not yet: freeze the firmware)",
             ),
         )
         if name == "esp32"
