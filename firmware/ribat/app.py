@@ -58,6 +58,7 @@ class Node:
         self.export_held: dict = {}  # origin -> seqs its receiver holds already
         self.intake = None  # an import under way (journal.import)
         self.wires: list = []  # the peers on the board's wires that answered (ribat.wire)
+        self.quiet_wires: list = []  # the board's wires with no peer answering
         build = self.manifest.get("build") or self.manifest.get("revision") or self.version
         self.audit.note_firmware("%s %s" % (self.version, build))
         self.touched = time.ticks_ms()
@@ -135,20 +136,22 @@ async def retention(node: Node) -> None:
         await asyncio.sleep_ms(_RETENTION_MS)
 
 
-async def wire_watch(node: Node, streams: list) -> None:
-    """Knock now and then on each of the board's wires, once the node has keys; load the
-    wire's code for a wire (some 11 KB of heap that a board with no peer keeps) when a
-    peer says something on it. One task, polled: a task per wire, or asyncio.wait_for,
-    would cost a board with no peer more heap than the whole watch."""
+async def wire_watch(node: Node) -> None:
+    """Knock now and then on each of the board's quiet wires, once the node has keys;
+    load the wire's code for a wire (some 11 KB of heap that a board with no peer keeps)
+    when a peer says something on it. One task, polled: a task per wire, or
+    asyncio.wait_for, would cost a board with no peer more heap than the whole watch."""
     poll = select.poll()
-    for stream in streams:
-        poll.register(stream, select.POLLIN)
-    quiet = list(streams)
-    while quiet:
-        if node.keyring.state == "unprovisioned":
+    watched: list = []
+    while True:
+        for stream in node.quiet_wires:
+            if stream not in watched:
+                poll.register(stream, select.POLLIN)
+                watched.append(stream)
+        if node.keyring.state == "unprovisioned" or not watched:
             await asyncio.sleep_ms(_KNOCK_MS)  # nothing to sync yet: not even listening
             continue
-        for stream in quiet:
+        for stream in watched:
             codec.write(stream, codec.REQUEST, 0, {"op": "ping"})
         for _ in range(_KNOCK_MS // _WATCH_MS):
             await asyncio.sleep_ms(_WATCH_MS)
@@ -157,18 +160,28 @@ async def wire_watch(node: Node, streams: list) -> None:
                 break
             if heard is not None:
                 poll.unregister(heard)
-                quiet.remove(heard)
-                _answered(node, heard)
+                watched.remove(heard)
+                node.quiet_wires.remove(heard)
+                asyncio.create_task(_run_wire(node, heard))
                 break
 
 
-def _answered(node: Node, stream: object) -> None:
+async def _run_wire(node: Node, stream: object) -> None:
+    """Sync with the peer on stream while it answers; then give the heap back and let
+    the watch listen on that wire again."""
     from ribat import wire
 
     peer = wire.Wire(node, stream)
     node.wires.append(peer)
-    asyncio.create_task(peer.pull())
-    asyncio.create_task(peer.serve(peer.answer))
+    serving = asyncio.create_task(peer.serve(peer.answer))
+    await peer.pull()
+    serving.cancel()
+    node.wires.remove(peer)
+    peer = serving = None  # type: ignore[assignment]
+    node.quiet_wires.append(stream)
+    if not node.wires:
+        keys.unload("wire")
+    gc.collect()
 
 
 async def main(node: Node) -> None:
@@ -177,9 +190,9 @@ async def main(node: Node) -> None:
     asyncio.create_task(heartbeat(node))
     asyncio.create_task(session(node))
     asyncio.create_task(retention(node))
-    streams = node.board.wires()
-    if streams:
-        asyncio.create_task(wire_watch(node, streams))
+    node.quiet_wires = node.board.wires()
+    if node.quiet_wires:
+        asyncio.create_task(wire_watch(node))
     await node.link.serve(service.Service(node).handle)
 
 

@@ -41,12 +41,17 @@ def unload_crypto() -> bool:
     """Drop the on-demand modules, if an operation loaded any; whether it had."""
     if not any("ribat." + name in sys.modules for name in _CRYPTO):
         return False
-    package = sys.modules["ribat"]
     for name in _CRYPTO:
-        sys.modules.pop("ribat." + name, None)
-        if name in dir(package):  # MicroPython's delattr raises KeyError for a missing one
-            delattr(package, name)
+        unload(name)
     return True
+
+
+def unload(name: str) -> None:
+    """Forget module ribat.name, so that the heap it holds can be collected."""
+    sys.modules.pop("ribat." + name, None)
+    package = sys.modules["ribat"]
+    if name in dir(package):  # MicroPython's delattr raises KeyError for a missing one
+        delattr(package, name)
 
 
 DIR = "/key"

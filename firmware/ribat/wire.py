@@ -24,6 +24,11 @@ _PULL_MS = const(2000)  # between two pulls
 _REPLY_MS = const(10000)  # a reply's longest wait: a 4 KB frame takes 0.36 s at 115200 baud
 _WAIT_MS = const(10)
 _ROOM_MIN = const(512)  # the least a batch asked of the peer holds (one entry at least)
+_SILENT_PULLS = const(2)  # pulls unanswered before the wire is let go (about 25 s)
+
+
+class NoAnswer(OSError):
+    """The peer did not answer: the wire is cut, or the peer is gone."""
 
 
 class Wire(Link):
@@ -95,7 +100,7 @@ class Wire(Link):
             if self.starved:
                 raise MemoryError
             if time.ticks_diff(time.ticks_ms(), started) > _REPLY_MS:
-                raise OSError("no answer on the wire")
+                raise NoAnswer("no answer on the wire")
             await asyncio.sleep_ms(_WAIT_MS)
         frame = self.reply
         self.reply = None
@@ -105,14 +110,18 @@ class Wire(Link):
         return got, frame.data
 
     async def pull(self) -> None:
-        """Pull from the peer for ever."""
-        while True:
+        """Pull from the peer until it has not answered _SILENT_PULLS pulls in a row (the
+        wire is cut, or the peer gone): the caller then gives the wire's heap back."""
+        silent = 0
+        while silent < _SILENT_PULLS:
             await asyncio.sleep_ms(_PULL_MS)
-            if self.node.keyring.state == "unprovisioned":
-                continue
             try:
                 await self._pull_once()
                 self.error = ""
+                silent = 0
+            except NoAnswer as e:
+                self.error = str(e)
+                silent += 1
             except (OSError, RequestError, KeyError, TypeError, ValueError) as e:
                 self.error = str(e)
             self.pulls += 1
