@@ -424,11 +424,7 @@ def import_end(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untype
         raise RequestError(codec.STATE, "no import under way")
     node.intake = None
     node.audit.append("imported", {k: v for k, v in taker.tally.items() if v})
-    return {"tally": taker.tally, "vector": _vector_text(node.journal)}
-
-
-def _vector_text(j: journal.Journal) -> dict:
-    return {entry.fp_text(o): n for o, n in j.vector().items()}
+    return {"tally": taker.tally, "vector": node.journal.vector_text()}
 
 
 OPS = {

@@ -198,6 +198,17 @@ class Journal:
     def vector(self) -> dict:
         return {origin: self.head(origin) for origin in self.chains}
 
+    def vector_text(self) -> dict:
+        """Each origin's head by fingerprint text, as summaries and exports name them."""
+        return {entry.fp_text(o): n for o, n in self.vector().items()}
+
+    def held_text(self) -> dict:
+        """The seqs held past a gap, by origin fingerprint text."""
+        held: dict = {}
+        for origin, seq in self.held:
+            held.setdefault(entry.fp_text(origin), []).append(seq)
+        return held
+
     # -- changes -------------------------------------------------------------------------
 
     def free(self) -> int:

@@ -24,7 +24,8 @@ PEERS = "/audit/peers.json"
 _AT_MAX = const(16)  # audit hashes a summary tells at most
 
 
-def _peers() -> dict:
+def witnessed() -> dict:
+    """The audit heads this node has witnessed of its peers: fp -> {seq, hash[, alarm]}."""
     data = store.read(PEERS)
     doc = signed.json_object(data) if data else None
     return doc if doc is not None else {}
@@ -46,9 +47,6 @@ def hello(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def
         fp = entry.fp_text(origin)
         vector[fp] = head
         digests[fp] = hexlify(j.head_digest(origin)[:8]).decode()
-    held: dict = {}
-    for origin, seq in j.held:
-        held.setdefault(entry.fp_text(origin), []).append(seq)
     audit = node.audit
     me = keyring.identity
     return {
@@ -58,9 +56,9 @@ def hello(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def
         "partner": me["partner"],
         "vector": vector,
         "digests": digests,
-        "held": held,
+        "held": j.held_text(),
         "audit": {"seq": audit.seq, "hash": audit.head, "at": audit.hashes_at(asked)},  # type: ignore[arg-type]
-        "witnessed": _peers(),
+        "witnessed": witnessed(),
     }
 
 
@@ -89,7 +87,7 @@ def witness(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-d
         origin = b""
     if fp == keyring.identity["fp"] or origin not in keyring.members():
         raise RequestError(codec.ARGS, "%s is not a peer in this node's roster" % fp)
-    peers = _peers()
+    peers = witnessed()
     before = json.dumps(peers)
     seen = peers.get(fp)
     verdict = "extends"

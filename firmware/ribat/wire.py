@@ -16,7 +16,7 @@ import time
 
 from micropython import const
 
-from ribat import codec, entry, keys
+from ribat import codec, keys
 from ribat.link import Link, RequestError
 
 _SERVED = ("ping", "sync.hello", "journal.export", "journal.next")
@@ -37,6 +37,7 @@ class Wire(Link):
         self.node = node
         self.plan = None  # the peer's export under way on this node
         self.held: dict = {}
+        self.intake = None  # our import from the peer under way
         self.asked = 0  # seq of our request awaiting its reply
         self.reply: "codec.Frame | None" = None
         self.starved = False  # our reply came, and we had no memory to read it
@@ -61,20 +62,24 @@ class Wire(Link):
             raise RequestError(codec.UNKNOWN, "%r is not served on the wire" % (op,))
         from ribat import bulletins, replica
 
+        if op == "ping":
+            return {}, b""
+        ops = {"sync.hello": replica.hello, "journal.export": bulletins.export,
+               "journal.next": bulletins.next_entries}  # fmt: skip
+        result = self._session(ops[op], meta, frame.data)
+        return result if isinstance(result, tuple) else (result, b"")
+
+    def _session(self, op, meta: dict, data: bytes) -> object:  # type: ignore[no-untyped-def]
+        """op(node, meta, data) with this wire's export and import on the node in place
+        of the host's: one of each per link, the very operations the host uses."""
         node = self.node
-        host_plan, host_held = node.export_plan, node.export_held
-        node.export_plan, node.export_held = self.plan, self.held
+        host = node.export_plan, node.export_held, node.intake
+        node.export_plan, node.export_held, node.intake = self.plan, self.held, self.intake
         try:
-            if op == "ping":
-                return {}, b""
-            if op == "journal.next":
-                return bulletins.next_entries(node, meta, frame.data)
-            if op == "journal.export":
-                return bulletins.export(node, meta, frame.data), b""
-            return replica.hello(node, meta, frame.data), b""
+            return op(node, meta, data)
         finally:
-            self.plan, self.held = node.export_plan, node.export_held
-            node.export_plan, node.export_held = host_plan, host_held
+            self.plan, self.held, self.intake = node.export_plan, node.export_held, node.intake
+            node.export_plan, node.export_held, node.intake = host
 
     # -- asking the peer -----------------------------------------------------------------
 
@@ -131,7 +136,7 @@ class Wire(Link):
         from ribat import replica
 
         node = self.node
-        seen = replica._peers().get(self.peer_fp)
+        seen = replica.witnessed().get(self.peer_fp)
         asked = [seen["seq"]] if seen else []
         peer, _ = await self.ask("sync.hello", {"audit_at": asked})
         if peer["cell"] != node.keyring.cell():
@@ -139,23 +144,19 @@ class Wire(Link):
         self.peer_fp, self.peer = peer["fp"], peer["name"]
         replica.witness(node, {"fp": peer["fp"], "audit": peer["audit"]}, b"")
         j = node.journal
-        mine = {entry.fp_text(o): n for o, n in j.vector().items()}
+        mine = j.vector_text()
         if all(n <= mine.get(fp, 0) for fp, n in peer["vector"].items()):
             return
-        held: dict = {}
-        for origin, seq in j.held:
-            held.setdefault(entry.fp_text(origin), []).append(seq)
-        got, _ = await self.ask("journal.export", {"since": mine, "held": held})
+        got, _ = await self.ask("journal.export", {"since": mine, "held": j.held_text()})
         if got["entries"]:
             await self._take(got["entries"])
 
     async def _take(self, total: int) -> None:
-        from ribat import intake
+        from ribat import bulletins
 
         node = self.node
-        node.audit_room()
-        node.audit.append("import", {"entries": total, "source": "wire:" + self.peer})
-        taker = intake.Intake(node)
+        source = {"entries": total, "source": "wire:" + self.peer}
+        self._session(bulletins.import_begin, source, b"")
         pos = 0
         room = node.link.max_body - 256
         try:
@@ -168,16 +169,12 @@ class Wire(Link):
                         raise OSError("no memory for the peer's entries") from None
                     room //= 2  # ask for less at a time
                     continue
-                batch = entry.unpack_batch(data)
-                if batch is None:
-                    raise ValueError("the peer sent a broken batch of entries")
-                now = int(time.time())
-                for raw in batch:
-                    self.imported += taker.take(raw, now) == intake.STORED
-                if got["done"]:
+                put: dict = self._session(bulletins.put, {}, data)  # type: ignore[assignment]
+                self.imported += put["outcomes"].count("stored")
+                if got["done"] or "full" in put:
                     break
                 pos = got["next"]
         finally:
-            node.audit.append("imported", {k: v for k, v in taker.tally.items() if v})
+            self._session(bulletins.import_end, {}, b"")
             if node.keyring.state != "unlocked" and node.intake is None:
                 keys.unload_crypto()
