@@ -40,10 +40,10 @@ IMPORT_MAX = 256  # entries given to the node per round: a round stays short on 
 # us, or a peer's entry that its summary says exists and that has not come. After this
 # long we publish it again, or subscribe again to have the broker resend what it retains.
 RESEND_S = 5.0
-RECONNECT_S = (1, 8)
+RECONNECT_S = (1, 8)  # the least and most seconds between attempts to reach the broker
 # The port is left free this long between rounds however busy the broker is, so that the
 # site's operator (`ribat post`, who waits for a busy port) always gets a turn.
-ROUND_GAP_S = 0.5  # the least and most seconds between attempts to reach the broker
+ROUND_GAP_S = 0.5
 _DONE = ("forged", "foreign", "fork")  # outcomes not worth offering the node again
 
 
@@ -97,15 +97,14 @@ class Gateway:
         self.contested: dict[bytes, bytes] = {}  # a second entry at one (origin, seq)
         self.refused: set[bytes] = set()  # digests of entries the node would not take
         self.on_broker: set[int] = set()  # seqs of our own chain the broker sent back
-        self.sent: dict[int, float] = {}  # seq of our own chain -> when last published
         self.retained: dict[int, entry.Header] = {}  # own entries the broker keeps whole
-        self.stripped: dict[int, float] = {}  # seq -> when its header alone was published
-        self.asked: dict[str, float] = {}  # origin fp -> when we last subscribed again
+        # when each resendable thing was last sent: ("entry", seq), ("strip", seq),
+        # ("ask", origin fp), "summary"
+        self.last_sent: dict[object, float] = {}
         self.peers: dict[str, dict] = {}  # node fp -> its latest summary
         self.witnessed: dict[str, str] = {}  # peer fp -> summary text last witnessed
         self.summary_sent = ""
         self.summary_echo = ""  # our summary as the broker sent it back
-        self.summary_at = 0.0
         self.garbage_told = 0
         self.mqtt = self._connect(host, port)
 
@@ -238,11 +237,8 @@ class Gateway:
 
     def _publish_own(self, node: NodeClient, summary: dict) -> None:
         head = summary["vector"].get(self.fp, 0)
-        now = time.monotonic()
         due = [
-            n
-            for n in range(1, head + 1)
-            if n not in self.on_broker and now - self.sent.get(n, -RESEND_S) >= RESEND_S
+            n for n in range(1, head + 1) if n not in self.on_broker and self._due(("entry", n))
         ]
         if not due:
             return
@@ -252,7 +248,6 @@ class Gateway:
         for raw in raws:
             seq = entry.Header(raw).seq
             self.mqtt.publish(f"{self.root}entry/{self.fp}/{seq}", raw, qos=1, retain=True)
-            self.sent[seq] = now
         self.counters.published += len(raws)
         self.log(f"{self.name}: {len(raws)} entries published")
 
@@ -260,13 +255,11 @@ class Gateway:
         """Replace each of our expired entries the broker keeps whole by its signed header
         alone, as the nodes keep it: the content goes, the chain stays verifiable for a
         node that catches up later."""
-        now, mono = time.time(), time.monotonic()
+        now = time.time()
         for seq, header in list(self.retained.items()):
-            if header.expires > now or mono - self.stripped.get(seq, -RESEND_S) < RESEND_S:
-                continue
-            topic = f"{self.root}entry/{self.fp}/{seq}"
-            self.mqtt.publish(topic, header.raw, qos=1, retain=True)
-            self.stripped[seq] = mono
+            if header.expires <= now and self._due(("strip", seq)):
+                topic = f"{self.root}entry/{self.fp}/{seq}"
+                self.mqtt.publish(topic, header.raw, qos=1, retain=True)
 
     def _witness(self, node: NodeClient) -> None:
         for fp, peer in self.peers.items():
@@ -288,30 +281,34 @@ class Gateway:
 
     def _publish_summary(self, summary: dict) -> None:
         text = json.dumps(summary, sort_keys=True)
-        lost = self.summary_echo != text and time.monotonic() - self.summary_at >= RESEND_S
-        if text != self.summary_sent or lost:
-            self.mqtt.publish(self.root + f"summary/{self.fp}", text, qos=1, retain=True)
-            self.summary_sent = text
-            self.summary_at = time.monotonic()
+        if text != self.summary_sent:
+            self.last_sent["summary"] = time.monotonic()
+        elif self.summary_echo == text or not self._due("summary"):
+            return  # sent, and the broker has it (or had no time to send it back)
+        self.mqtt.publish(self.root + f"summary/{self.fp}", text, qos=1, retain=True)
+        self.summary_sent = text
 
     def _ask_again(self, summary: dict) -> None:
         """Subscribe again to an origin's entries when a peer holds some we lack and the
         broker has not brought them: it then resends every entry it retains there."""
         mine = summary["vector"]
-        now = time.monotonic()
         for peer in list(self.peers.values()):
             for origin, n in peer["vector"].items():
                 have = mine.get(origin, 0)
-                if (
-                    origin == self.fp
-                    or n <= have
-                    or now - self.asked.get(origin, -RESEND_S) < RESEND_S
-                ):
+                if origin == self.fp or n <= have:
                     continue
-                if all((origin, s) in self.pool for s in range(have + 1, n + 1)):
-                    continue
-                self.asked[origin] = now
-                self.mqtt.subscribe(f"{self.root}entry/{origin}/#", 1)
+                missing = any((origin, s) not in self.pool for s in range(have + 1, n + 1))
+                if missing and self._due(("ask", origin)):
+                    self.mqtt.subscribe(f"{self.root}entry/{origin}/#", 1)
+
+    def _due(self, key: object) -> bool:
+        """Whether key's thing was not sent in the last RESEND_S; if so, it counts as sent
+        now (the caller sends it)."""
+        now = time.monotonic()
+        if now - self.last_sent.get(key, -RESEND_S) < RESEND_S:
+            return False
+        self.last_sent[key] = now
+        return True
 
     def _telemetry(self, node: NodeClient) -> None:
         sample = node.request("status")
