@@ -51,7 +51,7 @@ def _dir(name: str) -> Path:
     return paths.sims_root() / name
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         if os.waitpid(pid, os.WNOHANG)[0]:  # our own child that has exited: reaped now
             return False
@@ -72,7 +72,7 @@ def find(name: str) -> Sim | None:
         return None
     board = (d / "board").read_text().strip()
     state = paths.read_state(d)
-    if state is None or not _alive(state["pid"]):
+    if state is None or not alive(state["pid"]):
         return Sim(name, board, None, None)
     return Sim(name, board, state["tty"], state["pid"])
 
@@ -123,38 +123,57 @@ def start(name: str | None = None, board: str = "pico", fast_link: bool = False)
     log = d / "log"
     if log.exists() and log.stat().st_size > 1 << 20:
         os.replace(log, d / "log.1")
+    launch("ribat.sim.supervisor", d, ["fast" if fast_link else "board"], log,
+           f"virtual board {name}")  # fmt: skip
+    sim = find(name)
+    assert sim is not None
+    return sim
+
+
+def launch(
+    module: str, folder: Path, extra: list[str], log: Path, what: str,
+    timeout: float = START_TIMEOUT_S,
+) -> dict:  # fmt: skip
+    """Start `python -m module FOLDER READY_FD EXTRA...` detached, its output to log, and
+    wait for the JSON line it writes on READY_FD once ready; SimError if it does not."""
     import subprocess
 
     ready_r, ready_w = os.pipe()
     with open(log, "ab") as out:
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "ribat.sim.supervisor",
-                str(d),
-                str(ready_w),
-                "fast" if fast_link else "board",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            pass_fds=(ready_w,),
-            start_new_session=True,
-        )
+            [sys.executable, "-m", module, str(folder), str(ready_w), *extra],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+            pass_fds=(ready_w,), start_new_session=True,
+        )  # fmt: skip
     os.close(ready_w)
     try:
-        reply = _read_line(ready_r, START_TIMEOUT_S)
+        reply = _read_line(ready_r, timeout)
     finally:
         os.close(ready_r)
     if not reply:
-        raise SimError(f"virtual board {name} did not start; see {log}")
-    answer = json.loads(reply)
+        raise SimError(f"{what} did not start; see {log}")
+    answer: dict = json.loads(reply)
     if "error" in answer:
-        raise SimError(f"virtual board {name} did not start: {answer['error']}")
-    sim = find(name)
-    assert sim is not None
-    return sim
+        raise SimError(f"{what} did not start: {answer['error']}")
+    return answer
+
+
+def ask(address: str, request: dict, what: str, timeout: float = CONTROL_TIMEOUT_S) -> dict:
+    """Send one request to a control socket; its reply (SimError if it says error)."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.connect(address)
+            s.sendall(json.dumps(request).encode() + b"\n")
+            reply = s.makefile("rb").readline()
+        except OSError as e:
+            raise SimError(f"{what} does not answer its control socket: {e}") from None
+    answer: dict = json.loads(reply or b"{}")
+    if "error" in answer:
+        raise SimError(f"{what}: {answer['error']}")
+    return answer
 
 
 def _read_line(fd: int, timeout: float) -> bytes:
@@ -175,8 +194,6 @@ def _read_line(fd: int, timeout: float) -> bytes:
 
 def control(name: str, request: dict) -> dict:
     """Send one control request to a running virtual board; its reply."""
-    import socket
-
     sim = find(name)
     if sim is None:
         raise SimError(f"no virtual board named {name}: see `ribat sim list`")
@@ -184,20 +201,7 @@ def control(name: str, request: dict) -> dict:
         raise SimError(
             f"virtual board {name} is not running: start it with `ribat sim start --name {name}`"
         )
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(CONTROL_TIMEOUT_S)
-        try:
-            s.connect(paths.control_address(_dir(name)))
-            s.sendall(json.dumps(request).encode() + b"\n")
-            reply = s.makefile("rb").readline()
-        except OSError as e:
-            raise SimError(
-                f"virtual board {name} does not answer its control socket: {e}"
-            ) from None
-    answer = json.loads(reply or b"{}")
-    if "error" in answer:
-        raise SimError(f"virtual board {name}: {answer['error']}")
-    return answer
+    return ask(paths.control_address(_dir(name)), request, f"virtual board {name}")
 
 
 def stop(name: str, erase: bool = False) -> None:
@@ -207,7 +211,7 @@ def stop(name: str, erase: bool = False) -> None:
     if sim.running and sim.pid is not None:
         control(name, {"op": "stop"})
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        while _alive(sim.pid) and time.monotonic() < deadline:
+        while alive(sim.pid) and time.monotonic() < deadline:
             time.sleep(0.02)
     if erase:
         import shutil

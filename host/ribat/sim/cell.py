@@ -16,8 +16,6 @@ flash and keys.
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -69,7 +67,7 @@ def keeper_state() -> dict | None:
         state = json.loads((folder() / "keeper.json").read_text())
     except (OSError, ValueError):
         return None
-    return state if sim._alive(state["pid"]) else None
+    return state if sim.alive(state["pid"]) else None
 
 
 def _setup_node(cell: "Cell", partner: str, name: str, pin: str, fast_link: bool) -> dict:
@@ -142,7 +140,8 @@ def start(
     tmp.write_text(json.dumps(plan, indent=1))
     os.replace(tmp, plan_file)
     step("broker, fault proxy, gateways")
-    _launch_keeper(root)
+    sim.launch("ribat.sim.cellkeeper", root, [], root / "keeper.log",
+               "the virtual cell's broker and gateways", START_TIMEOUT_S)  # fmt: skip
     return control({"op": "status"})
 
 
@@ -153,45 +152,13 @@ def _device(name: str) -> str:
     return board.device
 
 
-def _launch_keeper(root: Path) -> None:
-    ready_r, ready_w = os.pipe()
-    with open(root / "keeper.log", "ab") as log:
-        subprocess.Popen(
-            [sys.executable, "-m", "ribat.sim.cellkeeper", str(root), str(ready_w)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            pass_fds=(ready_w,), start_new_session=True,
-        )  # fmt: skip
-    os.close(ready_w)
-    try:
-        reply = sim._read_line(ready_r, START_TIMEOUT_S)
-    finally:
-        os.close(ready_r)
-    answer = json.loads(reply or b"{}")
-    if not answer or "error" in answer:
-        said = answer.get("error") or f"see {root / 'keeper.log'}"
-        raise SimError(f"the virtual cell's broker and gateways did not start: {said}")
-
-
 def control(request: dict) -> dict:
     """Send one request to the running keeper; its reply."""
-    import socket
-
     from ribat.sim.cellkeeper import control_address
 
     if keeper_state() is None:
         raise SimError("no virtual cell is running: start one with `ribat sim cell MA,FR,ES,BE`")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(CONTROL_TIMEOUT_S)
-        try:
-            s.connect(control_address(folder()))
-            s.sendall(json.dumps(request).encode() + b"\n")
-            reply = s.makefile("rb").readline()
-        except OSError as e:
-            raise SimError(f"the virtual cell does not answer: {e}") from None
-    answer = json.loads(reply or b"{}")
-    if "error" in answer:
-        raise SimError(f"virtual cell: {answer['error']}")
-    return answer
+    return sim.ask(control_address(folder()), request, "virtual cell", CONTROL_TIMEOUT_S)
 
 
 def node_of(target: str) -> str:
@@ -219,7 +186,7 @@ def stop(erase: bool = False) -> list[str]:
     if state is not None:
         control({"op": "stop"})
         deadline = time.monotonic() + 10
-        while sim._alive(state["pid"]) and time.monotonic() < deadline:
+        while sim.alive(state["pid"]) and time.monotonic() < deadline:
             time.sleep(0.05)
     plan = _plan()
     names = [n["name"] for n in plan["nodes"]]
