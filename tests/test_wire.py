@@ -93,12 +93,12 @@ def test_a_cut_wire_loses_nothing_and_resends_nothing(pair: list[sim.Sim]) -> No
 def test_wire_errors_are_one_line(pair: list[sim.Sim]) -> None:
     ma, fr = pair
     r = ribat("sim", "wire", ma.name, ma.name)
-    assert r.code != 0 and "itself" in r.err
+    assert r.code == 9 and "itself" in r.err
     r = ribat("sim", "wire", ma.name, "nope")
-    assert r.code != 0 and "no virtual board named nope" in r.err
+    assert r.code == 9 and "no virtual board named nope" in r.err
     assert ribat("sim", "wire", ma.name, fr.name).code == 0
     r = ribat("sim", "wire", fr.name, ma.name)
-    assert r.code != 0 and "already wired" in r.err and "Traceback" not in r.err
+    assert r.code == 9 and "already wired" in r.err and "Traceback" not in r.err
     r = ribat("sim", "unwire", ma.name, fr.name)
     assert r.code == 0 and fr.name in r.err
 
@@ -111,7 +111,7 @@ def test_a_chain_of_wires_carries_a_bulletin_across(new_sim: NewSim, tmp_path: P
     assert ribat("sim", "wire", ma.name, fr.name).code == 0
     assert ribat("sim", "wire", fr.name, es.name).code == 0
     r = ribat("sim", "wire", fr.name, ma.name)
-    assert r.code != 0 and "already wired" in r.err
+    assert r.code == 9 and "already wired" in r.err
     assert sim_status(fr.name)["wires"] == [ma.name, es.name]
     for_es = post(ma, "--kind", "alert", "--to", "ES", "--title", "Far", "--body", "hola")
     wait_for(lambda: vector(es) == vector(ma), "madrid holds rabat's bulletin, two hops away")
