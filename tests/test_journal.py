@@ -6,14 +6,15 @@ that are garbage, cut short or from another cell refused whole; retention."""
 
 import functools
 import json
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from conftest import PIN, NewSim, Run, at_repl, make_cell, ribat
-from ribat import entry, guard, sim
+from conftest import FIRMWARE, PIN, NewSim, Run, at_repl, make_cell, ribat
+from ribat import deploy, entry, guard, sim
 from ribat import journal as lib
 from ribat.errors import DeviceError
 from ribat.node import connect
@@ -312,3 +313,28 @@ def test_a_request_too_big_for_the_heap_is_answered(new_sim: NewSim, tmp_path: P
     assert posted >= 5  # the 500-byte ones, at least
     post(ma, "--kind", "notice", "--to", "MA", "--body", "short")
     assert status(ma)["entries"] == posted + 1  # nothing half stored
+
+
+def test_a_full_journal_leaves_room_for_the_next_firmware(new_sim: NewSim, tmp_path: Path) -> None:
+    """The node keeps free, whatever its journal, as much flash as its firmware slot takes
+    (in littlefs blocks): the next firmware deploys beside it, and every entry stays."""
+    (ma,) = make_cell(new_sim, tmp_path, [("MA", "rabat-1")])
+    posted = 0
+    with connect(ma.device) as client:
+        guard.unlock(client, PIN)
+        with pytest.raises(DeviceError, match="journal is full"):
+            while True:
+                lib.post(client, "notice", "routine", [], "t", "b" * 2000, 3600, [])
+                posted += 1
+    assert posted > 100
+    src = tmp_path / "fw"
+    shutil.copytree(FIRMWARE, src, ignore=shutil.ignore_patterns("__pycache__", "mypy.ini"))
+    for module in ("app", "journal", "link"):  # a new firmware: nothing copied as it was
+        with open(src / "ribat" / f"{module}.py", "a") as f:
+            f.write("\nCHANGED = 1\n")
+    result = deploy.deploy(ma.device, source=src)
+    assert result.plan.switch and len(result.plan.transfer) == 4
+    after = status(ma)
+    assert after["entries"] == posted and after["origins"][0]["head"] == posted
+    with connect(ma.device) as client:
+        assert client.wait_ready().build == result.manifest["build"]

@@ -52,7 +52,8 @@ class Node:
         self.keyring = keys.Keyring(self.board.unique_id(), max_tries)
         if self.keyring.wiped_at_start:
             self.audit.append("wipe", {"why": "lockout"})
-        self.slot_bytes = store.tree_size(root)
+        self.slot_bytes = store.tree_flash(root, os.statvfs("/")[0])
+        keys.unload("footprint")
         self.open_journal()
         self.export_plan: "list | None" = None  # an export under way (journal.export)
         self.export_held: dict = {}  # origin -> seqs its receiver holds already
@@ -66,7 +67,8 @@ class Node:
     def open_journal(self) -> None:
         """(Re)read the journal: at start-up, and after a wipe emptied it."""
         self.journal = journal.Journal()
-        # room for a deploy of the next firmware beside this one, whatever the journal
+        # room for a deploy of the next firmware beside this one, whatever the journal:
+        # as much flash as this one takes
         self.journal.reserve = self.slot_bytes + _SPARE
 
     def touch(self) -> None:
@@ -74,6 +76,10 @@ class Node:
         self.touched = time.ticks_ms()
 
     def lock(self, why: str) -> None:
+        # Locked, the node cannot sign a fold, yet its sync keeps recording: leave it the
+        # most room (a fold only for a fair gain: a signature and a rewrite of the log).
+        budget: int = self.config.get("audit.max_entries")  # type: ignore[assignment]
+        self.audit.fold(self.keyring, budget, budget // 2 + budget // 8)
         self.keyring.lock()
         self.audit.append("lock", {"why": why})
         keys.unload_crypto()

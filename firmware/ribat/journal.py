@@ -32,7 +32,8 @@ SEGMENT = const(32768)
 _LOCAL = ">HIB"  # content file, offset, flags: after the signed header
 _FLAGS = const(155)  # offset of the flags byte in a record
 _MARGIN = const(65536)  # below this much estimated free flash, ask littlefs at each entry
-_OVERHEAD = const(64)  # littlefs metadata per append, roughly: the estimate errs low
+_OVERHEAD = const(64)  # littlefs metadata per append, roughly
+_ASK_EVERY = const(16)  # entries between two asks: 16 of the largest are under the margin
 HELD_MAX = entry.RUN  # entries waiting for a predecessor, across all origins
 
 PURGED = const(1)  # content zeroed at expiry (or never stored: it came expired)
@@ -69,6 +70,7 @@ class Journal:
         self.segment = 0
         self.segment_size = 0
         self.reserve = 0  # bytes kept free for the rest (a deploy, the audit log)
+        self._unasked = 0  # entries since littlefs was last asked how much is free
         self._scan()
         self.free()
 
@@ -213,16 +215,21 @@ class Journal:
 
     def free(self) -> int:
         """Free flash, as littlefs counts it: a walk of every block in use, so slow on a
-        full flash; make_room asks only when its running estimate gets close."""
+        full flash; make_room asks every few entries, and at each once its estimate gets
+        close."""
         st = os.statvfs("/")
         self._free = st[0] * st[3]
+        self._unasked = 0
         return self._free
 
     def make_room(self, size: int, now: int) -> None:
         """Refuse an entry of size bytes the flash has no room for, once expired content
         is purged."""
         need = size + RECORD + _OVERHEAD + self.reserve
-        if self._free - need < _MARGIN and self.free() < need:
+        self._unasked += 1
+        # The running estimate misses what littlefs adds (the audit log, block tails,
+        # metadata): asked again every few entries, it never drifts by the margin.
+        if (self._free - need < _MARGIN or self._unasked > _ASK_EVERY) and self.free() < need:
             try:
                 self.purge(now)
             except OSError:  # zeroing in place needs a free block too: purge at start-up

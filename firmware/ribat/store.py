@@ -59,10 +59,15 @@ def truncate(path: str, size: int) -> None:
     os.rename(tmp, path)
 
 
-def tree_size(folder: str) -> int:
-    """Bytes in the files under folder."""
-    total = 0
+def tree_flash(folder: str, block: int) -> int:
+    """Bytes of flash the folder and everything under it take, in whole blocks."""
+    from ribat import footprint  # asked once, at start-up: the caller drops it again
+
+    total = footprint.DIR_BLOCKS * block
     for e in os.ilistdir(folder):
         path = folder + "/" + e[0]
-        total += tree_size(path) if e[1] & 0x4000 else os.stat(path)[6]
+        if e[1] & 0x4000:
+            total += tree_flash(path, block)
+        else:
+            total += footprint.file_blocks(os.stat(path)[6], block) * block
     return total

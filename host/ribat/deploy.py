@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ribat import boards, firmware
+from ribat import boards, firmware, footprint
 from ribat.digest import files_digest
 from ribat.errors import DeployError, NoAnswer, RibatError, Unsupported
 from ribat.firmware import Image, MpyFormat
@@ -240,13 +240,18 @@ def check_board(report: BoardReport, board_name: str | None, path: str) -> board
 
 
 def check_space(report: BoardReport, plan: Plan, image: Image, board: boards.Board) -> None:
-    """Refuse, before writing anything, a slot the flash has no room for. littlefs gives a
-    file whole blocks, plus metadata: count each file rounded up, and one block more."""
+    """Refuse, before writing anything, a slot the flash has no room for: each file in
+    whole blocks, each new folder a metadata pair, and a block for metadata to grow (the
+    node keeps that much free beside its slot whatever its journal: ribat.footprint)."""
     block = board.block_size
     writes = [len(image.files[p]) for p in plan.transfer + plan.copy]
     if plan.loader:
         writes.append(len(image.loader))
-    need = sum(-(-size // block) * block + block for size in writes)
+    blocks = sum(footprint.file_blocks(size, block) for size in writes) + 1
+    if report.slots.get(plan.slot) is None:  # the slot's folders are new too
+        folders = {p.rpartition("/")[0] for p in image.files}
+        blocks += footprint.DIR_BLOCKS * len(folders)
+    need = blocks * block
     if need > report.fs_free:
         raise DeployError(
             f"not enough flash for the new firmware: it needs about {need // 1024} KB, "
