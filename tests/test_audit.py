@@ -115,3 +115,21 @@ def test_the_log_folds_into_a_signed_checkpoint(audited: sim.Sim, tmp_path: Path
     path = tmp_path / "cp.jsonl"
     path.write_bytes(b"\n".join([tampered.encode(), *lines[1:]]) + b"\n")
     assert "checkpoint at the start of the log is not validly signed" in verify(path)
+
+
+def test_the_lock_folds_so_a_locked_node_has_the_most_room(
+    audited: sim.Sim, tmp_path: Path
+) -> None:
+    """A locked node cannot sign a fold, yet its sync goes on recording: the lock folds a
+    log past five eighths of its budget, so a locked node has room for a whole budget."""
+    assert ribat("config", "set", "-p", audited.device, "audit.max_entries", "16").code == 0
+    script = "".join(f"config set node.name before-lock-{i}\n" for i in range(10)) + "lock\n"
+    r = ribat("unlock", "-p", audited.device, "--pin", PIN, stdin=script)
+    assert r.code == 0, r.err
+    lines = export(audited, tmp_path / "locked.jsonl")
+    assert b'"body"' in lines[0] and len(lines) == 1 + 8 + 1  # checkpoint, half, the lock
+    done = 0
+    while ribat("config", "set", "-p", audited.device, "node.name", f"locked-{done}").code == 0:
+        done += 1
+    assert done == 24 - 9  # a budget and a half, less what the lock left
+    assert "verifies" in ribat("audit", "verify", "-p", audited.device).out

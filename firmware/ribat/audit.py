@@ -3,8 +3,9 @@
 An entry is on flash, closed (a littlefs commit), before the request that caused it is
 answered: an entry the host saw acknowledged survives a power cut. The log is bounded:
 past audit.max_entries, the oldest entries are folded into a checkpoint the node signs,
-which needs its key, so folding happens while unlocked; a locked node keeps a reserve of
-half the budget, and past that refuses the requests it would have to record.
+which needs its key, so folding happens while unlocked, and at the lock, so that a locked
+node starts with room for the whole budget and more (its sync goes on recording: three
+entries a batch); past a budget and a half it refuses the requests it would have to record.
 """
 
 import json
@@ -82,10 +83,11 @@ class AuditLog:
         """Past the budget and its reserve: only a fold makes room."""
         return self.entries >= budget + budget // 2
 
-    def fold(self, keyring, budget: int) -> bool:  # type: ignore[no-untyped-def]
-        """Fold the oldest entries into a signed checkpoint, keeping half the budget;
-        False if there is nothing to fold or no key to sign with (locked)."""
-        if self.entries <= budget or keyring.state != "unlocked":
+    def fold(self, keyring, budget: int, due: int = 0) -> bool:  # type: ignore[no-untyped-def]
+        """Fold the oldest entries into a signed checkpoint, keeping half the budget, once
+        more than due (by default the budget) are on flash; False if it is not due or
+        there is no key to sign with (locked)."""
+        if self.entries <= (due or budget) or keyring.state != "unlocked":
             return False
         keep = budget // 2
         drop = self.entries - keep
