@@ -316,8 +316,9 @@ def test_a_request_too_big_for_the_heap_is_answered(new_sim: NewSim, tmp_path: P
 
 
 def test_a_full_journal_leaves_room_for_the_next_firmware(new_sim: NewSim, tmp_path: Path) -> None:
-    """The node keeps free, whatever its journal, as much flash as its firmware slot takes
-    (in littlefs blocks): the next firmware deploys beside it, and every entry stays."""
+    """The node keeps free, whatever its journal, as much flash as a firmware slot takes
+    (in littlefs blocks) less what its other slot holds already: the next firmware deploys
+    beside the running one, the one after over the old slot, and every entry stays."""
     (ma,) = make_cell(new_sim, tmp_path, [("MA", "rabat-1")])
     posted = 0
     with connect(ma.device) as client:
@@ -327,14 +328,18 @@ def test_a_full_journal_leaves_room_for_the_next_firmware(new_sim: NewSim, tmp_p
                 lib.post(client, "notice", "routine", [], "t", "b" * 2000, 3600, [])
                 posted += 1
     assert posted > 100
-    src = tmp_path / "fw"
-    shutil.copytree(FIRMWARE, src, ignore=shutil.ignore_patterns("__pycache__", "mypy.ini"))
-    for module in ("app", "journal", "link"):  # a new firmware: nothing copied as it was
-        with open(src / "ribat" / f"{module}.py", "a") as f:
-            f.write("\nCHANGED = 1\n")
-    result = deploy.deploy(ma.device, source=src)
-    assert result.plan.switch and len(result.plan.transfer) == 4
+    one_slot = status(ma)["reserve"]
+    for n in (1, 2):
+        src = tmp_path / f"fw{n}"
+        shutil.copytree(FIRMWARE, src, ignore=shutil.ignore_patterns("__pycache__", "mypy.ini"))
+        for module in ("app", "journal", "link"):  # three modules sent, the rest copied
+            with open(src / "ribat" / f"{module}.py", "a") as f:
+                f.write(f"\nCHANGED = {n}\n")
+        result = deploy.deploy(ma.device, source=src)
+        assert result.plan.switch and len(result.plan.transfer) == 4
+        with connect(ma.device) as client:
+            assert client.wait_ready().build == result.manifest["build"]
     after = status(ma)
     assert after["entries"] == posted and after["origins"][0]["head"] == posted
-    with connect(ma.device) as client:
-        assert client.wait_ready().build == result.manifest["build"]
+    # both slots on flash: the next deploy writes over the old one, the node keeps less
+    assert after["reserve"] < one_slot / 2

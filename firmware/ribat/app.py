@@ -23,7 +23,7 @@ _RETENTION_MS = const(1000)  # how often expired content is looked for (cheap: o
 _KNOCK_MS = const(2000)  # how often a node with no peer yet knocks on its wire
 _WATCH_MS = const(100)  # how often it looks for an answer
 _GC_EVERY = const(16384)  # bytes allocated between two collections
-_SPARE = const(32768)  # flash kept free beyond a firmware slot's size (audit log, config)
+_SPARE = const(32768)  # flash kept free beyond a firmware slot (a larger firmware, the audit log)
 
 
 def _read_json(path: str) -> dict:
@@ -52,7 +52,13 @@ class Node:
         self.keyring = keys.Keyring(self.board.unique_id(), max_tries)
         if self.keyring.wiped_at_start:
             self.audit.append("wipe", {"why": "lockout"})
-        self.slot_bytes = store.tree_flash(root, os.statvfs("/")[0])
+        # Room for a deploy of the next firmware beside this one, whatever the journal: as
+        # much flash as this one takes, less what the other slot holds (a deploy writes
+        # over it), and a spare.
+        block = os.statvfs("/")[0]
+        other = "/fw/" + ("b" if slot == "a" else "a")
+        held = store.tree_flash(other, block) if store.exists(other) else 0
+        self.deploy_room = max(0, store.tree_flash(root, block) - held) + _SPARE
         keys.unload("footprint")
         self.open_journal()
         self.export_plan: "list | None" = None  # an export under way (journal.export)
@@ -67,9 +73,7 @@ class Node:
     def open_journal(self) -> None:
         """(Re)read the journal: at start-up, and after a wipe emptied it."""
         self.journal = journal.Journal()
-        # room for a deploy of the next firmware beside this one, whatever the journal:
-        # as much flash as this one takes
-        self.journal.reserve = self.slot_bytes + _SPARE
+        self.journal.reserve = self.deploy_room
 
     def touch(self) -> None:
         """A request came: an unlocked session is not idle."""

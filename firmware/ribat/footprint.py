@@ -9,10 +9,10 @@ host/ribat/footprint.py); no I/O.
 """
 
 DIR_BLOCKS = 2  # a directory: its metadata pair
-_POINTERS = 8  # bytes of skip-list pointers a block holds, on average (errs high)
+POINTERS = 8  # bytes of skip-list pointers a block holds, on average (errs high)
 
 
 def file_blocks(size: int, block: int) -> int:
     """Blocks littlefs gives a file of size bytes (a tiny file may live in its directory's
     metadata instead: counting a block for it errs on the safe side)."""
-    return -(-size // (block - _POINTERS))
+    return -(-size // (block - POINTERS))

@@ -59,6 +59,7 @@ def _h(p):
 
 PROBE = (
     HASH
+    + f"POINTERS = {footprint.POINTERS}\n"  # littlefs's, as ribat.footprint counts blocks
     + r"""
 import sys, json
 def _walk(d, out, pre):
@@ -72,6 +73,18 @@ def _walk(d, out, pre):
         else:
             out[pre + e[0]] = _h(d + '/' + e[0])
     return out
+def _blocks(d, block):
+    try:
+        entries = list(os.ilistdir(d))
+    except OSError:
+        return None
+    n = 0
+    for e in entries:
+        if e[1] & 0x4000:
+            n += _blocks(d + '/' + e[0], block)
+        else:
+            n += -(-e[3] // (block - POINTERS))
+    return n
 def _read(p):
     try:
         with open(p) as f:
@@ -98,6 +111,7 @@ print(json.dumps({
     'fs_free': _st[0] * _st[3] if _st[3] <= _st[2] else 0,
     'active': (_read('/fw/active') or '').strip() or None,
     'slots': {'a': _walk('/fw/a', {}, ''), 'b': _walk('/fw/b', {}, '')},
+    'blocks': {'a': _blocks('/fw/a', _st[0]), 'b': _blocks('/fw/b', _st[0])},
     'loader': _h_or_none('/main.py'),
 }))
 """
@@ -157,6 +171,7 @@ class BoardReport:
     fs_free: int
     active: str | None
     slots: dict[str, dict[str, str] | None]
+    blocks: dict[str, int | None]  # the blocks each slot's files take (ribat.footprint)
     loader: str | None
 
     @classmethod
@@ -170,6 +185,7 @@ class BoardReport:
             fs_free=d["fs_free"],
             active=d["active"] if d["active"] in ("a", "b") else None,
             slots=d["slots"],
+            blocks=d["blocks"],
             loader=d["loader"],
         )
 
@@ -241,17 +257,23 @@ def check_board(report: BoardReport, board_name: str | None, path: str) -> board
 
 def check_space(report: BoardReport, plan: Plan, image: Image, board: boards.Board) -> None:
     """Refuse, before writing anything, a slot the flash has no room for: each file in
-    whole blocks, each new folder a metadata pair, and a block for metadata to grow (the
-    node keeps that much free beside its slot whatever its journal: ribat.footprint)."""
+    whole blocks (ribat.footprint), each new folder a metadata pair, less what the files
+    it replaces or removes hold now, plus its largest file (written before the one it
+    replaces is let go) and a block for metadata to grow. The node keeps that much free
+    whatever its journal."""
     block = board.block_size
     writes = [len(image.files[p]) for p in plan.transfer + plan.copy]
     if plan.loader:
         writes.append(len(image.loader))
-    blocks = sum(footprint.file_blocks(size, block) for size in writes) + 1
-    if report.slots.get(plan.slot) is None:  # the slot's folders are new too
+    blocks = [footprint.file_blocks(size, block) for size in writes]
+    now = report.blocks.get(plan.slot)
+    if now is None:  # the slot's folders are new too
         folders = {p.rpartition("/")[0] for p in image.files}
-        blocks += footprint.DIR_BLOCKS * len(folders)
-    need = blocks * block
+        freed = -footprint.DIR_BLOCKS * len(folders)
+    else:  # all the slot holds but the files kept (the image's own, byte for byte)
+        kept = sum(footprint.file_blocks(len(image.files[p]), block) for p in plan.keep)
+        freed = now - kept
+    need = (sum(blocks) - freed + max(blocks, default=0) + 1) * block
     if need > report.fs_free:
         raise DeployError(
             f"not enough flash for the new firmware: it needs about {need // 1024} KB, "
