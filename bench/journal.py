@@ -1,7 +1,7 @@
 """The journal on virtual Picos (their heap, flash and link speed), through the protocol as
 `ribat post` and `ribat journal import` use it:
 
-    .venv/bin/python bench/journal.py
+    .venv/bin/python bench/journal.py [BODY_BYTES] [--updated]
 
 Two nodes of two partners in one cell; one posts bulletins with a 500-byte body released
 to both until its flash is full, timing posts at 10, 1,000 and a full flash; the other
@@ -12,6 +12,7 @@ host's share as if they were interpreted too, so it overstates.
 """
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import security
 
-from ribat import deploy, entry, guard, sim
+from ribat import boards, deploy, entry, guard, sim
 from ribat import journal as lib
 from ribat.cell import Cell
 from ribat.errors import DeviceError
@@ -28,15 +29,25 @@ from ribat.node import NodeClient, connect
 from ribat.transport import Port
 
 PIN = "246810"
+ARGS = [a for a in sys.argv[1:] if not a.startswith("--")]
 # The body's length: 500 by default; `bench/journal.py 185` gives bulletins whose whole
 # entry (header, two wraps, sealed text) is 500 bytes.
-BODY = "x" * int(sys.argv[1] if len(sys.argv) > 1 else 500)
+BODY = "x" * int(ARGS[0] if ARGS else 500)
+# --updated: the posting node has had a firmware update first, so it holds both slots,
+# as a node in service does after its first update
+UPDATED = "--updated" in sys.argv
 WINDOW = 10  # posts or entries timed together at each point
 
 
-def node(name: str, cell: Cell, partner: str) -> sim.Sim:
+def node(name: str, cell: Cell, partner: str, updated: bool = False) -> sim.Sim:
     board = sim.start(name)
     deploy.deploy(board.device)
+    if updated:
+        source = Path(tempfile.mkdtemp(prefix="ribat-fw-")) / "firmware"
+        shutil.copytree(boards.firmware_dir(), source)
+        with open(source / "ribat" / "link.py", "a") as f:
+            f.write("\nUPDATED = 1\n")
+        deploy.deploy(board.device, source=source)
     with connect(board.device) as client:
         guard.provision(client, cell, partner, name, PIN)
         cell.add(guard.exported_identity(client))
@@ -64,7 +75,7 @@ def main() -> None:
     assert anchor is not None
     anchor_ms = anchor["us"] / 1000
     cell = Cell.create(Path(home) / "cell")
-    ma = node("rabat", cell, "MA")
+    ma = node("rabat", cell, "MA", UPDATED)
     fr = node("paris", cell, "FR")
     try:
         for board in (ma, fr):
@@ -125,7 +136,8 @@ def main() -> None:
             print(f"  at {k:5d} entries:   {scaled(ms, anchor_ms)}")
         entry_bytes = sum(sizes) / len(sizes)
         print(
-            f"full after {full} bulletins: entry {entry_bytes:.0f} bytes on average "
+            f"full after {full} bulletins{' (both slots held)' if UPDATED else ''}: "
+            f"entry {entry_bytes:.0f} bytes on average "
             f"(+160-byte record), {info['free'] // 1024} KB left free, "
             f"{info['reserve'] // 1024} KB of it kept for a deploy"
         )
