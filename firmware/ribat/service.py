@@ -14,7 +14,6 @@ import sys
 from micropython import const
 
 from ribat import codec, keys
-from ribat.digest import files_digest
 from ribat.link import RequestError, arg
 
 _RESET_DELAY_MS = const(100)  # time for the response to leave before the reset
@@ -114,13 +113,17 @@ class Service:
     def fw_verify(self, meta: dict) -> dict:
         """The digest of the running slot's files and the loader's hash, from what is on
         flash now: a host that computes the same has nothing to deploy."""
+        from ribat import digest  # on demand: a deploy asks, then it is dropped
+
         root = "/fw/" + self.node.slot
         files: dict = {}
         _hash_tree(root, "", files)
+        got = digest.files_digest(files)
+        keys.unload("digest")
         return {
             "slot": self.node.slot,
             "files": len(files),
-            "digest": files_digest(files),
+            "digest": got,
             "loader": _sha256("/main.py"),
         }
 
