@@ -18,31 +18,29 @@ from ribat.digest import files_digest
 from ribat.link import RequestError, arg
 
 _RESET_DELAY_MS = const(100)  # time for the response to leave before the reset
-# The operations every node answers, by the method that does (names, not bound methods:
-# no heap held for them between requests)
-_OPS = {
-    "hello": "hello",
-    "ping": "ping",
-    "status": "status",
-    "config.get": "config_get",
-    "config.set": "config_set",
-    "reset": "reset",
-    "fw.verify": "fw_verify",
-}
 
 
 class Service:
     def __init__(self, node) -> None:  # type: ignore[no-untyped-def]
         self.node = node
+        self.ops = {
+            "hello": self.hello,
+            "ping": self.ping,
+            "status": self.status,
+            "config.get": self.config_get,
+            "config.set": self.config_set,
+            "reset": self.reset,
+            "fw.verify": self.fw_verify,
+        }
 
     def handle(self, frame: codec.Frame) -> tuple:
         meta = frame.meta
         assert meta is not None
         op = meta.get("op")
         self.node.touch()
-        name = _OPS.get(op)  # type: ignore[arg-type]
-        if name is not None:
-            return getattr(self, name)(meta), b""
+        method = self.ops.get(op)  # type: ignore[arg-type]
+        if method is not None:
+            return method(meta), b""
         if isinstance(op, str) and op.startswith("journal."):
             # on demand, then kept: reloading it at each request would scatter the heap
             from ribat import bulletins
