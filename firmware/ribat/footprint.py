@@ -3,8 +3,8 @@
 A file's data lies in whole blocks (a skip-list: each block after the first starts with
 one or more 4-byte pointers back, two on average), and a directory is a pair of metadata
 blocks. A firmware slot of thirty-odd small modules takes about three times its bytes.
-The node keeps that much free for the next deploy whatever its journal, and the host
-checks that much is free before it writes one. Shared by both (symlink
+The node keeps room for the next deploy by this count whatever its journal, and the
+host counts the same way before it writes one. Shared by both (symlink
 host/ribat/footprint.py); no I/O.
 """
 
