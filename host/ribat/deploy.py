@@ -266,14 +266,13 @@ def check_space(report: BoardReport, plan: Plan, image: Image, board: boards.Boa
     if plan.loader:
         writes.append(len(image.loader))
     blocks = [footprint.file_blocks(size, block) for size in writes]
-    now = report.blocks.get(plan.slot)
-    if now is None:  # the slot's folders are new too
-        folders = {p.rpartition("/")[0] for p in image.files}
-        freed = -footprint.DIR_BLOCKS * len(folders)
-    else:  # all the slot holds but the files kept (the image's own, byte for byte)
-        kept = sum(footprint.file_blocks(len(image.files[p]), block) for p in plan.keep)
-        freed = now - kept
-    need = (sum(blocks) - freed + max(blocks, default=0) + 1) * block
+    need = sum(blocks) + max(blocks, default=0) + 1
+    held = report.blocks.get(plan.slot)
+    if held is None:  # the slot's folders are new too
+        need += footprint.DIR_BLOCKS * len({p.rpartition("/")[0] for p in image.files})
+    else:  # what the slot holds, but the files kept (the image's own, byte for byte), goes
+        need -= held - sum(footprint.file_blocks(len(image.files[p]), block) for p in plan.keep)
+    need *= block
     if need > report.fs_free:
         raise DeployError(
             f"not enough flash for the new firmware: it needs about {need // 1024} KB, "
