@@ -20,7 +20,7 @@ _CAUSES = {
 
 class Board:
     def __init__(self, facts: dict) -> None:
-        self.facts = facts
+        self._wires = facts.get("wires", ())  # (the rest of the facts is not kept)
         led = facts["led"]
         pin = machine.Pin(led["pin"], machine.Pin.OUT)
         self._led = pin
@@ -62,7 +62,7 @@ class Board:
         """The UARTs to peer nodes, on the pins of the board's facts."""
         return [
             machine.UART(w["uart"], baudrate=w["baud"], tx=w["tx"], rx=w["rx"], rxbuf=2048)
-            for w in self.facts.get("wires", ())
+            for w in self._wires
         ]
 
     def set_clock(self, t: int) -> None:

@@ -14,7 +14,7 @@ _CAUSES = {machine.PWRON_RESET: "power_on", machine.WDT_RESET: "watchdog"}
 
 class Board:
     def __init__(self, facts: dict) -> None:
-        self.facts = facts
+        self._wires = facts.get("wires", ())  # (the rest of the facts is not kept)
         led = facts["led"]
         self._led = machine.Pin(led["pin"], machine.Pin.OUT)
         # The Pico W's LED sits on the Wi-Fi chip and has no PWM: on or off only.
@@ -58,7 +58,7 @@ class Board:
                 rx=machine.Pin(w["rx"]),
                 rxbuf=2048,
             )
-            for w in self.facts.get("wires", ())
+            for w in self._wires
         ]
 
     def set_clock(self, t: int) -> None:

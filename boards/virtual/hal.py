@@ -9,7 +9,7 @@ import vboard
 
 class Board:
     def __init__(self, facts: dict) -> None:
-        self.facts = facts
+        pass  # a virtual board's pins and wires are the simulator's
 
     def led(self, percent: int) -> None:
         vboard.set_led(percent)

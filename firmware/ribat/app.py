@@ -36,10 +36,17 @@ class Node:
         root = "/fw/" + slot
         self.slot = slot
         self.fallback = fallback
-        self.manifest = _read_json(root + "/manifest.json")
-        self.version = self.manifest.get("firmware", "?")
-        self.facts = _read_json(root + "/board.json")
-        self.board = hal.Board(self.facts)
+        # Only what the node tells of its manifest and board facts is kept: the rest (the
+        # manifest's file list, the facts' sources) would hold some 9 KB of heap.
+        manifest = _read_json(root + "/manifest.json")
+        self.version = manifest.get("firmware", "?")
+        self.revision = manifest.get("revision")
+        self.build = manifest.get("build")
+        del manifest
+        facts = _read_json(root + "/board.json")
+        self.board_name = facts.get("name")
+        self.board = hal.Board(facts)
+        del facts
         self.reset_cause = self.board.reset_cause()
         # Tells this run from the one before, so a host can see a restart happened.
         self.boot_id = binascii.hexlify(os.urandom(4)).decode()
@@ -66,7 +73,7 @@ class Node:
         self.intake = None  # an import under way (journal.import)
         self.wires: list = []  # the peers on the board's wires that answered (ribat.wire)
         self.quiet_wires: list = []  # the board's wires with no peer answering
-        build = self.manifest.get("build") or self.manifest.get("revision") or self.version
+        build = self.build or self.revision or self.version
         self.audit.note_firmware("%s %s" % (self.version, build))
         self.touched = time.ticks_ms()
 
@@ -74,6 +81,13 @@ class Node:
         """(Re)read the journal: at start-up, and after a wipe emptied it."""
         self.journal = journal.Journal()
         self.journal.reserve = self.deploy_room
+
+    def follow_clock(self, now: object) -> None:
+        """A board without a battery restarts its clock at power-up: the host's time (a
+        request's "now") moves it forward, never back (a host can thus only make content
+        expire early)."""
+        if isinstance(now, int) and now > time.time() + 60:
+            self.board.set_clock(now)
 
     def touch(self) -> None:
         """A request came: an unlocked session is not idle."""
@@ -203,7 +217,7 @@ async def main(node: Node) -> None:
     node.quiet_wires = node.board.wires()
     if node.quiet_wires:
         asyncio.create_task(wire_watch(node))
-    await node.link.serve(service.Service(node).handle)
+    await node.link.serve(lambda frame: service.handle(node, frame))
 
 
 def run(slot: str, fallback: bool = False) -> None:

@@ -1,6 +1,7 @@
-"""The journal operations a host can ask of the node: post, list, show, ack, status,
-export and import. Loaded when first asked for (the Service looks them up in OPS) and
-kept; the crypto they import as they need it is dropped at the lock.
+"""The journal operations of a duty officer at an unlocked node: post, list, show and
+ack. Loaded when first asked for (ribat.service looks them up in OPS) and kept; the crypto
+they import as they need it is dropped at the lock. How entries move between nodes
+(journal.status, export, import) is ribat.exchange.
 
 Need-to-know is cryptographic: a bulletin's content is encrypted under a fresh key that
 is wrapped only for the nodes of the partners it is released to, each under the key the
@@ -11,7 +12,6 @@ refusing it is not a check that could be skipped.
 import json
 import os
 import time
-from binascii import hexlify
 
 from micropython import const
 
@@ -54,14 +54,6 @@ def _record(node, text: object) -> "tuple[int, bytes]":  # type: ignore[no-untyp
     return k, j.record(k)
 
 
-def _clock(node, meta: dict) -> None:  # type: ignore[no-untyped-def]
-    """A board without a battery restarts its clock at power-up: the host's time moves
-    it forward, never back (a host can thus only make content expire early)."""
-    now = meta.get("now")
-    if isinstance(now, int) and now > time.time() + 60:
-        node.board.set_clock(now)
-
-
 # -- posting and reading ------------------------------------------------------------------
 
 
@@ -100,7 +92,7 @@ def post(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
                 "no node of partner %s is in the roster: nobody could read it; load a "
                 "roster with one (`ribat cell load`)" % code,
             )
-    _clock(node, meta)
+    node.follow_clock(meta.get("now"))
     from ribat import aead, keywork, keywrap
 
     now = int(time.time())
@@ -271,171 +263,9 @@ def ack(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
     return {"id": header.id(), "acked": True}
 
 
-def status(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
-    j = node.journal
-    members = node.keyring.members()
-    origins = []
-    for origin, head in j.vector().items():
-        m = members.get(origin)
-        origins.append(
-            {
-                "fp": entry.fp_text(origin),
-                "name": m["name"] if m else None,
-                "partner": m["partner"] if m else None,
-                "head": head,
-                "digest": hexlify(j.head_digest(origin)).decode(),
-                "held": sum(1 for o, _ in j.held if o == origin),
-                "forks": len(j.forks.get(origin, ())),
-            }
-        )
-    return {
-        "entries": j.count,
-        "origins": origins,
-        "held": len(j.held),
-        "free": j.free(),
-        "reserve": j.reserve,
-        "cell": node.keyring.cell(),
-        "fp": node.keyring.identity["fp"] if node.keyring.identity else None,
-    }
-
-
-# -- export and import --------------------------------------------------------------------
-
-
-def _skipped(node, at: "tuple[bytes, int]") -> bool:  # type: ignore[no-untyped-def]
-    """Whether the receiver already holds the entry at (past a gap in its chain)."""
-    held = node.export_held.get(at[0])
-    return held is not None and at[1] in held
-
-
-def _position(plan: list, p: int) -> "tuple[bytes, int] | None":
-    """The origin and seq of the entry at place p of an export (entry.run_index)."""
-    for origin, lo, hi in plan:
-        n = hi - lo + 1
-        if p < n:
-            return origin, lo + entry.run_index(n, p)
-        p -= n
-    return None
-
-
-def export(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
-    """Start an export of the entries past a vector (origin fp -> seq), but those the
-    receiver says it holds already past a gap ("held": origin fp -> [seq]): recorded,
-    then read with journal.next. Nothing to send records nothing."""
-    node.keyring.need("locked")
-    since = arg(meta, "since", dict, {})
-    held_text = arg(meta, "held", dict, {})
-    j = node.journal
-    held: dict = {}
-    count = 0
-    for fp, seqs in held_text.items():  # type: ignore[attr-defined]
-        try:
-            held[entry.origin_bytes(fp)] = seqs
-        except ValueError:
-            seqs = None
-        if not isinstance(seqs, list) or not all(isinstance(n, int) for n in seqs):
-            raise RequestError(codec.ARGS, "'held' maps fingerprints to lists of seqs")
-        count += len(seqs)
-    if count > journal.HELD_MAX:
-        raise RequestError(codec.ARGS, "'held' names at most %d entries" % journal.HELD_MAX)
-    plan = []
-    total = 0
-    for origin, head in j.vector().items():
-        low = since.get(entry.fp_text(origin), 0)  # type: ignore[attr-defined]
-        if not isinstance(low, int) or low < 0:
-            raise RequestError(codec.ARGS, "'since' maps fingerprints to sequence numbers")
-        if head > low:
-            plan.append((origin, low + 1, head))
-            total += head - low - sum(1 for n in held.get(origin, ()) if low < n <= head)
-    node.export_plan = plan
-    node.export_held = held
-    if total:
-        node.audit_room()
-        node.audit.append("export", {"entries": total})
-    return {"entries": total}
-
-
-def next_entries(node, meta: dict, data: bytes) -> tuple:  # type: ignore[no-untyped-def]
-    """The export's entries from place pos, as many as fit one frame, or room bytes if
-    the receiver asks for less (at least one entry)."""
-    pos: int = arg(meta, "pos", int)  # type: ignore[assignment]
-    if pos < 0:
-        raise RequestError(codec.ARGS, "'pos' counts entries from 0")
-    most = node.link.max_body - 256
-    room = min(arg(meta, "room", int, most), most)  # type: ignore[type-var]
-    plan = node.export_plan
-    if plan is None:
-        raise RequestError(codec.STATE, "no export under way: start one (journal.export)")
-    j = node.journal
-    out: list = []
-    size = 0
-    p = pos
-    while True:
-        at = _position(plan, p)
-        if at is None:
-            break
-        if _skipped(node, at):
-            p += 1
-            continue
-        rec = j.record(j.find(at[0], at[1]))
-        raw = rec[: entry.SIGNED] + j.content(rec)
-        if out and size + len(raw) + 4 > room:
-            break
-        out.append(raw)
-        size += len(raw) + 4
-        p += 1
-    return {"pos": pos, "next": p, "done": _position(plan, p) is None}, entry.pack_batch(out)
-
-
-def import_begin(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
-    node.keyring.need("locked")
-    entries = arg(meta, "entries", int)
-    node.audit_room()
-    node.audit.append("import", {"entries": entries, "source": arg(meta, "source", str, "")})
-    from ribat import intake
-
-    node.intake = intake.Intake(node)
-    return {}
-
-
-def put(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
-    """Entries of an import, each checked and stored or not: one outcome each; a full
-    journal stops the batch there."""
-    taker = node.intake
-    if taker is None:
-        raise RequestError(codec.STATE, "no import under way: start one (journal.import)")
-    batch = entry.unpack_batch(data)
-    if batch is None:
-        raise RequestError(codec.ARGS, "not a batch of entries (cut short?): nothing taken")
-    _clock(node, meta)
-    now = int(time.time())
-    outcomes: list = []
-    for raw in batch:
-        try:
-            outcomes.append(taker.take(raw, now))
-        except RequestError as e:
-            return {"outcomes": outcomes, "full": e.message}
-    return {"outcomes": outcomes}
-
-
-def import_end(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
-    taker = node.intake
-    if taker is None:
-        raise RequestError(codec.STATE, "no import under way")
-    node.intake = None
-    node.audit.append("imported", {k: v for k, v in taker.tally.items() if v})
-    return {"tally": taker.tally, "vector": node.journal.vector_text()}
-
-
 OPS = {
     "journal.post": post,
     "journal.list": list_entries,
     "journal.show": show,
     "journal.ack": ack,
-    "journal.status": status,
-    "journal.export": export,
-    "journal.next": next_entries,
-    "journal.import": import_begin,
-    "journal.put": put,
-    "journal.end": import_end,
 }

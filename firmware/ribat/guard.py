@@ -1,6 +1,6 @@
 """The operations of the security core: provisioning, identity, the operator PIN and its
 sessions, the roster, the audit log, wipe. Each is recorded in the audit log before it is
-answered. The Service (ribat.service) looks them up by name in OPS.
+answered. ribat.service looks them up by name in OPS.
 """
 
 import gc

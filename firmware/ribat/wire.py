@@ -60,12 +60,12 @@ class Wire(Link):
         op = meta.get("op")
         if op not in _SERVED:
             raise RequestError(codec.UNKNOWN, "%r is not served on the wire" % (op,))
-        from ribat import bulletins, replica
+        from ribat import exchange, replica
 
         if op == "ping":
             return {}, b""
-        ops = {"sync.hello": replica.hello, "journal.export": bulletins.export,
-               "journal.next": bulletins.next_entries}  # fmt: skip
+        ops = {"sync.hello": replica.hello, "journal.export": exchange.export,
+               "journal.next": exchange.next_entries}  # fmt: skip
         result = self._session(ops[op], meta, frame.data)
         return result if isinstance(result, tuple) else (result, b"")
 
@@ -152,11 +152,11 @@ class Wire(Link):
             await self._take(got["entries"])
 
     async def _take(self, total: int) -> None:
-        from ribat import bulletins
+        from ribat import exchange
 
         node = self.node
         source = {"entries": total, "source": "wire:" + self.peer}
-        self._session(bulletins.import_begin, source, b"")
+        self._session(exchange.import_begin, source, b"")
         pos = 0
         room = node.link.max_body - 256
         try:
@@ -169,12 +169,12 @@ class Wire(Link):
                         raise OSError("no memory for the peer's entries") from None
                     room //= 2  # ask for less at a time
                     continue
-                put: dict = self._session(bulletins.put, {}, data)  # type: ignore[assignment]
+                put: dict = self._session(exchange.put, {}, data)  # type: ignore[assignment]
                 self.imported += put["outcomes"].count("stored")
                 if got["done"] or "full" in put:
                     break
                 pos = got["next"]
         finally:
-            self._session(bulletins.import_end, {}, b"")
+            self._session(exchange.import_end, {}, b"")
             if node.keyring.state != "unlocked" and node.intake is None:
                 keys.unload_crypto()
