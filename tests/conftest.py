@@ -142,9 +142,12 @@ def sim_status(name: str) -> dict:
 PIN = "314159"  # every node's PIN in the cells the tests make
 
 
-def make_cell(new_sim: NewSim, tmp_path: Path, members: list[tuple[str, str]]) -> list[sim.Sim]:
-    """Virtual Picos with the firmware, provisioned (PIN) in one new cell, with a roster
-    of all of them loaded: one per (partner, name). RIBAT_CELL must not be set."""
+def make_cell(
+    new_sim: NewSim, tmp_path: Path, members: list[tuple[str, str]], kind: str = "pico"
+) -> list[sim.Sim]:
+    """Virtual boards (Picos, unless kind names another) with the firmware, provisioned
+    (PIN) in one new cell, with a roster of all of them loaded: one per (partner, name).
+    RIBAT_CELL must not be set."""
     from ribat import deploy
 
     cell = tmp_path / "cell"
@@ -152,7 +155,7 @@ def make_cell(new_sim: NewSim, tmp_path: Path, members: list[tuple[str, str]]) -
     env = {"RIBAT_CELL": str(cell)}
     boards = []
     for partner, name in members:
-        board = new_sim()
+        board = new_sim(kind)
         deploy.deploy(board.device)
         r = ribat(
             "provision",

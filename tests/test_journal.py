@@ -284,20 +284,7 @@ def test_a_request_too_big_for_the_heap_is_answered(new_sim: NewSim, tmp_path: P
     unlocked session its 500-byte posts all go through, and a request that cannot fit (a
     4 KB frame of 1,300 empty lists, some 80 KB decoded; and maybe a 2 KB bulletin) is
     refused at once as out of memory. The node goes on, with nothing half stored."""
-    ma = new_sim("pico-w")
-    from ribat import deploy
-
-    deploy.deploy(ma.device)
-    env = {"RIBAT_CELL": str(tmp_path / "cell")}
-    assert ribat("cell", "init", env["RIBAT_CELL"]).code == 0
-    r = ribat(
-        "provision", "-p", ma.device, "--partner", "MA", "--name", "w", "--pin", PIN, env=env
-    )
-    assert r.code == 0, r.err
-    ident = tmp_path / "w.json"
-    assert ribat("identity", "export", "-p", ma.device, "--out", str(ident)).code == 0
-    assert ribat("cell", "roster", "add", str(ident), env=env).code == 0
-    assert ribat("cell", "load", "-p", ma.device, env=env).code == 0
+    (ma,) = make_cell(new_sim, tmp_path, [("MA", "rabat-1")], "pico-w")
     posted = 0
     with connect(ma.device) as client:  # one long session, as a duty officer's
         guard.unlock(client, PIN)
