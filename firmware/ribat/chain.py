@@ -8,8 +8,8 @@ away, the log starts with a checkpoint instead, a signed document (ribat.signed)
 is {"seq": last folded, "hash": its hash, "folded": how many so far, "t": time, "key": the
 node's signing key}: the chain then continues from that seq and hash.
 
-What the node needs to write the chain is here; checking it is in chainverify.py, which
-the node does not load.
+What the node needs to write the chain is here; checking a whole chain is the host's
+(host/ribat/chainverify.py), not deployed to the node.
 """
 
 import json
