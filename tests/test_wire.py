@@ -104,8 +104,12 @@ def test_wire_errors_are_one_line(pair: list[sim.Sim]) -> None:
 
 
 def test_a_chain_of_wires_carries_a_bulletin_across(new_sim: NewSim, tmp_path: Path) -> None:
-    ma, fr, es = make_cell(
-        new_sim, tmp_path, [("MA", "rabat-1"), ("FR", "paris-1"), ("ES", "madrid-1")]
+    """And the Pico in the middle, holding two wires' heap, still takes a large import
+    from its host and lists 2 KB bulletins for its duty officer."""
+    ma, fr, es, be = make_cell(
+        new_sim,
+        tmp_path,
+        [("MA", "rabat-1"), ("FR", "paris-1"), ("ES", "madrid-1"), ("BE", "brussels-1")],
     )
     # rabat - paris - madrid: paris uses both its UARTs, madrid hears rabat through it
     assert ribat("sim", "wire", ma.name, fr.name).code == 0
@@ -119,3 +123,14 @@ def test_a_chain_of_wires_carries_a_bulletin_across(new_sim: NewSim, tmp_path: P
     assert r.code == 0 and "hola" in r.out, r.err
     r = ribat("show", "-p", fr.device, "--pin", PIN, for_es)
     assert r.code == 13 and "not released to FR" in r.err  # paris carried it, sealed
+
+    # brussels has no wire: its 30 bulletins of 2 KB for paris come through the host
+    for i in range(30):
+        post(be, "--kind", "notice", "--to", "FR", "--title", f"n{i}", "--body", "x" * 2000)
+    assert wire_state(fr)["peer"] in ("rabat-1", "madrid-1")  # its wires' heap is held
+    r = ribat("sync", "-p", be.device, "-p", fr.device)
+    assert r.code == 0 and "30 stored" in r.out, r.err
+    r = ribat("list", "-p", fr.device, "--pin", PIN, "--json")
+    assert r.code == 0, r.err
+    titles = [json.loads(line).get("ti") for line in r.out.splitlines()]
+    assert titles.count(None) == 1 and sorted(titles[1:]) == sorted(f"n{i}" for i in range(30))

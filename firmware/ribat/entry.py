@@ -123,15 +123,17 @@ def fp_text(origin: bytes) -> str:
     return "-".join(h[i : i + 4] for i in range(0, 16, 4))
 
 
-def wraps_of(content: bytes) -> "tuple[list, bytes] | None":
-    """The key wraps and the ciphertext of a content; None if it is not shaped so."""
+def wraps_of(content: bytes) -> "tuple[list, memoryview] | None":
+    """The key wraps (copies) and the ciphertext (a view into content, not a copy) of a
+    content; None if it is not shaped so."""
     if not content:
         return None
     n = content[0]
     end = 1 + n * WRAP
     if len(content) < end:
         return None
-    return [content[1 + i * WRAP : 1 + (i + 1) * WRAP] for i in range(n)], content[end:]
+    wraps = [content[1 + i * WRAP : 1 + (i + 1) * WRAP] for i in range(n)]
+    return wraps, memoryview(content)[end:]
 
 
 def run_index(n: int, p: int) -> int:

@@ -181,15 +181,17 @@ class Journal:
     def flags(self, rec: bytes) -> int:
         return rec[_FLAGS]
 
-    def content(self, rec: bytes) -> bytes:
-        """The content a record names; b"" once purged."""
+    def content(self, rec: bytes) -> bytearray:
+        """The content a record names, in a buffer of its own (a reader may decrypt it in
+        place); empty once purged."""
         segment, offset, flags = struct.unpack_from(_LOCAL, rec, entry.SIGNED)
         if flags & PURGED:
-            return b""
-        size = struct.unpack_from(">I", rec, entry.AT_SIZE)[0]
+            return bytearray()
+        buf = bytearray(struct.unpack_from(">I", rec, entry.AT_SIZE)[0])
         with open(_C + str(segment), "rb") as f:
             f.seek(offset)
-            return f.read(size)
+            n = f.readinto(buf)
+        return buf if n == len(buf) else buf[:n]
 
     def head_digest(self, origin: bytes) -> bytes:
         n = self.head(origin)
