@@ -241,3 +241,39 @@ def test_an_expired_entry_leaves_the_broker_as_its_header(
 def _hello(board: sim.Sim) -> dict:
     with connect(board.device) as client:
         return sync.hello(client)
+
+
+def test_a_summary_the_broker_delivers_late_is_no_false_alarm(
+    new_sim: NewSim, broker: Broker, tmp_path: Path
+) -> None:
+    """A broker may reorder: paris-1's older summary, delivered after a newer one, shows a
+    lower audit head, which rabat-1's gateway must not offer as a truncated log (each
+    summary is stamped when sent). A lower head sent later is a truncation, and caught."""
+    from ribat.gateway import parse_broker, summaries
+
+    ma, fr = make_cell(new_sim, tmp_path, [("MA", "rabat-1"), ("FR", "paris-1")])
+    fr_fp = _fp(fr)
+    rounds = ("--rounds", "3", "--interval", "0.2")
+    host, port = parse_broker(broker.url)
+    with connect(ma.device) as client:
+        cell_id = sync.hello(client)["cell"]
+    topic = f"ribat/{cell_id}/summary/{fr_fp}"
+
+    assert ribat("gateway", "-p", fr.device, "--broker", broker.url, *rounds).code == 0
+    older = summaries(host, port, cell_id)[fr_fp]
+    post(fr, "--kind", "notice", "--to", "FR", "--body", "moves paris-1's audit head")
+    assert ribat("gateway", "-p", fr.device, "--broker", broker.url, *rounds).code == 0
+    newer = summaries(host, port, cell_id)[fr_fp]
+    assert newer["audit"]["seq"] > older["audit"]["seq"] and newer["sent"] > older["sent"]
+
+    def witnessed() -> dict:
+        with connect(ma.device) as client:
+            return dict(sync.hello(client)["witnessed"].get(fr_fp, {}))
+
+    with gateway(ma, broker):
+        wait_for(lambda: witnessed().get("seq") == newer["audit"]["seq"], "the newer head")
+        publish(broker, [(topic, json.dumps(older).encode())], fr_fp)  # delivered late
+        time.sleep(2)  # some rounds of rabat-1's gateway
+        assert "alarm" not in witnessed()
+        publish(broker, [(topic, json.dumps({**older, "sent": time.time()}).encode())], fr_fp)
+        wait_for(lambda: "truncated" in witnessed().get("alarm", ""), "the truncation caught")

@@ -4,7 +4,8 @@ partner sites far apart replicate with no central server of their own.
 Topics, under ribat/<cell fingerprint>/:
     summary/<node fp>        retained: the node's sync summary (sync.hello), refreshed when
                              it changes: peers read heads, held entries, audit heads and
-                             the hashes each asked of the other's audit log
+                             the hashes each asked of the other's audit log; stamped
+                             ("sent") so that one a broker delivers late is not taken
     entry/<origin fp>/<seq>  retained, QoS 1: one sealed entry (ribat.entry), published by
                              the origin's own gateway only, so that a broker ACL can keep
                              anyone else from squatting an origin's topics; once expired,
@@ -71,6 +72,7 @@ class Counters:
     witnessed: dict[str, str] = field(default_factory=dict)  # peer name -> last verdict
     alarms: list[str] = field(default_factory=list)
     garbage: int = 0  # messages on our topics that were not what their topic says
+    stale: int = 0  # peers' summaries older than one already taken (a broker reordered)
 
 
 class Gateway:
@@ -144,10 +146,15 @@ class Gateway:
             doc = _json(payload)
             if doc is None or doc.get("fp") != parts[1] or not _is_summary(doc):
                 self.counters.garbage += 1
-            elif parts[1] != self.fp:
-                self.peers[parts[1]] = doc
+            elif parts[1] == self.fp:
+                doc.pop("sent")
+                self.summary_echo = json.dumps(doc, sort_keys=True)
+            elif doc["sent"] < self.peers.get(parts[1], {}).get("sent", 0):
+                # published before the one taken (a broker delayed it): witnessing it
+                # would read the peer's audit log as truncated
+                self.counters.stale += 1
             else:
-                self.summary_echo = payload.decode()
+                self.peers[parts[1]] = doc
             return
         parsed = entry.parse(payload) if parts[0] == "entry" and len(parts) == 3 else None
         if parsed is None:
@@ -285,7 +292,11 @@ class Gateway:
             self.last_sent["summary"] = time.monotonic()
         elif self.summary_echo == text or not self._due("summary"):
             return  # sent, and the broker has it (or had no time to send it back)
-        self.mqtt.publish(self.root + f"summary/{self.fp}", text, qos=1, retain=True)
+        # stamped with when it was sent, so that a peer can tell it from an older one a
+        # broker delivers late (the stamp is this host's clock: only compared with the
+        # stamps of this node's other summaries)
+        stamped = json.dumps({**summary, "sent": time.time()}, sort_keys=True)
+        self.mqtt.publish(self.root + f"summary/{self.fp}", stamped, qos=1, retain=True)
         self.summary_sent = text
 
     def _ask_again(self, summary: dict) -> None:
@@ -340,6 +351,8 @@ def _is_summary(doc: dict) -> bool:
     node checks what it is given of it)."""
     shapes = {"vector": dict, "digests": dict, "held": dict, "audit": dict, "witnessed": dict}
     if not all(isinstance(doc.get(k), t) for k, t in shapes.items()):
+        return False
+    if not isinstance(doc.get("sent"), (int, float)):
         return False
     return all(
         isinstance(seen, dict) and isinstance(seen.get("seq"), int)
