@@ -275,5 +275,15 @@ def test_a_summary_the_broker_delivers_late_is_no_false_alarm(
         publish(broker, [(topic, json.dumps(older).encode())], fr_fp)  # delivered late
         time.sleep(2)  # some rounds of rabat-1's gateway
         assert "alarm" not in witnessed()
-        publish(broker, [(topic, json.dumps({**older, "sent": time.time()}).encode())], fr_fp)
+    with gateway(ma, broker):  # restarted: the broker retains the late one, its node knows
+        time.sleep(2)
+        assert "alarm" not in witnessed()
+        ahead = int(time.time() * 1000) + 86_400_000  # a day ahead: taken, nothing would be
+        publish(broker, [(topic, json.dumps({**newer, "sent": ahead}).encode())], fr_fp)
+        time.sleep(2)
+        with connect(ma.device) as client:  # nor by the node, from a relay with no such check
+            sync.witness(client, {**newer, "sent": ahead})
+        assert witnessed().get("sent", 0) < ahead
+        stamp = int(time.time() * 1000)
+        publish(broker, [(topic, json.dumps({**older, "sent": stamp}).encode())], fr_fp)
         wait_for(lambda: "truncated" in witnessed().get("alarm", ""), "the truncation caught")

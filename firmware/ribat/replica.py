@@ -13,6 +13,7 @@ audit log once and stays in the witness file for every later summary to show.
 """
 
 import json
+import time
 from binascii import hexlify
 
 from micropython import const
@@ -22,6 +23,7 @@ from ribat.link import RequestError, arg
 
 PEERS = "/audit/peers.json"
 _AT_MAX = const(16)  # audit hashes a summary tells at most
+_AHEAD_S = const(60)  # how far ahead of this node's clock a summary's stamp may be
 
 
 def witnessed() -> dict:
@@ -76,6 +78,13 @@ def witness(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-d
     keyring.need("locked")
     fp: str = arg(meta, "fp", str)  # type: ignore[assignment]
     claim = arg(meta, "audit", dict)
+    # when the peer's summary was sent (by its gateway, in ms): one sent before the one
+    # witnessed, that a broker delivered late, is no evidence of a truncated log. A stamp
+    # ahead of this node's clock is not taken: a relay lying in it could otherwise have
+    # every later summary called stale, and a truncation never seen.
+    sent: int = arg(meta, "sent", int, 0)  # type: ignore[assignment]
+    if sent > (int(time.time()) + _AHEAD_S) * 1000:
+        sent = 0
     seq = claim.get("seq")  # type: ignore[attr-defined]
     head = claim.get("hash")  # type: ignore[attr-defined]
     at = claim.get("at", {})  # type: ignore[attr-defined]
@@ -91,6 +100,8 @@ def witness(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-d
     before = json.dumps(peers)
     seen = peers.get(fp)
     verdict = "extends"
+    if seen is not None and sent < seen.get("sent", 0):
+        return {"verdict": "stale", "alarm": seen.get("alarm")}
     if seen is None:
         verdict = "first"
         seen = peers[fp] = {}
@@ -113,6 +124,8 @@ def witness(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-d
     if verdict in ("first", "extends", "folded"):
         seen["seq"] = seq
         seen["hash"] = head
+    if sent and verdict in ("first", "extends", "folded", "same"):
+        seen["sent"] = sent
     after = json.dumps(peers)
     if after != before:
         store.write_atomic(PEERS, after.encode())

@@ -45,6 +45,7 @@ RECONNECT_S = (1, 8)  # the least and most seconds between attempts to reach the
 # The port is left free this long between rounds however busy the broker is, so that the
 # site's operator (`ribat post`, who waits for a busy port) always gets a turn.
 ROUND_GAP_S = 0.5
+STAMP_AHEAD_S = 60  # how far ahead of this host's clock a peer's summary may be stamped
 _DONE = ("forged", "foreign", "fork")  # outcomes not worth offering the node again
 
 
@@ -149,6 +150,10 @@ class Gateway:
             elif parts[1] == self.fp:
                 doc.pop("sent")
                 self.summary_echo = json.dumps(doc, sort_keys=True)
+            elif doc["sent"] > (time.time() + STAMP_AHEAD_S) * 1000:
+                # stamped ahead of this host's clock (a lie, or a clock to set): taken, it
+                # would have every later summary of that peer called stale
+                self.counters.garbage += 1
             elif doc["sent"] < self.peers.get(parts[1], {}).get("sent", 0):
                 # published before the one taken (a broker delayed it): witnessing it
                 # would read the peer's audit log as truncated
@@ -270,7 +275,7 @@ class Gateway:
 
     def _witness(self, node: NodeClient) -> None:
         for fp, peer in self.peers.items():
-            text = json.dumps(peer["audit"], sort_keys=True)
+            text = json.dumps([peer["audit"], peer["sent"]], sort_keys=True)
             if self.witnessed.get(fp) == text:
                 continue
             try:
@@ -292,10 +297,10 @@ class Gateway:
             self.last_sent["summary"] = time.monotonic()
         elif self.summary_echo == text or not self._due("summary"):
             return  # sent, and the broker has it (or had no time to send it back)
-        # stamped with when it was sent, so that a peer can tell it from an older one a
-        # broker delivers late (the stamp is this host's clock: only compared with the
-        # stamps of this node's other summaries)
-        stamped = json.dumps({**summary, "sent": time.time()}, sort_keys=True)
+        # stamped with when it was sent (ms, an int: a Pico's floats are 32-bit), so that
+        # a peer, and its node, can tell it from an older one a broker delivers late (the
+        # stamp is this host's clock: only compared with this node's other summaries')
+        stamped = json.dumps({**summary, "sent": int(time.time() * 1000)}, sort_keys=True)
         self.mqtt.publish(self.root + f"summary/{self.fp}", stamped, qos=1, retain=True)
         self.summary_sent = text
 
@@ -352,7 +357,7 @@ def _is_summary(doc: dict) -> bool:
     shapes = {"vector": dict, "digests": dict, "held": dict, "audit": dict, "witnessed": dict}
     if not all(isinstance(doc.get(k), t) for k, t in shapes.items()):
         return False
-    if not isinstance(doc.get("sent"), (int, float)):
+    if not isinstance(doc.get("sent"), int):
         return False
     return all(
         isinstance(seen, dict) and isinstance(seen.get("seq"), int)

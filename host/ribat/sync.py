@@ -80,7 +80,10 @@ def send(src: NodeClient, dst: NodeClient, src_sum: dict, dst_sum: dict) -> Leg:
 
 
 def witness(client: NodeClient, peer: dict) -> dict:
-    return client.request("sync.witness", fp=peer["fp"], audit=peer["audit"])
+    """The node's verdict on peer's audit head; with when peer's summary was sent, if its
+    gateway stamped it (a broker's summary), so that a late one is taken as stale."""
+    stamp = {"sent": peer["sent"]} if "sent" in peer else {}
+    return client.request("sync.witness", fp=peer["fp"], audit=peer["audit"], **stamp)
 
 
 def forks(a: dict, b: dict) -> list[str]:
