@@ -247,8 +247,9 @@ def test_a_summary_the_broker_delivers_late_is_no_false_alarm(
     new_sim: NewSim, broker: Broker, tmp_path: Path
 ) -> None:
     """A broker may reorder: paris-1's older summary, delivered after a newer one, shows a
-    lower audit head, which rabat-1's gateway must not offer as a truncated log (each
-    summary is stamped when sent). A lower head sent later is a truncation, and caught."""
+    lower audit head, which rabat-1 must not take for a truncated log (each summary is
+    stamped when sent; the node keeps the stamp it witnessed). A lower head sent later is
+    a truncation, and caught; so is one a host relay shows, with no stamp."""
     from ribat.gateway import parse_broker, summaries
 
     ma, fr = make_cell(new_sim, tmp_path, [("MA", "rabat-1"), ("FR", "paris-1")])
@@ -278,12 +279,13 @@ def test_a_summary_the_broker_delivers_late_is_no_false_alarm(
     with gateway(ma, broker):  # restarted: the broker retains the late one, its node knows
         time.sleep(2)
         assert "alarm" not in witnessed()
-        ahead = int(time.time() * 1000) + 86_400_000  # a day ahead: taken, nothing would be
+        ahead = int(time.time() * 1000) + 86_400_000  # kept, no later one would be taken
         publish(broker, [(topic, json.dumps({**newer, "sent": ahead}).encode())], fr_fp)
         time.sleep(2)
-        with connect(ma.device) as client:  # nor by the node, from a relay with no such check
-            sync.witness(client, {**newer, "sent": ahead})
         assert witnessed().get("sent", 0) < ahead
         stamp = int(time.time() * 1000)
         publish(broker, [(topic, json.dumps({**older, "sent": stamp}).encode())], fr_fp)
         wait_for(lambda: "truncated" in witnessed().get("alarm", ""), "the truncation caught")
+    with connect(ma.device) as client:  # a host relay's summary, unstamped: never stale
+        verdict = sync.witness(client, {"fp": fr_fp, "audit": older["audit"]})["verdict"]
+    assert verdict.startswith("truncated"), verdict

@@ -100,7 +100,7 @@ def witness(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-d
     before = json.dumps(peers)
     seen = peers.get(fp)
     verdict = "extends"
-    if seen is not None and sent < seen.get("sent", 0):
+    if sent and seen is not None and sent < seen.get("sent", 0):  # (a host relay sends none)
         return {"verdict": "stale", "alarm": seen.get("alarm")}
     if seen is None:
         verdict = "first"

@@ -45,7 +45,6 @@ RECONNECT_S = (1, 8)  # the least and most seconds between attempts to reach the
 # The port is left free this long between rounds however busy the broker is, so that the
 # site's operator (`ribat post`, who waits for a busy port) always gets a turn.
 ROUND_GAP_S = 0.5
-STAMP_AHEAD_S = 60  # how far ahead of this host's clock a peer's summary may be stamped
 _DONE = ("forged", "foreign", "fork")  # outcomes not worth offering the node again
 
 
@@ -73,7 +72,6 @@ class Counters:
     witnessed: dict[str, str] = field(default_factory=dict)  # peer name -> last verdict
     alarms: list[str] = field(default_factory=list)
     garbage: int = 0  # messages on our topics that were not what their topic says
-    stale: int = 0  # peers' summaries older than one already taken (a broker reordered)
 
 
 class Gateway:
@@ -150,15 +148,7 @@ class Gateway:
             elif parts[1] == self.fp:
                 doc.pop("sent")
                 self.summary_echo = json.dumps(doc, sort_keys=True)
-            elif doc["sent"] > (time.time() + STAMP_AHEAD_S) * 1000:
-                # stamped ahead of this host's clock (a lie, or a clock to set): taken, it
-                # would have every later summary of that peer called stale
-                self.counters.garbage += 1
-            elif doc["sent"] < self.peers.get(parts[1], {}).get("sent", 0):
-                # published before the one taken (a broker delayed it): witnessing it
-                # would read the peer's audit log as truncated
-                self.counters.stale += 1
-            else:
+            else:  # even one a broker delivered late: its node judges it by its stamp
                 self.peers[parts[1]] = doc
             return
         parsed = entry.parse(payload) if parts[0] == "entry" and len(parts) == 3 else None
@@ -298,8 +288,8 @@ class Gateway:
         elif self.summary_echo == text or not self._due("summary"):
             return  # sent, and the broker has it (or had no time to send it back)
         # stamped with when it was sent (ms, an int: a Pico's floats are 32-bit), so that
-        # a peer, and its node, can tell it from an older one a broker delivers late (the
-        # stamp is this host's clock: only compared with this node's other summaries')
+        # a peer's node can tell it from an older one a broker delivers late (the stamp is
+        # this host's clock: only compared with this node's other summaries')
         stamped = json.dumps({**summary, "sent": int(time.time() * 1000)}, sort_keys=True)
         self.mqtt.publish(self.root + f"summary/{self.fp}", stamped, qos=1, retain=True)
         self.summary_sent = text
