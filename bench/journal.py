@@ -29,18 +29,15 @@ from ribat.node import NodeClient, connect
 from ribat.transport import Port
 
 PIN = "246810"
-ARGS = [a for a in sys.argv[1:] if not a.startswith("--")]
-# The body's length: 500 by default; `bench/journal.py 185` gives bulletins whose whole
-# entry (header, two wraps, sealed text) is 500 bytes.
-BODY = "x" * int(ARGS[0] if ARGS else 500)
-# --updated: the posting node has had a firmware update first, so it holds both slots,
-# as a node in service does after its first update
-UPDATED = "--updated" in sys.argv
 WINDOW = 10  # posts or entries timed together at each point
 
 
-def node(name: str, cell: Cell, partner: str, updated: bool = False) -> sim.Sim:
-    board = sim.start(name)
+def node(
+    name: str, cell: Cell, partner: str, updated: bool = False, kind: str = "pico"
+) -> sim.Sim:
+    """A virtual board (a Pico unless kind names another) with the firmware (deployed
+    twice if updated), provisioned in cell under PIN; the roster is the caller's."""
+    board = sim.start(name, kind)
     deploy.deploy(board.device)
     if updated:
         source = Path(tempfile.mkdtemp(prefix="ribat-fw-")) / "firmware"
@@ -69,13 +66,20 @@ def scaled(ms: float, anchor_ms: float) -> str:
 
 
 def main() -> None:
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    # The body's length: 500 by default; `bench/journal.py 185` gives bulletins whose
+    # whole entry (header, two wraps, sealed text) is 500 bytes.
+    body = "x" * int(args[0] if args else 500)
+    # --updated: the posting node has had a firmware update first, so it holds both
+    # slots, as a node in service does after its first update
+    updated = "--updated" in sys.argv
     home = tempfile.mkdtemp(prefix="ribat-bench-")
     os.environ["RIBAT_HOME"] = home
     anchor = security.run("anchor", security.PICO_HEAP, 10)
     assert anchor is not None
     anchor_ms = anchor["us"] / 1000
     cell = Cell.create(Path(home) / "cell")
-    ma = node("rabat", cell, "MA", UPDATED)
+    ma = node("rabat", cell, "MA", updated)
     fr = node("paris", cell, "FR")
     try:
         for board in (ma, fr):
@@ -93,7 +97,7 @@ def main() -> None:
             try:
                 while True:
                     t = time.perf_counter()
-                    lib.post(client, "notice", "routine", ["FR"], "bench", BODY, 86400, [])
+                    lib.post(client, "notice", "routine", ["FR"], "bench", body, 86400, [])
                     window.append((time.perf_counter() - t) * 1000)
                     n += 1
                     if n in (10, 1000) or (n > 20 and n % 100 == 0):
@@ -127,7 +131,7 @@ def main() -> None:
                 done = mark
             heap_import = client.request("status")["heap_used"]
         print(f"anchor: {security.ANCHOR_DIGITS} pi digits in {anchor_ms:.2f} ms here")
-        print(f"post ({len(BODY)}-byte body, 2 readers), mean of {WINDOW}:")
+        print(f"post ({len(body)}-byte body, 2 readers), mean of {WINDOW}:")
         for k in sorted(post_ms):
             if k in (10, 1000, full):
                 print(f"  at {k:5d} bulletins: {scaled(post_ms[k], anchor_ms)}")
@@ -136,7 +140,7 @@ def main() -> None:
             print(f"  at {k:5d} entries:   {scaled(ms, anchor_ms)}")
         entry_bytes = sum(sizes) / len(sizes)
         print(
-            f"full after {full} bulletins{' (both slots held)' if UPDATED else ''}: "
+            f"full after {full} bulletins{' (both slots held)' if updated else ''}: "
             f"entry {entry_bytes:.0f} bytes on average "
             f"(+160-byte record), {info['free'] // 1024} KB left free, "
             f"{info['reserve'] // 1024} KB of it kept for a deploy"

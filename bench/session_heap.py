@@ -10,42 +10,31 @@ tests hold the behaviour (tests/test_journal.py, the Pico W's long session).
 """
 
 import os
-import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
-from ribat import deploy, guard, sim
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from journal import PIN, node  # the bench's provisioned virtual board
+
+from ribat import guard, sim
 from ribat import journal as lib
+from ribat.cell import Cell
 from ribat.errors import DeviceError
 from ribat.node import NodeClient, connect
 
-PIN = "246810"
 BODIES = (500,) * 5 + (2000,) * 3
-
-
-def ribat(*args: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "ribat", *args], capture_output=True, text=True, env=os.environ
-    )
-    if done.returncode:
-        raise SystemExit(f"ribat {' '.join(args)}: {done.stderr.strip()}")
 
 
 def free_kb(client: NodeClient) -> str:
     return f"{client.request('status')['heap_free'] / 1024:.1f}"
 
 
-def session(board: str, home: str) -> None:
-    name = f"heap-{board}"
-    node = sim.start(name, board)
+def session(kind: str, cell: Cell) -> None:
+    board = node(f"heap-{kind}", cell, "MA", kind=kind)
     try:
-        deploy.deploy(node.device)
-        ribat("provision", "-p", node.device, "--partner", "MA", "--name", name, "--pin", PIN)
-        ident = os.path.join(home, f"{name}.json")
-        ribat("identity", "export", "-p", node.device, "--out", ident)
-        ribat("cell", "roster", "add", ident)
-        ribat("cell", "load", "-p", node.device)
-        with connect(node.device) as client:
+        with connect(board.device) as client:
+            guard.load_roster(client, cell.signed_roster())
             line = [f"locked {free_kb(client)}"]
             guard.unlock(client, PIN)
             line.append(f"unlocked {free_kb(client)}")
@@ -57,18 +46,16 @@ def session(board: str, home: str) -> None:
                     line.append(f"{n} B refused")
             guard.lock(client)
             line.append(f"locked {free_kb(client)}")
-        print(f"{board:7s} KB free: " + ", ".join(line))
+        print(f"{kind:7s} KB free: " + ", ".join(line))
     finally:
-        sim.stop(name, erase=True)
+        sim.stop(board.name, erase=True)
 
 
 def main() -> None:
     home = tempfile.mkdtemp(prefix="ribat-bench-heap-")
     os.environ["RIBAT_HOME"] = home
-    os.environ["RIBAT_CELL"] = os.path.join(home, "cell")
-    ribat("cell", "init", os.environ["RIBAT_CELL"])
-    for board in sys.argv[1:] or ["pico", "pico-w"]:
-        session(board, home)
+    for kind in sys.argv[1:] or ["pico", "pico-w"]:
+        session(kind, Cell.create(Path(home) / f"cell-{kind}"))  # each alone in its cell
 
 
 if __name__ == "__main__":
