@@ -142,7 +142,7 @@ def main() -> None:
         print(
             f"full after {full} bulletins{' (both slots held)' if updated else ''}: "
             f"entry {entry_bytes:.0f} bytes on average "
-            f"(+160-byte record), {info['free'] // 1024} KB left free, "
+            f"(+156-byte record), {info['free'] // 1024} KB left free, "
             f"{info['reserve'] // 1024} KB of it kept for a deploy"
         )
         print(f"boot: {empty_boot:.2f} s with an empty journal, {full_boot:.2f} s full")

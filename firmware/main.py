@@ -2,13 +2,119 @@
 #
 # It starts the firmware in the active slot (/fw/a or /fw/b, named by /fw/active); if that
 # slot cannot be imported, the other one. A slot without its manifest is incomplete (a
-# deploy was cut there) and is never run. After a Ctrl-C, control goes to the REPL if the
-# host follows up within the grace time (mpremote and ribat send "\r\x01"); a stray Ctrl-C,
-# or one followed by a request frame, only pauses the node. Kept small and stable: a
-# deploy replaces it rarely, and atomically.
+# deploy was cut there) and is never run. A slot's modules are in one file, firmware.pack
+# (format: ribat.firmware on the host), mounted read-only at /firmware: littlefs gives
+# each file whole 4 KB blocks, so thirty-odd small files took twice their bytes of flash,
+# and the node keeps as much again free for the next deploy.
+#
+# After a Ctrl-C, control goes to the REPL if the host follows up within the grace time
+# (mpremote and ribat send "\r\x01"); a stray Ctrl-C, or one followed by a request frame,
+# only pauses the node. Kept small and stable: a deploy replaces it rarely, and atomically.
+import gc
+import io
+import struct
 import sys
 
+import vfs
+
 _GRACE_MS = 2000
+MOUNT = "/firmware"
+
+
+class _Member(io.IOBase):
+    """One file of a pack, read through the pack file. A module loads in reads of the
+    buffer size it asks for (ioctl 11), each allocating nothing: garbage made while the
+    modules load scatters the heap they stay in."""
+
+    def __init__(self, pack, at, size):
+        self.f = open(pack, "rb")
+        self.f.seek(at)
+        self.left = size
+
+    def readinto(self, buf):
+        if len(buf) > self.left:
+            buf = memoryview(buf)[: self.left]  # the file's end: once
+        n = self.f.readinto(buf) if self.left else 0
+        self.left -= n
+        return n
+
+    def ioctl(self, req, arg):
+        if req == 4:  # MP_STREAM_CLOSE
+            self.f.close()
+        elif req == 11:  # MP_STREAM_GET_BUFFER_SIZE: the reader's largest
+            return 255
+        return 0
+
+    def close(self):
+        self.f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+class Pack:
+    """A read-only filesystem of the files in a pack: b"RBPK", u16 count, u16 index size,
+    the index (per file: u8 name length, name, u32 offset, u32 size; big-endian), then
+    the files' bytes. Only the index (under 1 KB) is kept in RAM."""
+
+    def __init__(self, path):
+        self.path = path
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if head[:4] != b"RBPK":
+                raise OSError(22)  # EINVAL: not a pack
+            self.count, size = struct.unpack(">HH", head[4:])
+            self.index = f.read(size)
+
+    def _find(self, name):
+        """(offset, size) of the file called name, (-1, 0) for a folder, or None. Slices
+        nothing: garbage made while the modules load scatters the heap they stay in."""
+        key = name.encode()
+        folder = key + b"/"
+        idx = self.index
+        at = 0
+        found = None
+        for _ in range(self.count):
+            n = idx[at]
+            if n == len(key) and idx.startswith(key, at + 1):
+                return struct.unpack_from(">II", idx, at + 1 + n)
+            if not key or (n > len(folder) and idx.startswith(folder, at + 1)):
+                found = (-1, 0)
+            at += 9 + n
+        return found
+
+    def mount(self, readonly, mkfs):
+        pass
+
+    def umount(self):
+        pass
+
+    def stat(self, path):
+        got = self._find(path.strip("/"))
+        if got is None:
+            raise OSError(2)  # ENOENT
+        mode = 0x4000 if got[0] < 0 else 0x8000
+        return (mode, 0, 0, 0, 0, 0, got[1], 0, 0, 0)
+
+    def ilistdir(self, path):  # for `mpremote fs ls /firmware`: the files, by full name
+        idx = self.index
+        at = 0
+        for _ in range(self.count if not path.strip("/") else 0):
+            n = idx[at]
+            yield (idx[at + 1 : at + 1 + n].decode(), 0x8000, 0, 0)
+            at += 9 + n
+
+    def open(self, path, mode):
+        got = self._find(path.strip("/"))
+        if got is None or got[0] < 0 or "w" in mode or "a" in mode or "+" in mode:
+            raise OSError(2 if got is None else 30)  # ENOENT, EROFS
+        # Looking for a module makes garbage (a stat that fails raises): collected
+        # before the module loads, it leaves no holes among what the module keeps.
+        gc.collect()
+        return _Member(self.path, got[0], got[1])
 
 
 def _host_wants_repl():
@@ -35,19 +141,39 @@ def _ribat_start():
     except OSError:
         print("ribat: no firmware installed; deploy it with `ribat flash`")
         return
+    try:
+        _run_slots(active)
+    finally:
+        # The REPL gets the board without the pack: a Python filesystem left mounted
+        # there crashed the unix port's interpreter at the next soft reset, now and then.
+        # (At the REPL, `vfs.mount(Pack(path), MOUNT)` mounts a slot again.)
+        _umount()
+
+
+def _umount():
+    try:
+        vfs.umount(MOUNT)
+    except OSError:
+        pass
+
+
+def _run_slots(active):
     for slot in (active, "b" if active == "a" else "a"):
         root = "/fw/" + slot
         try:
             open(root + "/manifest.json").close()
         except OSError:
             continue
-        sys.path.insert(0, root)
+        _umount()
         try:
+            vfs.mount(Pack(root + "/firmware.pack"), MOUNT)
+            sys.path.insert(0, MOUNT)
             import ribat.app
         except Exception as e:  # noqa: BLE001 - any import failure: try the other slot
             print("ribat: slot %s does not start:" % slot)
             sys.print_exception(e)
-            sys.path.remove(root)
+            if MOUNT in sys.path:
+                sys.path.remove(MOUNT)
             for name in list(sys.modules):
                 if name in ("ribat", "hal") or name.startswith("ribat."):
                     del sys.modules[name]

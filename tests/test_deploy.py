@@ -1,4 +1,5 @@
-"""ribat flash: only changed files cross the link, each is verified, the switch is atomic,
+"""ribat flash: only a changed slot's files cross the link (the modules are packed into one
+file, firmware.pack), each is verified, the switch is atomic,
 an interrupted deploy leaves the old firmware running, unsupported boards are refused."""
 
 import json
@@ -59,29 +60,59 @@ def _image(source: Path | None = None) -> firmware.Image:
     return firmware.build(boards.load("virtual-rp2-pico"), firmware.MpyFormat(6, 3), source)
 
 
-def test_only_changed_files_are_sent_and_the_rest_copied_on_the_board(
+def test_a_changed_module_sends_the_pack_and_a_pack_the_slot_holds_stays(
     node: sim.Sim, tmp_path: Path
 ) -> None:
     src = copy_firmware(tmp_path)
     with open(src / "ribat" / "telemetry.py", "a") as f:
         f.write("\nCHANGED = 1\n")
     result = deploy.deploy(node.device, source=src)
-    assert result.plan.transfer == ["manifest.json", "ribat/telemetry.mpy"]
-    assert "ribat/app.mpy" in result.plan.copy and result.plan.slot == "b"
+    assert result.plan.transfer == ["firmware.pack", "manifest.json"] and result.plan.slot == "b"
+    assert hello(node.device)["build"] == result.manifest["build"]
+    packed = firmware.unpack(_image(src).files["firmware.pack"])
+    assert (
+        packed["ribat/telemetry.mpy"]
+        != firmware.unpack(_image().files["firmware.pack"])["ribat/telemetry.mpy"]
+    )
+    # the shipped modules again, from a copy (another revision, so another manifest):
+    # slot a holds their pack, which stays; only the manifest crosses
+    result = deploy.deploy(node.device, source=copy_firmware(tmp_path, "same"))
+    assert result.plan.slot == "a" and result.plan.keep == ["firmware.pack"]
+    assert result.plan.transfer == ["manifest.json"] and result.sent_bytes < 4096
     assert hello(node.device)["build"] == result.manifest["build"]
 
 
 def test_stale_files_are_removed_from_the_slot_written(board: sim.Sim, tmp_path: Path) -> None:
-    extra = copy_firmware(tmp_path, "extra")
-    (extra / "ribat" / "extra.py").write_text("X = 1\n")
-    deploy.deploy(board.device, source=extra)  # slot a, with extra.mpy
-    deploy.deploy(board.device)  # slot b
+    deploy.deploy(board.device)  # slot a
     changed = copy_firmware(tmp_path, "changed")
     with open(changed / "ribat" / "link.py", "a") as f:
         f.write("\nCHANGED = 1\n")
-    result = deploy.deploy(board.device, source=changed)  # slot a again
-    assert result.plan.slot == "a" and result.plan.remove == ["ribat/extra.mpy"]
-    assert "ribat/extra.mpy" not in board_files(board.device)["slots"]["a"]
+    deploy.deploy(board.device, source=changed)  # slot b
+    # slot a as the layout before packs left it: modules as files, in a folder
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mpremote",
+            "connect",
+            board.device,
+            "exec",
+            "import os; os.mkdir('/fw/a/ribat'); open('/fw/a/ribat/app.mpy', 'wb').close();"
+            "open('/fw/a/hal.mpy', 'wb').close()",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    result = deploy.deploy(board.device)  # slot a again
+    assert result.plan.slot == "a" and result.plan.remove == ["hal.mpy", "ribat/app.mpy"]
+    assert sorted(board_files(board.device)["slots"]["a"]) == ["firmware.pack", "manifest.json"]
+    listing = subprocess.run(
+        [sys.executable, "-m", "mpremote", "connect", board.device, "fs", "ls", ":/fw/a"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "ribat" not in listing  # the folder went with its files
 
 
 def test_dry_run_changes_nothing(node: sim.Sim, tmp_path: Path) -> None:
@@ -91,7 +122,7 @@ def test_dry_run_changes_nothing(node: sim.Sim, tmp_path: Path) -> None:
     before = board_files(node.device)
     run = ribat("flash", "--port", node.device, "--dry-run", "--source", str(src))
     assert run.code == 0, run.err
-    assert "send  /fw/b/ribat/store.mpy" in run.out and "switch the active slot to b" in run.out
+    assert "send  /fw/b/firmware.pack" in run.out and "switch the active slot to b" in run.out
     assert board_files(node.device) == before
     assert "up to date" in ribat("flash", "--port", node.device, "--dry-run").out
 

@@ -23,6 +23,7 @@ _RETENTION_MS = const(1000)  # how often expired content is looked for (cheap: o
 _KNOCK_MS = const(2000)  # how often a node with no peer yet knocks on its wire
 _WATCH_MS = const(100)  # how often it looks for an answer
 _GC_EVERY = const(16384)  # bytes allocated between two collections
+_MOUNT = "/firmware"  # where the loader (main.py) mounts the running slot's pack
 _SPARE = const(32768)  # flash kept free beyond a firmware slot (a larger firmware, the audit log)
 
 
@@ -43,7 +44,7 @@ class Node:
         self.revision = manifest.get("revision")
         self.build = manifest.get("build")
         del manifest
-        facts = _read_json(root + "/board.json")
+        facts = _read_json(_MOUNT + "/board.json")
         self.board_name = facts.get("name")
         self.board = hal.Board(facts)
         del facts

@@ -124,12 +124,28 @@ _PIECE = 768  # body bytes base64-encoded at a time by write(): 1 KB of text
 
 
 def write(stream, kind: int, seq: int, meta: dict, data: bytes = b"") -> None:  # type: ignore[no-untyped-def, unused-ignore]
-    """Write the line of encode() to stream in pieces: a node sending a 4 KB frame needs
-    the body and 1 KB at a time, not four copies of it."""
-    body = memoryview(_body(kind, seq, meta, data, VERSION))
+    """Write the line of encode() to stream in pieces, the data never copied whole: a
+    node sending a 4 KB frame needs 2 KB more, not another 4 KB block, which a heap
+    scattered by long-lived objects may not have."""
+    m = json.dumps(meta, separators=(",", ":")).encode()
+    head = bytearray(_HEADER)
+    struct.pack_into("<BBHH", head, 0, VERSION, kind, seq & 0xFFFF, len(m))
+    crc = binascii.crc32(data, binascii.crc32(m, binascii.crc32(head))) & 0xFFFFFFFF
+    piece = bytearray(_PIECE)
+    fill = 0
     stream.write(b"\x1e")
-    for i in range(0, len(body), _PIECE):
-        stream.write(binascii.b2a_base64(body[i : i + _PIECE], newline=False))
+    for part in (head, m, memoryview(data), struct.pack("<I", crc)):
+        i = 0
+        while i < len(part):
+            n = min(_PIECE - fill, len(part) - i)
+            piece[fill : fill + n] = part[i : i + n]
+            fill += n
+            i += n
+            if fill == _PIECE:
+                stream.write(binascii.b2a_base64(piece, newline=False))
+                fill = 0
+    if fill:
+        stream.write(binascii.b2a_base64(memoryview(piece)[:fill], newline=False))
     stream.write(b"\n")
 
 

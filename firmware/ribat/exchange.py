@@ -5,6 +5,7 @@ them: a host's file, a host's sync, a wire, a broker's gateway. Loaded when firs
 for and kept; a locked node syncing needs none of the bulletins' own operations.
 """
 
+import struct
 import time
 from binascii import hexlify
 
@@ -105,7 +106,9 @@ def next_entries(node, meta: dict, data: bytes) -> tuple:  # type: ignore[no-unt
     if plan is None:
         raise RequestError(codec.STATE, "no export under way: start one (journal.export)")
     j = node.journal
-    out: list = []
+    # The batch (entry.pack_batch's format) is built in one buffer of its final size at
+    # most: a list of entries, then their batch, then its copy held three blocks of 4 KB.
+    out = bytearray(room)
     size = 0
     p = pos
     while True:
@@ -116,13 +119,19 @@ def next_entries(node, meta: dict, data: bytes) -> tuple:  # type: ignore[no-unt
             p += 1
             continue
         rec = j.record(j.find(at[0], at[1]))
-        raw = rec[: entry.SIGNED] + j.content(rec)
-        if out and size + len(raw) + 4 > room:
+        content = j.content(rec)
+        n = entry.SIGNED + len(content)
+        if size and size + n + 4 > room:
             break
-        out.append(raw)
-        size += len(raw) + 4
+        if n + 4 > len(out):  # an entry larger than room goes alone
+            out = bytearray(n + 4)
+        struct.pack_into(">I", out, size, n)
+        out[size + 4 : size + 4 + entry.SIGNED] = rec[: entry.SIGNED]
+        out[size + 4 + entry.SIGNED : size + 4 + n] = content
+        size += n + 4
         p += 1
-    return {"pos": pos, "next": p, "done": _position(plan, p) is None}, entry.pack_batch(out)
+    done = _position(plan, p) is None
+    return {"pos": pos, "next": p, "done": done}, memoryview(out)[:size]
 
 
 def import_begin(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]

@@ -2,8 +2,10 @@
 or an import costs the same at the ten-thousandth entry as at the first, and a power cut
 leaves every entry whole or absent.
 
-    /journal/h/N   records of 160 bytes, 256 per file: an entry's signed header, where its
-                   content is, and its flags. Record k is in file k // 256.
+    /journal/h/N   records of 156 bytes, 256 per file: an entry's signed header, where its
+                   content is, and its flags. Record k is in file k // 256. A full file
+                   (39,936 bytes) fills ten 4 KB littlefs blocks less their skip-list
+                   pointers (40,896 bytes); 160-byte records took an eleventh block.
     /journal/c/N   contents, appended one after another; a new file past 32 KB.
 
 A record is appended after its content (each append closed: a littlefs commit), so a
@@ -26,7 +28,7 @@ from ribat.link import RequestError
 DIR = "/journal"
 _H = DIR + "/h/"
 _C = DIR + "/c/"
-RECORD = const(160)
+RECORD = const(156)  # entry.SIGNED, _LOCAL, the flags byte last
 PER_FILE = const(256)
 SEGMENT = const(32768)
 _LOCAL = ">HIB"  # content file, offset, flags: after the signed header
@@ -34,6 +36,7 @@ _FLAGS = const(155)  # offset of the flags byte in a record
 _MARGIN = const(65536)  # below this much estimated free flash, ask littlefs at each entry
 _OVERHEAD = const(64)  # littlefs metadata per append, roughly
 _ASK_EVERY = const(16)  # entries between two asks: 16 of the largest are under the margin
+_GROW = const(128)  # bytes a chain index grows by: 64 seqs
 HELD_MAX = entry.RUN  # entries waiting for a predecessor, across all origins
 
 PURGED = const(1)  # content zeroed at expiry (or never stored: it came expired)
@@ -144,7 +147,10 @@ class Journal:
             chain = self.chains[origin] = bytearray()
         need = 2 * seq - len(chain)
         if need > 0:
-            chain.extend(bytes(need))
+            # Grown 64 seqs at a time (zeros: none yet). Grown by two bytes an entry, a
+            # chain moved through the heap at every post, and the holes it left behind
+            # scattered it until a 4 KB frame found no block to fit in.
+            chain.extend(bytes(need + _GROW - need % _GROW))
         struct.pack_into(">H", chain, 2 * seq - 2, k + 1)
         n = self.heads.get(origin, 0)
         while 2 * n + 2 <= len(chain) and (chain[2 * n] or chain[2 * n + 1]):

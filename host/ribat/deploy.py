@@ -5,10 +5,12 @@ A deploy writes the slot that is not active, so whatever happens to it the board
 boots what it booted before:
 
 1. probe: one exec reports the board's MicroPython and the hash of every file it holds;
-2. plan: a file already in the target slot with the right hash stays, one in the active
-   slot is copied on the board, only the rest crosses the link; stale files go;
-3. write: the target slot loses its manifest first (an incomplete slot never runs), then
-   files are written in batched execs and each is read back and hashed on the board;
+2. plan: a slot holds two files, the modules' pack and the manifest (ribat.firmware); a
+   file already in the target slot with the right hash stays, one in the active slot is
+   copied on the board, only the rest crosses the link; stale files go;
+3. write: the target slot loses its manifest first (an incomplete slot never runs) and
+   the old versions of the files it gets, then files are written in batched execs and
+   each is read back and hashed on the board;
 4. commit: the manifest is written, main.py replaced if it changed, then /fw/active is
    switched by a rename: the single atomic step;
 5. restart: a soft reset starts the new firmware, and we wait for it to answer.
@@ -129,6 +131,11 @@ def _mk(p):
 def _rm(p):
     try:
         os.remove(p)
+    except OSError:
+        pass
+def _rd(p):
+    try:
+        os.rmdir(p)
     except OSError:
         pass
 _f = None
@@ -257,16 +264,15 @@ def check_board(report: BoardReport, board_name: str | None, path: str) -> board
 
 def check_space(report: BoardReport, plan: Plan, image: Image, board: boards.Board) -> None:
     """Refuse, before writing anything, a slot the flash has no room for: each file in
-    whole blocks (ribat.footprint), each new folder a metadata pair, less what the files
-    it replaces or removes hold now, plus its largest file (written before the one it
-    replaces is let go) and a block for metadata to grow. The node keeps that much free
-    whatever its journal."""
+    whole blocks (ribat.footprint), each new folder a metadata pair, less what the slot
+    holds now but the files it keeps (the old versions of the files written are removed
+    first), plus main.py while the new one is written beside it, and a block for metadata
+    to grow. The node keeps that much free whatever its journal."""
     block = board.block_size
-    writes = [len(image.files[p]) for p in plan.transfer + plan.copy]
+    blocks = [footprint.file_blocks(len(image.files[p]), block) for p in plan.transfer + plan.copy]
     if plan.loader:
-        writes.append(len(image.loader))
-    blocks = [footprint.file_blocks(size, block) for size in writes]
-    need = sum(blocks) + max(blocks, default=0) + 1
+        blocks.append(2 * footprint.file_blocks(len(image.loader), block))  # old and new
+    need = sum(blocks) + 1
     held = report.blocks.get(plan.slot)
     if held is None:  # the slot's folders are new too
         need += footprint.DIR_BLOCKS * len({p.rpartition("/")[0] for p in image.files})
@@ -344,7 +350,14 @@ class Deployer:
             dirs = sorted({str(Path(p).parent) for p in want if "/" in p})
             script = ["_mk('/fw')", f"_mk('{root}')", f"_rm('{root}/manifest.json')"]
             script += [f"_mk('{root}/{d}')" for d in dirs]
-            script += [f"_rm('{root}/{p}')" for p in plan.remove]
+            # The stale files go, and the old versions of those about to be written: a
+            # file rewritten in place holds its old blocks until it closes, and the pack
+            # is most of a slot.
+            script += [f"_rm('{root}/{p}')" for p in plan.remove + plan.transfer + plan.copy]
+            # folders the removed files leave empty (a slot of the layout before packs)
+            emptied = {str(parent) for p in plan.remove for parent in Path(p).parents}
+            emptied.discard(".")
+            script += [f"_rd('{root}/{d}')" for d in sorted(emptied, key=len, reverse=True)]
             repl.exec("\n".join(script))
         if plan.copy:
             step(f"copying {len(plan.copy)} unchanged files from slot {_other(plan.slot)}")

@@ -1,10 +1,16 @@
 """The firmware image for one board: what a deploy puts on the node.
 
-    /main.py                the loader (source: a board runs main.py, never main.mpy)
-    /fw/<slot>/ribat/*.mpy  the application, compiled by the mpy-cross matching the board
-    /fw/<slot>/hal.mpy      the board's hardware layer
-    /fw/<slot>/board.json   the board's facts, read by the hardware layer
-    /fw/<slot>/manifest.json  firmware version, source revision, board, file hashes
+    /main.py                  the loader (source: a board runs main.py, never main.mpy)
+    /fw/<slot>/firmware.pack  one file holding, as the loader mounts it at /firmware:
+        ribat/*.mpy           the application, compiled by the mpy-cross matching the board
+        hal.mpy               the board's hardware layer
+        board.json            the board's facts, read by the hardware layer
+    /fw/<slot>/manifest.json  firmware version, source revision, board, hashes of the
+                              pack's files (written last: a slot without it never runs)
+
+One pack, not thirty-odd files: littlefs gives every file whole blocks (4 KB on a Pico),
+which made a slot take 136 KB of flash for 57 KB of modules, and the node keeps room for
+a second slot. The pack takes 60 KB; each slot saves some 75 KB for the journal.
 
 Compiled files are cached by content, mpy-cross version and name, so a redeploy compiles
 nothing that has not changed.
@@ -14,6 +20,7 @@ import hashlib
 import json
 import os
 import re
+import struct
 import subprocess
 from dataclasses import dataclass
 from functools import cache
@@ -25,6 +32,8 @@ from ribat.errors import DeployError, Unsupported
 from ribat.files import write_whole
 
 LOADER = "main.py"
+PACK = "firmware.pack"
+PACK_MAGIC = b"RBPK"
 
 
 @dataclass(frozen=True)
@@ -44,7 +53,7 @@ class MpyFormat:
 
 @dataclass
 class Image:
-    files: dict[str, bytes]  # slot-relative path -> content, manifest.json included
+    files: dict[str, bytes]  # slot-relative path -> content: the pack and manifest.json
     loader: bytes
     manifest: dict
 
@@ -168,6 +177,7 @@ def build(
     facts = {k: v for k, v in board.facts.items() if k not in ("usb", "description")}
     files["board.json"] = json.dumps(facts, separators=(",", ":"), sort_keys=True).encode()
     hashes = {path: sha256(data) for path, data in sorted(files.items())}
+    slot = {PACK: pack(files)}
     manifest = {
         "firmware": __version__,
         "revision": revision(source) if rev is None else rev,
@@ -177,5 +187,36 @@ def build(
         "mpy": str(fmt),
         "files": hashes,
     }
-    files["manifest.json"] = json.dumps(manifest, sort_keys=True).encode()
-    return Image(files=files, loader=(source / LOADER).read_bytes(), manifest=manifest)
+    slot["manifest.json"] = json.dumps(manifest, sort_keys=True).encode()
+    return Image(files=slot, loader=(source / LOADER).read_bytes(), manifest=manifest)
+
+
+def pack(files: dict[str, bytes]) -> bytes:
+    """The files in one pack, as the loader (firmware/main.py, class Pack) reads it:
+    b"RBPK", u16 count, u16 index size, the index (per file: u8 name length, name, u32
+    offset from the pack's start, u32 size; big-endian), then the files in index order."""
+    names = sorted(files)
+    encoded = [name.encode() for name in names]
+    at = len(PACK_MAGIC) + 4 + sum(9 + len(n) for n in encoded)
+    index = b""
+    for name, raw in zip(names, encoded, strict=True):
+        index += bytes([len(raw)]) + raw + struct.pack(">II", at, len(files[name]))
+        at += len(files[name])
+    head = PACK_MAGIC + struct.pack(">HH", len(names), len(index))
+    return head + index + b"".join(files[name] for name in names)
+
+
+def unpack(data: bytes) -> dict[str, bytes]:
+    """The files in a pack (for tests and tools: the node reads packs in place)."""
+    if data[:4] != PACK_MAGIC:
+        raise DeployError("not a ribat firmware pack")
+    (count,) = struct.unpack_from(">H", data, 4)
+    files: dict[str, bytes] = {}
+    at = 8
+    for _ in range(count):
+        n = data[at]
+        name = data[at + 1 : at + 1 + n].decode()
+        offset, length = struct.unpack_from(">II", data, at + 1 + n)
+        files[name] = data[offset : offset + length]
+        at += 9 + n
+    return files

@@ -29,6 +29,8 @@ POST_TIMEOUT_S = 30.0
 READ_TIMEOUT_S = 20.0
 BATCH_TIMEOUT_S = 60.0
 FRAME_SPARE = 256  # bytes of a frame body left for the header and meta around a batch
+FRAME_ROOM = 4096 - FRAME_SPARE  # a batch in a node's largest frame
+ROOM_MIN = 512  # the least asked of a node short of heap (one entry goes whole anyway)
 
 
 def _now() -> int:
@@ -171,8 +173,18 @@ def export_frames(
 
     def frames() -> Iterator[list[bytes]]:
         pos = 0
+        room = FRAME_ROOM  # at first not asked: as much as one frame holds
         while total:  # (nothing to send: no frame to ask for)
-            meta, data = client.exchange("journal.next", timeout=READ_TIMEOUT_S, pos=pos)
+            asked = {"room": room} if room < FRAME_ROOM else {}
+            try:
+                meta, data = client.exchange("journal.next", b"", READ_TIMEOUT_S, pos=pos, **asked)
+            except DeviceError as e:
+                # A node low on heap, or with its heap scattered, finds no block for a
+                # whole frame: ask for less, as a wire does (down to one entry a frame).
+                if e.cause != "memory" or room <= ROOM_MIN:
+                    raise
+                room = max(ROOM_MIN, room // 2)
+                continue
             batch = entry.unpack_batch(data)
             if batch is None:
                 raise RibatError("the node sent a damaged batch of entries: try again")

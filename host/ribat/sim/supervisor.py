@@ -58,6 +58,7 @@ HOST_POLL_S = 0.005  # how often to look for a host opening the port while none 
 IDLE_S = 1.0  # the longest the loop sleeps with nothing due (signals and fds wake it sooner)
 BOOT_HOLD_S = 2.0  # host input waits at most this long for the interpreter to boot
 SIGINT_GAP_S = 0.05
+SIGINT_WAIT_S = 0.5  # the longest a Ctrl-C waits for the interpreter to block (_wait_blocked)
 TX_STALL_S = 0.5  # output a connected host leaves unread this long is dropped (CDC timeout)
 TX_LIMIT = 64 * 1024  # output held for a slow host before we stop reading the board
 RAW_FILTER_LIMIT = 16 * 1024  # boot output held while the raw REPL comes up
@@ -82,6 +83,24 @@ def _catches_sigint(pid: int) -> bool:
     except OSError:
         pass
     return False
+
+
+def _wait_blocked(pid: int) -> None:
+    """Wait, up to SIGINT_WAIT_S, until the process is blocked in a system call (asyncio's
+    poll, a sleep, a read). This unix port raises KeyboardInterrupt from its signal
+    handler, wherever the interpreter is: in a garbage collection it left the heap locked
+    for good, and in C code with no handler it died ("FATAL: uncaught NLR"). A board raises
+    it between two bytecodes; blocked in a call is as safe, and a node is, nearly always."""
+    deadline = time.monotonic() + SIGINT_WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            return
+        if state != "R":
+            return
+        time.sleep(0.001)
 
 
 def _set_nonblocking(fd: int) -> None:
@@ -358,7 +377,8 @@ class Supervisor:
         # The unix port exits on a second SIGINT that comes before it handled the first;
         # a board would just raise KeyboardInterrupt again: one per SIGINT_GAP_S is plenty.
         if now - child.last_sigint >= SIGINT_GAP_S:
-            child.last_sigint = now
+            _wait_blocked(child.proc.pid)
+            child.last_sigint = time.monotonic()
             os.kill(child.proc.pid, signal.SIGINT)
 
     def _booted(self) -> None:
