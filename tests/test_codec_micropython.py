@@ -111,3 +111,24 @@ def test_the_nodes_input_path_takes_junk_without_allocating() -> None:
         """,
         stdin=stream,
     )
+
+
+def test_micropython_writes_in_pieces_the_line_cpython_encodes() -> None:
+    # sizes about the 768-byte pieces write() encodes at a time, and a node's largest frame
+    sizes = [0, 1, 761, 762, 763, 767, 768, 769, 1536, 3600]
+    out = micropython(f"""
+        import binascii, io
+        from ribat import codec
+        for n in {sizes!r}:
+            data = bytes(i % 251 for i in range(n))
+            s = io.BytesIO()
+            codec.write(s, codec.RESPONSE, n, {{"n": n}}, memoryview(data))
+            print(binascii.hexlify(s.getvalue()).decode())
+        print("OK")
+    """)
+    for hexline, n in zip(out.split()[:-1], sizes, strict=True):
+        line = bytes.fromhex(hexline)
+        assert line[:1] == b"\x1e" and line[-1:] == b"\n"
+        frame = codec.decode(line[1:-1])
+        assert (frame.kind, frame.seq, frame.meta) == (codec.RESPONSE, n, {"n": n})
+        assert frame.data == bytes(i % 251 for i in range(n))

@@ -1,0 +1,93 @@
+"""The firmware pack: the host builds it (ribat.firmware.pack), the loader (firmware/main.py)
+mounts it under MicroPython, and every file reads back byte for byte; modules import from
+it; nothing can be written to it; a damaged pack makes the node start its other slot."""
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import FIRMWARE, micropython
+from ribat import boards, deploy, firmware, sim
+from ribat.errors import DeployError
+from ribat.node import NodeClient
+from ribat.transport import Port
+
+# The loader's definitions, without its last line (which starts the node).
+LOADER = (FIRMWARE / "main.py").read_text().rpartition("\n_ribat_start()")[0]
+
+
+def _image() -> firmware.Image:
+    return firmware.build(boards.load("virtual-rp2-pico"), firmware.MpyFormat(6, 3), None, "")
+
+
+def test_the_host_packs_and_unpacks_the_same_files() -> None:
+    files = {"ribat/a.mpy": b"\x00" * 5, "hal.mpy": b"h", "board.json": b"{}", "e": b""}
+    assert firmware.unpack(firmware.pack(files)) == files
+    with pytest.raises(DeployError, match="not a ribat firmware pack"):
+        firmware.unpack(b"PK\x03\x04" + bytes(8))
+
+
+def test_the_loader_reads_every_file_of_the_pack_under_micropython(tmp_path: Path) -> None:
+    pack = _image().files[firmware.PACK]
+    (tmp_path / firmware.PACK).write_bytes(pack)
+    want = {name: hashlib.sha256(data).hexdigest() for name, data in firmware.unpack(pack).items()}
+    out = micropython(
+        LOADER
+        + f"""
+import binascii, hashlib, os
+vfs.mount(Pack({str(tmp_path / firmware.PACK)!r}), MOUNT)
+sys.path.insert(0, MOUNT)
+buf = bytearray(100)  # reads in pieces, as the .mpy reader does
+for name in sorted(os.listdir(MOUNT)):
+    h = hashlib.sha256()
+    with open(MOUNT + "/" + name, "rb") as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            h.update(buf[:n])
+    print(name, binascii.hexlify(h.digest()).decode(), os.stat(MOUNT + "/" + name)[6])
+assert os.stat(MOUNT + "/ribat")[0] & 0x4000  # a folder
+for path, mode in ((MOUNT + "/nothing.mpy", "rb"), (MOUNT + "/hal.mpy", "wb")):
+    try:
+        open(path, mode)
+        print("opened", path, mode)
+    except OSError as e:
+        print("refused", path, mode, e.errno)
+from ribat import codec, entry  # modules load from the pack
+assert codec.VERSION == 1 and entry.SIGNED == 149
+print("OK")
+""",
+        path=(),
+    )
+    lines = out.splitlines()
+    got = {line.split()[0]: line.split()[1] for line in lines if line.split()[0] in want}
+    assert got == want
+    sizes = {line.split()[0]: int(line.split()[2]) for line in lines if line.split()[0] in want}
+    assert sizes == {name: len(data) for name, data in firmware.unpack(pack).items()}
+    assert "refused /firmware/nothing.mpy rb 2" in out
+    assert "refused /firmware/hal.mpy wb 30" in out  # EROFS
+
+
+def test_a_damaged_pack_starts_the_other_slot(node: sim.Sim, tmp_path: Path) -> None:
+    src = tmp_path / "fw"
+    shutil.copytree(FIRMWARE, src, ignore=shutil.ignore_patterns("__pycache__", "mypy.ini"))
+    with open(src / "ribat" / "link.py", "a") as f:
+        f.write("\nCHANGED = 1\n")
+    old = deploy.deploy(node.device).manifest["build"]  # slot a
+    assert deploy.deploy(node.device, source=src).plan.slot == "b"
+    # a bit of the new pack's index flipped on flash, the manifest still there
+    subprocess.run(
+        [sys.executable, "-m", "mpremote", "connect", node.device, "exec",
+         "f = open('/fw/b/firmware.pack', 'r+b'); f.seek(0); f.write(b'XXXX'); f.close()"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    sim.power_cycle(node.name)
+    with NodeClient(Port(node.device)) as client:
+        info = client.wait_ready(timeout=60)
+    assert info.slot == "a" and info.fallback and info.build == old
