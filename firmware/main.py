@@ -11,7 +11,6 @@
 # (mpremote and ribat send "\r\x01"); a stray Ctrl-C, or one followed by a request frame,
 # only pauses the node. Kept small and stable: a deploy replaces it rarely, and atomically.
 import gc
-import io
 import struct
 import sys
 
@@ -21,63 +20,36 @@ _GRACE_MS = 2000
 MOUNT = "/firmware"
 
 
-class _Member(io.IOBase):
-    """One file of a pack, read through the pack file. A module loads in reads of the
-    buffer size it asks for (ioctl 11), each allocating nothing: garbage made while the
-    modules load scatters the heap they stay in."""
-
-    def __init__(self, pack, at, size):
-        self.f = open(pack, "rb")
-        self.f.seek(at)
-        self.left = size
-
-    def readinto(self, buf):
-        if len(buf) > self.left:
-            buf = memoryview(buf)[: self.left]  # the file's end: once
-        n = self.f.readinto(buf) if self.left else 0
-        self.left -= n
-        return n
-
-    def ioctl(self, req, arg):
-        if req == 4:  # MP_STREAM_CLOSE
-            self.f.close()
-        elif req == 11:  # MP_STREAM_GET_BUFFER_SIZE: the reader's largest
-            return 255
-        return 0
-
-    def close(self):
-        self.f.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.f.close()
-
-
 class Pack:
     """A read-only filesystem of the files in a pack: b"RBPK", u16 count, u16 index size,
     the index (per file: u8 name length, name, u32 offset, u32 size; big-endian), then
-    the files' bytes. Only the index (under 1 KB) is kept in RAM."""
+    the files' bytes. The index is read from flash at each lookup: kept, it would hold
+    a KB of heap for the node's whole life.
+
+    open() gives the pack file itself, at the first byte of the file asked for: a reader
+    reads the size stat() gives (the .mpy loader needs none: a module ends where its
+    structure does). A stream class of our own would cost a KB of heap and a call into
+    Python for every 255 bytes of every module loaded."""
 
     def __init__(self, path):
         self.path = path
-        with open(path, "rb") as f:
+        self._index()  # OSError if it is not a pack
+
+    def _index(self):
+        with open(self.path, "rb") as f:
             head = f.read(8)
             if head[:4] != b"RBPK":
-                raise OSError(22)  # EINVAL: not a pack
-            self.count, size = struct.unpack(">HH", head[4:])
-            self.index = f.read(size)
+                raise OSError(22)  # EINVAL
+            return f.read(struct.unpack_from(">H", head, 6)[0])
 
-    def _find(self, name):
-        """(offset, size) of the file called name, (-1, 0) for a folder, or None. Slices
-        nothing: garbage made while the modules load scatters the heap they stay in."""
-        key = name.encode()
+    def _find(self, path):
+        """(offset, size) of the file at path, (-1, 0) for a folder, or None."""
+        key = path.strip("/").encode()
         folder = key + b"/"
-        idx = self.index
+        idx = self._index()
         at = 0
         found = None
-        for _ in range(self.count):
+        while at < len(idx):
             n = idx[at]
             if n == len(key) and idx.startswith(key, at + 1):
                 return struct.unpack_from(">II", idx, at + 1 + n)
@@ -93,28 +65,29 @@ class Pack:
         pass
 
     def stat(self, path):
-        got = self._find(path.strip("/"))
+        got = self._find(path)
         if got is None:
             raise OSError(2)  # ENOENT
-        mode = 0x4000 if got[0] < 0 else 0x8000
-        return (mode, 0, 0, 0, 0, 0, got[1], 0, 0, 0)
+        return (0x4000 if got[0] < 0 else 0x8000, 0, 0, 0, 0, 0, got[1], 0, 0, 0)
 
     def ilistdir(self, path):  # for `mpremote fs ls /firmware`: the files, by full name
-        idx = self.index
+        idx = self._index() if path.strip("/") == "" else b""
         at = 0
-        for _ in range(self.count if not path.strip("/") else 0):
+        while at < len(idx):
             n = idx[at]
             yield (idx[at + 1 : at + 1 + n].decode(), 0x8000, 0, 0)
             at += 9 + n
 
     def open(self, path, mode):
-        got = self._find(path.strip("/"))
+        got = self._find(path)
         if got is None or got[0] < 0 or "w" in mode or "a" in mode or "+" in mode:
             raise OSError(2 if got is None else 30)  # ENOENT, EROFS
         # Looking for a module makes garbage (a stat that fails raises): collected
         # before the module loads, it leaves no holes among what the module keeps.
         gc.collect()
-        return _Member(self.path, got[0], got[1])
+        f = open(self.path, "rb")
+        f.seek(got[0])
+        return f
 
 
 def _host_wants_repl():

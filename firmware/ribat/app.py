@@ -28,8 +28,9 @@ _SPARE = const(32768)  # flash kept free beyond a firmware slot (a larger firmwa
 
 
 def _read_json(path: str) -> dict:
-    with open(path) as f:
-        return json.load(f)
+    # stat's size, not the file's end: a file of the pack is read from the pack (main.py)
+    with open(path, "rb") as f:
+        return json.loads(f.read(os.stat(path)[6]))
 
 
 class Node:
