@@ -60,7 +60,7 @@ def _image(source: Path | None = None) -> firmware.Image:
     return firmware.build(boards.load("virtual-rp2-pico"), firmware.MpyFormat(6, 3), source)
 
 
-def test_a_changed_module_sends_the_pack_and_a_pack_the_slot_holds_stays(
+def test_a_changed_module_alone_crosses_the_link_and_a_pack_the_slot_holds_stays(
     node: sim.Sim, tmp_path: Path
 ) -> None:
     src = copy_firmware(tmp_path)
@@ -68,6 +68,10 @@ def test_a_changed_module_sends_the_pack_and_a_pack_the_slot_holds_stays(
         f.write("\nCHANGED = 1\n")
     result = deploy.deploy(node.device, source=src)
     assert result.plan.transfer == ["firmware.pack", "manifest.json"] and result.plan.slot == "b"
+    # the new pack is built on the board: its other files come from slot a's pack
+    members = set(firmware.unpack(_image(src).files["firmware.pack"]))
+    assert set(result.plan.reuse) == members - {"ribat/telemetry.mpy"}
+    assert result.sent_bytes < 8192
     assert hello(node.device)["build"] == result.manifest["build"]
     packed = firmware.unpack(_image(src).files["firmware.pack"])
     assert (

@@ -7,7 +7,9 @@ boots what it booted before:
 1. probe: one exec reports the board's MicroPython and the hash of every file it holds;
 2. plan: a slot holds two files, the modules' pack and the manifest (ribat.firmware); a
    file already in the target slot with the right hash stays, one in the active slot is
-   copied on the board, only the rest crosses the link; stale files go;
+   copied on the board, only the rest crosses the link; a new pack is built on the board
+   from the files of the active slot's pack it shares (the probe hashes each) and the
+   others, sent; stale files go;
 3. write: the target slot loses its manifest first (an incomplete slot never runs) and
    the old versions of the files it gets, then files are written in batched execs and
    each is read back and hashed on the board;
@@ -93,6 +95,37 @@ def _read(p):
             return f.read()
     except OSError:
         return None
+def _members(p):
+    try:
+        f = open(p, 'rb')
+    except OSError:
+        return None
+    with f:
+        h = f.read(8)
+        if h[:4] != b'RBPK':
+            return None
+        idx = f.read(int.from_bytes(h[6:8], 'big'))
+        out = {}
+        at = 0
+        b = bytearray(1024)
+        m = memoryview(b)
+        while at < len(idx):
+            n = idx[at]
+            off = int.from_bytes(idx[at + 1 + n:at + 5 + n], 'big')
+            size = int.from_bytes(idx[at + 5 + n:at + 9 + n], 'big')
+            f.seek(off)
+            g = hashlib.sha256()
+            left = size
+            while left:
+                k = f.readinto(m[:min(left, 1024)])
+                if not k:
+                    return None
+                g.update(m[:k])
+                left -= k
+            name = idx[at + 1:at + 1 + n].decode()
+            out[name] = [off, size, binascii.hexlify(g.digest()).decode()]
+            at += 9 + n
+        return out
 def _h_or_none(p):
     try:
         return _h(p)
@@ -114,6 +147,7 @@ print(json.dumps({
     'active': (_read('/fw/active') or '').strip() or None,
     'slots': {'a': _walk('/fw/a', {}, ''), 'b': _walk('/fw/b', {}, '')},
     'blocks': {'a': _blocks('/fw/a', _st[0]), 'b': _blocks('/fw/b', _st[0])},
+    'packs': {'a': _members('/fw/a/firmware.pack'), 'b': _members('/fw/b/firmware.pack')},
     'loader': _h_or_none('/main.py'),
 }))
 """
@@ -159,6 +193,17 @@ def _cp(s, d):
                 break
             o.write(m[:n])
     print(d, _h(d))
+def _r(s, a, n):
+    b = bytearray(1024)
+    m = memoryview(b)
+    with open(s, 'rb') as i:
+        i.seek(a)
+        while n:
+            k = i.readinto(m[:min(n, 1024)])
+            if not k:
+                raise OSError(5)
+            _f.write(m[:k])
+            n -= k
 def _mv(s, d):
     os.rename(s, d)
     print(d, _h(d))
@@ -180,6 +225,8 @@ class BoardReport:
     slots: dict[str, dict[str, str] | None]
     blocks: dict[str, int | None]  # the blocks each slot's files take (ribat.footprint)
     loader: str | None
+    # each slot's pack: file -> [offset, size, sha256] (None: no pack)
+    packs: dict[str, dict[str, list] | None] = field(default_factory=dict)
 
     @classmethod
     def from_probe(cls, d: dict) -> "BoardReport":
@@ -194,6 +241,7 @@ class BoardReport:
             slots=d["slots"],
             blocks=d["blocks"],
             loader=d["loader"],
+            packs=d["packs"],
         )
 
     @property
@@ -210,6 +258,9 @@ class Plan:
     remove: list[str] = field(default_factory=list)  # stale files in the target slot
     loader: bool = False  # main.py changes
     switch: bool = False  # /fw/active changes
+    # A pack sent is built on the board: these of its files are copied from the active
+    # slot's pack (name -> offset, size there), only the others cross the link.
+    reuse: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def up_to_date(self) -> bool:
@@ -231,6 +282,7 @@ class Result:
 
 
 Progress = Callable[[int, int], None]  # (bytes sent so far, bytes to send)
+Part = bytes | tuple[str, int, int]  # bytes sent, or (path, offset, size) copied on the board
 Step = Callable[[str], None]
 
 
@@ -307,6 +359,12 @@ def make_plan(report: BoardReport, image: Image) -> Plan:
         else:
             plan.transfer.append(path)
     plan.remove = sorted(p for p in have if p not in want)
+    held = (report.packs.get(active) if active else None) or {}
+    if firmware.PACK in plan.transfer:
+        for name, data in image.members.items():
+            there = held.get(name)
+            if there is not None and there[2] == firmware.sha256(data):
+                plan.reuse[name] = (there[0], there[1])
     return plan
 
 
@@ -365,11 +423,22 @@ class Deployer:
             script = [f"_cp('{src}/{p}', '{root}/{p}')" for p in plan.copy]
             self._run("\n".join(script), {f"{root}/{p}": want[p] for p in plan.copy})
         # The manifest goes last, under a temporary name: a slot has one only when whole.
-        files = [(f"{root}/{p}", image.files[p]) for p in plan.transfer if p != "manifest.json"]
+        files = [
+            (f"{root}/{p}", image.files[p], self._parts(p, plan, image))
+            for p in plan.transfer
+            if p != "manifest.json"
+        ]
         if plan.loader:
-            files.append(("/main.py.new", image.loader))
+            files.append(("/main.py.new", image.loader, [image.loader]))
         manifest = image.files["manifest.json"] if "manifest.json" in plan.transfer else b""
-        total = sum(len(data) for _, data in files) + len(manifest)
+        total = len(manifest) + sum(
+            len(part) for _, _, parts in files for part in parts if isinstance(part, bytes)
+        )
+        if plan.reuse:
+            step(
+                f"sending {len(image.members) - len(plan.reuse)} of the pack's "
+                f"{len(image.members)} files (the rest from slot {_other(plan.slot)}'s pack)"
+            )
         sent = self._send(files, progress, total)
         if plan.loader:
             step("replacing main.py")
@@ -378,7 +447,8 @@ class Deployer:
             )
         if manifest:
             step(f"writing the manifest of slot {plan.slot}")
-            sent += self._send([(f"{root}/manifest.json.new", manifest)], progress, total, sent)
+            new = f"{root}/manifest.json.new"
+            sent += self._send([(new, manifest, [manifest])], progress, total, sent)
             self._run(
                 f"_mv('{root}/manifest.json.new', '{root}/manifest.json')",
                 {f"{root}/manifest.json": want["manifest.json"]},
@@ -392,10 +462,13 @@ class Deployer:
         return sent
 
     def _send(
-        self, files: list[tuple[str, bytes]], progress: Progress, total: int, done: int = 0
-    ) -> int:
-        """Write files in execs of up to CHUNK file bytes each (a file may span several);
-        every file is hashed on the board in the exec that closes it."""
+        self, files: list[tuple[str, bytes, list[Part]]], progress: Progress, total: int,
+        done: int = 0,
+    ) -> int:  # fmt: skip
+        """Write files (path, content, how to make it) in execs of up to CHUNK bytes sent
+        each (a file may span several); a part is bytes sent, or a range of a file on the
+        board copied there; every file is hashed on the board in the exec that closes it,
+        against its content."""
         lines: list[str] = []
         expect: dict[str, str] = {}
         pending = sent = 0
@@ -407,20 +480,38 @@ class Deployer:
             progress(done + sent, total)
             lines, expect, pending = [], {}, 0
 
-        for path, data in files:
+        for path, data, parts in files:
             lines.append(f"_o('{path}')")
-            view = memoryview(data)
-            while view:
-                if pending == CHUNK:
-                    flush()
-                piece, view = view[: CHUNK - pending], view[CHUNK - pending :]
-                lines.append(f"_w({base64.b64encode(piece)!r})")
-                pending += len(piece)
+            for part in parts:
+                if isinstance(part, tuple):
+                    lines.append(f"_r('{part[0]}', {part[1]}, {part[2]})")
+                    continue
+                view = memoryview(part)
+                while view:
+                    if pending == CHUNK:
+                        flush()
+                    piece, view = view[: CHUNK - pending], view[CHUNK - pending :]
+                    lines.append(f"_w({base64.b64encode(piece)!r})")
+                    pending += len(piece)
             lines.append(f"_c('{path}')")
             expect[path] = firmware.sha256(data)
         if lines:
             flush()
         return sent
+
+    @staticmethod
+    def _parts(path: str, plan: Plan, image: Image) -> list["Part"]:
+        """How to make a slot's file on the board: the pack from the files of the active
+        slot's pack it can reuse (plan.reuse) and the rest sent; any other file sent."""
+        if path != firmware.PACK or not plan.reuse:
+            return [image.files[path]]
+        head, names = firmware.pack_layout(image.members)
+        src = f"/fw/{_other(plan.slot)}/{firmware.PACK}"
+        parts: list[Part] = [head]
+        for name in names:
+            there = plan.reuse.get(name)
+            parts.append((src, *there) if there else image.members[name])
+        return parts
 
     def restart(self) -> None:
         self.repl.start_app()

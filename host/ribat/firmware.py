@@ -22,7 +22,7 @@ import os
 import re
 import struct
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -56,6 +56,7 @@ class Image:
     files: dict[str, bytes]  # slot-relative path -> content: the pack and manifest.json
     loader: bytes
     manifest: dict
+    members: dict[str, bytes] = field(default_factory=dict)  # the pack's files
 
     @property
     def hashes(self) -> dict[str, str]:
@@ -188,13 +189,21 @@ def build(
         "files": hashes,
     }
     slot["manifest.json"] = json.dumps(manifest, sort_keys=True).encode()
-    return Image(files=slot, loader=(source / LOADER).read_bytes(), manifest=manifest)
+    return Image(
+        files=slot, loader=(source / LOADER).read_bytes(), manifest=manifest, members=files
+    )
 
 
 def pack(files: dict[str, bytes]) -> bytes:
     """The files in one pack, as the loader (firmware/main.py, class Pack) reads it:
     b"RBPK", u16 count, u16 index size, the index (per file: u8 name length, name, u32
     offset from the pack's start, u32 size; big-endian), then the files in index order."""
+    head, names = pack_layout(files)
+    return head + b"".join(files[name] for name in names)
+
+
+def pack_layout(files: dict[str, bytes]) -> tuple[bytes, list[str]]:
+    """A pack's header and index, and the order its files follow them in."""
     names = sorted(files)
     encoded = [name.encode() for name in names]
     at = len(PACK_MAGIC) + 4 + sum(9 + len(n) for n in encoded)
@@ -202,8 +211,7 @@ def pack(files: dict[str, bytes]) -> bytes:
     for name, raw in zip(names, encoded, strict=True):
         index += bytes([len(raw)]) + raw + struct.pack(">II", at, len(files[name]))
         at += len(files[name])
-    head = PACK_MAGIC + struct.pack(">HH", len(names), len(index))
-    return head + index + b"".join(files[name] for name in names)
+    return PACK_MAGIC + struct.pack(">HH", len(names), len(index)) + index, names
 
 
 def unpack(data: bytes) -> dict[str, bytes]:
