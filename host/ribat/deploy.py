@@ -13,8 +13,8 @@ boots what it booted before:
 3. write: the target slot loses its manifest first (an incomplete slot never runs) and
    the old versions of the files it gets, then files are written in batched execs and
    each is read back and hashed on the board;
-4. commit: the manifest is written, main.py replaced if it changed, then /fw/active is
-   switched by a rename: the single atomic step;
+4. commit: the manifest is written, then /fw/active is switched by a rename: the single
+   atomic step; main.py is replaced after it, if it changed;
 5. restart: a soft reset starts the new firmware, and we wait for it to answer.
 
 Before all this, a running node that reports the same build is asked to hash its own
@@ -440,11 +440,6 @@ class Deployer:
                 f"{len(image.members)} files (the rest from slot {_other(plan.slot)}'s pack)"
             )
         sent = self._send(files, progress, total)
-        if plan.loader:
-            step("replacing main.py")
-            self._run(
-                "_mv('/main.py.new', '/main.py')", {"/main.py": firmware.sha256(image.loader)}
-            )
         if manifest:
             step(f"writing the manifest of slot {plan.slot}")
             new = f"{root}/manifest.json.new"
@@ -458,6 +453,14 @@ class Deployer:
             repl.exec(
                 f"with open('/fw/active.new', 'w') as f:\n f.write('{plan.slot}')\n"
                 "os.rename('/fw/active.new', '/fw/active')"
+            )
+        # main.py last: cut before this, the old loader finds a slot it cannot run and
+        # starts the other one, as it always did; a new loader that could not run the
+        # old slot (a new layout) would find no slot at all before the switch.
+        if plan.loader:
+            step("replacing main.py")
+            self._run(
+                "_mv('/main.py.new', '/main.py')", {"/main.py": firmware.sha256(image.loader)}
             )
         return sent
 
