@@ -7,6 +7,8 @@ Measures, each as the median of N rounds with the two tools interleaved:
   the same firmware tree (the sources, the loader, the hardware layer and board facts),
   each onto the board just erased (`ribat sim stop --erase`, untimed);
 - no-change redeploy: the same two commands again with nothing changed;
+- one module changed: `ribat flash --source` of the tree with one line added to a module,
+  against the same `mpremote fs cp -r` (which sends only the files whose hash differs);
 - command round trip: `ribat config get` as a user runs it, and one request in a session;
 - start-up: `ribat --help` against `mpremote --help`;
 - heap: what the running node uses on each virtual board, at that board's heap size;
@@ -75,9 +77,21 @@ def bare(name: str, board: str) -> sim.Sim:
 def deploy_bench(name: str, board: str, tree: Path, rounds: int) -> dict:
     port = f"sim:{name}"
     results: dict[str, list[float]] = {
-        k: [] for k in ("ribat_full", "mpremote_full", "ribat_same", "mpremote_same")
-    }
+        k: []
+        for k in (
+            "ribat_full", "mpremote_full", "ribat_same", "mpremote_same", "ribat_one",
+            "mpremote_one",
+        )
+    }  # fmt: skip
     wire: dict[str, int] = {}
+    changes = 0
+
+    def change_one_module() -> None:
+        nonlocal changes
+        changes += 1
+        with open(tree / "ribat" / "telemetry.py", "a") as f:
+            f.write(f"\nCHANGED_{changes} = 1\n")
+
     for _ in range(rounds):
         bare(name, board)
         before = bytes_in(name)
@@ -86,6 +100,10 @@ def deploy_bench(name: str, board: str, tree: Path, rounds: int) -> dict:
         before = bytes_in(name)
         results["ribat_same"].append(timed(*ribat("flash", "--port", port)))
         wire["ribat_same"] = bytes_in(name) - before
+        change_one_module()
+        before = bytes_in(name)
+        results["ribat_one"].append(timed(*ribat("flash", "--port", port, "--source", str(tree))))
+        wire["ribat_one"] = bytes_in(name) - before
 
         device = bare(name, board).device
         before = bytes_in(name)
@@ -94,12 +112,17 @@ def deploy_bench(name: str, board: str, tree: Path, rounds: int) -> dict:
         before = bytes_in(name)
         results["mpremote_same"].append(timed(*mpremote(device, "fs", "cp", "-r", str(tree), ":")))
         wire["mpremote_same"] = bytes_in(name) - before
+        change_one_module()
+        before = bytes_in(name)
+        results["mpremote_one"].append(timed(*mpremote(device, "fs", "cp", "-r", str(tree), ":")))
+        wire["mpremote_one"] = bytes_in(name) - before
     med = {k: statistics.median(v) for k, v in results.items()}
     return {
         "seconds": med,
         "wire_bytes": wire,
         "full_ratio": med["mpremote_full"] / med["ribat_full"],
         "same_ratio": med["mpremote_same"] / med["ribat_same"],
+        "one_ratio": med["mpremote_one"] / med["ribat_one"],
     }
 
 
@@ -241,6 +264,11 @@ def show(r: dict, rounds: int, board: str) -> None:
         f"  no-change again  ribat {sec['ribat_same']:.3f} s ({wire['ribat_same']} B sent)  "
         f"mpremote cp -r {sec['mpremote_same']:.3f} s ({wire['mpremote_same']} B)  "
         f"ratio {d['same_ratio']:.2f}x"
+    )
+    print(
+        f"  one module       ribat {sec['ribat_one']:.3f} s ({wire['ribat_one']} B sent)  "
+        f"mpremote cp -r {sec['mpremote_one']:.3f} s ({wire['mpremote_one']} B)  "
+        f"ratio {d['one_ratio']:.2f}x"
     )
     rt = r["round_trip"]
     print(
