@@ -117,9 +117,8 @@ def _ribat_start():
     try:
         _run_slots(active)
     finally:
-        # The REPL gets the board without the pack: a Python filesystem left mounted
-        # there crashed the unix port's interpreter at the next soft reset, now and then.
-        # (At the REPL, `vfs.mount(Pack(path), MOUNT)` mounts a slot again.)
+        # The REPL gets the board as MicroPython left it, the pack unmounted (at the
+        # REPL, `vfs.mount(Pack(path), MOUNT)` mounts a slot's pack again).
         _umount()
 
 
