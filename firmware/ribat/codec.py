@@ -26,6 +26,7 @@ version, so two peers that disagree on the version can still say so to each othe
 """
 
 import binascii
+import io
 import json
 import struct
 
@@ -103,33 +104,25 @@ def encoded_size(body_size: int) -> int:
     return 4 * ((body_size + 2) // 3)
 
 
-def _body(kind: int, seq: int, meta: dict, data: bytes, version: int) -> bytearray:
-    m = json.dumps(meta, separators=(",", ":")).encode()
-    body = bytearray(_HEADER + len(m) + len(data) + _CRC)
-    struct.pack_into("<BBHH", body, 0, version, kind, seq & 0xFFFF, len(m))
-    body[_HEADER : _HEADER + len(m)] = m
-    end = len(body) - _CRC
-    body[_HEADER + len(m) : end] = data
-    struct.pack_into("<I", body, end, binascii.crc32(memoryview(body)[:end]) & 0xFFFFFFFF)
-    return body
-
-
 def encode(kind: int, seq: int, meta: dict, data: bytes = b"", version: int = VERSION) -> bytes:
     """The complete line (marker, base64 body, newline) for one frame."""
-    body = _body(kind, seq, meta, data, version)
-    return b"\x1e" + binascii.b2a_base64(body, newline=False) + b"\n"
+    out = io.BytesIO()
+    write(out, kind, seq, meta, data, version)
+    return out.getvalue()
 
 
 _PIECE = 768  # body bytes base64-encoded at a time by write(): 1 KB of text
 
 
-def write(stream, kind: int, seq: int, meta: dict, data: bytes = b"") -> None:  # type: ignore[no-untyped-def, unused-ignore]
+def write(
+    stream, kind: int, seq: int, meta: dict, data: bytes = b"", version: int = VERSION
+) -> None:  # type: ignore[no-untyped-def, unused-ignore]
     """Write the line of encode() to stream in pieces, the data never copied whole: a
     node sending a 4 KB frame needs 2 KB more, not another 4 KB block, which a heap
     scattered by long-lived objects may not have."""
     m = json.dumps(meta, separators=(",", ":")).encode()
     head = bytearray(_HEADER)
-    struct.pack_into("<BBHH", head, 0, VERSION, kind, seq & 0xFFFF, len(m))
+    struct.pack_into("<BBHH", head, 0, version, kind, seq & 0xFFFF, len(m))
     crc = binascii.crc32(data, binascii.crc32(m, binascii.crc32(head))) & 0xFFFFFFFF
     piece = bytearray(_PIECE)
     fill = 0
