@@ -137,6 +137,7 @@ try:
 except ImportError:
     _sim = None
 _st = os.statvfs('/')  # a full littlefs reports negative free blocks, as unsigned
+_active = (_read('/fw/active') or '').strip() or None
 print(json.dumps({
     'version': list(sys.implementation.version[:3]),
     'mpy': getattr(sys.implementation, '_mpy', 0),
@@ -144,10 +145,10 @@ print(json.dumps({
     'machine': getattr(sys.implementation, '_machine', ''),
     'sim_board': _sim,
     'fs_free': _st[0] * _st[3] if _st[3] <= _st[2] else 0,
-    'active': (_read('/fw/active') or '').strip() or None,
+    'active': _active,
     'slots': {'a': _walk('/fw/a', {}, ''), 'b': _walk('/fw/b', {}, '')},
     'blocks': {'a': _blocks('/fw/a', _st[0]), 'b': _blocks('/fw/b', _st[0])},
-    'packs': {'a': _members('/fw/a/firmware.pack'), 'b': _members('/fw/b/firmware.pack')},
+    'packs': {_active: _members('/fw/%s/firmware.pack' % _active)} if _active else {},
     'loader': _h_or_none('/main.py'),
 }))
 """
@@ -225,8 +226,8 @@ class BoardReport:
     slots: dict[str, dict[str, str] | None]
     blocks: dict[str, int | None]  # the blocks each slot's files take (ribat.footprint)
     loader: str | None
-    # each slot's pack: file -> [offset, size, sha256] (None: no pack)
-    packs: dict[str, dict[str, list] | None] = field(default_factory=dict)
+    # the active slot's pack, which a new one reuses: file -> [offset, size, sha256]
+    packs: dict[str, dict[str, list] | None]
 
     @classmethod
     def from_probe(cls, d: dict) -> "BoardReport":

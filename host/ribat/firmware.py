@@ -22,7 +22,7 @@ import os
 import re
 import struct
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -56,7 +56,7 @@ class Image:
     files: dict[str, bytes]  # slot-relative path -> content: the pack and manifest.json
     loader: bytes
     manifest: dict
-    members: dict[str, bytes] = field(default_factory=dict)  # the pack's files
+    members: dict[str, bytes]  # the pack's files
 
     @property
     def hashes(self) -> dict[str, str]:
