@@ -150,7 +150,7 @@ class Journal:
             # Grown 64 seqs at a time (zeros: none yet). Grown by two bytes an entry, a
             # chain moved through the heap at every post, and the holes it left behind
             # scattered it until a 4 KB frame found no block to fit in.
-            chain.extend(bytes(need + _GROW - need % _GROW))
+            chain.extend(bytes(-(-need // _GROW) * _GROW))
         struct.pack_into(">H", chain, 2 * seq - 2, k + 1)
         n = self.heads.get(origin, 0)
         while 2 * n + 2 <= len(chain) and (chain[2 * n] or chain[2 * n + 1]):
