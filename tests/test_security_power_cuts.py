@@ -53,7 +53,7 @@ def check_node(board: sim.Sim) -> tuple[dict, list[dict]]:
         info = guard.identity(client)
         log, meta = guard.read_audit(client)
     lines = guard.audit_lines(log)
-    problem, _, head = chainverify.verify(lines)
+    problem, _, head, _ = chainverify.verify(lines)
     assert problem is None, problem
     assert head == (meta["seq"], meta["head"])
     if info["state"] != "unprovisioned":

@@ -116,6 +116,51 @@ def _write_audit_log(board: sim.Sim, lines: list[str]) -> None:
     sim.power_cycle(board.name)
 
 
+def test_a_locked_node_syncs_on_past_its_audit_budget(pair: list[sim.Sim], tmp_path: Path) -> None:
+    """A node left locked cannot sign a fold, yet each sync it takes part in adds audit
+    entries: past a budget and a half it folds with no signature (marked so) and syncs
+    on; a peer that witnessed its head still finds each later head extends it."""
+    ma, fr = pair
+    assert ribat("config", "set", "-p", fr.device, "audit.max_entries", "16").code == 0
+    verdicts = set()
+    for i in range(12):  # two entries a sync on fr (import, imported): 24 and more
+        post(ma, "--kind", "notice", "--to", "FR", "--title", f"n{i}", "--body", "x")
+        done = sync(ma, fr)
+        assert [leg["outcomes"] for leg in done["legs"] if leg["sent"]] == [{"stored": 1}]
+        verdicts |= {w["verdict"] for w in done["witnessed"] if w["witness"] == "rabat-1"}
+    assert verdicts <= {"first", "extends"}
+    assert len(items(fr)) == 12
+
+    def audit_log() -> list[bytes]:
+        path = tmp_path / "fr-audit.jsonl"
+        assert ribat("audit", "export", "-p", fr.device, str(path)).code == 0
+        return path.read_bytes().splitlines()
+
+    lines = audit_log()
+    first = json.loads(lines[0])
+    body = json.loads(first["body"])
+    assert "sig" not in first and body["locked"] == body["seq"] and len(lines) <= 1 + 24
+    r = ribat("audit", "verify", "-p", fr.device)
+    assert r.code == 0 and f"entries up to {body['seq']} were folded while" in r.out, r.err
+    # a keyless checkpoint edited to look signed, or to drop its mark, is refused
+    unmarked = {"body": first["body"].replace('"locked"', '"x"')}
+    for forged in ({**first, "sig": "0" * 128}, unmarked):
+        path = tmp_path / "forged.jsonl"
+        path.write_bytes(b"\n".join([json.dumps(forged).encode(), *lines[1:]]) + b"\n")
+        r = ribat("audit", "verify", str(path))
+        assert r.code == 15 and "not validly signed" in r.err and one_line(r)
+
+    # unlocked, the node signs its next fold, which keeps the mark of the keyless one
+    script = "".join(f"config set node.name paris-{i}\n" for i in range(20))
+    assert ribat("unlock", "-p", fr.device, "--pin", PIN, stdin=script).code == 0
+    lines = audit_log()
+    signed_cp = json.loads(lines[0])
+    later = json.loads(signed_cp["body"])
+    assert "sig" in signed_cp and later["seq"] > body["seq"] and later["locked"] >= body["seq"]
+    r = ribat("audit", "verify", "-p", fr.device)
+    assert r.code == 0 and f"entries up to {later['locked']} were folded while" in r.out, r.err
+
+
 @pytest.mark.parametrize("tamper", ["truncated", "rewritten"])
 def test_a_peer_catches_an_audit_log_cut_or_rewritten(pair: list[sim.Sim], tamper: str) -> None:
     ma, fr = pair

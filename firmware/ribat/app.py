@@ -105,13 +105,13 @@ class Node:
         keys.unload_crypto()
         gc.collect()
 
-    def audit_room(self) -> None:
-        """Refuse a request the audit log has no room to record."""
-        budget = self.config.get("audit.max_entries")
-        if not self.audit.full(budget):  # type: ignore[arg-type]
-            return
-        if self.keyring.state == "unlocked":
-            self.audit.fold(self.keyring, budget)  # type: ignore[arg-type]
+    def audit_room(self, exchange: bool = False) -> None:
+        """Make room in the audit log for a request's entry, or refuse the request. A full
+        log is folded: signed while unlocked; without a signature while locked for an
+        exchange of entries (the cell's replication must not stop for want of a PIN).
+        Any other request a locked node would record waits for an unlock."""
+        budget: int = self.config.get("audit.max_entries")  # type: ignore[assignment]
+        if not self.audit.full(budget) or self.audit.fold(self.keyring, budget, 0, exchange):
             return
         raise link.RequestError(
             codec.LOCKED,

@@ -5,7 +5,9 @@ answered: an entry the host saw acknowledged survives a power cut. The log is bo
 past audit.max_entries, the oldest entries are folded into a checkpoint the node signs,
 which needs its key, so folding happens while unlocked, and at the lock, so that a locked
 node starts with room for the whole budget and more (its sync goes on recording: three
-entries a batch); past a budget and a half it refuses the requests it would have to record.
+entries a batch). Past a budget and a half, a locked node folds without a signature for
+the exchange of entries, which must not stop, and refuses the other requests it would
+have to record (docs/security.md: what a keyless fold leaves a peer to check).
 """
 
 import json
@@ -83,16 +85,19 @@ class AuditLog:
         """Past the budget and its reserve: only a fold makes room."""
         return self.entries >= budget + budget // 2
 
-    def fold(self, keyring, budget: int, due: int = 0) -> bool:  # type: ignore[no-untyped-def]
-        """Fold the oldest entries into a signed checkpoint, keeping half the budget, once
-        more than due (by default the budget) are on flash; False if it is not due or
-        there is no key to sign with (locked)."""
-        if self.entries <= (due or budget) or keyring.state != "unlocked":
+    def fold(self, keyring, budget: int, due: int = 0, keyless: bool = False) -> bool:  # type: ignore[no-untyped-def]
+        """Fold the oldest entries into a checkpoint, keeping half the budget, once more
+        than due (by default the budget) are on flash. The checkpoint is signed, which
+        needs the key; keyless (for a locked node whose sync must go on), it is not, and
+        says so: its "locked" is the last seq no signature vouches for, carried by every
+        later checkpoint. False if it is not due, or locked and not keyless."""
+        locked = keyring.state != "unlocked"
+        if self.entries <= (due or budget) or (locked and not keyless):
             return False
         keep = budget // 2
         drop = self.entries - keep
         tmp = self.path + ".new"
-        folded = 0
+        folded = unsigned = 0
         n = 0
         with open(self.path, "rb") as src, open(tmp, "wb") as dst:
             while True:
@@ -106,8 +111,9 @@ class AuditLog:
                 if e is None:
                     continue
                 if "body" in e:
-                    body = signed.body_of(e)
-                    folded = body["folded"] if body else 0
+                    body = signed.body_of(e) or {}
+                    folded = body.get("folded", 0)
+                    unsigned = body.get("locked", 0)
                     continue
                 n += 1
                 if n == drop:
@@ -116,9 +122,16 @@ class AuditLog:
                         "hash": chain.line_hash(line[:-1]),
                         "folded": folded + drop,
                         "t": int(time.time()),
-                        "key": keyring.public_key(),
                     }
-                    dst.write(json.dumps(keyring.sign(signed.CHECKPOINT, cp)).encode())
+                    if locked:
+                        cp["locked"] = e["seq"]
+                        doc = {"body": json.dumps(cp)}
+                    else:
+                        if unsigned:
+                            cp["locked"] = unsigned
+                        cp["key"] = keyring.public_key()
+                        doc = keyring.sign(signed.CHECKPOINT, cp)
+                    dst.write(json.dumps(doc).encode())
                     dst.write(b"\n")
                     n += 1  # copy all that follows
         os.rename(tmp, self.path)

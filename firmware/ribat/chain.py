@@ -6,7 +6,9 @@ the line before, "d": details (optional)}; the first entry of a log has prev GEN
 line's hash is SHA-256 of its bytes (without the newline). When the node folds old entries
 away, the log starts with a checkpoint instead, a signed document (ribat.signed) whose body
 is {"seq": last folded, "hash": its hash, "folded": how many so far, "t": time, "key": the
-node's signing key}: the chain then continues from that seq and hash.
+node's signing key[, "locked": the last seq folded with no key]}: the chain then continues
+from that seq and hash. A locked node folds without a key: {"body": ...} with no "sig",
+no "key", and "locked" its own seq (docs/security.md).
 
 What the node needs to write the chain is here; checking a whole chain is the host's
 (host/ribat/chainverify.py), not deployed to the node.

@@ -89,7 +89,7 @@ def export(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-de
     node.export_plan = plan
     node.export_held = held
     if total:
-        node.audit_room()
+        node.audit_room(exchange=True)
         node.audit.append("export", {"entries": total})
     return {"entries": total}
 
@@ -137,7 +137,7 @@ def next_entries(node, meta: dict, data: bytes) -> tuple:  # type: ignore[no-unt
 def import_begin(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
     node.keyring.need("locked")
     entries = arg(meta, "entries", int)
-    node.audit_room()
+    node.audit_room(exchange=True)
     node.audit.append("import", {"entries": entries, "source": arg(meta, "source", str, "")})
     from ribat import intake
 

@@ -116,7 +116,7 @@ def witness(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-d
         if then is None:
             verdict = "unproven"  # the hash at the witnessed seq was not asked for
         elif then == "folded":
-            verdict = "folded"  # its checkpoint, signed by the peer, vouches for the rest
+            verdict = "folded"  # on the peer's word: its checkpoint (see docs/security.md)
         elif then != seen["hash"]:
             verdict = _alarm(node, peers, fp, "rewritten: line %d changed" % seen["seq"])
     else:

@@ -89,7 +89,7 @@ KEYS = (
         INT,
         400,
         (16, 4000),
-        "Audit entries kept on flash; older ones are folded into a signed checkpoint",
+        "Audit entries kept on flash; older ones are folded into a checkpoint",
     ),
 )
 

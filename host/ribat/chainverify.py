@@ -10,11 +10,14 @@ from ribat.chain import GENESIS, line_hash, parse
 
 
 def checkpoint_of(e: dict) -> "dict | None":
-    """The verified body of checkpoint line e, or None if e is no checkpoint or its
-    signature is not its key's."""
+    """The body of checkpoint line e, or None if e is no checkpoint or its signature is
+    not its key's. A checkpoint a locked node made (no key, no signature) is taken as
+    what it says it is: its "locked" names its own seq, and nothing vouches for it."""
     body = signed.body_of(e)
     if body is None:
         return None
+    if "sig" not in e and "key" not in body and body.get("locked") == body.get("seq"):
+        return body
     try:
         key = unhexlify(body["key"])
     except (KeyError, TypeError, ValueError):
@@ -23,14 +26,16 @@ def checkpoint_of(e: dict) -> "dict | None":
 
 
 def verify(lines: list, witness: "tuple | None" = None) -> tuple:
-    """Check a log's lines (bytes, no newlines). Returns (problem, start, head): problem
-    is None or a sentence naming the first entry that was edited, removed, inserted or
-    reordered; start the seq the chain continues from (0, or its checkpoint's); head
-    (seq, hash) of the last good entry. witness, a (seq, hash prefix) a host saw
-    earlier, must be on the chain (or be older than its checkpoint)."""
+    """Check a log's lines (bytes, no newlines). Returns (problem, start, head, keyless):
+    problem is None or a sentence naming the first entry that was edited, removed,
+    inserted or reordered; start the seq the chain continues from (0, or its
+    checkpoint's); head (seq, hash) of the last good entry; keyless the last seq folded
+    while the node was locked, which no signature vouches for (0 if none). witness, a
+    (seq, hash prefix) a host saw earlier, must be on the chain (or be older than its
+    checkpoint)."""
     walk = _Walk()
     problem = walk.run(lines, witness)
-    return problem, walk.start, (walk.seq, walk.prev)
+    return problem, walk.start, (walk.seq, walk.prev), walk.keyless
 
 
 class _Walk:
@@ -39,6 +44,7 @@ class _Walk:
 
     def __init__(self) -> None:
         self.start = 0
+        self.keyless = 0
         self.seq = 0
         self.prev = GENESIS
         self.seen: dict = {}
@@ -48,8 +54,12 @@ class _Walk:
         if lines and b'"body"' in lines[0]:
             cp = checkpoint_of(parse(lines[0]) or {})
             if cp is None:
-                return "the checkpoint at the start of the log is not validly signed"
+                return (
+                    "the checkpoint at the start of the log is not validly signed"
+                    " (nor one a locked node made)"
+                )
             self.start = self.seq = cp["seq"]
+            self.keyless = cp.get("locked", 0)
             self.prev = self.seen[self.seq] = cp["hash"]
             begin = 1
         for i in range(begin, len(lines)):

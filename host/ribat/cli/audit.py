@@ -98,7 +98,7 @@ def verify(port: str | None, file: Path | None, witness: str | None) -> None:
         except OSError as e:
             raise CellError(f"cannot read {file}: {e.strerror}") from None
     lines = guard.audit_lines(log)
-    problem, start, (seq, head) = chainverify.verify(lines, seen)
+    problem, start, (seq, head), keyless = chainverify.verify(lines, seen)
     if problem is None and reported is not None and reported[0] == seq and reported[1] != head:
         problem = f"entry {seq} is not the one the node reports as its head: edited"
     if problem is not None:
@@ -106,6 +106,11 @@ def verify(port: str | None, file: Path | None, witness: str | None) -> None:
     note = ""
     if seen is not None and seen[0] < start:
         note = f" (the witnessed entry {seen[0]} was folded away: not checked)"
+    if keyless:
+        note += (
+            f"; entries up to {keyless} were folded while the node was locked:"
+            " no signature vouches for that checkpoint, only heads its peers witnessed"
+        )
     console().print(
         f"audit chain verifies: entries {start + 1} to {seq}, head {seq}:{head}{note}"
         if seq
