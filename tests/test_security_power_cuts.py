@@ -178,3 +178,34 @@ def test_power_cut_at_every_write_of_an_audited_change(node: sim.Sim) -> None:
             assert entries[-1]["d"]["set"] == {"led.brightness": wanted[-1]}
 
     assert sweep(node, prepare, action, after) >= 2
+
+
+def test_power_cut_at_every_write_of_a_keyless_fold(node: sim.Sim, cell: Cell) -> None:
+    """A locked node whose log is full folds it with no key for a sync's import: cut at
+    any write, the log is the old one or the folded one, whole, and the chain verifies."""
+    with connect(node.device) as client:
+        guard.provision(client, cell, "ES", "madrid-1", PIN)
+        client.request("config.set", set={"audit.max_entries": 16})
+    budget = 16
+
+    def on_flash(client: NodeClient) -> int:
+        return sum(1 for x in guard.audit_lines(guard.read_audit(client)[0]) if b'"body"' not in x)
+
+    def prepare() -> None:  # fill the log to a budget and a half, locked: the next import folds
+        with connect(node.device) as client:
+            for i in range(budget + budget // 2 - on_flash(client)):
+                client.request("config.set", set={"led.brightness": i % 100})
+
+    def action(client: NodeClient) -> None:
+        client.request("journal.import", timeout=1.5, entries=0, source="cut")
+
+    def after(cut: bool, acked: bool) -> None:
+        _, entries = check_node(node)
+        with connect(node.device) as client:
+            lines = guard.audit_lines(guard.read_audit(client)[0])
+            assert guard.identity(client)["state"] == "locked"
+        if acked:
+            assert entries[-1]["ev"] == "import" and entries[-1]["d"]["source"] == "cut"
+            assert json.loads(json.loads(lines[0])["body"])["locked"] == entries[0]["seq"] - 1
+
+    assert sweep(node, prepare, action, after) >= 3
