@@ -144,7 +144,8 @@ def test_a_locked_node_syncs_on_past_its_audit_budget(pair: list[sim.Sim], tmp_p
     assert r.code == 0 and f"entries up to {body['seq']} were folded while" in r.out, r.err
     # a keyless checkpoint edited to look signed, or to drop its mark, is refused
     unmarked = {"body": first["body"].replace('"locked"', '"x"')}
-    for forged in ({**first, "sig": "0" * 128}, unmarked):
+    text = json.dumps({**body, "seq": str(body["seq"]), "locked": str(body["seq"])})
+    for forged in ({**first, "sig": "0" * 128}, unmarked, {"body": text}):
         path = tmp_path / "forged.jsonl"
         path.write_bytes(b"\n".join([json.dumps(forged).encode(), *lines[1:]]) + b"\n")
         r = ribat("audit", "verify", str(path))

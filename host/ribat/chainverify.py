@@ -16,8 +16,10 @@ def checkpoint_of(e: dict) -> "dict | None":
     body = signed.body_of(e)
     if body is None:
         return None
-    if "sig" not in e and "key" not in body and body.get("locked") == body.get("seq"):
-        return body
+    if "sig" not in e and "key" not in body:
+        seq, head = body.get("seq"), body.get("hash")
+        keyless = isinstance(seq, int) and isinstance(head, str) and body.get("locked") == seq
+        return body if keyless else None
     try:
         key = unhexlify(body["key"])
     except (KeyError, TypeError, ValueError):
