@@ -163,7 +163,7 @@ def test_a_replaced_main_py_is_restored(node: sim.Sim) -> None:
             marks=pytest.mark.xfail(
                 strict=True,
                 reason="open: the node starts in the virtual ESP32's 110 KB of heap with "
-                "19 KB free, too little to provision (README, Not yet: freeze the firmware)",
+                "19 KB free, too little to provision (README, Not yet: ROMFS or freezing)",
             ),
         )
         if name == "esp32"
