@@ -4,6 +4,8 @@ entries alone, need-to-know holds, audit heads are witnessed; a broker that anyo
 write through (or that lies) gets forgeries, replays and garbage refused."""
 
 import json
+import os
+import select
 import subprocess
 import sys
 import time
@@ -33,6 +35,22 @@ def gateway(board: sim.Sim, broker: Broker) -> Iterator[subprocess.Popen]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def wait_line(proc: subprocess.Popen, text: str, timeout: float = 30) -> None:
+    """Read the gateway's log (stderr, straight from the pipe: a buffered reader would
+    hold lines select cannot see) until a line holds text."""
+    assert proc.stderr is not None
+    fd = proc.stderr.fileno()
+    deadline = time.monotonic() + timeout
+    log = b""
+    while text.encode() not in log:
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select([fd], [], [], max(0.0, left))
+        assert ready, f"not within {timeout} s: {text!r} in the gateway's log {log!r}"
+        got = os.read(fd, 4096)
+        assert got, f"the gateway ended before {text!r}: {log!r}"
+        log += got
 
 
 def cell_status(cell: Path, broker: Broker) -> dict[str, dict]:
@@ -271,13 +289,14 @@ def test_a_summary_the_broker_delivers_late_is_no_false_alarm(
         with connect(ma.device) as client:
             return dict(sync.hello(client)["witnessed"].get(fr_fp, {}))
 
-    with gateway(ma, broker):
+    late = "paris-1's summary was sent before the one witnessed"
+    with gateway(ma, broker) as proc:
         wait_for(lambda: witnessed().get("seq") == newer["audit"]["seq"], "the newer head")
         publish(broker, [(topic, json.dumps(older).encode())], fr_fp)  # delivered late
-        time.sleep(2)  # some rounds of rabat-1's gateway
+        wait_line(proc, late)  # judged, and found late
         assert "alarm" not in witnessed()
-    with gateway(ma, broker):  # restarted: the broker retains the late one, its node knows
-        time.sleep(2)
+    with gateway(ma, broker) as proc:  # restarted: the broker retains the late one
+        wait_line(proc, late)  # its node knows
         assert "alarm" not in witnessed()
         ahead = int(time.time() * 1000) + 86_400_000  # kept, no later one would be taken
         publish(broker, [(topic, json.dumps({**newer, "sent": ahead}).encode())], fr_fp)

@@ -276,6 +276,11 @@ class Gateway:
                 continue
             self.witnessed[fp] = text
             self.counters.witnessed[peer.get("name") or fp] = result["verdict"]
+            if result["verdict"] == "stale":
+                self.log(
+                    f"{self.name}: {peer.get('name')}'s summary was sent before the one"
+                    " witnessed (a broker delivered it late): not taken"
+                )
             alarm = result["alarm"]
             if alarm and alarm not in self.counters.alarms:
                 self.counters.alarms.append(alarm)
