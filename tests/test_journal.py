@@ -307,6 +307,24 @@ def test_a_request_too_big_for_the_heap_is_answered(new_sim: NewSim, tmp_path: P
     assert status(ma)["entries"] == posted + 1  # nothing half stored
 
 
+def test_a_pico_w_fed_by_syncs_lists_in_a_session(new_sim: NewSim, tmp_path: Path) -> None:
+    """A sync leaves its modules loaded (7 KB); on the Pico W they are the heap a list of
+    bulletins needs in an officer's session, so the unlock drops them (a sync reloads
+    them). Before, the list after a sync was refused for memory."""
+    ma, fr = make_cell(new_sim, tmp_path, [("MA", "rabat-1"), ("FR", "paris-1")], "pico-w")
+    post(fr, "--kind", "notice", "--to", "MA", "--title", "from paris", "--body", "x")
+    assert ribat("sync", "-p", ma.device, "-p", fr.device).code == 0
+    with connect(ma.device) as client:  # one session, as a duty officer's
+        guard.unlock(client, PIN)
+        for _ in range(5):
+            lib.post(client, "notice", "routine", ["FR"], "t", "b" * 500, 3600, [])
+        listed = lib.entries(client)
+        assert len(listed) == 6 and all("t" in item for item in listed)
+        guard.lock(client)
+    assert ribat("sync", "-p", ma.device, "-p", fr.device).code == 0  # reloaded for it
+    assert len(items(fr)) == 6
+
+
 def test_a_full_journal_leaves_room_for_the_next_firmware(new_sim: NewSim, tmp_path: Path) -> None:
     """The node keeps free, whatever its journal, as much flash as a firmware slot takes
     (in littlefs blocks) less what its other slot holds already: the next firmware deploys

@@ -105,6 +105,14 @@ class Node:
         keys.unload_crypto()
         gc.collect()
 
+    def make_room_for_session(self) -> None:
+        """At the unlock: drop the sync's modules (the next sync reloads them), so that
+        an officer's session has the heap of a node that never synced: on a Pico W fed
+        by syncs, a list of bulletins needs it."""
+        keys.unload("exchange")
+        keys.unload("replica")
+        gc.collect()
+
     def audit_room(self, exchange: bool = False) -> None:
         """Make room in the audit log for a request's entry, or refuse the request. A full
         log is folded: signed while unlocked; without a signature while locked for an
@@ -202,6 +210,7 @@ async def _run_wire(node: Node, stream: object) -> None:
     serving = asyncio.create_task(peer.serve(peer.answer))
     await peer.pull()
     serving.cancel()
+    peer.close()
     node.wires.remove(peer)
     peer = serving = None  # type: ignore[assignment]
     node.quiet_wires.append(stream)

@@ -70,6 +70,7 @@ def unlock(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-de
     pin = _keywork().pin_args(meta.get("pin"))
     secrets = _check_pin(node, pin)
     node.keyring.unlock(secrets)
+    node.make_room_for_session()
     node.touch()
     node.audit.append("unlock")
     node.audit.fold(node.keyring, node.config.get("audit.max_entries"))
