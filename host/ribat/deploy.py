@@ -48,17 +48,26 @@ RECOVER_TIMEOUT_S = 3.0
 # not use the firmware's own hashing (firmware/ribat/service.py), it repeats it.
 HASH = r"""
 import os, binascii, hashlib
-def _h(p):
+def _each(f, n=-1):
+    # the next n bytes of open file f (to its end if n < 0), 1 KB at a time
+    m = memoryview(bytearray(1024))
+    while n:
+        k = f.readinto(m[:1024 if n < 0 else min(n, 1024)])
+        if not k:
+            if n > 0:
+                raise OSError(5)  # EIO: the file is shorter than it should be
+            return
+        yield m[:k]
+        if n > 0:
+            n -= k
+def _sha(f, n=-1):
     h = hashlib.sha256()
-    b = bytearray(1024)
-    m = memoryview(b)
-    with open(p, 'rb') as f:
-        while True:
-            n = f.readinto(b)
-            if not n:
-                break
-            h.update(m[:n])
+    for c in _each(f, n):
+        h.update(c)
     return binascii.hexlify(h.digest()).decode()
+def _h(p):
+    with open(p, 'rb') as f:
+        return _sha(f)
 """
 
 PROBE = (
@@ -97,35 +106,23 @@ def _read(p):
         return None
 def _members(p):
     try:
-        f = open(p, 'rb')
+        with open(p, 'rb') as f:
+            h = f.read(8)
+            if h[:4] != b'RBPK':
+                return None
+            idx = f.read(int.from_bytes(h[6:8], 'big'))
+            out = {}
+            at = 0
+            while at < len(idx):
+                n = idx[at]
+                off = int.from_bytes(idx[at + 1 + n:at + 5 + n], 'big')
+                size = int.from_bytes(idx[at + 5 + n:at + 9 + n], 'big')
+                f.seek(off)
+                out[idx[at + 1:at + 1 + n].decode()] = [off, size, _sha(f, size)]
+                at += 9 + n
+            return out
     except OSError:
         return None
-    with f:
-        h = f.read(8)
-        if h[:4] != b'RBPK':
-            return None
-        idx = f.read(int.from_bytes(h[6:8], 'big'))
-        out = {}
-        at = 0
-        b = bytearray(1024)
-        m = memoryview(b)
-        while at < len(idx):
-            n = idx[at]
-            off = int.from_bytes(idx[at + 1 + n:at + 5 + n], 'big')
-            size = int.from_bytes(idx[at + 5 + n:at + 9 + n], 'big')
-            f.seek(off)
-            g = hashlib.sha256()
-            left = size
-            while left:
-                k = f.readinto(m[:min(left, 1024)])
-                if not k:
-                    return None
-                g.update(m[:k])
-                left -= k
-            name = idx[at + 1:at + 1 + n].decode()
-            out[name] = [off, size, binascii.hexlify(g.digest()).decode()]
-            at += 9 + n
-        return out
 def _h_or_none(p):
     try:
         return _h(p)
@@ -148,7 +145,7 @@ print(json.dumps({
     'active': _active,
     'slots': {'a': _walk('/fw/a', {}, ''), 'b': _walk('/fw/b', {}, '')},
     'blocks': {'a': _blocks('/fw/a', _st[0]), 'b': _blocks('/fw/b', _st[0])},
-    'packs': {_active: _members('/fw/%s/firmware.pack' % _active)} if _active else {},
+    'pack': _members('/fw/%s/firmware.pack' % _active) if _active else None,
     'loader': _h_or_none('/main.py'),
 }))
 """
@@ -185,26 +182,15 @@ def _c(p):
     _f = None
     print(p, _h(p))
 def _cp(s, d):
-    b = bytearray(1024)
-    m = memoryview(b)
     with open(s, 'rb') as i, open(d, 'wb') as o:
-        while True:
-            n = i.readinto(b)
-            if not n:
-                break
-            o.write(m[:n])
+        for c in _each(i):
+            o.write(c)
     print(d, _h(d))
 def _r(s, a, n):
-    b = bytearray(1024)
-    m = memoryview(b)
     with open(s, 'rb') as i:
         i.seek(a)
-        while n:
-            k = i.readinto(m[:min(n, 1024)])
-            if not k:
-                raise OSError(5)
-            _f.write(m[:k])
-            n -= k
+        for c in _each(i, n):
+            _f.write(c)
 def _mv(s, d):
     os.rename(s, d)
     print(d, _h(d))
@@ -227,7 +213,7 @@ class BoardReport:
     blocks: dict[str, int | None]  # the blocks each slot's files take (ribat.footprint)
     loader: str | None
     # the active slot's pack, which a new one reuses: file -> [offset, size, sha256]
-    packs: dict[str, dict[str, list] | None]
+    pack: dict[str, list] | None
 
     @classmethod
     def from_probe(cls, d: dict) -> "BoardReport":
@@ -242,7 +228,7 @@ class BoardReport:
             slots=d["slots"],
             blocks=d["blocks"],
             loader=d["loader"],
-            packs=d["packs"],
+            pack=d["pack"],
         )
 
     @property
@@ -360,7 +346,7 @@ def make_plan(report: BoardReport, image: Image) -> Plan:
         else:
             plan.transfer.append(path)
     plan.remove = sorted(p for p in have if p not in want)
-    held = (report.packs.get(active) if active else None) or {}
+    held = report.pack or {}
     if firmware.PACK in plan.transfer:
         for name, data in image.members.items():
             there = held.get(name)
