@@ -210,7 +210,6 @@ async def _run_wire(node: Node, stream: object) -> None:
     serving = asyncio.create_task(peer.serve(peer.answer))
     await peer.pull()
     serving.cancel()
-    peer.close()
     node.wires.remove(peer)
     peer = serving = None  # type: ignore[assignment]
     node.quiet_wires.append(stream)

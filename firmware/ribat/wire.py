@@ -47,13 +47,6 @@ class Wire(Link):
         self.imported = 0
         self.error = ""
 
-    def close(self) -> None:
-        """Drop what the wire holds: its frame buffer, the peer's export under way. The
-        Wire can stay reachable for a while after its task ended (on a virtual Pico W,
-        11 KB stayed held for about a second), its frame buffer the most of it."""
-        self.deframer = self.reply = self.plan = None  # type: ignore[assignment]
-        self.held = {}
-
     def summary(self) -> dict:
         return {"peer": self.peer, "pulls": self.pulls, "imported": self.imported,
                 "error": self.error}  # fmt: skip
