@@ -33,7 +33,7 @@ if kind == "romfs":
     held = len(image)
     vfs.mount(vfs.VfsRom(image), "/firmware")
 else:
-    exec(open(%(loader)r).read().split("\\ndef _host_wants_repl")[0])  # the loader's Pack
+    exec(%(pack_class)r)  # the loader's Pack, and what it uses
     vfs.mount(Pack(%(pack)r), "/firmware")
     held = 0
 sys.path.insert(0, "/firmware")
@@ -42,6 +42,15 @@ for name in %(modules)r:
 gc.collect()
 print(gc.mem_alloc() - base - held, held)
 """
+
+
+def pack_class() -> str:
+    """The source of the loader's class Pack (firmware/main.py) and its imports: the
+    loader itself would start the node. Raises ValueError if the class is gone."""
+    source = (boards.firmware_dir() / firmware.LOADER).read_text()
+    start = source.index("\nclass Pack")
+    end = source.index("\ndef ", start)
+    return "import gc, struct, vfs\n" + source[start:end]
 
 
 def measure(kind: str, probe: Path) -> tuple[int, int]:
@@ -93,7 +102,7 @@ def main() -> None:
                 "rom": str(boards.rom_dir()),
                 "image": str(root / "firmware.romfs"),
                 "pack": str(root / "firmware.pack"),
-                "loader": str(boards.firmware_dir() / firmware.LOADER),
+                "pack_class": pack_class(),
                 "modules": modules,
             }
         )
