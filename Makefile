@@ -53,12 +53,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Host code against CPython; what runs on the node against each port's MicroPython stubs.
+# Host code against CPython; what runs on the node against each port's MicroPython stubs,
+# the scripts the host runs at a board's raw REPL (host/ribat/*/onboard) among it.
 FWMYPY = $(BIN)/mypy --config-file firmware/mypy.ini
+ONBOARD = host/ribat/deploy/onboard host/ribat/device/onboard
 typecheck: $(STAMP) $(STUBS)
 	$(BIN)/mypy
-	MYPYPATH=$(TYPINGS)/rp2:firmware:boards/rp2-pico $(FWMYPY) --custom-typeshed-dir $(TYPINGS)/rp2 \
-		firmware/ribat firmware/main.py boards/rp2-pico/hal.py
+	MYPYPATH=$(TYPINGS)/rp2:firmware:boards/rp2-pico:host/ribat/deploy:host/ribat/device \
+		$(FWMYPY) --custom-typeshed-dir $(TYPINGS)/rp2 \
+		firmware/ribat firmware/main.py boards/rp2-pico/hal.py $(ONBOARD)
 	MYPYPATH=$(TYPINGS)/esp32 $(FWMYPY) --custom-typeshed-dir $(TYPINGS)/esp32 \
 		boards/esp32-generic/hal.py
 	MYPYPATH=$(TYPINGS)/unix:boards/virtual/rom $(FWMYPY) --custom-typeshed-dir $(TYPINGS)/unix \

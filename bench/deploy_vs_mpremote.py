@@ -29,11 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from ribat import boards, sim
+from ribat import sim
+from ribat.device import boards
+from ribat.device.client import NodeClient, connect
+from ribat.device.transport import Port
 from ribat.errors import DeployError
-from ribat.node import NodeClient, connect
-from ribat.telemetry import LossCounter
-from ribat.transport import Port
+from ribat.ops.telemetry import LossCounter
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -147,10 +148,11 @@ def round_trip(s: sim.Sim, rounds: int) -> dict:
 # What each command imports before it says a word: its cli module and what that needs.
 COMMAND_IMPORTS = {
     "--help": "ribat.cli",
-    "config get": "ribat.cli, ribat.cli.config, ribat.config, ribat.node, ribat.ports",
-    "status": "ribat.cli, ribat.cli.node, ribat.node, ribat.ports, rich.console",
-    "post": "ribat.cli, ribat.cli.journal, ribat.journal, ribat.guard, ribat.ports",
-    "sim start": "ribat.cli, ribat.cli.sim, ribat.sim, ribat.boards, rich.table",
+    "config get": "ribat.cli, ribat.cli.config, ribat.ops.config, ribat.device.client, "
+    "ribat.ports",
+    "status": "ribat.cli, ribat.cli.node, ribat.device.client, ribat.ports, rich.console",
+    "post": "ribat.cli, ribat.cli.journal, ribat.ops.journal, ribat.ops.guard, ribat.ports",
+    "sim start": "ribat.cli, ribat.cli.sim, ribat.sim, ribat.device.boards, rich.table",
 }
 
 

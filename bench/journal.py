@@ -21,12 +21,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import security
 
-from ribat import boards, deploy, entry, guard, sim
-from ribat import journal as lib
-from ribat.cell import Cell
+from ribat import deploy, entry, sim
+from ribat.authority.cell import Cell
+from ribat.device import boards
+from ribat.device.client import NodeClient, connect
+from ribat.device.transport import Port
 from ribat.errors import DeviceError
-from ribat.node import NodeClient, connect
-from ribat.transport import Port
+from ribat.ops import guard
+from ribat.ops import journal as lib
 
 PIN = "246810"
 WINDOW = 10  # posts or entries timed together at each point

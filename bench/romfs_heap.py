@@ -19,7 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ribat import boards, firmware
+from ribat.deploy.image import LOADER, PACK, MpyFormat, build
+from ribat.device import boards
+from ribat.device.repl import definitions
 
 _PROBE = """
 import gc, sys, vfs
@@ -45,12 +47,9 @@ print(gc.mem_alloc() - base - held, held)
 
 
 def pack_class() -> str:
-    """The source of the loader's class Pack (firmware/main.py) and its imports: the
-    loader itself would start the node. Raises ValueError if the class is gone."""
-    source = (boards.firmware_dir() / firmware.LOADER).read_text()
-    start = source.index("\nclass Pack")
-    end = source.index("\ndef ", start)
-    return "import gc, struct, vfs\n" + source[start:end]
+    """The source of the loader's class Pack (firmware/main.py) and what it uses: the
+    loader itself would start the node."""
+    return definitions(boards.firmware_dir() / LOADER, ["Pack"])
 
 
 def measure(kind: str, probe: Path) -> tuple[int, int]:
@@ -79,7 +78,7 @@ def main() -> None:
         text=True,
         check=True,
     ).stdout
-    image = firmware.build(board, firmware.MpyFormat.from_sys(int(mpy)), rev="bench")
+    image = build(board, MpyFormat.from_sys(int(mpy)), rev="bench")
     modules = sorted(
         name[:-4].replace("/", ".")
         for name in image.members
@@ -94,7 +93,7 @@ def main() -> None:
         with contextlib.redirect_stdout(io.StringIO()):  # it draws the tree it packs
             romfs = make_romfs(str(tree), mpy_cross=False)
         (root / "firmware.romfs").write_bytes(romfs)
-        (root / "firmware.pack").write_bytes(image.files[firmware.PACK])
+        (root / "firmware.pack").write_bytes(image.files[PACK])
         probe = root / "probe.py"
         probe.write_text(
             _PROBE

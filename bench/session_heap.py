@@ -17,11 +17,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from journal import PIN, node  # the bench's provisioned virtual board
 
-from ribat import guard, sim
-from ribat import journal as lib
-from ribat.cell import Cell
+from ribat import sim
+from ribat.authority.cell import Cell
+from ribat.device.client import NodeClient, connect
 from ribat.errors import DeviceError
-from ribat.node import NodeClient, connect
+from ribat.ops import guard
+from ribat.ops import journal as lib
 
 BODIES = (500,) * 5 + (2000,) * 3
 

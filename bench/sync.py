@@ -28,12 +28,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from journal import PIN, node  # the bench's provisioned virtual Pico
 
-from ribat import boards, gateway, guard, sim
-from ribat import journal as lib
-from ribat import sync as relay
-from ribat.cell import Cell
-from ribat.node import connect
-from ribat.sim import broker as sim_broker
+from ribat import sim
+from ribat.authority.cell import Cell
+from ribat.device import boards
+from ribat.device.client import connect
+from ribat.gateway.broker import parse_broker, summaries
+from ribat.ops import guard
+from ribat.ops import journal as lib
+from ribat.ops import sync as relay
+from ribat.simcell import broker as sim_broker
 
 OFFLINE = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 BODY = "x" * 500
@@ -114,10 +117,10 @@ def all_hold(nodes: list[sim.Sim], want: dict) -> float:
 
 def converged(cell: Cell, url: str, fps: list[str], want: dict) -> float:
     """Seconds until every node's published summary shows want."""
-    host, port = gateway.parse_broker(url)
+    host, port = parse_broker(url)
     t = time.perf_counter()
     while True:
-        docs = gateway.summaries(host, port, cell.id, wait_s=0.2)
+        docs = summaries(host, port, cell.id, wait_s=0.2)
         if all(docs.get(fp, {}).get("vector") == want for fp in fps):
             return time.perf_counter() - t
         if time.perf_counter() - t > 600:

@@ -3,9 +3,9 @@
 # It starts the firmware in the active slot (/fw/a or /fw/b, named by /fw/active); if that
 # slot cannot be imported, the other one. A slot without its manifest is incomplete (a
 # deploy was cut there) and is never run. A slot's modules are in one file, firmware.pack
-# (format: ribat.firmware on the host), mounted read-only at /firmware: littlefs gives
-# each file whole 4 KB blocks, so thirty-odd small files took twice their bytes of flash,
-# and the node keeps as much again free for the next deploy.
+# (its format: pack_index below; the host writes it, ribat.deploy.image), mounted read-only
+# at /firmware: littlefs gives each file whole 4 KB blocks, so thirty-odd small files took
+# twice their bytes of flash, and the node keeps as much again free for the next deploy.
 #
 # After a Ctrl-C, control goes to the REPL if the host follows up within the grace time
 # (mpremote and ribat send "\r\x01"); a stray Ctrl-C, or one followed by a request frame,
@@ -20,11 +20,29 @@ _GRACE_MS = 2000
 MOUNT = "/firmware"
 
 
+def pack_index(f):
+    """The index of the pack open as f, which is left at the index's end: b"RBPK", u16
+    count, u16 index size, the index, then the files' bytes. OSError if not a pack."""
+    head = f.read(8)
+    if head[:4] != b"RBPK":
+        raise OSError(22)  # EINVAL
+    return f.read(struct.unpack_from(">H", head, 6)[0])
+
+
+def pack_entries(idx):
+    """(name, offset, size) of each file in a pack's index: per file, u8 name length, the
+    name, u32 offset from the pack's start, u32 size; big-endian."""
+    at = 0
+    while at < len(idx):
+        n = idx[at]
+        offset, size = struct.unpack_from(">II", idx, at + 1 + n)
+        yield idx[at + 1 : at + 1 + n], offset, size
+        at += 9 + n
+
+
 class Pack:
-    """A read-only filesystem of the files in a pack: b"RBPK", u16 count, u16 index size,
-    the index (per file: u8 name length, name, u32 offset, u32 size; big-endian), then
-    the files' bytes. The index is read from flash at each lookup: kept, it would hold
-    a KB of heap for the node's whole life.
+    """A read-only filesystem of the files in a pack (pack_index). The index is read from
+    flash at each lookup: kept, it would hold a KB of heap for the node's whole life.
 
     open() gives the pack file itself, at the first byte of the file asked for: a reader
     reads the size stat() gives (the .mpy loader needs none: a module ends where its
@@ -37,25 +55,18 @@ class Pack:
 
     def _index(self):
         with open(self.path, "rb") as f:
-            head = f.read(8)
-            if head[:4] != b"RBPK":
-                raise OSError(22)  # EINVAL
-            return f.read(struct.unpack_from(">H", head, 6)[0])
+            return pack_index(f)
 
     def _find(self, path):
         """(offset, size) of the file at path, (-1, 0) for a folder, or None."""
         key = path.strip("/").encode()
         folder = key + b"/"
-        idx = self._index()
-        at = 0
         found = None
-        while at < len(idx):
-            n = idx[at]
-            if n == len(key) and idx.startswith(key, at + 1):
-                return struct.unpack_from(">II", idx, at + 1 + n)
-            if not key or (n > len(folder) and idx.startswith(folder, at + 1)):
+        for name, offset, size in pack_entries(self._index()):
+            if name == key:
+                return offset, size
+            if not key or name.startswith(folder):
                 found = (-1, 0)
-            at += 9 + n
         return found
 
     def mount(self, readonly, mkfs):
@@ -71,12 +82,9 @@ class Pack:
         return (0x4000 if got[0] < 0 else 0x8000, 0, 0, 0, 0, 0, got[1], 0, 0, 0)
 
     def ilistdir(self, path):  # for `mpremote fs ls /firmware`: the files, by full name
-        idx = self._index() if path.strip("/") == "" else b""
-        at = 0
-        while at < len(idx):
-            n = idx[at]
-            yield (idx[at + 1 : at + 1 + n].decode(), 0x8000, 0, 0)
-            at += 9 + n
+        if path.strip("/") == "":
+            for name, _, _ in pack_entries(self._index()):
+                yield (name.decode(), 0x8000, 0, 0)
 
     def open(self, path, mode):
         got = self._find(path)

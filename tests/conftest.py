@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from ribat import sim
-from ribat.sim import broker as sim_broker
-from ribat.sim.broker import Broker
+from ribat.simcell import broker as sim_broker
+from ribat.simcell.broker import Broker
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRMWARE = ROOT / "firmware"
@@ -127,8 +127,8 @@ def micropython(
 def at_repl(device: str, code: str) -> Any:
     """Run code at a board's raw REPL, as anyone holding its USB port can (the node stops
     until it is restarted); the JSON document its last line prints."""
-    from ribat import repl
-    from ribat.transport import Port
+    from ribat.device import repl
+    from ribat.device.transport import Port
 
     with repl.RawRepl(Port(device)) as console:
         console.enter(soft_reset=False)

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ribat
-from ribat import chain, guard, signed, sim
-from ribat.node import connect
+from ribat import chain, signed, sim
+from ribat.device.client import connect
+from ribat.ops import guard
 
 PIN = "271828"
 

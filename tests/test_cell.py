@@ -18,10 +18,12 @@ import pytest
 from test_gateway import imported_tallies, publish, wait_for
 
 from conftest import PIN, Run, ribat
-from ribat import gateway, sim, sync
-from ribat import journal as lib
-from ribat.cell import Cell
-from ribat.node import connect
+from ribat import sim
+from ribat.authority.cell import Cell
+from ribat.device.client import connect
+from ribat.gateway import broker
+from ribat.ops import journal as lib
+from ribat.ops import sync
 from ribat.sim import paths
 
 PARTNERS = "MA,FR,ES,BE"
@@ -137,8 +139,8 @@ def test_the_cell_converges_through_partitions_power_cuts_and_a_lossy_broker(
     state = json.loads(cell("status", "--json").out)
     tally = state["tally"]
     assert tally["dropped"] and tally["duplicated"] and tally["cut"], tally
-    host, port = gateway.parse_broker(state["direct"])
-    view = gateway.cell_view(gateway.summaries(host, port, Cell.open(Path(state["cell"])).id))
+    host, port = broker.parse_broker(state["direct"])
+    view = broker.cell_view(broker.summaries(host, port, Cell.open(Path(state["cell"])).id))
     assert not view["forks"] and not view["alarms"]
 
 
@@ -149,7 +151,7 @@ def test_a_node_that_rolls_back_replays_and_floods_is_caught(
     es_fp, ma_fp = nodes["es-1"]["fp"], nodes["ma-1"]["fp"]
     cell_id = Cell.open(Path(virtual_cell["cell"])).id
     direct = virtual_cell["direct"]
-    host, port = gateway.parse_broker(direct)
+    host, port = broker.parse_broker(direct)
     root = f"ribat/{cell_id}/"
 
     # madrid-1's operator keeps a copy of its flash, then posts
@@ -162,7 +164,7 @@ def test_a_node_that_rolls_back_replays_and_floods_is_caught(
     assert first == f"{short(es_fp)}:1"
 
     def witnessed_by_all() -> bool:
-        docs = gateway.summaries(host, port, cell_id)
+        docs = broker.summaries(host, port, cell_id)
         head = docs.get(es_fp, {}).get("audit", {}).get("seq", 0)
         return all(
             docs.get(n["fp"], {}).get("witnessed", {}).get(es_fp, {}).get("seq", -1) >= head > 0
@@ -185,7 +187,7 @@ def test_a_node_that_rolls_back_replays_and_floods_is_caught(
 
     # the peers' witnesses catch the rewound audit log, the summaries show the fork
     def caught() -> bool:
-        view = gateway.cell_view(gateway.summaries(host, port, cell_id))
+        view = broker.cell_view(broker.summaries(host, port, cell_id))
         return any("es-1" in a for a in view["alarms"]) and any(
             f.startswith("fork: es-1 at seq 1") for f in view["forks"]
         )

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from conftest import micropython
-from ribat import config, schema
+from ribat import schema
 from ribat.errors import InvalidConfig
+from ribat.ops import config
 
 # (key, value, valid?)
 CASES = [

@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from conftest import FIRMWARE, ribat, sim_status
-from ribat import boards, deploy, firmware, sim
+from ribat import deploy, sim
+from ribat.deploy import image
+from ribat.device import boards
+from ribat.device.client import NodeClient
+from ribat.device.transport import Port
 from ribat.errors import Unsupported
-from ribat.node import NodeClient
-from ribat.transport import Port
 
 
 def copy_firmware(tmp_path: Path, name: str = "fw") -> Path:
@@ -56,8 +58,8 @@ def test_first_deploy_then_no_change_redeploy_sends_nothing(board: sim.Sim) -> N
     assert (again["build"], again["boot"]) == (info["build"], info["boot"])
 
 
-def _image(source: Path | None = None) -> firmware.Image:
-    return firmware.build(boards.load("virtual-rp2-pico"), firmware.MpyFormat(6, 3), source)
+def _image(source: Path | None = None) -> image.Image:
+    return image.build(boards.load("virtual-rp2-pico"), image.MpyFormat(6, 3), source)
 
 
 def test_a_changed_module_alone_crosses_the_link_and_a_pack_the_slot_holds_stays(
@@ -69,13 +71,13 @@ def test_a_changed_module_alone_crosses_the_link_and_a_pack_the_slot_holds_stays
     result = deploy.deploy(node.device, source=src)
     assert result.plan.transfer == ["firmware.pack", "manifest.json"] and result.plan.slot == "b"
     # the new pack is built on the board: its other files come from slot a's pack
-    packed = firmware.unpack(_image(src).files["firmware.pack"])
+    packed = image.unpack(_image(src).files["firmware.pack"])
     assert set(result.plan.reuse) == set(packed) - {"ribat/telemetry.mpy"}
     assert result.sent_bytes < 8192
     assert hello(node.device)["build"] == result.manifest["build"]
     assert (
         packed["ribat/telemetry.mpy"]
-        != firmware.unpack(_image().files["firmware.pack"])["ribat/telemetry.mpy"]
+        != image.unpack(_image().files["firmware.pack"])["ribat/telemetry.mpy"]
     )
     # the shipped modules again, from a copy (another revision, so another manifest):
     # slot a holds their pack, which stays; only the manifest crosses
@@ -149,9 +151,7 @@ def test_a_replaced_main_py_is_restored(node: sim.Sim) -> None:
     assert result.plan.loader and not result.plan.transfer
     assert "replacing main.py" in steps
     assert not any("manifest" in step for step in steps)  # the slot is untouched
-    assert board_files(node.device)["loader"] == firmware.sha256(
-        (FIRMWARE / "main.py").read_bytes()
-    )
+    assert board_files(node.device)["loader"] == image.sha256((FIRMWARE / "main.py").read_bytes())
 
 
 @pytest.mark.parametrize(
@@ -273,10 +273,8 @@ def test_wrong_or_unknown_board_is_refused(board: sim.Sim) -> None:
 
 
 def test_mpy_cross_is_chosen_by_the_boards_mpy_version() -> None:
-    assert firmware.MpyFormat.from_sys(2822) == firmware.MpyFormat(6, 3)  # unix x64, 1.29
-    assert firmware.mpy_cross_for(firmware.MpyFormat(6, 3)).is_file()
-    assert firmware.mpy_cross_for(firmware.MpyFormat(6, 1)) != firmware.mpy_cross_for(
-        firmware.MpyFormat(6, 3)
-    )
+    assert image.MpyFormat.from_sys(2822) == image.MpyFormat(6, 3)  # unix x64, 1.29
+    assert image.mpy_cross_for(image.MpyFormat(6, 3)).is_file()
+    assert image.mpy_cross_for(image.MpyFormat(6, 1)) != image.mpy_cross_for(image.MpyFormat(6, 3))
     with pytest.raises(Unsupported, match=r"loads \.mpy v7\.0"):
-        firmware.mpy_cross_for(firmware.MpyFormat(7, 0))
+        image.mpy_cross_for(image.MpyFormat(7, 0))

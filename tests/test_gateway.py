@@ -17,9 +17,10 @@ import pytest
 from test_journal import audit_events, one_line, post
 
 from conftest import PIN, Broker, NewSim, make_cell, ribat, running_broker
-from ribat import entry, guard, sim, sync
-from ribat import journal as lib
-from ribat.node import connect
+from ribat import entry, sim
+from ribat.device.client import connect
+from ribat.ops import guard, sync
+from ribat.ops import journal as lib
 
 
 @contextmanager
@@ -126,7 +127,7 @@ def publish(broker: Broker | str, messages: list[tuple[str, bytes]], user: str |
     """Publish retained messages on broker (or its mqtt:// URL) as the user named."""
     import paho.mqtt.client as mqtt
 
-    from ribat.gateway import parse_broker
+    from ribat.gateway.broker import parse_broker
 
     host, port = parse_broker(broker if isinstance(broker, str) else broker.url)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
@@ -268,7 +269,7 @@ def test_a_summary_the_broker_delivers_late_is_no_false_alarm(
     lower audit head, which rabat-1 must not take for a truncated log (each summary is
     stamped when sent; the node keeps the stamp it witnessed). A lower head sent later is
     a truncation, and caught; so is one a host relay shows, with no stamp."""
-    from ribat.gateway import parse_broker, summaries
+    from ribat.gateway.broker import parse_broker, summaries
 
     ma, fr = make_cell(new_sim, tmp_path, [("MA", "rabat-1"), ("FR", "paris-1")])
     fr_fp = _fp(fr)

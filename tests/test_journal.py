@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from conftest import FIRMWARE, PIN, NewSim, Run, at_repl, make_cell, ribat
-from ribat import deploy, entry, guard, sim
-from ribat import journal as lib
+from ribat import deploy, entry, sim
+from ribat.device.client import connect
 from ribat.errors import DeviceError
-from ribat.node import connect
+from ribat.ops import guard
+from ribat.ops import journal as lib
 
 
 def post(board: sim.Sim, *args: str) -> str:

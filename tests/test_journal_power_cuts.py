@@ -19,12 +19,13 @@ from test_power_cuts import arm_byte_cut, arm_flash_cut, cuts
 from test_security_power_cuts import check_node
 
 from conftest import PIN, NewSim, make_cell, sim_status
-from ribat import entry, guard, sim
-from ribat import journal as lib
-from ribat.cell import Cell
+from ribat import entry, sim
+from ribat.authority.cell import Cell
+from ribat.device.client import NodeClient, connect
+from ribat.device.transport import Port
 from ribat.errors import DeviceError, RibatError
-from ribat.node import NodeClient, connect
-from ribat.transport import Port
+from ribat.ops import guard
+from ribat.ops import journal as lib
 
 SCALE = int(os.environ.get("RIBAT_CUTS", "1"))
 

@@ -13,10 +13,11 @@ import sys
 from pathlib import Path
 
 from conftest import FIRMWARE, at_repl
-from ribat import codec, ed25519, guard, sha512, signed, sim, x25519
-from ribat.cell import Cell
-from ribat.node import NodeClient
-from ribat.transport import Port
+from ribat import codec, ed25519, sha512, signed, sim, x25519
+from ribat.authority.cell import Cell
+from ribat.device.client import NodeClient
+from ribat.device.transport import Port
+from ribat.ops import guard
 
 PIN = "0-secret-pin"
 

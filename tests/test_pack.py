@@ -1,4 +1,4 @@
-"""The firmware pack: the host builds it (ribat.firmware.pack), the loader (firmware/main.py)
+"""The firmware pack: the host builds it (ribat.deploy.image.pack), the loader (firmware/main.py)
 mounts it under MicroPython, and every file reads back byte for byte; modules import from
 it; nothing can be written to it; a damaged pack makes the node start its other slot."""
 
@@ -11,35 +11,37 @@ from pathlib import Path
 import pytest
 
 from conftest import FIRMWARE, micropython
-from ribat import boards, deploy, firmware, sim
+from ribat import deploy, sim
+from ribat.deploy import image
+from ribat.device import boards
+from ribat.device.client import NodeClient
+from ribat.device.transport import Port
 from ribat.errors import DeployError
-from ribat.node import NodeClient
-from ribat.transport import Port
 
 # The loader's definitions, without its last line (which starts the node).
 LOADER = (FIRMWARE / "main.py").read_text().rpartition("\n_ribat_start()")[0]
 
 
-def _image() -> firmware.Image:
-    return firmware.build(boards.load("virtual-rp2-pico"), firmware.MpyFormat(6, 3), None, "")
+def _image() -> image.Image:
+    return image.build(boards.load("virtual-rp2-pico"), image.MpyFormat(6, 3), None, "")
 
 
 def test_the_host_packs_and_unpacks_the_same_files() -> None:
     files = {"ribat/a.mpy": b"\x00" * 5, "hal.mpy": b"h", "board.json": b"{}", "e": b""}
-    assert firmware.unpack(firmware.pack(files)) == files
+    assert image.unpack(image.pack(files)) == files
     with pytest.raises(DeployError, match="not a ribat firmware pack"):
-        firmware.unpack(b"PK\x03\x04" + bytes(8))
+        image.unpack(b"PK\x03\x04" + bytes(8))
 
 
 def test_the_loader_reads_every_file_of_the_pack_under_micropython(tmp_path: Path) -> None:
-    pack = _image().files[firmware.PACK]
-    (tmp_path / firmware.PACK).write_bytes(pack)
-    want = {name: hashlib.sha256(data).hexdigest() for name, data in firmware.unpack(pack).items()}
+    pack = _image().files[image.PACK]
+    (tmp_path / image.PACK).write_bytes(pack)
+    want = {name: hashlib.sha256(data).hexdigest() for name, data in image.unpack(pack).items()}
     out = micropython(
         LOADER
         + f"""
 import binascii, hashlib, os
-vfs.mount(Pack({str(tmp_path / firmware.PACK)!r}), MOUNT)
+vfs.mount(Pack({str(tmp_path / image.PACK)!r}), MOUNT)
 sys.path.insert(0, MOUNT)
 buf = bytearray(100)  # reads in pieces, as the .mpy reader does, as far as stat says
 for name in sorted(os.listdir(MOUNT)):
@@ -68,7 +70,7 @@ print("OK")
     got = {line.split()[0]: line.split()[1] for line in lines if line.split()[0] in want}
     assert got == want
     sizes = {line.split()[0]: int(line.split()[2]) for line in lines if line.split()[0] in want}
-    assert sizes == {name: len(data) for name, data in firmware.unpack(pack).items()}
+    assert sizes == {name: len(data) for name, data in image.unpack(pack).items()}
     assert "refused /firmware/nothing.mpy rb 2" in out
     assert "refused /firmware/hal.mpy wb 30" in out  # EROFS
 

@@ -22,6 +22,8 @@ def test_installed_wheel_carries_and_deploys_the_firmware(tmp_path: Path) -> Non
         "ribat/codec.py",  # the shared modules, as files (symlinks in the checkout)
         "ribat/schema.py",
         "ribat/digest.py",
+        "ribat/deploy/onboard/probe.py",  # the scripts run at a board's raw REPL
+        "ribat/device/onboard/installed.py",
         "ribat/_data/firmware/main.py",
         "ribat/_data/firmware/ribat/codec.py",
         "ribat/_data/firmware/ribat/app.py",
@@ -61,7 +63,7 @@ def test_installed_wheel_carries_and_deploys_the_firmware(tmp_path: Path) -> Non
             timeout=120,
         )
 
-    where = installed("-c", "from ribat import boards; print(boards.data_root())")
+    where = installed("-c", "from ribat.device import boards; print(boards.data_root())")
     assert where.stdout.strip() == str(site / "ribat" / "_data"), where.stderr
     assert installed("-m", "ribat", "sim", "start", "--name", "wheel").returncode == 0
     flashed = installed("-m", "ribat", "flash", "--port", "sim:wheel")

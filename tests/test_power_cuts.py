@@ -13,9 +13,9 @@ from pathlib import Path
 
 from conftest import FIRMWARE, sim_status
 from ribat import deploy, sim
+from ribat.device.client import NodeClient, connect
+from ribat.device.transport import Port
 from ribat.errors import RibatError
-from ribat.node import NodeClient, connect
-from ribat.transport import Port
 
 OLD = {"node.name": "old-name", "led.brightness": 10, "alert.pattern": "steady"}
 NEW = {"node.name": "new-name", "led.brightness": 90, "alert.pattern": "pulse"}

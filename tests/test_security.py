@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from conftest import ribat
-from ribat import deploy, ed25519, guard, signed, sim
-from ribat.cell import Cell
+from ribat import deploy, ed25519, signed, sim
+from ribat.authority.cell import Cell
+from ribat.device.client import connect
 from ribat.errors import Refused
-from ribat.node import connect
+from ribat.ops import guard
 
 PIN = "493817"
 

@@ -11,11 +11,13 @@ import pytest
 from test_power_cuts import arm_flash_cut, cuts
 
 from conftest import sim_status
-from ribat import chainverify, guard, signed, sim
-from ribat.cell import Cell
+from ribat import signed, sim
+from ribat.authority import chainverify
+from ribat.authority.cell import Cell
+from ribat.device.client import NodeClient, connect
+from ribat.device.transport import Port
 from ribat.errors import RibatError, WrongPin
-from ribat.node import NodeClient, connect
-from ribat.transport import Port
+from ribat.ops import guard
 
 PIN = "161803"
 

@@ -10,7 +10,8 @@ import pytest
 import serial
 
 from conftest import ribat, sim_status
-from ribat import boards, sim
+from ribat import sim
+from ribat.device import boards
 from ribat.errors import SimError
 
 

@@ -12,10 +12,11 @@ from test_journal import audit_events, items, one_line, post
 from test_power_cuts import arm_byte_cut, cuts
 
 from conftest import PIN, NewSim, at_repl, make_cell, ribat
-from ribat import journal, sim
-from ribat import sync as lib
+from ribat import sim
+from ribat.device.client import connect
 from ribat.errors import DeviceError, RibatError
-from ribat.node import connect
+from ribat.ops import journal
+from ribat.ops import sync as lib
 
 
 def sync(a: sim.Sim, b: sim.Sim) -> dict:

@@ -10,8 +10,9 @@ from test_gateway import imported_tallies, vector, wait_for
 from test_journal import audit_events, post
 
 from conftest import PIN, NewSim, make_cell, ribat, sim_status
-from ribat import sim, sync
-from ribat.node import connect
+from ribat import sim
+from ribat.device.client import connect
+from ribat.ops import sync
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ def ctr(key: bytes, iv: bytes, data: bytes, out: "bytearray | None" = None, at: 
         pad = cipher.encrypt(block)
         mixed = int.from_bytes(src[i : i + k], "big") ^ int.from_bytes(pad[:k], "big")
         out[at + i : at + i + k] = mixed.to_bytes(k, "big")
-    return out  # type: ignore[return-value]
+    return out
 
 
 def seal(key: bytes, plaintext: bytes, context: bytes = b"") -> bytes:

@@ -20,7 +20,7 @@ PATH = "/audit/log"
 _FW = "/audit/fw"  # the firmware build last recorded, to notice deploys at start-up
 
 
-def _lines(f):  # type: ignore[no-untyped-def]
+def _lines(f):
     """Each whole line of an open log (without its newline) and its entry, or None if
     the line is neither an entry nor a checkpoint; ends at a line cut short."""
     while True:
@@ -85,7 +85,7 @@ class AuditLog:
         """Past the budget and its reserve: only a fold makes room."""
         return self.entries >= budget + budget // 2
 
-    def fold(self, keyring, budget: int, due: int = 0, keyless: bool = False) -> bool:  # type: ignore[no-untyped-def]
+    def fold(self, keyring, budget: int, due: int = 0, keyless: bool = False) -> bool:
         """Fold the oldest entries into a checkpoint, keeping half the budget, once more
         than due (by default the budget) are on flash. The checkpoint is signed, which
         needs the key; keyless (for a locked node whose sync must go on), it is not, and

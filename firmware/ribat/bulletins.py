@@ -31,7 +31,7 @@ def _choice(meta: dict, name: str, allowed: tuple, default: "str | None" = None)
     value = meta.get(name, default)
     if value not in allowed:
         raise RequestError(codec.ARGS, "%r must be one of %s" % (name, ", ".join(allowed)))
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _text(meta: dict, name: str, limit: int) -> str:
@@ -41,7 +41,7 @@ def _text(meta: dict, name: str, limit: int) -> str:
     return value  # type: ignore[return-value]
 
 
-def _record(node, text: object) -> "tuple[int, bytes]":  # type: ignore[no-untyped-def]
+def _record(node, text: object) -> "tuple[int, bytes]":
     """The record number and record of the entry an id names (in its origin's chain)."""
     parsed = entry.parse_id(text)
     if parsed is None:
@@ -57,7 +57,7 @@ def _record(node, text: object) -> "tuple[int, bytes]":  # type: ignore[no-untyp
 # -- posting and reading ------------------------------------------------------------------
 
 
-def post(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+def post(node, meta: dict, data: bytes) -> dict:
     keyring = node.keyring
     keyring.need("unlocked")
     kind = _choice(meta, "kind", entry.KINDS)
@@ -129,7 +129,7 @@ def post(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
     return {"id": entry.entry_id(origin, seq), "expires": now + ttl, "readers": content[0]}
 
 
-def _open(node, rec: bytes, members: dict, keys: dict) -> "dict | None":  # type: ignore[no-untyped-def]
+def _open(node, rec: bytes, members: dict, keys: dict) -> "dict | None":
     """The bulletin in a record, if this node may read it; None if it is sealed to it.
     members is keyring.members(); keys caches each origin's content key, for one request."""
     header = entry.Header(rec)
@@ -168,7 +168,7 @@ def _state(flags: int) -> str:
     return "purged" if flags & journal.PURGED else "kept"
 
 
-def _item(node, k: int, rec: bytes, members: dict, inner: "dict | None") -> dict:  # type: ignore[no-untyped-def]
+def _item(node, k: int, rec: bytes, members: dict, inner: "dict | None") -> dict:
     header = entry.Header(rec)
     m = members.get(header.origin)
     flags = node.journal.flags(rec)
@@ -187,7 +187,7 @@ def _item(node, k: int, rec: bytes, members: dict, inner: "dict | None") -> dict
     return item
 
 
-def list_entries(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+def list_entries(node, meta: dict, data: bytes) -> dict:
     """A page of the journal from record after + 1, with what this node may read of
     each (nothing of their content when locked)."""
     after = arg(meta, "after", int, -1)
@@ -229,7 +229,7 @@ def list_entries(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-unty
     return {"items": items, "next": last, "done": last >= j.count - 1, "locked": not unlocked}
 
 
-def show(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+def show(node, meta: dict, data: bytes) -> dict:
     node.keyring.need("unlocked")
     k, rec = _record(node, meta.get("id"))
     flags = node.journal.flags(rec)
@@ -252,7 +252,7 @@ def show(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
     return _item(node, k, rec, members, inner)
 
 
-def ack(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+def ack(node, meta: dict, data: bytes) -> dict:
     node.keyring.need("unlocked")
     k, rec = _record(node, meta.get("id"))
     header = entry.Header(rec)

@@ -11,7 +11,7 @@ from that seq and hash. A locked node folds without a key: {"body": ...} with no
 no "key", and "locked" its own seq (docs/security.md).
 
 What the node needs to write the chain is here; checking a whole chain is the host's
-(host/ribat/chainverify.py), not deployed to the node.
+(host/ribat/authority/chainverify.py), not deployed to the node.
 """
 
 import json

@@ -13,7 +13,7 @@ from ribat import codec, entry, journal
 from ribat.link import RequestError, arg
 
 
-def status(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+def status(node, meta: dict, data: bytes) -> dict:
     j = node.journal
     members = node.keyring.members()
     origins = []
@@ -41,7 +41,7 @@ def status(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-de
     }
 
 
-def _skipped(node, at: "tuple[bytes, int]") -> bool:  # type: ignore[no-untyped-def]
+def _skipped(node, at: "tuple[bytes, int]") -> bool:
     """Whether the receiver already holds the entry at (past a gap in its chain)."""
     held = node.export_held.get(at[0])
     return held is not None and at[1] in held
@@ -57,7 +57,7 @@ def _position(plan: list, p: int) -> "tuple[bytes, int] | None":
     return None
 
 
-def export(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+def export(node, meta: dict, data: bytes) -> dict:
     """Start an export of the entries past a vector (origin fp -> seq), but those the
     receiver says it holds already past a gap ("held": origin fp -> [seq]): recorded,
     then read with journal.next. Nothing to send records nothing."""
@@ -94,14 +94,14 @@ def export(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-de
     return {"entries": total}
 
 
-def next_entries(node, meta: dict, data: bytes) -> tuple:  # type: ignore[no-untyped-def]
+def next_entries(node, meta: dict, data: bytes) -> tuple:
     """The export's entries from place pos, as many as fit one frame, or room bytes if
     the receiver asks for less (at least one entry)."""
     pos: int = arg(meta, "pos", int)  # type: ignore[assignment]
     if pos < 0:
         raise RequestError(codec.ARGS, "'pos' counts entries from 0")
     most = node.link.max_body - 256
-    room = min(arg(meta, "room", int, most), most)  # type: ignore[type-var]
+    room = min(arg(meta, "room", int, most), most)
     plan = node.export_plan
     if plan is None:
         raise RequestError(codec.STATE, "no export under way: start one (journal.export)")
@@ -134,7 +134,7 @@ def next_entries(node, meta: dict, data: bytes) -> tuple:  # type: ignore[no-unt
     return {"pos": pos, "next": p, "done": done}, memoryview(out)[:size]
 
 
-def import_begin(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+def import_begin(node, meta: dict, data: bytes) -> dict:
     node.keyring.need("locked")
     entries = arg(meta, "entries", int)
     node.audit_room(exchange=True)
@@ -145,7 +145,7 @@ def import_begin(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-unty
     return {}
 
 
-def put(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+def put(node, meta: dict, data: bytes) -> dict:
     """Entries of an import, each checked and stored or not: one outcome each; a full
     journal stops the batch there."""
     taker = node.intake
@@ -165,7 +165,7 @@ def put(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
     return {"outcomes": outcomes}
 
 
-def import_end(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+def import_end(node, meta: dict, data: bytes) -> dict:
     taker = node.intake
     if taker is None:
         raise RequestError(codec.STATE, "no import under way")

@@ -18,7 +18,7 @@ _AUDIT_PIECE = const(1024)  # small: an unlocked node's heap has few free blocks
 _ROSTER_PART = ROSTER + ".part"
 
 
-def _keywork():  # type: ignore[no-untyped-def]
+def _keywork():
     """The key work, imported when an operation needs it: see keys.unload_crypto."""
     from ribat import keywork
 
@@ -33,7 +33,7 @@ def _config_arg(meta: dict, name: str, key: str) -> str:
     return value  # type: ignore[return-value]
 
 
-def identity(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+def identity(node, meta: dict, data: bytes) -> dict:
     keyring = node.keyring
     out = {"state": keyring.state}
     if keyring.identity is None:
@@ -49,7 +49,7 @@ def identity(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-
     return out
 
 
-def provision(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+def provision(node, meta: dict, data: bytes) -> dict:
     partner = _config_arg(meta, "partner", "node.partner")
     name = _config_arg(meta, "name", "node.name")
     pin = _keywork().pin_args(meta.get("pin"))
@@ -66,7 +66,7 @@ def provision(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped
     return identity(node, meta, data)
 
 
-def unlock(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+def unlock(node, meta: dict, data: bytes) -> dict:
     pin = _keywork().pin_args(meta.get("pin"))
     secrets = _check_pin(node, pin)
     node.keyring.unlock(secrets)
@@ -77,7 +77,7 @@ def unlock(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-de
     return {"state": "unlocked", "idle_s": node.config.get("pin.idle_s")}
 
 
-def _check_pin(node, pin: str) -> bytes:  # type: ignore[no-untyped-def]
+def _check_pin(node, pin: str) -> bytes:
     """The sealed secrets, if pin is right; a wrong one is counted, recorded, and the last
     allowed one wipes the node."""
     keyring = node.keyring
@@ -98,13 +98,13 @@ def _check_pin(node, pin: str) -> bytes:  # type: ignore[no-untyped-def]
     raise RequestError(codec.PIN, "wrong PIN: %d tries left before the node wipes its keys" % left)
 
 
-def lock(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+def lock(node, meta: dict, data: bytes) -> dict:
     if node.keyring.state == "unlocked":
         node.lock("request")
     return {"state": node.keyring.state}
 
 
-def pin_change(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+def pin_change(node, meta: dict, data: bytes) -> dict:
     pin = _keywork().pin_args(meta.get("pin"))
     new = _keywork().pin_args(meta.get("new"))
     secrets = _check_pin(node, pin)
@@ -113,7 +113,7 @@ def pin_change(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untype
     return {}
 
 
-def wipe(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+def wipe(node, meta: dict, data: bytes) -> dict:
     if meta.get("confirm") is not True:
         raise RequestError(codec.ARGS, "a wipe needs 'confirm': true")
     node.audit.append("wipe", {"why": "request"})
@@ -123,7 +123,7 @@ def wipe(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
     return {"state": node.keyring.state}
 
 
-def roster_load(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+def roster_load(node, meta: dict, data: bytes) -> dict:
     """A roster in pieces (offset, total): each piece is kept on flash, so a transfer cut
     short resumes from what the node reports; the last piece loads it."""
     offset = arg(meta, "offset", int)
@@ -151,7 +151,7 @@ def roster_load(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyp
     return {"received": len(have), "version": body["version"], "members": len(body["members"])}
 
 
-def cell_pairs(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+def cell_pairs(node, meta: dict, data: bytes) -> dict:
     keyring = node.keyring
     keyring.need("unlocked")
     while _keywork().derive_next_pair(keyring):
@@ -171,7 +171,7 @@ def cell_pairs(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untype
     return {"pairs": out}
 
 
-def audit_read(node, meta: dict, data: bytes) -> tuple:  # type: ignore[no-untyped-def]
+def audit_read(node, meta: dict, data: bytes) -> tuple:
     """A piece of the audit log as it is on flash, from byte offset."""
     offset = arg(meta, "offset", int)
     audit = node.audit

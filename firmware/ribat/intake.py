@@ -22,7 +22,7 @@ _EVIDENCE_MAX = 8  # fork records kept per origin
 
 
 class Intake:
-    def __init__(self, node) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, node) -> None:
         self.journal: journal.Journal = node.journal
         self.keys = entry.signing_keys(node.keyring.members().values())
         self.tally = {name: 0 for name in OUTCOMES}

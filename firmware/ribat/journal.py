@@ -99,7 +99,7 @@ class Journal:
         for origin, _ in list(self.held):
             self.connect(origin)  # connections a cut interrupted
 
-    def records(self, start: int, stop: int = 1 << 30):  # type: ignore[no-untyped-def]
+    def records(self, start: int, stop: int = 1 << 30):
         """(number, record) of each record from start to stop (or the last), read 16 at a
         time; a record is a view, valid until the next one comes."""
         buf = bytearray(RECORD * 16)

@@ -49,14 +49,14 @@ class Link:
             self._out = sys.stdout.buffer
             self._stream = sys.stdin
         else:
-            self._in = self._out = self._stream = stream  # type: ignore[assignment]
+            self._in = self._out = self._stream = stream
         self._poll = select.poll()
         self._poll.register(self._stream, select.POLLIN)
         self._byte = bytearray(1)
 
-    async def serve(self, handle) -> None:  # type: ignore[no-untyped-def]
+    async def serve(self, handle) -> None:
         """Read frames forever; handle(frame) returns (meta, data) or raises RequestError."""
-        waiter = asyncio.StreamReader(self._stream)  # type: ignore[arg-type]
+        waiter = asyncio.StreamReader(self._stream)
         while True:
             await waiter.read(0)  # returns once input is waiting, consuming none of it
             if not self.take_input(handle):
@@ -68,7 +68,7 @@ class Link:
             return True
         return False
 
-    def take_input(self, handle) -> bool:  # type: ignore[no-untyped-def]
+    def take_input(self, handle) -> bool:
         """Push every byte waiting on stdin through the deframer; False at end of input.
         Allocates nothing unless a frame line completes."""
         deframer = self.deframer
@@ -91,7 +91,7 @@ class Link:
                 self.reject(got, -1, codec.CAUSES[got])
         return True
 
-    def _on_line(self, text: memoryview, handle) -> None:  # type: ignore[no-untyped-def]
+    def _on_line(self, text: memoryview, handle) -> None:
         try:
             frame = codec.decode(text)
         except codec.FrameError as e:
@@ -123,7 +123,7 @@ class Link:
         try:
             self.send(codec.RESPONSE, frame.seq, meta, data)
         except MemoryError:
-            meta = data = None  # type: ignore[assignment]
+            meta = data = None
             gc.collect()
             self.reject(codec.MEMORY, frame.seq, "out of memory for the response: ask for less")
 

@@ -33,7 +33,7 @@ def witnessed() -> dict:
     return doc if doc is not None else {}
 
 
-def hello(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+def hello(node, meta: dict, data: bytes) -> dict:
     """This node's summary: what it holds of each origin's chain (the head, its digest,
     entries held past a gap), its audit head with the hashes of the lines asked for, and
     the heads it has witnessed of its peers."""
@@ -59,12 +59,12 @@ def hello(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def
         "vector": vector,
         "digests": digests,
         "held": j.held_text(),
-        "audit": {"seq": audit.seq, "hash": audit.head, "at": audit.hashes_at(asked)},  # type: ignore[arg-type]
+        "audit": {"seq": audit.seq, "hash": audit.head, "at": audit.hashes_at(asked)},
         "witnessed": witnessed(),
     }
 
 
-def _alarm(node, peers: dict, fp: str, what: str) -> str:  # type: ignore[no-untyped-def]
+def _alarm(node, peers: dict, fp: str, what: str) -> str:
     mine = peers[fp]
     if "alarm" not in mine:
         mine["alarm"] = what
@@ -72,7 +72,7 @@ def _alarm(node, peers: dict, fp: str, what: str) -> str:  # type: ignore[no-unt
     return what
 
 
-def witness(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+def witness(node, meta: dict, data: bytes) -> dict:
     """Compare a peer's audit head (its hello's "audit") with the one witnessed before."""
     keyring = node.keyring
     keyring.need("locked")

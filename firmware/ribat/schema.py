@@ -1,4 +1,5 @@
-"""The configuration schema: every key a node knows, its type, bounds, default and meaning.
+"""The configuration schema: every key a node knows, its type, bounds, default and meaning;
+and the fields of the node's telemetry sample.
 
 This one file is the only definition. The node validates with it before it saves; the host
 (through the symlink host/ribat/schema.py) validates with it before it sends, and shows its
@@ -91,6 +92,26 @@ KEYS = (
         (16, 4000),
         "Audit entries kept on flash; older ones are folded into a checkpoint",
     ),
+)
+
+# The node's telemetry sample (telemetry events and `status`), field by field, in the
+# order `ribat telemetry record` writes them: the node builds it from this tuple.
+TELEMETRY = (
+    "uptime_ms",  # since the last reset, not wrapping
+    "reset_cause",
+    "heap_free",
+    "heap_used",
+    "flash_free",
+    "flash_used",
+    "loop_lag_ms",  # the event loop's worst lag since the last sample
+    "rx_ok",  # frames taken
+    "rx_rejected",  # frames refused, by cause (ribat.codec.CAUSES)
+    "tx",  # frames sent
+    "fw",
+    "temp_c",
+    "keys",  # unprovisioned, locked, unlocked, locked out
+    "audit_seq",
+    "audit_head",
 )
 
 PIN_MIN = 6

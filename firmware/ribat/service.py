@@ -23,7 +23,7 @@ _RESET_DELAY_MS = const(100)  # time for the response to leave before the reset
 _BULLETINS = ("journal.post", "journal.list", "journal.show", "journal.ack")  # the rest: exchange
 
 
-def handle(node, frame: codec.Frame) -> tuple:  # type: ignore[no-untyped-def]
+def handle(node, frame: codec.Frame) -> tuple:
     """The response (meta, data) to a request frame, from the operation it names: this
     module's own, always loaded, or one of a module loaded on demand."""
     meta = frame.meta
@@ -67,7 +67,7 @@ def _on_demand(op: object) -> object:
     return guard.OPS.get(op)
 
 
-def hello(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+def hello(node, meta: dict, data: bytes) -> dict:
     config = node.config
     return {
         "proto": codec.VERSION,
@@ -88,23 +88,23 @@ def hello(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def
     }
 
 
-def ping(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+def ping(node, meta: dict, data: bytes) -> dict:
     return {}
 
 
-def status(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+def status(node, meta: dict, data: bytes) -> dict:
     sample = node.sampler.sample(collect=True)
     if node.wires:
         sample["wires"] = [w.summary() for w in node.wires]
     return sample
 
 
-def config_get(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+def config_get(node, meta: dict, data: bytes) -> dict:
     config = node.config
     return {"values": config.all(), "rev": config.rev}
 
 
-def config_set(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+def config_set(node, meta: dict, data: bytes) -> dict:
     updates = arg(meta, "set", dict, {})
     unset = arg(meta, "unset", list, [])
     config = node.config
@@ -116,7 +116,7 @@ def config_set(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untype
     return {"values": config.all(), "rev": config.rev}
 
 
-def fw_verify(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+def fw_verify(node, meta: dict, data: bytes) -> dict:
     """The digest of the running slot's files and the loader's hash, from what is on
     flash now: a host that computes the same has nothing to deploy."""
     root = "/fw/" + node.slot
@@ -130,13 +130,13 @@ def fw_verify(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped
     }
 
 
-def reset(node, meta: dict, data: bytes) -> dict:  # type: ignore[no-untyped-def]
+def reset(node, meta: dict, data: bytes) -> dict:
     hard = arg(meta, "hard", bool, False)
     asyncio.create_task(_reset(node, bool(hard)))
     return {}
 
 
-async def _reset(node, hard: bool) -> None:  # type: ignore[no-untyped-def]
+async def _reset(node, hard: bool) -> None:
     await asyncio.sleep_ms(_RESET_DELAY_MS)
     node.board.reset(hard)
 

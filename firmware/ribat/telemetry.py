@@ -11,6 +11,8 @@ import time
 
 from micropython import const
 
+from ribat import schema
+
 TICK_MS = const(50)
 HEAP_EVERY_MS = const(1000)
 FLASH_EVERY_MS = const(5000)
@@ -40,7 +42,7 @@ class Monitor:
 
 
 class Sampler:
-    def __init__(self, node) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, node) -> None:
         self.node = node
         self._heap_at = -HEAP_EVERY_MS
         self._flash_at = -FLASH_EVERY_MS
@@ -62,26 +64,27 @@ class Sampler:
             self._flash_at = now
         temp = node.board.temperature_c()
         link = node.link
-        return {
-            "uptime_ms": now,
-            "reset_cause": node.reset_cause,
-            "heap_free": gc.mem_free(),
-            "heap_used": gc.mem_alloc(),
-            "flash_free": self._flash[0],
-            "flash_used": self._flash[1],
-            "loop_lag_ms": node.monitor.take_lag(),
-            "rx_ok": link.rx_ok,
-            "rx_rejected": link.rejected,
-            "tx": link.tx,
-            "fw": node.version,
-            "temp_c": None if temp is None else round(temp, 1),
-            "keys": node.keyring.state,
-            "audit_seq": node.audit.seq,
-            "audit_head": node.audit.head,
-        }
+        values = (
+            now,
+            node.reset_cause,
+            gc.mem_free(),
+            gc.mem_alloc(),
+            self._flash[0],
+            self._flash[1],
+            node.monitor.take_lag(),
+            link.rx_ok,
+            link.rejected,
+            link.tx,
+            node.version,
+            None if temp is None else round(temp, 1),
+            node.keyring.state,
+            node.audit.seq,
+            node.audit.head,
+        )
+        return dict(zip(schema.TELEMETRY, values))
 
 
-async def push(node) -> None:  # type: ignore[no-untyped-def]
+async def push(node) -> None:
     """Send a telemetry event every telemetry.interval_ms, on a fixed schedule."""
     config = node.config
     due = time.ticks_ms()

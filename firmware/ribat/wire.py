@@ -32,7 +32,7 @@ class NoAnswer(OSError):
 
 
 class Wire(Link):
-    def __init__(self, node, stream: object) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, node, stream: object) -> None:
         super().__init__(node.link.max_body, stream)
         self.node = node
         self.plan = None  # the peer's export under way on this node
@@ -69,7 +69,7 @@ class Wire(Link):
         result = self._session(ops[op], meta, frame.data)
         return result if isinstance(result, tuple) else (result, b"")
 
-    def _session(self, op, meta: dict, data: bytes) -> object:  # type: ignore[no-untyped-def]
+    def _session(self, op, meta: dict, data: bytes) -> object:
         """op(node, meta, data) with this wire's export and import on the node in place
         of the host's: one of each per link, the very operations the host uses."""
         node = self.node

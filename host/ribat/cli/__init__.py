@@ -137,7 +137,7 @@ def cli(debug: bool) -> None:
     if debug:
         import logging
 
-        from ribat import transport
+        from ribat.device import transport
 
         logging.basicConfig(level=logging.DEBUG, format="%(name)s %(message)s")
         transport.wire_log = logging.getLogger("ribat.wire")
@@ -147,10 +147,12 @@ def _debugging(args: list[str]) -> bool:
     return "--debug" in args or os.environ.get("RIBAT_DEBUG", "") not in ("", "0")
 
 
-def main(args: list[str] | None = None) -> int:
+def main(args: list[str] | None = None, session: object = None) -> int:
+    """Run one ribat command line; its exit status. session: the operator session the
+    command runs in (`ribat unlock`), as its context object."""
     args = sys.argv[1:] if args is None else args
     try:
-        cli.main(args=args, prog_name="ribat", standalone_mode=False)
+        cli.main(args=args, prog_name="ribat", standalone_mode=False, obj=session)
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.ClickException as e:

@@ -5,10 +5,12 @@ from pathlib import Path
 
 import click
 
-from ribat import chain, chainverify, guard, signed
+from ribat import chain, signed
+from ribat.authority import chainverify
 from ribat.cli.common import console, open_node, port_option
 from ribat.errors import AuditBroken, CellError
 from ribat.files import write_whole
+from ribat.ops import guard
 
 
 @click.group("audit")

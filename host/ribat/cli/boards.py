@@ -6,9 +6,9 @@ import click
 
 from ribat import ports
 from ribat.cli.common import console
+from ribat.device.client import NodeClient
+from ribat.device.transport import Port
 from ribat.errors import NoAnswer, PortBusy, ProtocolMismatch, RibatError
-from ribat.node import NodeClient
-from ribat.transport import Port
 
 PROBE_TIMEOUT_S = 0.5
 NOTES = {

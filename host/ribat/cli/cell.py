@@ -4,11 +4,11 @@ from pathlib import Path
 
 import click
 
-from ribat import guard
-from ribat.cell import Cell, read_json
+from ribat.authority.cell import Cell, read_json
 from ribat.cli.common import console, open_node, pin_option, port_option
 from ribat.cli.gateway import broker_address, broker_option
 from ribat.cli.security import cell_option
+from ribat.ops import guard
 
 
 @click.group("cell")
@@ -117,18 +117,18 @@ def status(cell_dir: Path, broker: str, as_json: bool) -> None:
 
     from rich.table import Table
 
-    from ribat import gateway
+    from ribat.gateway.broker import cell_view, summaries
 
     cell = Cell.open(cell_dir)
     host, port = broker_address(broker)
-    docs = gateway.summaries(host, port, cell.id)
+    docs = summaries(host, port, cell.id)
     if as_json:
         click.echo(json.dumps(docs))
         return
     if not docs:
         click.echo(f"no node of cell {cell.id} has published a summary on {host}:{port}")
         return
-    view = gateway.cell_view(docs)
+    view = cell_view(docs)
     table = Table(box=None, pad_edge=False)
     for title in ("node", "partner", "entries", "lags", "held", "audit", "witnessed by"):
         table.add_column(title)

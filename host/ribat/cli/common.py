@@ -1,11 +1,13 @@
 """What the command modules share: the --port option, opening a node, and formatting."""
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ribat import node, ports
+from ribat import ports
+from ribat.device.client import NodeClient, connect
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -22,21 +24,26 @@ def port_option(f: F) -> F:
     )(f)
 
 
-# The node an unlocked session (`ribat unlock`) holds open: the commands it runs use it
-# rather than open the port again, which would end the session.
-session_client: node.NodeClient | None = None
+@dataclass
+class Session:
+    """An unlocked operator session (`ribat unlock`), the context object of the commands
+    it runs: they use its node rather than open the port again, which would end it."""
+
+    client: NodeClient
 
 
-def open_node(port: str | None) -> node.NodeClient:
+def open_node(port: str | None) -> NodeClient:
     """Connect to the node on --port; closed when the command ends."""
-    if session_client is not None:
+    ctx = click.get_current_context()
+    session = ctx.find_object(Session)
+    if session is not None:
         if port is not None:
             raise click.UsageError(
                 "inside an unlocked session, commands use its node: drop --port"
             )
-        return session_client
-    client = node.connect(ports.resolve(port))
-    click.get_current_context().call_on_close(client.close)
+        return session.client
+    client = connect(ports.resolve(port))
+    ctx.call_on_close(client.close)
     return client
 
 

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import click
 
-from ribat import config as cfg
 from ribat import schema
 from ribat.cli.common import console, open_node, port_option
 from ribat.errors import InvalidConfig
+from ribat.ops import config as cfg
 
 
 @click.group("config")

@@ -18,7 +18,7 @@ def broker_option(f: F) -> F:
 
 
 def broker_address(url: str) -> tuple[str, int]:
-    from ribat.gateway import parse_broker
+    from ribat.gateway.broker import parse_broker
 
     try:
         return parse_broker(url)
@@ -41,8 +41,8 @@ def gateway(port: str | None, broker: str, interval: float, rounds: int | None) 
     Runs until Ctrl-C. The broker sees sealed entries and summaries only.
     """
     from ribat import ports
-    from ribat.gateway import Gateway
-    from ribat.node import connect
+    from ribat.device.client import connect
+    from ribat.gateway.bridge import Gateway
 
     host, broker_port = broker_address(broker)
     ports.resolve(port)  # a clear error now for a port that is not there

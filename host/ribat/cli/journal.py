@@ -9,11 +9,12 @@ from pathlib import Path
 
 import click
 
-from ribat import entry, guard
-from ribat import journal as lib
+from ribat import entry
 from ribat.cli.common import console, open_node, pin_option, port_option
 from ribat.cli.security import cell_option
 from ribat.files import write_whole
+from ribat.ops import guard
+from ribat.ops import journal as lib
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -330,7 +331,7 @@ def import_command(port: str | None, file: Path, as_json: bool) -> None:
 def verify_command(file: Path, cell_dir: Path) -> None:
     """Check an export FILE on this host: each origin's chain unbroken and signed by it,
     each content its header's. Needs no node and no key but the roster's public ones."""
-    from ribat.cell import Cell
+    from ribat.authority.cell import Cell
     from ribat.errors import AuditBroken
 
     _, raws = lib.read_file(file)

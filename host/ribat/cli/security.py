@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from ribat import guard
 from ribat.cli import common
 from ribat.cli.common import ask_pin, console, open_node, pin_option, port_option
 from ribat.files import write_whole
+from ribat.ops import guard
 
 
 def cell_option(f: common.F) -> common.F:
@@ -59,7 +59,7 @@ def provision(port: str | None, cell_dir: Path, partner: str, name: str, pin: st
     PIN; they never leave it. Compare the fingerprint it prints by phone with the one the
     cell administrator sees in `ribat cell roster add`.
     """
-    from ribat.cell import Cell
+    from ribat.authority.cell import Cell
     from ribat.schema import check
 
     for key, value in (("node.partner", partner), ("node.name", name)):
@@ -125,7 +125,7 @@ def unlock(port: str | None, pin: str | None) -> None:
     click.echo(f"{info.name} unlocked; `lock` or end of input ends the session", err=True)
     from ribat.cli import main as run
 
-    common.session_client = client
+    session = common.Session(client)
     try:
         while True:
             try:
@@ -140,9 +140,8 @@ def unlock(port: str | None, pin: str | None) -> None:
             if args[0] in ("unlock", "sim", "flash", "boards"):
                 click.echo(f"error: `{args[0]}` does not run inside a session", err=True)
                 continue
-            run(args)
+            run(args, session)
     finally:
-        common.session_client = None
         state = guard.lock(client)["state"]
         click.echo(f"{info.name} {state}", err=True)
 

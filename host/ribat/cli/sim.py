@@ -2,8 +2,9 @@
 
 import click
 
-from ribat import boards, sim
+from ribat import sim
 from ribat.cli.common import console
+from ribat.device import boards
 
 
 @click.group("sim")
@@ -132,7 +133,7 @@ def cell_start(
 ) -> None:
     """Start a virtual cell of PARTNERS (MA,FR,ES,BE), made on first start."""
     from ribat import schema
-    from ribat.sim import cell
+    from ribat.simcell import cell
 
     try:
         codes = cell.parse_partners(partners)
@@ -158,7 +159,7 @@ def cell_status(as_json: bool) -> None:
     (Their journals: `ribat cell status`.)"""
     import json
 
-    from ribat.sim import cell
+    from ribat.simcell import cell
 
     state = cell.control({"op": "status"})
     if as_json:
@@ -171,7 +172,7 @@ def cell_status(as_json: bool) -> None:
 @click.argument("targets", nargs=-1, required=True)
 def cell_partition(targets: tuple[str, ...]) -> None:
     """Cut nodes (by name) or partners (by code) off the broker until healed."""
-    from ribat.sim import cell
+    from ribat.simcell import cell
 
     state = cell.control({"op": "partition", "targets": list(targets)})
     cut = [n["name"] for n in state["nodes"] if n["partitioned"]]
@@ -182,7 +183,7 @@ def cell_partition(targets: tuple[str, ...]) -> None:
 @click.argument("targets", nargs=-1)
 def cell_heal(targets: tuple[str, ...]) -> None:
     """Reconnect nodes or partners (all of them if none named)."""
-    from ribat.sim import cell
+    from ribat.simcell import cell
 
     state = cell.control({"op": "heal", "targets": list(targets)})
     cut = [n["name"] for n in state["nodes"] if n["partitioned"]]
@@ -197,7 +198,7 @@ def cell_heal(targets: tuple[str, ...]) -> None:
 @click.option("--duplicate", default=0.0, metavar="P", help="Probability it comes twice.")
 def cell_faults(delay_ms: float, jitter_ms: float, drop: float, duplicate: float) -> None:
     """Make the broker delay, reorder, duplicate or drop messages (no option: clear)."""
-    from ribat.sim import cell
+    from ribat.simcell import cell
 
     for name, p in (("--drop", drop), ("--duplicate", duplicate)):
         if not 0 <= p <= 1:
@@ -215,7 +216,7 @@ def cell_faults(delay_ms: float, jitter_ms: float, drop: float, duplicate: float
 @click.argument("node")
 def cell_power_cycle(node: str) -> None:
     """Cut a node's power: it dies wherever it is and boots again."""
-    from ribat.sim import cell
+    from ribat.simcell import cell
 
     sim.power_cycle(cell.node_of(node))
     click.echo(f"power-cycled {node}", err=True)
@@ -225,7 +226,7 @@ def cell_power_cycle(node: str) -> None:
 @click.option("--erase", is_flag=True, help="Also erase the nodes' flash and the authority.")
 def cell_stop(erase: bool) -> None:
     """Stop the cell: broker, gateways and nodes (kept for the next start unless --erase)."""
-    from ribat.sim import cell
+    from ribat.simcell import cell
 
     names = cell.stop(erase)
     click.echo(f"stopped {', '.join(names)}" + (" and erased them" if erase else ""), err=True)

@@ -30,8 +30,8 @@ def sync(port_names: tuple[str, ...], as_json: bool) -> None:
     truncated or rewritten.
     """
     from ribat import ports
-    from ribat import sync as lib
-    from ribat.node import connect
+    from ribat.device.client import connect
+    from ribat.ops import sync as lib
 
     if len(port_names) != 2:
         raise click.UsageError("give two nodes: --port A --port B")

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import click
 
 from ribat import codec
-from ribat import telemetry as tm
 from ribat.cli.common import console, duration, open_node, port_option, size
+from ribat.ops import telemetry as tm
 
 if TYPE_CHECKING:
     from rich.table import Table

@@ -98,7 +98,7 @@ def start(name: str | None = None, board: str = "pico", fast_link: bool = False)
 
     Its serial link runs at the real board's rate and latency, or as fast as the host can
     carry it with fast_link (quicker tests, timings unlike a board's)."""
-    from ribat import boards
+    from ribat.device import boards
 
     name = name or _free_name()
     board_name = boards.virtual_names().get(board, board)

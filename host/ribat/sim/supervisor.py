@@ -5,14 +5,14 @@ host tool opens as it would a board's USB serial port.
 
     python -m ribat.sim.supervisor SIM_DIR
 
-It relays bytes between the host's terminal and the interpreter's own terminal, and plays
-the parts of a board that the unix port lacks:
+It relays bytes between the host's terminal (ribat.sim.usb) and the interpreter's own
+(ribat.sim.interpreter, one run of it from a reset to its exit), and plays the parts of
+a board that the unix port lacks:
 
 - Ctrl-C: a board turns it into KeyboardInterrupt in running code, and hands it to its REPL
   as a character otherwise. We send SIGINT when the interpreter is catching it (it is
   running code) and pass the byte on when not: the unix port resets SIGINT to "terminate"
   between a script's end and its REPL, where a signal would kill it;
-
 - soft reset: the unix port exits on Ctrl-D or SystemExit at its REPL (running code asks
   through the ROM instead); we print "MPY: soft reboot" and start it again from flash,
   back in the raw REPL when that is where the reset came from;
@@ -29,7 +29,6 @@ Control requests arrive on a Unix socket, one JSON object per connection (see _c
 """
 
 import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -37,101 +36,23 @@ import select
 import signal
 import socket
 import struct
-import subprocess
 import sys
-import termios
 import time
-import tty
 from pathlib import Path
 
-from ribat import boards
+from ribat.device import boards
 from ribat.sim import paths
+from ribat.sim.interpreter import Interpreter, rom_env
 from ribat.sim.pace import Pace
+from ribat.sim.usb import UsbPort
 from ribat.sim.wire import WireEnd
 
-RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n>"
-FRIENDLY_MARK = b'Type "help()" for more information.'
 SOFT_REBOOT = b"MPY: soft reboot\r\n"
-SIM_MARK = b"\x00ribat-sim "
 
-HOST_POLL_S = 0.005  # how often to look for a host opening the port while none has it open
 IDLE_S = 1.0  # the longest the loop sleeps with nothing due (signals and fds wake it sooner)
 BOOT_HOLD_S = 2.0  # host input waits at most this long for the interpreter to boot
-SIGINT_GAP_S = 0.05
-SIGINT_WAIT_S = 0.5  # the longest a Ctrl-C waits for the interpreter to block (_wait_blocked)
-TX_STALL_S = 0.5  # output a connected host leaves unread this long is dropped (CDC timeout)
 TX_LIMIT = 64 * 1024  # output held for a slow host before we stop reading the board
-RAW_FILTER_LIMIT = 16 * 1024  # boot output held while the raw REPL comes up
-READ_SIZE = 4096
 NO_CUT = 0xFFFFFFFF  # in the panel: no flash power cut armed (see boards/virtual/rom/vboard.py)
-
-
-def _controlling_terminal() -> None:
-    """In the child: a session of its own, with its stdin terminal as controlling terminal."""
-    os.setsid()
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-
-def _catches_sigint(pid: int) -> bool:
-    """Whether the process has a SIGINT handler installed (MicroPython does while it runs
-    code), from the SigCgt mask in /proc/<pid>/status."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("SigCgt:"):
-                    return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
-    except OSError:
-        pass
-    return False
-
-
-def _wait_blocked(pid: int) -> None:
-    """Wait, up to SIGINT_WAIT_S, until the process is blocked in a system call (asyncio's
-    poll, a sleep, a read). This unix port raises KeyboardInterrupt from its signal
-    handler, wherever the interpreter is: in a garbage collection it left the heap locked
-    for good, and in C code with no handler it died ("FATAL: uncaught NLR"). A board raises
-    it between two bytecodes; blocked in a call is as safe, and a node is, nearly always."""
-    deadline = time.monotonic() + SIGINT_WAIT_S
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                state = f.read().rpartition(")")[2].split()[0]
-        except (OSError, IndexError):
-            return
-        if state != "R":
-            return
-        time.sleep(0.001)
-
-
-def _set_nonblocking(fd: int) -> None:
-    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
-
-
-class Child:
-    """One run of the interpreter, from a reset to its exit."""
-
-    def __init__(self, proc: subprocess.Popen, master: int, slave: int) -> None:
-        self.proc = proc
-        self.master = master
-        self.slave = slave
-        assert proc.stderr is not None
-        self.stderr = proc.stderr.fileno()
-        self.pidfd = os.pidfd_open(proc.pid)
-        self.err_buf = b""
-        self.killed_for = ""  # why we killed it: "power", "hard", "soft", "stop"
-        # Host input waits until the ROM runs: a Ctrl-C reaching the process before
-        # MicroPython has its SIGINT handler would be lost, as a board hears nothing
-        # before its firmware starts.
-        self.booted = False
-        self.spawned = time.monotonic()
-        self.held = bytearray()
-        self.last_sigint = 0.0
-
-    def close(self) -> None:
-        for fd in (self.master, self.slave, self.pidfd):
-            os.close(fd)
-        assert self.proc.stderr is not None
-        self.proc.stderr.close()
 
 
 class Supervisor:
@@ -142,22 +63,14 @@ class Supervisor:
         self.uid = hashlib.sha256(self.name.encode()).hexdigest()[:16]
         self.flash = sim_dir / "flash.img"
         self.panel = sim_dir / "panel"
-        self.child: Child | None = None
-        self.mode = "friendly"  # REPL the interpreter is in, read from its output
+        self.child: Interpreter | None = None
+        self.mode = "friendly"  # the REPL the last interpreter was in, for the next one
         self.hard_cause = "power_on"  # what the ROM reports until the next hard reset
-        self.raw_filter: bytearray | None = None
-        self.tail = b""  # end of the last output, to find markers cut across reads
-        self.last_cr = False
-        self.tx = bytearray()
-        self.tx_since = 0.0
-        self.host_connected = False
-        self.next_host_poll = 0.0
         self.cut_after_bytes = -1
         rate, latency = (
             (0, 0.0) if fast_link else (self.board.link_bytes_per_s, self.board.link_latency_ms)
         )
         self.to_board = Pace(rate, latency)
-        self.to_host = Pace(rate, latency)
         self.wire_rate = 0 if fast_link else self.board.wire_bytes_per_s
         self.wires: list[WireEnd] = []
         self.stopping = False
@@ -171,6 +84,7 @@ class Supervisor:
             "formats": 0,
             "crashes": 0,
         }
+        self.usb = UsbPort(self.panel, Pace(rate, latency), self.stats)
         self.started = time.time()
 
     # -- set-up ------------------------------------------------------------------------------
@@ -184,11 +98,7 @@ class Supervisor:
                 f.write(b"\xff" * size)  # erased NOR flash
             os.replace(tmp, self.flash)
         self.panel.write_bytes(struct.pack("<IIIII", NO_CUT, 0, 0, 0, 0))
-        self.host, slave = os.openpty()
-        tty.setraw(slave)
-        self.tty = os.ttyname(slave)
-        os.close(slave)  # the port counts as closed until a host opens it
-        _set_nonblocking(self.host)
+        self.tty = self.usb.open()
         self.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.control.bind(paths.control_address(self.dir))
@@ -207,59 +117,18 @@ class Supervisor:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         return self.tty
 
-    # -- the interpreter -----------------------------------------------------------------------
+    # -- resets ----------------------------------------------------------------------------
 
     def _spawn(self, mode: str, cause: str) -> None:
         for wire in self.wires:
             wire.board_reset()
-        master, slave = os.openpty()
-        tty.setraw(slave)  # no signals from the terminal: we deliver Ctrl-C ourselves
-        rom = boards.rom_dir()
-        env = dict(
-            os.environ,
-            RIBAT_SIM_BOARD=self.board.name,
-            RIBAT_SIM_FLASH=str(self.flash),
-            RIBAT_SIM_BLOCK_SIZE=str(self.board.block_size),
-            RIBAT_SIM_BLOCKS=str(self.board.fs_bytes // self.board.block_size),
-            RIBAT_SIM_PANEL=str(self.panel),
-            RIBAT_SIM_MODE=mode,
-            RIBAT_SIM_RESET_CAUSE=cause,
-            RIBAT_SIM_UID=self.uid,
-            RIBAT_SIM_WIRES=":".join(w.path for w in self.wires),
-        )
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "micropython_unix",
-                "-X",
-                f"heapsize={self.board.heap_bytes}",
-                "-i",
-                str(rom / "_boot.py"),
-            ],
-            stdin=slave,
-            stdout=slave,
-            stderr=subprocess.PIPE,
-            env=env,
-            cwd=str(rom),
-            preexec_fn=_controlling_terminal,
-        )
-        _set_nonblocking(master)
-        assert proc.stderr is not None
-        _set_nonblocking(proc.stderr.fileno())
-        self.child = Child(proc, master, slave)
-        self.mode = mode
-        if mode == "raw":
-            # The REPL starts friendly; ask it for the raw REPL and hide the friendly banner,
-            # as a board that soft-resets from the raw REPL comes straight back to it.
-            os.write(master, b"\x01")
-            self.raw_filter = bytearray()
-        self._log(f"start ({mode} REPL, reset cause {cause}), pid {proc.pid}")
+        wires = [w.path for w in self.wires]
+        env = rom_env(self.board, self.flash, self.panel, self.uid, mode, cause, wires)
+        self.child = Interpreter(self.board, env, mode)
+        self._log(f"start ({mode} REPL, reset cause {cause}), pid {self.child.pid}")
 
     def _kill(self, why: str) -> None:
-        if self.child is not None and not self.child.killed_for:
-            self.child.killed_for = why
-            self.child.proc.kill()
+        if self.child is not None and self.child.kill(why):
             self.to_board.clear()  # what was on its way to the board is lost
 
     def _on_exit(self) -> None:
@@ -267,11 +136,11 @@ class Supervisor:
         assert child is not None
         rc = child.proc.wait()
         if child.killed_for in ("", "soft"):  # a power cut loses what was in flight
-            self._drain_output(child)
-        self._read_stderr(child)
+            self.usb.send(child.drain())
+        child.read_stderr(self._on_rom_report, self._log)
         child.close()
         self.child = None
-        self.raw_filter = None
+        self.mode = child.mode
         if child.killed_for == "stop":
             return
         if child.killed_for in ("power", "hard"):
@@ -286,31 +155,8 @@ class Supervisor:
             # Ctrl-D, SystemExit, or a soft reset asked through the ROM. A board keeps the
             # cause of its last hard reset across soft ones.
             self.stats["soft_resets"] += 1
-            self._to_host(SOFT_REBOOT)
+            self.usb.send(SOFT_REBOOT)
             self._spawn(self.mode, self.hard_cause)
-
-    def _drain_output(self, child: Child) -> None:
-        while True:
-            try:
-                data = os.read(child.master, READ_SIZE)
-            except OSError:
-                return
-            if not data:
-                return
-            self._on_output(data)
-
-    def _read_stderr(self, child: Child) -> None:
-        try:
-            data = os.read(child.stderr, READ_SIZE)
-        except BlockingIOError:
-            return
-        child.err_buf += data
-        *lines, child.err_buf = child.err_buf.split(b"\n")
-        for line in lines:
-            if line.startswith(SIM_MARK):
-                self._on_rom_report(line[len(SIM_MARK) :].decode())
-            elif line:
-                self._log("stderr: " + line.decode(errors="replace"))
 
     def _on_rom_report(self, word: str) -> None:
         if word == "power-cut":
@@ -327,17 +173,23 @@ class Supervisor:
             self.stats["formats"] += 1
             self._log("flash did not mount: formatted")
 
-    # -- bytes between host and board ----------------------------------------------------
+    def _booted(self) -> None:
+        """The interpreter takes input now: what the host sent meanwhile goes through."""
+        child = self.child
+        if child is not None and not child.booted:
+            held = child.boot()
+            if held:
+                self._on_input(held)
+
+    # -- bytes from the host to the board -----------------------------------------------
 
     def _on_input(self, data: bytes) -> None:
         """Bytes the host sent: they reach the board after crossing the link."""
         child = self.child
         if child is None or child.killed_for:
             return  # a board that is off hears nothing
-        if not child.booted:
-            child.held += data
-            return
-        self.to_board.push(data, time.monotonic())
+        if not child.hold(data):
+            self.to_board.push(data, time.monotonic())
 
     def _deliver_input(self) -> None:
         child = self.child
@@ -353,124 +205,13 @@ class Supervisor:
         self.stats["bytes_in"] += len(data)
         for i, part in enumerate(data.split(b"\x03")):
             if i:
-                self._ctrl_c(child)
-            self._write_child(child, part)
+                child.ctrl_c()
+            child.write(part)
         if cut:
             self.cut_after_bytes = -1
             self.stats["power_cuts"] += 1
             self._log("power cut after the armed number of input bytes")
             self._kill("power")
-
-    def _write_child(self, child: Child, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(child.master, view) :]
-            except BlockingIOError:
-                select.select([], [child.master], [], 0.05)
-
-    def _ctrl_c(self, child: Child) -> None:
-        if not _catches_sigint(child.proc.pid):
-            self._write_child(child, b"\x03")  # the REPL reads it as a character
-            return
-        now = time.monotonic()
-        # The unix port exits on a second SIGINT that comes before it handled the first;
-        # a board would just raise KeyboardInterrupt again: one per SIGINT_GAP_S is plenty.
-        if now - child.last_sigint >= SIGINT_GAP_S:
-            _wait_blocked(child.proc.pid)
-            child.last_sigint = time.monotonic()
-            os.kill(child.proc.pid, signal.SIGINT)
-
-    def _booted(self) -> None:
-        """The interpreter takes input now: what the host sent meanwhile goes through."""
-        child = self.child
-        if child is not None and not child.booted:
-            child.booted = True
-            held, child.held = bytes(child.held), bytearray()
-            if held:
-                self._on_input(held)
-
-    def _on_output(self, data: bytes) -> None:
-        window = self.tail + data
-        raw_at, friendly_at = window.rfind(RAW_PROMPT[:-1]), window.rfind(FRIENDLY_MARK)
-        if raw_at > friendly_at:
-            self.mode = "raw"
-        elif friendly_at > raw_at:
-            self.mode = "friendly"
-        self.tail = window[-64:]
-        if self.raw_filter is not None:
-            self.raw_filter += data
-            buf = bytes(self.raw_filter)
-            end = buf.find(RAW_PROMPT)
-            if end < 0 and len(buf) < RAW_FILTER_LIMIT:
-                return
-            self.raw_filter = None
-            banner = buf.rfind(b"MicroPython ", 0, end)
-            data = buf[:banner] + buf[end:] if 0 <= banner < end else buf
-        self._to_host(self._cook(data))
-
-    def _cook(self, data: bytes) -> bytes:
-        """Lone \\n become \\r\\n, as a board's stdout writes them."""
-        if self.last_cr and data.startswith(b"\n"):
-            head, data = b"\n", data[1:]
-        else:
-            head = b""
-        if data:
-            self.last_cr = data.endswith(b"\r")
-        return head + data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-
-    def _to_host(self, data: bytes) -> None:
-        if not self.host_connected:
-            self.stats["dropped_out"] += len(data)
-            return
-        self.to_host.push(data, time.monotonic())
-
-    def _deliver_output(self) -> None:
-        data = self.to_host.arrived(time.monotonic())
-        if not data:
-            return
-        if not self.tx:
-            self.tx_since = time.monotonic()
-        self.tx += data
-        self._flush_tx()
-
-    def _flush_tx(self) -> None:
-        while self.tx:
-            try:
-                n = os.write(self.host, self.tx)
-            except BlockingIOError:
-                break
-            except OSError:
-                self._host_gone()
-                return
-            self.stats["bytes_out"] += n
-            del self.tx[:n]
-            self.tx_since = time.monotonic()
-        if self.tx and time.monotonic() - self.tx_since > TX_STALL_S:
-            self.stats["dropped_out"] += len(self.tx)
-            self.tx.clear()
-
-    def _set_host(self, connected: bool) -> None:
-        """Note whether a host holds the port, on the panel too: the node ends an unlocked
-        session when the host goes, as a real board sees its USB port closed."""
-        if connected != self.host_connected:
-            with open(self.panel, "r+b") as f:
-                f.seek(16)
-                f.write(bytes((connected,)))
-        self.host_connected = connected
-
-    def _host_gone(self) -> None:
-        self._set_host(False)
-        self.stats["dropped_out"] += len(self.tx) + self.to_host.queued
-        self.tx.clear()
-        self.to_host.clear()
-
-    def _poll_host(self) -> None:
-        """A host opened the port when the terminal's master stops reporting a hang-up."""
-        p = select.poll()
-        p.register(self.host, select.POLLIN)
-        self._set_host(not any(ev & select.POLLHUP for _, ev in p.poll(0)))
-        self.next_host_poll = time.monotonic() + HOST_POLL_S
 
     # -- control ---------------------------------------------------------------------------
 
@@ -483,10 +224,10 @@ class Supervisor:
             "board": self.board.name,
             "tty": self.tty,
             "pid": os.getpid(),
-            "interpreter_pid": child.proc.pid if child else None,
-            "mode": self.mode,
+            "interpreter_pid": child.pid if child else None,
+            "mode": child.mode if child else self.mode,
             "reset_cause": self.hard_cause,
-            "host_connected": self.host_connected,
+            "host_connected": self.usb.connected,
             "led": panel[12],
             "button": panel[8] == 1,
             "uptime_s": round(time.time() - self.started, 1),
@@ -564,14 +305,15 @@ class Supervisor:
 
     def run(self) -> None:
         self._spawn("friendly", "power_on")
+        usb = self.usb
         while True:
             if self.stopping and self.child is None:
                 break
             now = time.monotonic()
             # An open port shows its hang-up on the host fd itself; a closed one has to be
             # looked at again and again to see it opened.
-            if not self.host_connected and now >= self.next_host_poll:
-                self._poll_host()
+            if not usb.connected and now >= usb.next_poll:
+                usb.poll()
             handlers = {
                 self.control.fileno(): self._on_control,
                 self.wake_r: self._on_signal,
@@ -584,22 +326,22 @@ class Supervisor:
             p = select.poll()
             for fd in handlers:
                 p.register(fd, select.POLLIN)
-            if self.host_connected:
-                p.register(self.host, select.POLLIN | (select.POLLOUT if self.tx else 0))
-                handlers[self.host] = self._on_host_event
+            if usb.connected:
+                p.register(usb.fd, select.POLLIN | (select.POLLOUT if usb.tx else 0))
+                handlers[usb.fd] = self._on_host_event
             child = self.child
             if child is not None:
-                if len(self.tx) + self.to_host.queued < TX_LIMIT:
+                if usb.backlog < TX_LIMIT:
                     p.register(child.master, select.POLLIN)
                     handlers[child.master] = self._on_child_output
                 p.register(child.stderr, select.POLLIN)
                 handlers[child.stderr] = self._on_child_stderr
                 p.register(child.pidfd, select.POLLIN)
                 handlers[child.pidfd] = self._on_exit
-            timeout = IDLE_S if self.host_connected else max(0.0, self.next_host_poll - now)
-            if self.tx:
+            timeout = IDLE_S if usb.connected else max(0.0, usb.next_poll - now)
+            if usb.tx:
                 timeout = min(timeout, 0.05)
-            dues = [self.to_board.next_due(), self.to_host.next_due()]
+            dues = [self.to_board.next_due(), usb.pace.next_due()]
             for due in dues + [w.next_due() for w in self.wires]:
                 if due is not None:
                     timeout = min(timeout, max(0.0, due - now))
@@ -612,41 +354,28 @@ class Supervisor:
                 if self.child is not child:
                     break  # the board reset: the rest of these events are about its old fds
             self._deliver_input()
-            self._deliver_output()
+            usb.deliver()
             for wire in self.wires:
                 wire.deliver(time.monotonic())
-            if self.tx:
-                self._flush_tx()
+            if usb.tx:
+                usb.flush()
         for wire in self.wires:
             wire.close()
         self._log("stopped")
 
     def _on_host_event(self) -> None:
-        try:
-            data = os.read(self.host, READ_SIZE)
-        except BlockingIOError:
-            data = b""
-        except OSError as e:
-            if e.errno != errno.EIO:
-                raise
-            self._host_gone()
-            return
+        data = self.usb.read()
         if data:
             self._on_input(data)
-        self._flush_tx()
+        self.usb.flush()
 
     def _on_child_output(self) -> None:
-        if self.child is None:
-            return
-        try:
-            data = os.read(self.child.master, READ_SIZE)
-        except (BlockingIOError, OSError):
-            return
-        self._on_output(data)
+        if self.child is not None:
+            self.usb.send(self.child.read())
 
     def _on_child_stderr(self) -> None:
         if self.child is not None:
-            self._read_stderr(self.child)
+            self.child.read_stderr(self._on_rom_report, self._log)
 
     def _on_signal(self) -> None:
         os.read(self.wake_r, 64)

@@ -3,7 +3,7 @@ broker (mosquitto, with the cell's ACL), the fault proxy in front of it (the bro
 gateway reaches, ribat.sim.faults), and one `ribat gateway` per node, restarted if it
 exits as a site's service manager would. One detached process:
 
-    python -m ribat.sim.cellkeeper CELL_DIR READY_FD
+    python -m ribat.simcell.keeper CELL_DIR READY_FD
 
 It reads CELL_DIR/cell.json (the plan ribat.sim.cell wrote), writes CELL_DIR/keeper.json
 while it runs, and takes control requests on a Unix socket, one JSON object per
@@ -20,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from ribat.sim import broker as sim_broker
 from ribat.sim import paths
-from ribat.sim.faults import FaultProxy, Faults
+from ribat.simcell import broker as sim_broker
+from ribat.simcell.faults import FaultProxy, Faults
 
 RESTART_S = 1.0  # a gateway that exited is started again after this long
 TICK_S = 0.5

@@ -1,41 +1,24 @@
-"""The gateway: one node's sync traffic and telemetry bridged to an MQTT broker, so that
-partner sites far apart replicate with no central server of their own.
-
-Topics, under ribat/<cell fingerprint>/:
-    summary/<node fp>        retained: the node's sync summary (sync.hello), refreshed when
-                             it changes: peers read heads, held entries, audit heads and
-                             the hashes each asked of the other's audit log; stamped
-                             ("sent") so that one a broker delivers late is not taken
-    entry/<origin fp>/<seq>  retained, QoS 1: one sealed entry (ribat.entry), published by
-                             the origin's own gateway only, so that a broker ACL can keep
-                             anyone else from squatting an origin's topics; once expired,
-                             replaced by its signed header alone (the content goes)
-    telemetry/<node fp>      the node's status sample, each round
-
-A node offline for days comes back, its gateway subscribes, and the broker hands it every
-retained entry; the gateway gives the node those past its heads, in runs, as an import
-(every check, every audit entry). The broker sees sealed entries and summaries only: it
-can delay, reorder, duplicate or drop, and the node refuses anything forged or altered.
-"""
+"""One node bridged to the broker: the gateway's rounds (ribat.gateway says what
+crosses which topic)."""
 
 import hashlib
 import json
 import queue
 import time
-import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ribat import entry, sync
-from ribat import journal as lib
-from ribat.errors import BrokerError, PortBusy, RibatError
-from ribat.node import NodeClient
+from ribat import entry
+from ribat.device.client import NodeClient
+from ribat.errors import PortBusy, RibatError
+from ribat.gateway.broker import connect_to, is_summary, json_doc, topics
+from ribat.ops import journal as lib
+from ribat.ops import sync
 
 if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
 
-DEFAULT_PORT = 1883
 IMPORT_MAX = 256  # entries given to the node per round: a round stays short on a Pico
 # A message the broker may have lost: our own entry or summary that has not come back to
 # us, or a peer's entry that its summary says exists and that has not come. After this
@@ -46,22 +29,6 @@ RECONNECT_S = (1, 8)  # the least and most seconds between attempts to reach the
 # site's operator (`ribat post`, who waits for a busy port) always gets a turn.
 ROUND_GAP_S = 0.5
 _DONE = ("forged", "foreign", "fork")  # outcomes not worth offering the node again
-
-
-def parse_broker(url: str) -> tuple[str, int]:
-    """(host, port) of mqtt://HOST[:PORT]; ValueError for anything else."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "mqtt" or not parts.hostname:
-        raise ValueError(f"{url!r} is not a broker address: give mqtt://HOST:PORT")
-    try:
-        port = parts.port or DEFAULT_PORT
-    except ValueError:
-        raise ValueError(f"{url!r} has no valid port: give mqtt://HOST:PORT") from None
-    return parts.hostname, port
-
-
-def topics(cell: str) -> str:
-    return f"ribat/{cell}/"
 
 
 @dataclass
@@ -125,7 +92,7 @@ class Gateway:
             if not rc.is_failure
             else None
         )
-        _connect_to(client, host, port, keepalive=30)
+        connect_to(client, host, port, keepalive=30)
         return client
 
     def close(self) -> None:
@@ -142,8 +109,8 @@ class Gateway:
 
     def _take(self, parts: list[str], payload: bytes) -> None:
         if parts[0] == "summary" and len(parts) == 2:
-            doc = _json(payload)
-            if doc is None or doc.get("fp") != parts[1] or not _is_summary(doc):
+            doc = json_doc(payload)
+            if doc is None or doc.get("fp") != parts[1] or not is_summary(doc):
                 self.counters.garbage += 1
             elif parts[1] == self.fp:
                 doc.pop("sent")
@@ -337,114 +304,5 @@ class Gateway:
                 time.sleep(0.05)
 
 
-def _connect_to(client: "mqtt.Client", host: str, port: int, keepalive: int) -> None:
-    """Connect client and start its network thread; BrokerError if the broker is not there."""
-    try:
-        client.connect(host, port, keepalive=keepalive)
-    except OSError as e:
-        raise BrokerError(f"cannot reach the broker at {host}:{port}: {e.strerror or e}") from None
-    client.loop_start()
-
-
-def _is_summary(doc: dict) -> bool:
-    """Whether doc has the shape of a sync summary, as far as the gateway reads it (the
-    node checks what it is given of it)."""
-    shapes = {"vector": dict, "digests": dict, "held": dict, "audit": dict, "witnessed": dict}
-    if not all(isinstance(doc.get(k), t) for k, t in shapes.items()):
-        return False
-    if not isinstance(doc.get("sent"), int):
-        return False
-    return all(
-        isinstance(seen, dict) and isinstance(seen.get("seq"), int)
-        for seen in doc["witnessed"].values()
-    )
-
-
-def _json(payload: bytes) -> dict | None:
-    try:
-        doc = json.loads(payload)
-    except ValueError:
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
 def _digest(raw: bytes) -> bytes:
     return hashlib.sha256(raw).digest()
-
-
-def summaries(host: str, port: int, cell: str, wait_s: float = 1.0) -> dict[str, dict]:
-    """The retained node summaries of a cell on a broker: node fp -> summary."""
-    import paho.mqtt.client as mqtt
-
-    got: dict[str, dict] = {}
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    root = topics(cell) + "summary/"
-
-    def on_message(_c: object, _u: object, msg: "mqtt.MQTTMessage") -> None:
-        doc = _json(msg.payload)
-        if doc is not None:
-            got[msg.topic[len(root) :]] = doc
-
-    client.on_message = on_message
-    client.on_connect = lambda c, _u, _f, _rc, _p: c.subscribe(root + "+", 1)
-    _connect_to(client, host, port, keepalive=10)
-    time.sleep(wait_s)  # retained messages come at once after the subscription
-    client.loop_stop()
-    client.disconnect()
-    return got
-
-
-def cell_view(docs: dict[str, dict]) -> dict:
-    """What `ribat cell status` shows of a cell's summaries: per node its entries, what it
-    lacks of each origin against the most advanced node, its held entries, audit head
-    and who witnessed it; forks (two nodes, one seq, two heads) and alarms."""
-    names = {fp: d.get("name") or fp for fp, d in docs.items()}
-    best: dict[str, int] = {}
-    for d in docs.values():
-        for origin, n in d["vector"].items():
-            best[origin] = max(best.get(origin, 0), n)
-    nodes = []
-    for fp, d in sorted(docs.items(), key=lambda i: (i[1].get("partner", ""), names[i[0]])):
-        vector = d["vector"]
-        lags = [
-            f"{names.get(o, o[:9])} -{n - vector.get(o, 0)}"
-            for o, n in sorted(best.items())
-            if vector.get(o, 0) < n
-        ]
-        seen_by = [
-            f"{names[w]}@{other['witnessed'][fp]['seq']}"
-            for w, other in sorted(docs.items())
-            if fp in (other.get("witnessed") or {})
-        ]
-        nodes.append(
-            {
-                "name": names[fp],
-                "partner": d.get("partner", "?"),
-                "entries": sum(vector.values()),
-                "lags": ", ".join(lags),
-                "held": sum(len(v) for v in (d.get("held") or {}).values()),
-                "audit": (d.get("audit") or {}).get("seq", "?"),
-                "witnessed_by": ", ".join(seen_by),
-            }
-        )
-    forks = []
-    for origin in sorted(best):
-        at: dict[tuple[int, str], list[str]] = {}
-        for fp, d in docs.items():
-            n = d["vector"].get(origin)
-            if n:
-                at.setdefault((n, d["digests"].get(origin, "")), []).append(names[fp])
-        for n in {n for n, _ in at}:
-            heads = [v for (m, _), v in at.items() if m == n]
-            if len(heads) > 1:
-                forks.append(
-                    f"fork: {names.get(origin, origin)} at seq {n}: "
-                    + " / ".join(", ".join(sorted(v)) for v in heads)
-                )
-    alarms = [
-        f"ALARM {names[w]}: {names.get(p, p)}'s audit log {seen['alarm']}"
-        for w, d in sorted(docs.items())
-        for p, seen in sorted((d.get("witnessed") or {}).items())
-        if seen.get("alarm")
-    ]
-    return {"nodes": nodes, "forks": forks, "alarms": alarms}

@@ -9,22 +9,14 @@ import time
 from datetime import UTC, datetime
 from typing import IO
 
-from ribat import codec
+from ribat import codec, schema
 
+# A row: the host's time, the event's number, then the node's sample (ribat.schema), its
+# rejections spread over a column per cause.
 FIELDS = [
     "time",
     "seq",
-    "uptime_ms",
-    "reset_cause",
-    "heap_free",
-    "heap_used",
-    "flash_free",
-    "flash_used",
-    "loop_lag_ms",
-    "rx_ok",
-    "tx",
-    "fw",
-    "temp_c",
+    *(name for name in schema.TELEMETRY if name != "rx_rejected"),
     *(f"rejected_{cause}" for cause in codec.CAUSES),
 ]
 FORMATS = ("csv", "jsonl")
@@ -34,8 +26,9 @@ def row(event: dict, received: float | None = None) -> dict:
     """One flat record: the event's fields, rejections by cause, and the host's time."""
     stamp = datetime.fromtimestamp(received or time.time(), UTC)
     out: dict[str, object] = {"time": stamp.isoformat(timespec="milliseconds")}
-    for name in FIELDS[1:]:
-        if not name.startswith("rejected_"):
+    out["seq"] = event.get("seq")
+    for name in schema.TELEMETRY:
+        if name != "rx_rejected":
             out[name] = event.get(name)
     rejected = event.get("rx_rejected") or []
     for i, cause in enumerate(codec.CAUSES):

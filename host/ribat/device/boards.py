@@ -19,9 +19,9 @@ MICROPYTHON_MIN = (1, 23, 0)
 @cache
 def data_root() -> Path:
     """The folder holding firmware/ and boards/."""
-    here = Path(__file__).resolve().parent
-    packaged = here / "_data"
-    return packaged if packaged.is_dir() else here.parents[1]
+    package = Path(__file__).resolve().parents[1]  # ribat/
+    packaged = package / "_data"  # in a wheel; in a checkout, the repository's own
+    return packaged if packaged.is_dir() else package.parents[1]
 
 
 def firmware_dir() -> Path:

@@ -18,8 +18,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ribat import entry
+from ribat.device.client import NodeClient
 from ribat.errors import CellError, DeviceError, RibatError
-from ribat.node import NodeClient
 
 FORMAT = "ribat-journal v1"
 # A Pico signs in about 1.2 s and verifies in 1.6 s (docs/security.md): a post may also

@@ -6,9 +6,9 @@ and the audit log, over a NodeClient. The operations themselves run on the node
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ribat.cell import Cell, verify_identity
+from ribat.authority.cell import Cell, verify_identity
+from ribat.device.client import NodeClient
 from ribat.errors import NotRibat, WrongState
-from ribat.node import NodeClient
 
 # Public-key work in pure Python on a Pico takes seconds (docs/security.md has the figures).
 PROVISION_TIMEOUT_S = 60.0

@@ -17,6 +17,7 @@ nothing that has not changed.
 """
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -26,7 +27,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from ribat import __version__, boards
+from ribat import __version__
+from ribat.device import boards
 from ribat.digest import files_digest
 from ribat.errors import DeployError, Unsupported
 from ribat.files import write_whole
@@ -195,7 +197,7 @@ def build(
 
 
 def pack(files: dict[str, bytes]) -> bytes:
-    """The files in one pack, as the loader (firmware/main.py, class Pack) reads it:
+    """The files in one pack, as the loader reads it (firmware/main.py, pack_index):
     b"RBPK", u16 count, u16 index size, the index (per file: u8 name length, name, u32
     offset from the pack's start, u32 size; big-endian), then the files in index order."""
     head, names = pack_layout(files)
@@ -215,16 +217,24 @@ def pack_layout(files: dict[str, bytes]) -> tuple[bytes, list[str]]:
 
 
 def unpack(data: bytes) -> dict[str, bytes]:
-    """The files in a pack (for tests and tools: the node reads packs in place)."""
-    if data[:4] != PACK_MAGIC:
-        raise DeployError("not a ribat firmware pack")
-    (count,) = struct.unpack_from(">H", data, 4)
-    files: dict[str, bytes] = {}
-    at = 8
-    for _ in range(count):
-        n = data[at]
-        name = data[at + 1 : at + 1 + n].decode()
-        offset, length = struct.unpack_from(">II", data, at + 1 + n)
-        files[name] = data[offset : offset + length]
-        at += 9 + n
-    return files
+    """The files in a pack (for tests and tools: the node reads packs in place), read by
+    the loader's own reader, run here: one reader of the format, wherever it is read."""
+    reader = _loader_reader()
+    try:
+        index = reader["pack_index"](io.BytesIO(data))
+    except OSError:
+        raise DeployError("not a ribat firmware pack") from None
+    return {
+        name.decode(): data[offset : offset + size]
+        for name, offset, size in reader["pack_entries"](index)
+    }
+
+
+@cache
+def _loader_reader() -> dict:
+    from ribat.device.repl import definitions
+
+    code = definitions(boards.firmware_dir() / LOADER, ["pack_index", "pack_entries"])
+    namespace: dict = {}
+    exec(compile(code, LOADER, "exec"), namespace)
+    return namespace

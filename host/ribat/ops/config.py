@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 from ribat import schema
+from ribat.device.client import NodeClient
 from ribat.errors import DeviceError, InvalidConfig
 from ribat.files import write_whole
-from ribat.node import NodeClient
 
 EXPORT_FORMAT = 1
 _TRUE = {"true", "yes", "on", "1"}

@@ -20,12 +20,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ribat import guard, schema, sim
+from ribat import schema, sim
 from ribat.errors import SimError
+from ribat.ops import guard
 from ribat.sim import paths
 
 if TYPE_CHECKING:
-    from ribat.cell import Cell
+    from ribat.authority.cell import Cell
     from ribat.deploy import Step
 
 START_TIMEOUT_S = 15.0
@@ -73,7 +74,7 @@ def keeper_state() -> dict | None:
 def _setup_node(cell: "Cell", partner: str, name: str, pin: str, fast_link: bool) -> dict:
     """A running virtual board with the firmware, provisioned in cell: its identity."""
     from ribat import deploy
-    from ribat.node import connect
+    from ribat.device.client import connect
 
     board = sim.find(name)
     if board is None or not board.running:
@@ -100,8 +101,8 @@ def start(
     step: "Step" = lambda message: None,
 ) -> dict:
     """Make (or restart) the virtual cell and start its keeper; the keeper's status."""
-    from ribat.cell import Cell, verify_identity
-    from ribat.node import connect
+    from ribat.authority.cell import Cell, verify_identity
+    from ribat.device.client import connect
 
     if keeper_state() is not None:
         raise SimError("a virtual cell is already running: see `ribat sim cell status`")
@@ -140,7 +141,7 @@ def start(
     tmp.write_text(json.dumps(plan, indent=1))
     os.replace(tmp, plan_file)
     step("broker, fault proxy, gateways")
-    sim.launch("ribat.sim.cellkeeper", root, [], root / "keeper.log",
+    sim.launch("ribat.simcell.keeper", root, [], root / "keeper.log",
                "the virtual cell's broker and gateways", START_TIMEOUT_S)  # fmt: skip
     return control({"op": "status"})
 
@@ -154,7 +155,7 @@ def _device(name: str) -> str:
 
 def control(request: dict) -> dict:
     """Send one request to the running keeper; its reply."""
-    from ribat.sim.cellkeeper import control_address
+    from ribat.simcell.keeper import control_address
 
     if keeper_state() is None:
         raise SimError("no virtual cell is running: start one with `ribat sim cell MA,FR,ES,BE`")

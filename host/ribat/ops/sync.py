@@ -15,9 +15,9 @@ The relay sees summaries, sealed entries and audit hashes: nothing a node keeps 
 
 from dataclasses import dataclass, field
 
-from ribat import journal as lib
+from ribat.device.client import NodeClient
 from ribat.errors import CellError
-from ribat.node import NodeClient
+from ribat.ops import journal as lib
 
 HELLO_TIMEOUT_S = 20.0  # a node reads its audit log for the hashes asked of it
 AUDIT_AT_MAX = 16  # audit hashes a node tells per hello (firmware/ribat/replica.py)

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 
 from ribat import codec
+from ribat.device.transport import Port
 from ribat.errors import (
     DeviceError,
     Locked,
@@ -20,7 +21,6 @@ from ribat.errors import (
     WrongPin,
     WrongState,
 )
-from ribat.transport import Port
 
 HELLO_TIMEOUT_S = 1.0  # a running node answers in milliseconds
 BOOT_TIMEOUT_S = 8.0  # from a reset to the first answer of a freshly started node
@@ -240,12 +240,12 @@ def connect(path: str) -> NodeClient:
         raise
     # Nothing answered the protocol: ask the REPL what is there. The port stays open from
     # here on, so we hear what the board prints as it restarts.
-    from ribat import repl
+    from ribat.device.repl import IS_INSTALLED, RawRepl, board_script
 
     try:
-        r = repl.RawRepl(port)
+        r = RawRepl(port)
         r.enter(soft_reset=False)
-        installed = r.eval_json(repl.IS_INSTALLED)
+        installed = r.eval_json(board_script(IS_INSTALLED))
         if not installed["firmware"]:
             raise NotRibat(
                 f"{path} runs MicroPython {installed['micropython']} but not ribat: "
