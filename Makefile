@@ -44,8 +44,11 @@ mosquitto:
 		|| { $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
 		     $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq mosquitto >/dev/null; }; }
 
+# Workers: each test has its own virtual boards and RIBAT_HOME, and most of a test's time
+# is spent waiting on its boards, so twice the cores keeps them busy.
+JOBS ?= $(shell echo $$(( $$(nproc) * 2 )))
 pytest: $(STAMP) mosquitto
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(JOBS)
 
 check: lint typecheck
 

@@ -43,9 +43,22 @@ def test_port_that_does_not_exist() -> None:
 
 
 def test_port_busy(node: sim.Sim) -> None:
+    brief = {"RIBAT_PORT_WAIT": "1"}  # the default, 30 s, waits out a gateway's round
     with serial.Serial(node.device, exclusive=True):
-        one_clean_line(ribat("status", "--port", node.device), 3, "in use by another program")
-        one_clean_line(ribat("flash", "--port", node.device), 3, "in use by another program")
+        for command in ("status", "flash"):
+            busy = ribat(command, "--port", node.device, env=brief)
+            one_clean_line(busy, 3, "in use by another program")
+        one_clean_line(ribat("status", "-p", node.device, env={"RIBAT_PORT_WAIT": "x"}), 6, "x")
+    # a port let go of while a command waits for it is taken
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import serial, time; p = serial.Serial({node.device!r}, "
+         "exclusive=True); print('held', flush=True); time.sleep(1.5)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    waited = ribat("status", "--port", node.device, env={"RIBAT_PORT_WAIT": "20"})
+    holder.wait()
+    assert waited.code == 0, waited.err
 
 
 def test_port_disappears_mid_command(node: sim.Sim) -> None:

@@ -219,6 +219,10 @@ async def _run_wire(node: Node, stream: object) -> None:
 
 
 async def main(node: Node) -> None:
+    # Said first: a host waiting for an answer from the node's previous start knows at
+    # once that it will not come (a board that loses power mid-request on a real USB
+    # port vanishes from the host instead).
+    node.link.event({"event": "boot", "boot": node.boot_id, "reset_cause": node.reset_cause})
     asyncio.create_task(node.monitor.run())
     asyncio.create_task(telemetry.push(node))
     asyncio.create_task(heartbeat(node))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from ribat import codec
 from ribat.device.transport import Port
 from ribat.errors import (
+    BoardRestarted,
     DeviceError,
     Locked,
     NoAnswer,
@@ -132,7 +133,9 @@ class NodeClient:
 
     def _wait(self, seq: int, timeout: float) -> codec.Frame | None:
         """The response or error to request seq; None if none comes in time, or at once if
-        the board's REPL prompts instead (no node runs to answer)."""
+        the board's REPL prompts instead (no node runs to answer). BoardRestarted at once
+        if the node announces a start other than the one that said hello: what was asked
+        of the node before is lost with it."""
         deadline = time.monotonic() + timeout
         self.prompted = False
         while (left := deadline - time.monotonic()) > 0:
@@ -143,6 +146,13 @@ class NodeClient:
                     raise mismatch(frame.version)
                 if frame.kind == codec.EVENT:
                     self.events.append(frame)
+                    meta = frame.meta or {}
+                    known = self.info.boot if self.info is not None else None
+                    if meta.get("event") == "boot" and known not in (None, meta.get("boot")):
+                        raise BoardRestarted(
+                            f"{self.port.path} restarted ({meta.get('reset_cause')} "
+                            "reset) before it answered"
+                        )
                 elif frame.seq == seq and frame.kind in (codec.RESPONSE, codec.ERROR):
                     return frame  # (a REPL echoing our request back is not an answer)
         return None
@@ -177,7 +187,10 @@ class NodeClient:
                 "oversize",
             )
         self.port.write(line)
-        frame = self._wait(self.seq, timeout)
+        try:
+            frame = self._wait(self.seq, timeout)
+        except BoardRestarted as e:
+            raise BoardRestarted(f"{e} {op!r}: ask again") from None
         if frame is None:
             raise NoAnswer(f"no answer from {self.port.path} to {op!r} within {timeout:g} s")
         assert frame.meta is not None
@@ -202,12 +215,24 @@ class NodeClient:
                 info = self.hello(timeout=min(BOOT_RETRY_S, max(0.05, left)))
                 if info.boot != not_boot:
                     return info
-                time.sleep(min(BOOT_RETRY_S, max(0.0, left)))
+                self._watch_for_boot(min(BOOT_RETRY_S, max(0.0, left)))
+            except BoardRestarted:
+                pass  # what it waits for: the node that starts says hello next
             except NoAnswer:
                 if self.prompted:
                     raise
             if time.monotonic() >= deadline:
                 raise NoAnswer(f"{self.port.path} did not come back within {timeout:g} s")
+
+    def _watch_for_boot(self, timeout: float) -> None:
+        """Read what the node says for up to timeout, stopping early when it starts."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            for frame in self._frames(left):
+                if frame.kind == codec.EVENT:
+                    self.events.append(frame)
+                    if (frame.meta or {}).get("event") == "boot":
+                        return
 
     def boot_words(self) -> str:
         """What the board last said before its REPL prompt: why the application stopped."""

@@ -5,20 +5,22 @@ Wire bytes are logged at DEBUG on the "ribat.wire" logger.
 """
 
 import errno
+import os
 import select
 import time
 from typing import TYPE_CHECKING
 
 import serial
 
-from ribat.errors import NoBoard, PortBusy, PortGone
+from ribat.errors import InvalidConfig, NoBoard, PortBusy, PortGone
 
 if TYPE_CHECKING:
     import logging
 
 BAUDRATE = 115200
-BUSY_WAIT_S = 30.0  # how long a port another program holds is waited for: a gateway's
-# round on a loaded host held a node past 10 s in test_cell (seed 199588291 passes alone)
+# How long a port another program holds is waited for, unless $RIBAT_PORT_WAIT says: a
+# gateway's round on a loaded host held a node past 10 s in test_cell.
+BUSY_WAIT_S = 30.0
 # The bytes on the wire, logged under --debug only: the logging module costs a command
 # more start-up time than its whole exchange with a node (ribat.cli sets this).
 wire_log: "logging.Logger | None" = None
@@ -46,13 +48,26 @@ def _open_error(path: str, e: Exception) -> Exception:
     return NoBoard(f"cannot open {path}: {e}")
 
 
+def busy_wait_s() -> float:
+    """Seconds to wait for a port another program holds: $RIBAT_PORT_WAIT, or BUSY_WAIT_S."""
+    text = os.environ.get("RIBAT_PORT_WAIT")
+    if text is None:
+        return BUSY_WAIT_S
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        raise InvalidConfig(
+            f"RIBAT_PORT_WAIT={text!r} is not a number of seconds: set it to one, or unset it"
+        ) from None
+
+
 class Port:
     """An open serial port. Use as a context manager, or close() it."""
 
     def __init__(self, path: str, baudrate: int = BAUDRATE) -> None:
         self.path = path
         # A port held for a moment (a gateway's round) is waited for, briefly.
-        deadline = time.monotonic() + BUSY_WAIT_S
+        deadline = time.monotonic() + busy_wait_s()
         while True:
             try:
                 self.serial = serial.Serial(path, baudrate=baudrate, timeout=0, exclusive=True)
