@@ -6,8 +6,11 @@ board's heap size. Each test gets its own RIBAT_HOME, so virtual boards never le
 tests (and are stopped and erased when the test ends).
 """
 
+import fcntl
+import hashlib
 import itertools
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -19,6 +22,9 @@ from typing import Any
 import pytest
 
 from ribat import sim
+from ribat.device.client import NodeClient
+from ribat.device.transport import Port
+from ribat.sim import paths
 from ribat.simcell import broker as sim_broker
 from ribat.simcell.broker import Broker
 
@@ -146,16 +152,79 @@ def make_cell(
     new_sim: NewSim, tmp_path: Path, members: list[tuple[str, str]], kind: str = "pico"
 ) -> list[sim.Sim]:
     """Virtual boards (Picos, unless kind names another) with the firmware, provisioned
-    (PIN) in one new cell, with a roster of all of them loaded: one per (partner, name).
-    RIBAT_CELL must not be set."""
+    (PIN) in one new cell (tmp_path / "cell"), with a roster of all of them loaded: one per
+    (partner, name), running. RIBAT_CELL must not be set.
+
+    The cell is made once per run for each (members, kind) and copied for each test that
+    asks for it (its flash images, its authority): provisioning takes seconds a node."""
+    del new_sim  # the boards are the template's, under names of their own
+    template = _cell_template(members, kind)
+    shutil.copytree(template / "cell", tmp_path / "cell")
+    boards = []
+    for _, name in members:
+        shutil.copy(template / f"{name}.json", tmp_path / f"{name}.json")
+        copy = paths.sims_root() / _sim_name(template, name)
+        copy.mkdir(parents=True)
+        for part in ("board", "flash.img"):
+            shutil.copy(template / "sims" / copy.name / part, copy / part)
+        boards.append(sim.start(copy.name, kind))
+    for board in boards:
+        with NodeClient(Port(board.device)) as client:
+            client.wait_ready()
+    return boards
+
+
+_templates: Path | None = None  # where make_cell keeps its cells (see cell_templates)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cell_templates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """make_cell's cells, shared by the workers of one run (pytest-xdist gives each a
+    folder of its own, under one folder of the run)."""
+    global _templates
+    base = tmp_path_factory.getbasetemp()
+    _templates = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "cells"
+    _templates.mkdir(exist_ok=True)
+    return _templates
+
+
+def _sim_name(template: Path, name: str) -> str:
+    return f"{name}-{template.name[:6]}"
+
+
+def _cell_template(members: list[tuple[str, str]], kind: str) -> Path:
+    """A cell of members made once (a worker making it, the others waiting for it), its
+    boards stopped: the folder holds cell/, sims/<board>/ and each member's identity."""
+    assert _templates is not None
+    key = hashlib.sha256(repr((members, kind)).encode()).hexdigest()[:12]
+    template = _templates / key
+    with open(_templates / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (template / "done").exists():
+            return template
+        shutil.rmtree(template, ignore_errors=True)
+        template.mkdir()
+        saved = os.environ["RIBAT_HOME"]
+        os.environ["RIBAT_HOME"] = str(template)  # its boards' state under the template
+        try:
+            boards = _provision_cell(template, members, kind)
+            for board in boards:
+                sim.stop(board.name)
+        finally:
+            os.environ["RIBAT_HOME"] = saved
+        (template / "done").touch()
+    return template
+
+
+def _provision_cell(folder: Path, members: list[tuple[str, str]], kind: str) -> list[sim.Sim]:
     from ribat import deploy
 
-    cell = tmp_path / "cell"
+    cell = folder / "cell"
     assert ribat("cell", "init", str(cell)).code == 0
     env = {"RIBAT_CELL": str(cell)}
     boards = []
     for partner, name in members:
-        board = new_sim(kind)
+        board = sim.start(_sim_name(folder, name), kind)
         deploy.deploy(board.device)
         r = ribat(
             "provision",
@@ -170,7 +239,7 @@ def make_cell(
             env=env,
         )
         assert r.code == 0, r.err
-        ident = tmp_path / f"{name}.json"
+        ident = folder / f"{name}.json"
         assert ribat("identity", "export", "-p", board.device, "--out", str(ident)).code == 0
         assert ribat("cell", "roster", "add", str(ident), env=env).code == 0
         boards.append(board)

@@ -251,12 +251,14 @@ def test_bad_files_are_refused_whole(pair: list[sim.Sim], tmp_path: Path) -> Non
 
 def test_expired_content_is_purged_and_the_chain_stays(new_sim: NewSim, tmp_path: Path) -> None:
     (ma,) = make_cell(new_sim, tmp_path, [("MA", "rabat-1")])
-    short = post(ma, "--kind", "alert", "--to", "MA", "--body", "gone soon", "--expires", "2s")
+    # long enough to be exported whole first, on a loaded host too
+    short = post(ma, "--kind", "alert", "--to", "MA", "--body", "gone soon", "--expires", "6s")
     kept = post(ma, "--kind", "notice", "--to", "MA", "--body", "stays")
     before = tmp_path / "before.rbj"
     assert ribat("journal", "export", "-p", ma.device, str(before)).code == 0
     ciphertext = min(lib.read_file(before)[1], key=seq_of)[entry.SIGNED + 41 :]
-    deadline = time.monotonic() + 15
+    assert ciphertext, "purged before it was exported: the test's expiry is too short"
+    deadline = time.monotonic() + 20
     while items(ma)[0]["state"] != "purged":
         assert time.monotonic() < deadline, "not purged in time"
         time.sleep(0.5)

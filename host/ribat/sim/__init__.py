@@ -63,7 +63,11 @@ def alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # exited, and not yet reaped by its parent (a zombie): gone all the same
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc: as far as we can tell
 
 
 def find(name: str) -> Sim | None:
