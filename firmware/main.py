@@ -58,15 +58,21 @@ class Pack:
             return pack_index(f)
 
     def _find(self, path):
-        """(offset, size) of the file at path, (-1, 0) for a folder, or None."""
+        """(offset, size) of the file at path, (-1, 0) for a folder, or None. The walk of
+        pack_entries, without its allocations: it runs for every path an import tries,
+        and its garbage, left between the modules that stay, would scatter the heap."""
         key = path.strip("/").encode()
         folder = key + b"/"
+        idx = self._index()
+        at = 0
         found = None
-        for name, offset, size in pack_entries(self._index()):
-            if name == key:
-                return offset, size
-            if not key or name.startswith(folder):
+        while at < len(idx):
+            n = idx[at]
+            if n == len(key) and idx.startswith(key, at + 1):
+                return struct.unpack_from(">II", idx, at + 1 + n)
+            if not key or (n > len(folder) and idx.startswith(folder, at + 1)):
                 found = (-1, 0)
+            at += 9 + n
         return found
 
     def mount(self, readonly, mkfs):
