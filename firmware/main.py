@@ -7,9 +7,36 @@
 # at /firmware: littlefs gives each file whole 4 KB blocks, so thirty-odd small files took
 # twice their bytes of flash, and the node keeps as much again free for the next deploy.
 #
-# After a Ctrl-C, control goes to the REPL if the host follows up within the grace time
-# (mpremote and ribat send "\r\x01"); a stray Ctrl-C, or one followed by a request frame,
-# only pauses the node. Kept small and stable: a deploy replaces it rarely, and atomically.
+# A provisioned node is sealed: no prompt is reachable from its port. Ctrl-C is a byte
+# like any other (micropython.kbd_intr(-1)), and an error that would end main.py restarts
+# the board instead; only an unlocked session opens the REPL, for the next start only
+# (REPL_ONCE), for a deploy. An unprovisioned board keeps its REPL: after a Ctrl-C, control
+# goes to the REPL if the host follows up within the grace time (mpremote and ribat send
+# "\r\x01"); a stray Ctrl-C, or one followed by a request frame, only pauses the node.
+# Kept small and stable: a deploy replaces it rarely, and atomically.
+
+# Ctrl-C is off before anything else runs, and back on below for an unsealed board: one
+# that came as main.py was compiled is raised at the first jump, here, and a sealed board
+# then restarts rather than reach the prompt. (Once it is off no other can be raised.)
+try:
+    import micropython
+
+    micropython.kbd_intr(-1)
+    for _ in (0,):
+        pass
+except KeyboardInterrupt:
+    import micropython
+
+    micropython.kbd_intr(-1)
+    try:
+        open("/key/identity.json").close()  # PROVISIONED, below: the board is sealed
+    except OSError:
+        micropython.kbd_intr(3)
+        raise
+    import machine
+
+    machine.reset()
+
 import gc
 import struct
 import sys
@@ -18,6 +45,8 @@ import vfs
 
 _GRACE_MS = 2000
 MOUNT = "/firmware"
+PROVISIONED = "/key/identity.json"  # written last at provisioning (ribat/keys.py)
+REPL_ONCE = "/fw/repl-once"  # an unlocked session asked for the REPL, for a deploy
 
 
 def pack_index(f):
@@ -121,7 +150,16 @@ def _host_wants_repl():
     return False
 
 
+def _exists(path):
+    try:
+        open(path).close()
+        return True
+    except OSError:
+        return False
+
+
 def _ribat_start():
+    """Run the firmware, which returns only if it cannot start (or, unsealed, to the REPL)."""
     try:
         with open("/fw/active") as f:
             active = f.read().strip()
@@ -167,11 +205,33 @@ def _run_slots(active):
         while True:
             try:
                 ribat.app.run(slot, slot != active)
-            except KeyboardInterrupt:
+            except KeyboardInterrupt:  # only while not sealed: Ctrl-C is off otherwise
                 print("ribat: interrupted; press Enter within 2 s for the REPL, or it resumes")
                 if _host_wants_repl():
                     raise
     print("ribat: no slot can start; deploy again with `ribat flash`")
 
 
-_ribat_start()
+def _start():
+    if _exists(PROVISIONED) and _exists(REPL_ONCE):
+        import os
+
+        os.remove(REPL_ONCE)  # this start only, whatever happens next
+        micropython.kbd_intr(3)
+        print("ribat: the REPL, for this start only: an unlocked session asked for it")
+        return
+    if not _exists(PROVISIONED):
+        micropython.kbd_intr(3)  # the node seals the port when it is provisioned
+    try:
+        _ribat_start()
+    except BaseException as e:  # noqa: BLE001 - sealed, nothing may end at the prompt
+        if not _exists(PROVISIONED):
+            raise
+        sys.print_exception(e)
+    if _exists(PROVISIONED):
+        import machine
+
+        machine.reset()  # a crash restarts a sealed node
+
+
+_start()

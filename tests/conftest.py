@@ -9,6 +9,7 @@ tests (and are stopped and erased when the test ends).
 import fcntl
 import hashlib
 import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -104,6 +105,7 @@ def micropython(
     path: tuple[Path, ...] = (FIRMWARE,),
     cwd: Path | None = None,
     stdin: bytes = b"",
+    env: dict | None = None,
 ) -> str:
     """Run code under MicroPython's unix port with a board-sized heap, stdin fed from a
     pipe; its output.
@@ -120,7 +122,11 @@ def micropython(
             capture_output=True,
             timeout=120,
             cwd=cwd,
-            env={**os.environ, "MICROPYPATH": ":".join([".frozen", *map(str, path)])},
+            env={
+                **os.environ,
+                "MICROPYPATH": ":".join([".frozen", *map(str, path)]),
+                **(env or {}),
+            },
         )
     finally:
         script.unlink()
@@ -139,6 +145,41 @@ def at_repl(device: str, code: str) -> Any:
     with repl.RawRepl(Port(device)) as console:
         console.enter(soft_reset=False)
         return console.eval_json(code)
+
+
+def on_flash(board: sim.Sim, code: str) -> Any:
+    """Run code on the board's flash as whoever holds the flash chip does (a board stolen,
+    or read through its USB boot loader): the board stopped, its image mounted at / under
+    MicroPython as its ROM mounts it (the loader's Pack and MOUNT defined), then started
+    again (board then names its new serial device). The JSON document code's last line
+    prints."""
+    from ribat.device import boards
+    from ribat.device.repl import definitions
+
+    sim.stop(board.name)
+    folder = paths.sims_root() / board.name
+    facts = boards.load(board.board)
+    prelude = f"""
+import sys, json, os, vfs
+sys.path.insert(0, {str(boards.rom_dir())!r})
+import vflash
+_flash = vflash.Flash({str(folder / "flash.img")!r}, {facts.block_size},
+                      {facts.fs_bytes // facts.block_size})
+vfs.mount(vfs.VfsLfs2(_flash), "/")
+os.chdir("/")
+MOUNT = "/firmware"
+"""
+    loader = definitions(boards.firmware_dir() / "main.py", ["Pack"])
+    out = micropython(
+        prelude + loader + "\n" + textwrap.dedent(code) + "\nprint('OK')\n",
+        heap="4M",
+        env={"RIBAT_SIM_PANEL": str(folder / "panel")},
+    )
+    again = sim.start(board.name, board.board)
+    board.tty, board.pid = again.tty, again.pid  # a new serial device: the caller's board
+    with NodeClient(Port(board.device)) as client:
+        client.wait_ready()
+    return json.loads(out.rstrip().splitlines()[-2])
 
 
 def sim_status(name: str) -> dict:

@@ -84,11 +84,12 @@ def test_verify_names_the_first_entry_tampered_with(audited: sim.Sim, tmp_path: 
 
 
 def test_the_log_folds_into_a_signed_checkpoint(audited: sim.Sim, tmp_path: Path) -> None:
-    assert ribat("config", "set", "-p", audited.device, "audit.max_entries", "16").code == 0
+    budget = ("config", "set", "-p", audited.device, "--pin", PIN, "audit.max_entries", "16")
+    assert ribat(*budget).code == 0
     # locked: the log grows to its budget and reserve (24), then refuses what it would record
     refused = None
     for i in range(40):
-        r = ribat("config", "set", "-p", audited.device, "node.name", f"tanger-{i}")
+        r = ribat("config", "set", "-p", audited.device, "led.brightness", str(i))
         if r.code != 0:
             refused = r
             break
@@ -123,14 +124,15 @@ def test_the_lock_folds_so_a_locked_node_has_the_most_room(
 ) -> None:
     """A locked node cannot sign a fold, yet its sync goes on recording: the lock folds a
     log past five eighths of its budget, so a locked node has room for a whole budget."""
-    assert ribat("config", "set", "-p", audited.device, "audit.max_entries", "16").code == 0
+    budget = ("config", "set", "-p", audited.device, "--pin", PIN, "audit.max_entries", "16")
+    assert ribat(*budget).code == 0
     script = "".join(f"config set node.name before-lock-{i}\n" for i in range(10)) + "lock\n"
     r = ribat("unlock", "-p", audited.device, "--pin", PIN, stdin=script)
     assert r.code == 0, r.err
     lines = export(audited, tmp_path / "locked.jsonl")
     assert b'"body"' in lines[0] and len(lines) == 1 + 8 + 1  # checkpoint, half, the lock
     done = 0
-    while ribat("config", "set", "-p", audited.device, "node.name", f"locked-{done}").code == 0:
+    while ribat("config", "set", "-p", audited.device, "led.brightness", str(done)).code == 0:
         done += 1
     assert done == 24 - 9  # a budget and a half, less what the lock left
     assert "verifies" in ribat("audit", "verify", "-p", audited.device).out

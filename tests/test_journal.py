@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIRMWARE, PIN, NewSim, Run, at_repl, make_cell, ribat
+from conftest import FIRMWARE, PIN, NewSim, Run, make_cell, on_flash, ribat
 from ribat import deploy, entry, sim
 from ribat.device.client import connect
 from ribat.errors import DeviceError
@@ -196,10 +196,9 @@ def test_every_import_outcome(new_sim: NewSim, tmp_path: Path) -> None:
     r = ribat("show", "-p", fr.device, "--pin", PIN, f"{prefix}:4")
     assert r.code == 13 and "expired" in r.err and one_line(r)
 
-    # rabat rewinds its journal (anyone at its REPL can) and signs a second seq 1
-    at_repl(
-        ma.device,
-        "import os\n"
+    # rabat rewinds its journal (anyone who has its flash can) and signs a second seq 1
+    on_flash(
+        ma,
         "def rm(p):\n"
         "    for e in os.ilistdir(p):\n"
         "        q = p + '/' + e[0]\n"
@@ -208,7 +207,6 @@ def test_every_import_outcome(new_sim: NewSim, tmp_path: Path) -> None:
         "rm('/journal')\n"
         "print('null')\n",
     )
-    sim.power_cycle(ma.name)
     post(ma, "--kind", "notice", "--to", "FR", "--title", "other history")
     forked = tmp_path / "forked.rbj"
     assert move(ma, fr, forked) == {f"{prefix}:1": "fork"}
@@ -272,13 +270,12 @@ def test_expired_content_is_purged_and_the_chain_stays(new_sim: NewSim, tmp_path
     assert status(ma)["origins"][0]["head"] == 2
     # the content's bytes are gone from the node's files (littlefs may keep freed blocks
     # until it reuses them: docs/security.md)
-    files = at_repl(
-        ma.device,
-        "import os, json, binascii\n"
+    files = on_flash(
+        ma,
+        "import binascii\n"
         "print(json.dumps([binascii.hexlify(open('/journal/c/' + n, 'rb').read()).decode()"
         " for n in os.listdir('/journal/c')]))",
     )
-    sim.power_cycle(ma.name)
     assert all(ciphertext.hex() not in f for f in files) and files
 
 
@@ -348,7 +345,7 @@ def test_a_full_journal_leaves_room_for_the_next_firmware(new_sim: NewSim, tmp_p
         for module in ("app", "journal", "link"):
             with open(src / "ribat" / f"{module}.py", "a") as f:
                 f.write(f"\nCHANGED = {n}\n")
-        result = deploy.deploy(ma.device, source=src)
+        result = deploy.deploy(ma.device, source=src, pin=lambda: PIN)
         assert result.plan.switch and result.plan.transfer == ["firmware.pack", "manifest.json"]
         with connect(ma.device) as client:
             assert client.wait_ready().build == result.manifest["build"]

@@ -15,11 +15,12 @@ from ribat import deploy, sim
 from ribat.deploy import image
 from ribat.device import boards
 from ribat.device.client import NodeClient
+from ribat.device.repl import definitions
 from ribat.device.transport import Port
 from ribat.errors import DeployError
 
-# The loader's definitions, without its last line (which starts the node).
-LOADER = (FIRMWARE / "main.py").read_text().rpartition("\n_ribat_start()")[0]
+# The loader's pack reader, without the rest of the loader (which starts the node).
+LOADER = "import sys, vfs\n" + definitions(FIRMWARE / "main.py", ["Pack", "MOUNT"]) + "\n"
 
 
 def _image() -> image.Image:

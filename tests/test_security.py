@@ -150,7 +150,7 @@ def test_two_nodes_derive_the_same_pairwise_key(new_sim, cell_dir: Path, tmp_pat
 
 def test_wrong_pins_count_and_the_last_one_wipes(node: sim.Sim, cell_dir: Path) -> None:
     provision(node, "rabat-1", partner="MA")
-    assert ribat("config", "set", "-p", node.device, "pin.max_tries", "3").code == 0
+    assert ribat("config", "set", "-p", node.device, "--pin", PIN, "pin.max_tries", "3").code == 0
     r = ribat("unlock", "-p", node.device, "--pin", "000000")
     assert r.code == 11 and "2 tries left" in r.err and len(r.err.splitlines()) == 1
     assert node_state(node)["tries"] == 1
@@ -198,7 +198,11 @@ def test_wipe_asks_first_and_erases_keys(node: sim.Sim, cell_dir: Path) -> None:
     r = ribat("wipe", "-p", node.device)  # no terminal to confirm on
     assert r.code == 2 and "--yes" in r.err
     assert node_state(node)["sign"] == info["sign"]
-    r = ribat("wipe", "-p", node.device, "--yes")
+    r = ribat("wipe", "-p", node.device, "--yes")  # a locked node: the PIN or presence
+    assert r.code == 2 and "--pin" in r.err and "--button" in r.err
+    r = ribat("wipe", "-p", node.device, "--yes", "--pin", "000000")
+    assert r.code == 11 and node_state(node)["sign"] == info["sign"]
+    r = ribat("wipe", "-p", node.device, "--yes", "--pin", PIN)
     assert r.code == 0, r.err
     assert node_state(node)["state"] == "unprovisioned"
     r = ribat("identity", "export", "-p", node.device)
@@ -237,7 +241,7 @@ def test_session_ends_when_the_host_closes_the_port(node: sim.Sim, cell_dir: Pat
 
 def test_session_ends_when_idle_and_on_reset(node: sim.Sim, cell_dir: Path) -> None:
     provision(node, "paris-4")
-    assert ribat("config", "set", "-p", node.device, "pin.idle_s", "5").code == 0
+    assert ribat("config", "set", "-p", node.device, "--pin", PIN, "pin.idle_s", "5").code == 0
     with connect(node.device) as client:
         guard.unlock(client, PIN)
         time.sleep(6)

@@ -88,7 +88,7 @@ def test_power_cut_at_every_write_of_a_provisioning(node: sim.Sim, cell: Cell) -
     def prepare() -> None:
         with connect(node.device) as client:
             if guard.identity(client)["state"] != "unprovisioned":
-                guard.wipe(client)
+                guard.wipe(client, PIN)
 
     def action(client: NodeClient) -> None:
         guard.provision(client, cell, "FR", "lyon-1", PIN)
@@ -139,7 +139,8 @@ def test_power_cut_at_every_write_of_a_roster_load(node: sim.Sim, cell: Cell) ->
 def test_power_cut_at_every_write_of_a_wrong_pin(node: sim.Sim, cell: Cell) -> None:
     with connect(node.device) as client:
         guard.provision(client, cell, "ES", "algeciras", PIN)
-        client.request("config.set", set={"pin.max_tries": 15})
+        with guard.unlocked(client, PIN):
+            client.request("config.set", set={"pin.max_tries": 15})
     history = [0]
 
     def prepare() -> None:
@@ -187,7 +188,8 @@ def test_power_cut_at_every_write_of_a_keyless_fold(node: sim.Sim, cell: Cell) -
     any write, the log is the old one or the folded one, whole, and the chain verifies."""
     with connect(node.device) as client:
         guard.provision(client, cell, "ES", "madrid-1", PIN)
-        client.request("config.set", set={"audit.max_entries": 16})
+        with guard.unlocked(client, PIN):
+            client.request("config.set", set={"audit.max_entries": 16})
     budget = 16
 
     def on_flash(client: NodeClient) -> int:

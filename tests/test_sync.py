@@ -11,7 +11,7 @@ import pytest
 from test_journal import audit_events, items, one_line, post
 from test_power_cuts import arm_byte_cut, cuts
 
-from conftest import PIN, NewSim, at_repl, make_cell, ribat
+from conftest import PIN, NewSim, make_cell, on_flash, ribat
 from ribat import sim
 from ribat.device.client import connect
 from ribat.errors import DeviceError, RibatError
@@ -105,16 +105,12 @@ def test_a_sync_cut_anywhere_resumes_without_resending(
 
 
 def _audit_log(board: sim.Sim) -> list[str]:
-    lines = at_repl(
-        board.device, "import json\nprint(json.dumps(open('/audit/log').read().splitlines()))"
-    )
-    return list(lines)
+    return list(on_flash(board, "print(json.dumps(open('/audit/log').read().splitlines()))"))
 
 
 def _write_audit_log(board: sim.Sim, lines: list[str]) -> None:
     text = "".join(line + "\n" for line in lines)
-    at_repl(board.device, f"with open('/audit/log', 'w') as f:\n f.write({text!r})\nprint('{{}}')")
-    sim.power_cycle(board.name)
+    on_flash(board, f"with open('/audit/log', 'w') as f:\n f.write({text!r})\nprint('{{}}')")
 
 
 def test_a_locked_node_syncs_on_past_its_audit_budget(pair: list[sim.Sim], tmp_path: Path) -> None:
@@ -122,7 +118,9 @@ def test_a_locked_node_syncs_on_past_its_audit_budget(pair: list[sim.Sim], tmp_p
     entries: past a budget and a half it folds with no signature (marked so) and syncs
     on; a peer that witnessed its head still finds each later head extends it."""
     ma, fr = pair
-    assert ribat("config", "set", "-p", fr.device, "audit.max_entries", "16").code == 0
+    assert (
+        ribat("config", "set", "-p", fr.device, "--pin", PIN, "audit.max_entries", "16").code == 0
+    )
     verdicts = set()
     for i in range(12):  # two entries a sync on fr (import, imported): 24 and more
         post(ma, "--kind", "notice", "--to", "FR", "--title", f"n{i}", "--body", "x")

@@ -23,6 +23,8 @@ _RETENTION_MS = const(1000)  # how often expired content is looked for (cheap: o
 _KNOCK_MS = const(2000)  # how often a node with no peer yet knocks on its wire
 _WATCH_MS = const(100)  # how often it looks for an answer
 _GC_EVERY = const(16384)  # bytes allocated between two collections
+_RESET_DELAY_MS = const(100)  # time for a response to leave before the board restarts
+_BUTTON_MS = const(50)  # how often the button is looked at while presence counts
 _MOUNT = "/firmware"  # where the loader (main.py) mounts the running slot's pack
 _SPARE = const(32768)  # flash kept free beyond a firmware slot (a larger firmware, the audit log)
 
@@ -34,6 +36,10 @@ def _read_json(path: str) -> dict:
 
 
 class Node:
+    # A press of the board's button this long after its start stands for the operator's
+    # presence: a wipe without the PIN (ribat.guard.wipe), until the window closes.
+    PRESENCE_MS = 10000
+
     def __init__(self, slot: str, fallback: bool) -> None:
         root = "/fw/" + slot
         self.slot = slot
@@ -78,6 +84,7 @@ class Node:
         build = self.build or self.revision or self.version
         self.audit.note_firmware("%s %s" % (self.version, build))
         self.touched = time.ticks_ms()
+        self.present = False
 
     def open_journal(self) -> None:
         """(Re)read the journal: at start-up, and after a wipe emptied it."""
@@ -94,6 +101,10 @@ class Node:
     def touch(self) -> None:
         """A request came: an unlocked session is not idle."""
         self.touched = time.ticks_ms()
+
+    def reset_soon(self, hard: bool) -> None:
+        """Restart the board once the answer to the request at hand has left."""
+        asyncio.create_task(_reset(self.board, hard))
 
     def lock(self, why: str) -> None:
         # Locked, the node cannot sign a fold, yet its sync keeps recording: leave it the
@@ -125,6 +136,21 @@ class Node:
             codec.LOCKED,
             "the audit log is full: unlock the node (`ribat unlock`) so it can fold its log",
         )
+
+
+async def _reset(board: object, hard: bool) -> None:
+    await asyncio.sleep_ms(_RESET_DELAY_MS)
+    board.reset(hard)  # type: ignore[attr-defined]  # hal.Board
+
+
+async def presence(node: Node) -> None:
+    """Watch the button in the seconds after the start (Node.PRESENCE_MS)."""
+    start = time.ticks_ms()
+    while time.ticks_diff(time.ticks_ms(), start) < Node.PRESENCE_MS:
+        if node.board.button():
+            node.present = True
+        await asyncio.sleep_ms(_BUTTON_MS)
+    node.present = False
 
 
 async def heartbeat(node: Node) -> None:
@@ -224,6 +250,7 @@ async def main(node: Node) -> None:
     # port vanishes from the host instead).
     node.link.event({"event": "boot", "boot": node.boot_id, "reset_cause": node.reset_cause})
     asyncio.create_task(node.monitor.run())
+    asyncio.create_task(presence(node))
     asyncio.create_task(telemetry.push(node))
     asyncio.create_task(heartbeat(node))
     asyncio.create_task(session(node))

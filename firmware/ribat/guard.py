@@ -16,6 +16,7 @@ from ribat.link import RequestError, arg
 MAX_ROSTER = const(16384)
 _AUDIT_PIECE = const(1024)  # small: an unlocked node's heap has few free blocks of 4 KB
 _ROSTER_PART = ROSTER + ".part"
+_REPL_ONCE = "/fw/repl-once"  # read by the loader at the next start (main.py, REPL_ONCE)
 
 
 def _keywork():
@@ -114,9 +115,19 @@ def pin_change(node, meta: dict, data: bytes) -> dict:
 
 
 def wipe(node, meta: dict, data: bytes) -> dict:
+    """Erase keys and content: in an unlocked session, or by whoever pressed the board's
+    button in the seconds after it started (as a FIDO key's reset needs presence); an
+    unprovisioned node has nothing to guard."""
     if meta.get("confirm") is not True:
         raise RequestError(codec.ARGS, "a wipe needs 'confirm': true")
-    node.audit.append("wipe", {"why": "request"})
+    keyring = node.keyring
+    if keyring.state not in ("unprovisioned", "unlocked") and not node.present:
+        raise RequestError(
+            codec.LOCKED,
+            "a wipe needs the operator PIN, or a press of the board's button within "
+            "%d s of its start" % (node.PRESENCE_MS // 1000),
+        )
+    node.audit.append("wipe", {"why": "button" if keyring.state == "locked" else "request"})
     node.keyring.wipe()
     node.open_journal()
     gc.collect()
@@ -179,6 +190,19 @@ def audit_read(node, meta: dict, data: bytes) -> tuple:
     return {"size": audit.size(), "seq": audit.seq, "head": audit.head}, chunk
 
 
+def repl_open(node, meta: dict, data: bytes) -> dict:
+    """Open the REPL at the node's next start, that start only, for a deploy: in an
+    unlocked session (a provisioned node's REPL is sealed otherwise: main.py). The node
+    locks, then restarts once the answer has left."""
+    node.keyring.need("unlocked")
+    node.audit_room()
+    node.audit.append("repl-open")
+    store.write_atomic(_REPL_ONCE, b"")
+    node.lock("repl")
+    node.reset_soon(False)
+    return {}
+
+
 OPS = {
     "identity": identity,
     "provision": provision,
@@ -189,4 +213,5 @@ OPS = {
     "cell.pairs": cell_pairs,
     "roster.load": roster_load,
     "audit.read": audit_read,
+    "repl.open": repl_open,
 }

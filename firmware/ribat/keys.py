@@ -18,6 +18,8 @@ import os
 import sys
 from binascii import unhexlify
 
+import micropython
+
 from ribat import codec, signed, store
 from ribat.link import RequestError
 
@@ -103,6 +105,10 @@ class Keyring:
 
     def reload(self) -> None:
         doc = _read_json(IDENTITY)
+        # Sealed from provisioning on: Ctrl-C from the port is a byte like any other, so
+        # no prompt is reachable (the loader, main.py, restarts the board rather than end
+        # at one); unprovisioned, the board keeps its REPL.
+        micropython.kbd_intr(3 if doc is None else -1)
         self.identity = None if doc is None else signed.body_of(doc["identity"])
         self.identity_doc = None if doc is None else doc["identity"]
         self.authority = None if doc is None else unhexlify(doc["authority"])

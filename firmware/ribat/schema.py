@@ -114,6 +114,19 @@ TELEMETRY = (
     "audit_head",
 )
 
+# Keys that only an unlocked session may change on a provisioned node: a locked node is
+# not weakened by whoever holds its port (more PIN tries, a longer session, a smaller
+# audit budget, another name or partner).
+GUARDED = ("node.", "pin.", "audit.")
+
+
+def guarded(key: str) -> bool:
+    for prefix in GUARDED:
+        if key.startswith(prefix):
+            return True
+    return False
+
+
 PIN_MIN = 6
 PIN_MAX = 64
 

@@ -6,20 +6,16 @@ response meta (or meta and data); a refusal is a RequestError naming its cause, 
 link sends back as an ERROR frame.
 """
 
-import asyncio
 import binascii
 import gc
 import hashlib
 import os
 import sys
 
-from micropython import const
-
-from ribat import codec, keys
+from ribat import codec, keys, schema
 from ribat.digest import files_digest
 from ribat.link import RequestError, arg
 
-_RESET_DELAY_MS = const(100)  # time for the response to leave before the reset
 _BULLETINS = ("journal.post", "journal.list", "journal.show", "journal.ack")  # the rest: exchange
 
 
@@ -108,6 +104,14 @@ def config_set(node, meta: dict, data: bytes) -> dict:
     updates = arg(meta, "set", dict, {})
     unset = arg(meta, "unset", list, [])
     config = node.config
+    if node.keyring.state not in ("unprovisioned", "unlocked"):
+        for key in list(updates) + unset:  # type: ignore[operator]
+            if schema.guarded(key):
+                raise RequestError(
+                    codec.LOCKED,
+                    "%s can change on a provisioned node only in an unlocked session: "
+                    "give the operator PIN" % key,
+                )
     node.audit_room()
     problem = config.change(updates, unset)
     if problem is not None:
@@ -131,14 +135,8 @@ def fw_verify(node, meta: dict, data: bytes) -> dict:
 
 
 def reset(node, meta: dict, data: bytes) -> dict:
-    hard = arg(meta, "hard", bool, False)
-    asyncio.create_task(_reset(node, bool(hard)))
+    node.reset_soon(bool(arg(meta, "hard", bool, False)))
     return {}
-
-
-async def _reset(node, hard: bool) -> None:
-    await asyncio.sleep_ms(_RESET_DELAY_MS)
-    node.board.reset(hard)
 
 
 def _sha256(path: str) -> str:

@@ -6,9 +6,10 @@ from pathlib import Path
 import click
 
 from ribat import schema
-from ribat.cli.common import console, open_node, port_option
+from ribat.cli.common import console, open_node, pin_option, port_option
 from ribat.errors import InvalidConfig
 from ribat.ops import config as cfg
+from ribat.ops import guard
 
 
 @click.group("config")
@@ -63,25 +64,36 @@ def _report(values: dict, keys: list[str]) -> None:
 
 @config_group.command("set")
 @port_option
+@pin_option
 @click.argument("pairs", nargs=-1, required=True, metavar="KEY VALUE [KEY VALUE]...")
-def set_(port: str | None, pairs: tuple[str, ...]) -> None:
-    """Set one or more keys; all of them are applied, or none."""
+def set_(port: str | None, pin: str | None, pairs: tuple[str, ...]) -> None:
+    """Set one or more keys; all of them are applied, or none.
+
+    On a provisioned node, node.*, pin.* and audit.* change only in an unlocked session
+    (--pin, or inside `ribat unlock`)."""
     if len(pairs) % 2:
         raise click.UsageError(f"{pairs[-1]!r} has no value: give KEY VALUE pairs")
     updates = {
         key: cfg.parse(key, text) for key, text in zip(pairs[::2], pairs[1::2], strict=True)
     }
-    values = cfg.change(open_node(port), updates, [])
+    values = _change(port, pin, updates, [])
     _report(values, list(updates))
     click.echo("saved and read back from the node's flash", err=True)
 
 
+def _change(port: str | None, pin: str | None, updates: dict, unset: list[str]) -> dict:
+    client = open_node(port)
+    with guard.unlocked(client, pin):
+        return cfg.change(client, updates, unset)
+
+
 @config_group.command()
 @port_option
+@pin_option
 @click.argument("keys", nargs=-1, required=True)
-def unset(port: str | None, keys: tuple[str, ...]) -> None:
-    """Return keys to their defaults."""
-    values = cfg.change(open_node(port), {}, list(keys))
+def unset(port: str | None, pin: str | None, keys: tuple[str, ...]) -> None:
+    """Return keys to their defaults (guarded keys as for `set`)."""
+    values = _change(port, pin, {}, list(keys))
     _report(values, list(keys))
     click.echo("saved and read back from the node's flash", err=True)
 
@@ -105,12 +117,13 @@ def export(port: str | None, file: Path) -> None:
 
 @config_group.command("import")
 @port_option
+@pin_option
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-def import_(port: str | None, file: Path) -> None:
+def import_(port: str | None, pin: str | None, file: Path) -> None:
     """Set every key in FILE (an export, or a JSON {key: value}); all of them, or none."""
     updates = cfg.read_import(file)
     if not updates:
         raise InvalidConfig(f"{file} sets no keys")
-    values = cfg.change(open_node(port), updates, [])
+    values = _change(port, pin, updates, [])
     _report(values, sorted(updates))
     click.echo(f"imported {len(updates)} keys from {file}: saved and read back", err=True)

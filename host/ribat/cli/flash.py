@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ribat import deploy, ports
-from ribat.cli.common import console, port_option, size
+from ribat.cli.common import ask_pin, console, pin_option, port_option, size
 
 OK = click.style("✓", fg="green")
 
@@ -30,12 +30,16 @@ if TYPE_CHECKING:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Firmware tree to deploy instead of the one shipped with ribat.",
 )
-def flash(port: str | None, board: str | None, dry_run: bool, source: Path | None) -> None:
+@pin_option
+def flash(
+    port: str | None, board: str | None, dry_run: bool, source: Path | None, pin: str | None
+) -> None:
     """Deploy the ribat firmware onto a board that runs MicroPython.
 
     Only files whose hash on the board differs are sent; the new firmware goes into the
     slot that is not running and becomes active in one atomic step, so an interrupted
-    deploy leaves the board running what it ran before.
+    deploy leaves the board running what it ran before. A provisioned node's REPL is
+    sealed: it opens for the deploy in an unlocked session (the operator PIN).
     """
     path = ports.resolve(port)
     # rich only for the progress bar on a terminal: it costs a third of our start-up
@@ -48,8 +52,9 @@ def flash(port: str | None, board: str | None, dry_run: bool, source: Path | Non
 
     try:
         result = deploy.deploy(
-            path, board, source, dry_run, progress, step=lambda message: say(f"→ {message}")
-        )
+            path, board, source, dry_run, progress,
+            step=lambda message: say(f"→ {message}"), pin=lambda: ask_pin(pin),
+        )  # fmt: skip
     finally:
         if bar is not None:
             bar.stop()

@@ -156,11 +156,19 @@ def lock(port: str | None) -> None:
 
 @click.command()
 @port_option
+@pin_option
+@click.option(
+    "--button",
+    is_flag=True,
+    help="Instead of the PIN: restart the node and press its button within 10 s.",
+)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
-def wipe(port: str | None, yes: bool) -> None:
+def wipe(port: str | None, pin: str | None, button: bool, yes: bool) -> None:
     """Erase a node's keys, roster and content: it becomes unprovisioned.
 
-    The audit log stays, with the wipe recorded in it.
+    A provisioned node needs its operator PIN, or a press of its button in the seconds
+    after it starts (--button), as a FIDO key's reset needs presence. The audit log stays,
+    with the wipe recorded in it.
     """
     client = open_node(port)
     info = client.info
@@ -171,7 +179,20 @@ def wipe(port: str | None, yes: bool) -> None:
         click.confirm(
             f"Erase the keys and content of {info.name} ({info.partner}) for good?", abort=True
         )
-    guard.wipe(client)
+    if guard.identity(client)["state"] != "locked":  # unprovisioned, or in a session
+        guard.wipe(client)
+    elif button:
+        guard.wipe_by_presence(
+            client,
+            lambda s: click.echo(f"press the button on {info.name} now ({s:g} s)", err=True),
+        )
+    else:
+        if pin is None and not sys.stdin.isatty():
+            raise click.UsageError(
+                "a wipe of a provisioned node needs its operator PIN (--pin or RIBAT_PIN), "
+                "or a press of its button (--button)"
+            )
+        guard.wipe(client, ask_pin(pin))
     click.echo(f"{info.name} wiped: it is unprovisioned", err=True)
 
 

@@ -80,6 +80,15 @@ def reset(name: str) -> None:
     click.echo(f"power-cycled {name}", err=True)
 
 
+@sim_group.command()
+@click.argument("name")
+@click.option("--hold", default=0.3, metavar="S", help="Seconds the button is held down.")
+def press(name: str, hold: float) -> None:
+    """Press a virtual board's button (its BOOTSEL, on a Pico), and let it go."""
+    sim.press(name, hold)
+    click.echo(f"pressed {name}'s button for {hold:g} s", err=True)
+
+
 class _CellGroup(click.Group):
     """`ribat sim cell MA,FR,ES,BE` starts a cell: partners where a subcommand would be."""
 

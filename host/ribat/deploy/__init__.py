@@ -24,6 +24,7 @@ room for the new slot.
 """
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,8 @@ from ribat.device import boards
 from ribat.device.client import HELLO_TIMEOUT_S, NodeClient
 from ribat.device.transport import Port
 from ribat.digest import files_digest
-from ribat.errors import DeployError, NoAnswer, RibatError
+from ribat.errors import DeployError, DeviceError, Locked, NoAnswer, RibatError
+from ribat.ops import guard
 
 
 @dataclass
@@ -75,6 +77,34 @@ def _unchanged(
     return board, image, verified["slot"]
 
 
+def _open_repl(client: NodeClient, pin: Callable[[], str] | None, step: Step) -> None:
+    """A provisioned node is sealed: its REPL opens at its next start only, asked for in an
+    unlocked session. Nothing to do for a board with no node running, or unprovisioned."""
+    if client.info is None:
+        return
+    try:
+        state = guard.identity(client)["state"]
+    except RibatError:
+        return
+    if state == "unprovisioned":
+        return
+    if pin is None:
+        raise Locked(
+            f"{client.port.path} is a provisioned node: its REPL opens only in an unlocked "
+            "session: give the operator PIN (--pin or RIBAT_PIN)"
+        )
+    guard.unlock(client, pin())
+    step("opening the node's REPL for its next start only (an unlocked session)")
+    try:
+        client.request("repl.open")
+    except DeviceError as e:
+        if e.cause != "unknown":
+            raise
+        guard.lock(client)  # a firmware from before the seal: its REPL is open anyway
+        return
+    client.wait_for_prompt()
+
+
 def deploy(
     path: str,
     board_name: str | None = None,
@@ -82,17 +112,21 @@ def deploy(
     dry_run: bool = False,
     progress: Progress = lambda done, total: None,
     step: Step = lambda message: None,
+    pin: Callable[[], str] | None = None,
 ) -> Result:
-    """Deploy the firmware to the board on path; see the module's docstring."""
+    """Deploy the firmware to the board on path; see the module's docstring. pin gives the
+    operator PIN, asked for only if the node is provisioned (sealed)."""
     started = time.monotonic()
     # One port from probe to the node's first answer: a board's output while no host has
     # its port open is lost, and what it prints as it restarts is the best diagnosis.
     with Port(path) as port:
-        unchanged = _unchanged(NodeClient(port), board_name, source, step)
+        client = NodeClient(port)
+        unchanged = _unchanged(client, board_name, source, step)
         if unchanged is not None:
             board, image, slot = unchanged
             plan = Plan(slot=slot, keep=sorted(image.hashes))
             return Result(plan, board, image.manifest, 0, time.monotonic() - started)
+        _open_repl(client, pin, step)
         deployer = Deployer(port)
         try:
             step(f"probing {path}")

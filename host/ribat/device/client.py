@@ -224,6 +224,15 @@ class NodeClient:
             if time.monotonic() >= deadline:
                 raise NoAnswer(f"{self.port.path} did not come back within {timeout:g} s")
 
+    def wait_for_prompt(self, timeout: float = BOOT_TIMEOUT_S) -> None:
+        """Read what the board says until its REPL prompts; NoAnswer if it does not."""
+        deadline = time.monotonic() + timeout
+        self.prompted = False
+        while not self.prompted and (left := deadline - time.monotonic()) > 0:
+            self.events.extend(f for f in self._frames(left) if f.kind == codec.EVENT)
+        if not self.prompted:
+            raise NoAnswer(f"{self.port.path} did not reach its REPL within {timeout:g} s")
+
     def _watch_for_boot(self, timeout: float) -> None:
         """Read what the node says for up to timeout, stopping early when it starts."""
         deadline = time.monotonic() + timeout

@@ -3,17 +3,20 @@ and the audit log, over a NodeClient. The operations themselves run on the node
 (firmware/ribat/guard.py); nothing here ever holds a node's secret.
 """
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from ribat.authority.cell import Cell, verify_identity
 from ribat.device.client import NodeClient
-from ribat.errors import NotRibat, WrongState
+from ribat.errors import Locked, NotRibat, WrongState
 
 # Public-key work in pure Python on a Pico takes seconds (docs/security.md has the figures).
 PROVISION_TIMEOUT_S = 60.0
 PIN_TIMEOUT_S = 20.0
 ROSTER_TIMEOUT_S = 20.0
+PRESENCE_S = 10.0  # how long after its start a node takes a button press (Node.PRESENCE_MS)
+PRESENCE_POLL_S = 0.2
 _FRAME_SPARE = 160  # bytes of a frame body left for the header and meta around a piece
 
 
@@ -71,8 +74,34 @@ def change_pin(client: NodeClient, pin: str, new: str) -> None:
     client.request("pin.change", timeout=2 * PIN_TIMEOUT_S, pin=pin, new=new)
 
 
-def wipe(client: NodeClient) -> dict:
+def wipe(client: NodeClient, pin: str | None = None) -> dict:
+    """Erase the node's keys and content: a provisioned node needs its PIN (pin, or the
+    session of `ribat unlock`), or wipe_by_presence."""
+    if pin is not None:
+        unlock(client, pin)
     return client.request("wipe", confirm=True)
+
+
+def wipe_by_presence(client: NodeClient, now_press: Callable[[float], None]) -> dict:
+    """Restart the node, then wipe it once someone presses its button in the seconds
+    after the start (as a FIDO key's reset needs presence). now_press(seconds) is called
+    when the window opens; Locked if no press came in it."""
+    assert client.info is not None
+    boot = client.info.boot
+    client.request("reset")
+    client.wait_ready(not_boot=boot)
+    deadline = time.monotonic() + PRESENCE_S
+    now_press(PRESENCE_S)
+    while True:
+        try:
+            return client.request("wipe", confirm=True)
+        except Locked:
+            if time.monotonic() > deadline:
+                raise Locked(
+                    f"no press of the board's button came within {PRESENCE_S:g} s of its "
+                    "start: nothing was wiped"
+                ) from None
+        time.sleep(PRESENCE_POLL_S)
 
 
 def load_roster(client: NodeClient, roster: bytes) -> dict:

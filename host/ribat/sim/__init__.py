@@ -227,6 +227,15 @@ def power_cycle(name: str) -> None:
     control(name, {"op": "power_cycle"})
 
 
+def press(name: str, hold: float = 0.3) -> None:
+    """Press virtual board name's button for hold seconds."""
+    control(name, {"op": "button", "pressed": True})
+    try:
+        time.sleep(hold)
+    finally:
+        control(name, {"op": "button", "pressed": False})
+
+
 def wire(name: str, other: str) -> str:
     """Wire virtual board name's UART to other's; other's name."""
     if name == other:
