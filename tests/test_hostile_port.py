@@ -1,0 +1,157 @@
+"""Whoever holds a provisioned node's USB port, without its PIN: no prompt (Ctrl-C,
+Ctrl-D, Ctrl-A, a crash, unmodified mpremote), no setting that weakens the node, no wipe
+without the PIN or the button, no deploy without an unlocked session. Each of these
+worked before the node was sealed (issue 19)."""
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import FIRMWARE, PIN, NewSim, make_cell, ribat, sim_status
+from ribat import deploy, sim
+from ribat.device.client import NodeClient
+from ribat.device.transport import Port
+from ribat.errors import Locked
+
+
+@pytest.fixture
+def sealed(new_sim: NewSim, tmp_path: Path) -> sim.Sim:
+    """A provisioned node (locked)."""
+    (board,) = make_cell(new_sim, tmp_path, [("MA", "rabat-1")])
+    return board
+
+
+def said(device: str, send: bytes, listen: float = 2.0) -> bytes:
+    """What the board says in the seconds after it is sent bytes."""
+    with Port(device) as port:
+        port.write(send)
+        out = b""
+        deadline = time.monotonic() + listen
+        while (left := deadline - time.monotonic()) > 0:
+            out += port.read(left)
+    return out
+
+
+def boot_id(board: sim.Sim) -> str:
+    with NodeClient(Port(board.device)) as client:
+        return client.wait_ready().boot
+
+
+def mpremote_gets_in(device: str) -> bool:
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "mpremote", "connect", device, "exec", "print(6 * 7)"],
+            capture_output=True, text=True, timeout=12,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return False
+    return "42" in done.stdout
+
+
+def test_no_prompt_answers_on_a_sealed_node(sealed: sim.Sim) -> None:
+    before = boot_id(sealed)
+    for keys in (b"\r\x03\x03", b"\r\x03\r\x01", b"\x04", b"\r\x02\x04", b"\x03\x01\x04\x05A\x01"):
+        out = said(sealed.device, keys)
+        assert b">>>" not in out and b"raw REPL" not in out, (keys, out)
+    assert boot_id(sealed) == before  # it did not even restart: those were bytes
+    assert not mpremote_gets_in(sealed.device)
+    # nor in the instants after a power cycle, Ctrl-C sent all the way through the start
+    sim.power_cycle(sealed.name)
+    out = said(sealed.device, b"\x03" * 64 + b"\r\x01", listen=1.0)
+    assert b">>>" not in out and b"raw REPL" not in out, out
+    assert boot_id(sealed) != before
+
+
+def test_a_crash_restarts_a_sealed_node(sealed: sim.Sim, tmp_path: Path) -> None:
+    src = tmp_path / "crashing"
+    shutil.copytree(FIRMWARE, src, ignore=shutil.ignore_patterns("__pycache__", "mypy.ini"))
+    app = src / "ribat" / "app.py"
+    serve = "    await node.link.serve(lambda frame: service.handle(node, frame))\n"
+    assert serve in app.read_text()
+    crash = (
+        "    asyncio.create_task(node.link.serve(lambda frame: service.handle(node, frame)))\n"
+        "    await asyncio.sleep_ms(1500)\n"
+        "    raise RuntimeError('a crash')  # out of the application: an unsealed one ends here\n"
+    )
+    app.write_text(app.read_text().replace(serve, crash))
+    deploy.deploy(sealed.device, source=src, pin=lambda: PIN)
+    out = said(sealed.device, b"", listen=5.0)
+    assert b"a crash" in out  # it did crash, and said so
+    assert b">>>" not in out and b"raw REPL" not in out, out
+    assert sim_status(sealed.name)["reset_cause"] == "hard"  # machine.reset(), each time
+    assert not mpremote_gets_in(sealed.device)
+
+
+def test_a_deploy_to_a_sealed_node_needs_an_unlocked_session(
+    sealed: sim.Sim, tmp_path: Path
+) -> None:
+    src = tmp_path / "fw"
+    shutil.copytree(FIRMWARE, src, ignore=shutil.ignore_patterns("__pycache__", "mypy.ini"))
+    with open(src / "ribat" / "telemetry.py", "a") as f:
+        f.write("\nCHANGED = 1\n")
+    before = boot_id(sealed)
+    with pytest.raises(Locked, match="unlocked session"):
+        deploy.deploy(sealed.device, source=src)
+    r = ribat("flash", "-p", sealed.device, "--source", str(src), "--pin", "000000")
+    assert r.code == 11 and "wrong PIN" in r.err
+    assert boot_id(sealed) == before  # nothing written, nothing restarted
+    r = ribat("flash", "-p", sealed.device, "--source", str(src), "--pin", PIN)
+    assert r.code == 0, r.err
+    with NodeClient(Port(sealed.device)) as client:
+        assert client.wait_ready().build != before
+    assert not mpremote_gets_in(sealed.device)  # the new firmware starts sealed
+    events = ribat("audit", "show", "-p", sealed.device).out
+    assert "repl-open" in events and "deploy" in events
+
+
+def test_a_locked_node_keeps_its_security_settings(sealed: sim.Sim) -> None:
+    for key, value in (
+        ("pin.max_tries", "15"),
+        ("pin.idle_s", "3600"),
+        ("audit.max_entries", "16"),
+        ("node.partner", "FR"),
+        ("node.name", "not-rabat"),
+    ):
+        r = ribat("config", "set", "-p", sealed.device, key, value)
+        assert r.code == 10 and "unlocked session" in r.err, (key, r.err)
+        r = ribat("config", "unset", "-p", sealed.device, key)
+        assert r.code == 10, (key, r.err)
+    got = ribat("config", "get", "-p", sealed.device, "pin.max_tries")
+    assert got.out.strip().endswith("8")
+    # what does not weaken it still changes locked; the rest with the PIN
+    assert ribat("config", "set", "-p", sealed.device, "led.brightness", "20").code == 0
+    r = ribat("config", "set", "-p", sealed.device, "--pin", PIN, "pin.max_tries", "5")
+    assert r.code == 0, r.err
+
+
+def test_a_wipe_needs_the_pin_or_the_button(sealed: sim.Sim) -> None:
+    def state() -> str:
+        with NodeClient(Port(sealed.device)) as client:
+            client.wait_ready()
+            return str(client.request("identity")["state"])
+
+    with NodeClient(Port(sealed.device)) as client:
+        client.hello()
+        with pytest.raises(Locked, match="button"):
+            client.request("wipe", confirm=True)
+    r = ribat("wipe", "-p", sealed.device, "--yes", "--pin", "000000")
+    assert r.code == 11 and state() == "locked"
+    # --button with no press: the window closes, nothing is wiped
+    r = ribat("wipe", "-p", sealed.device, "--yes", "--button", timeout=60)
+    assert r.code == 10 and "no press" in r.err and state() == "locked"
+    # --button, pressed in the window
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ribat", "wipe", "-p", sealed.device, "--yes", "--button"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    assert "press the button" in proc.stderr.readline()
+    sim.press(sealed.name)
+    assert proc.wait(30) == 0
+    assert state() == "unprovisioned"
+    events = ribat("audit", "show", "-p", sealed.device).out
+    assert "why=button" in events
