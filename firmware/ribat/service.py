@@ -101,11 +101,11 @@ def config_get(node, meta: dict, data: bytes) -> dict:
 
 
 def config_set(node, meta: dict, data: bytes) -> dict:
-    updates = arg(meta, "set", dict, {})
-    unset = arg(meta, "unset", list, [])
+    updates: dict = arg(meta, "set", dict, {})  # type: ignore[assignment]
+    unset: list = arg(meta, "unset", list, [])  # type: ignore[assignment]
     config = node.config
     if node.keyring.state not in ("unprovisioned", "unlocked"):
-        for key in list(updates) + unset:  # type: ignore[operator]
+        for key in list(updates) + unset:
             if schema.guarded(key):
                 raise RequestError(
                     codec.LOCKED,
