@@ -15,7 +15,7 @@ from conftest import PIN, NewSim, make_cell, on_flash, ribat
 from ribat import sim
 from ribat.device.client import connect
 from ribat.errors import DeviceError, RibatError
-from ribat.ops import journal
+from ribat.ops import guard, journal
 from ribat.ops import sync as lib
 
 
@@ -83,7 +83,7 @@ def test_a_sync_cut_anywhere_resumes_without_resending(
     cut_short = 0  # syncs cut after some entries had arrived
     for batch in range(4):
         with connect(ma.device) as client:
-            client.request("unlock", pin=PIN)
+            guard.unlock(client, PIN)
             for n in range(40):  # more than half a run of 64: runs straddle the cuts
                 client.request("journal.post", timeout=30, kind="notice", to=["FR"],
                                title=f"{batch}.{n}", body="b" * 300)  # fmt: skip

@@ -164,9 +164,9 @@ async def heartbeat(node: Node) -> None:
 
 
 def _derive_next_pair(keyring: keys.Keyring) -> bool:
-    from ribat import keywork  # on demand, dropped again at the lock
+    from ribat import pairs  # on demand, dropped again at the lock
 
-    return keywork.derive_next_pair(keyring)
+    return pairs.derive_next_pair(keyring)
 
 
 async def session(node: Node) -> None:

@@ -59,7 +59,7 @@ def _record(node, text: object) -> "tuple[int, bytes]":
 
 def post(node, meta: dict, data: bytes) -> dict:
     keyring = node.keyring
-    keyring.need("unlocked")
+    keyring.need("session")
     kind = _choice(meta, "kind", entry.KINDS)
     severity = _choice(meta, "severity", entry.SEVERITIES, "routine")
     title = _text(meta, "title", MAX_TITLE)
@@ -93,7 +93,7 @@ def post(node, meta: dict, data: bytes) -> dict:
                 "roster with one (`ribat cell load`)" % code,
             )
     node.follow_clock(meta.get("now"))
-    from ribat import aead, keywork, keywrap
+    from ribat import aead, keywrap, pairs
 
     now = int(time.time())
     inner = {"t": now, "k": kind, "s": severity, "to": partners, "ti": title, "b": body}
@@ -102,7 +102,7 @@ def post(node, meta: dict, data: bytes) -> dict:
     cek = os.urandom(32)
     wraps = []
     for origin in recipients:
-        key = keywork.content_key(keyring, members[origin]["fp"])
+        key = pairs.content_key(keyring, members[origin]["fp"])
         if key is not None:  # (a member with a degenerate agreement key gets none)
             wraps.append(keywrap.wrap(key, cek))
     text = json.dumps(inner).encode()
@@ -137,12 +137,12 @@ def _open(node, rec: bytes, members: dict, keys: dict) -> "dict | None":
     parts = entry.wraps_of(content)
     if parts is None:
         return None
-    from ribat import aead, keywork, keywrap
+    from ribat import aead, keywrap, pairs
 
     origin = header.origin
     if origin not in keys:
         member = members.get(origin)
-        keys[origin] = None if member is None else keywork.content_key(node.keyring, member["fp"])
+        keys[origin] = None if member is None else pairs.content_key(node.keyring, member["fp"])
     key = keys[origin]
     if key is None:
         return None
@@ -188,13 +188,16 @@ def _item(node, k: int, rec: bytes, members: dict, inner: "dict | None") -> dict
 
 
 def list_entries(node, meta: dict, data: bytes) -> dict:
-    """A page of the journal from record after + 1, with what this node may read of
-    each (nothing of their content when locked)."""
+    """A page of the journal from record after + 1 (at most page bytes of items, and at
+    least one), with what this node may read of each (nothing of their content when
+    locked)."""
     after = arg(meta, "after", int, -1)
     partner = meta.get("from")
     kind = meta.get("kind")
     since = arg(meta, "since", int, 0)
-    unlocked = node.keyring.state == "unlocked"
+    asked: int = arg(meta, "page", int, _PAGE)  # type: ignore[assignment]
+    page = min(_PAGE, asked)
+    unlocked = node.keyring.in_session()
     j = node.journal
     members = node.keyring.members()
     keys: dict = {}
@@ -204,7 +207,7 @@ def list_entries(node, meta: dict, data: bytes) -> dict:
     last: int = after  # type: ignore[assignment]  # the last record looked at
     scan = j.records(last + 1)
     for k, view in scan:
-        if used >= _PAGE:
+        if used >= page:
             break
         last = k
         rec = bytes(view)
@@ -230,7 +233,7 @@ def list_entries(node, meta: dict, data: bytes) -> dict:
 
 
 def show(node, meta: dict, data: bytes) -> dict:
-    node.keyring.need("unlocked")
+    node.keyring.need("session")
     k, rec = _record(node, meta.get("id"))
     flags = node.journal.flags(rec)
     header = entry.Header(rec)
@@ -253,7 +256,7 @@ def show(node, meta: dict, data: bytes) -> dict:
 
 
 def ack(node, meta: dict, data: bytes) -> dict:
-    node.keyring.need("unlocked")
+    node.keyring.need("session")
     k, rec = _record(node, meta.get("id"))
     header = entry.Header(rec)
     if _open(node, rec, node.keyring.members(), {}) is None:

@@ -59,6 +59,7 @@ CAUSES = (
     "state",  # not in this state: provisioning a provisioned node, using an unprovisioned one
     "refused",  # a document the node will not take: forged, older, another cell's, garbage
     "memory",  # the receiver had no memory for this request or its answer: send less
+    "auth",  # a session request whose counter or MAC is wrong: replayed, reordered, altered
 )
 ENCODING = 0
 CRC = 1
@@ -75,6 +76,7 @@ PIN = 11
 STATE = 12
 REFUSED = 13
 MEMORY = 14
+AUTH = 15
 
 
 class FrameError(Exception):

@@ -9,7 +9,7 @@ from binascii import unhexlify
 
 from micropython import const
 
-from ribat import codec, schema, store
+from ribat import codec, keys, schema, store
 from ribat.keys import ROSTER
 from ribat.link import RequestError, arg
 
@@ -50,10 +50,16 @@ def identity(node, meta: dict, data: bytes) -> dict:
     return out
 
 
+def pin_key(node, meta: dict, data: bytes) -> dict:
+    """A key to seal the PIN(s) of the next request under (ribat.session)."""
+    return _keywork().pin_key(node.keyring)
+
+
 def provision(node, meta: dict, data: bytes) -> dict:
     partner = _config_arg(meta, "partner", "node.partner")
     name = _config_arg(meta, "name", "node.name")
-    pin = _keywork().pin_args(meta.get("pin"))
+    pin_key, _ = _keywork().open_channel(node.keyring, meta)
+    pin = _keywork().sealed_pin(pin_key, meta, "pin")
     authority = arg(meta, "authority", str)
     if len(authority) != 64:  # type: ignore[arg-type]
         raise RequestError(codec.ARGS, "'authority' must be a public key: 64 hex digits")
@@ -68,9 +74,14 @@ def provision(node, meta: dict, data: bytes) -> dict:
 
 
 def unlock(node, meta: dict, data: bytes) -> dict:
-    pin = _keywork().pin_args(meta.get("pin"))
+    """The PIN, sealed under the PIN key the node gave for it: right, the node is unlocked
+    for a session whose requests carry the MAC key derived with it (ribat.session)."""
+    pin_key, mac_key = _keywork().open_channel(node.keyring, meta)
+    pin = _keywork().sealed_pin(pin_key, meta, "pin")
     secrets = _check_pin(node, pin)
-    node.keyring.unlock(secrets)
+    node.keyring.unlock(secrets, mac_key)
+    keys.unload("keywork")  # what a session needs of the key work is in ribat.pairs
+    keys.unload("x25519")
     node.make_room_for_session()
     node.touch()
     node.audit.append("unlock")
@@ -106,8 +117,9 @@ def lock(node, meta: dict, data: bytes) -> dict:
 
 
 def pin_change(node, meta: dict, data: bytes) -> dict:
-    pin = _keywork().pin_args(meta.get("pin"))
-    new = _keywork().pin_args(meta.get("new"))
+    pin_key, _ = _keywork().open_channel(node.keyring, meta)
+    pin = _keywork().sealed_pin(pin_key, meta, "pin")
+    new = _keywork().sealed_pin(pin_key, meta, "new")
     secrets = _check_pin(node, pin)
     _keywork().change_pin(node.keyring, secrets, new)
     node.audit.append("pin-change")
@@ -121,13 +133,14 @@ def wipe(node, meta: dict, data: bytes) -> dict:
     if meta.get("confirm") is not True:
         raise RequestError(codec.ARGS, "a wipe needs 'confirm': true")
     keyring = node.keyring
-    if keyring.state not in ("unprovisioned", "unlocked") and not node.present:
+    by_button = keyring.state != "unprovisioned" and not keyring.in_session()
+    if by_button and not node.present:
         raise RequestError(
             codec.LOCKED,
             "a wipe needs the operator PIN, or a press of the board's button within "
             "%d s of its start" % (node.PRESENCE_MS // 1000),
         )
-    node.audit.append("wipe", {"why": "button" if keyring.state == "locked" else "request"})
+    node.audit.append("wipe", {"why": "button" if by_button else "request"})
     node.keyring.wipe()
     node.open_journal()
     gc.collect()
@@ -164,8 +177,10 @@ def roster_load(node, meta: dict, data: bytes) -> dict:
 
 def cell_pairs(node, meta: dict, data: bytes) -> dict:
     keyring = node.keyring
-    keyring.need("unlocked")
-    while _keywork().derive_next_pair(keyring):
+    keyring.need("session")
+    from ribat import pairs
+
+    while pairs.derive_next_pair(keyring):
         pass
     out = []
     roster = keyring.roster
@@ -176,7 +191,7 @@ def cell_pairs(node, meta: dict, data: bytes) -> dict:
                 "name": m["name"],
                 "partner": m["partner"],
                 "fp": m["fp"],
-                "check": None if key is None else _keywork().pair_check(key),
+                "check": None if key is None else pairs.pair_check(key),
             }
         )
     return {"pairs": out}
@@ -194,7 +209,7 @@ def repl_open(node, meta: dict, data: bytes) -> dict:
     """Open the REPL at the node's next start, that start only, for a deploy: in an
     unlocked session (a provisioned node's REPL is sealed otherwise: main.py). The node
     locks, then restarts once the answer has left."""
-    node.keyring.need("unlocked")
+    node.keyring.need("session")
     node.audit_room()
     node.audit.append("repl-open")
     store.write_atomic(_REPL_ONCE, b"")
@@ -205,6 +220,7 @@ def repl_open(node, meta: dict, data: bytes) -> dict:
 
 OPS = {
     "identity": identity,
+    "pin.key": pin_key,
     "provision": provision,
     "unlock": unlock,
     "lock": lock,

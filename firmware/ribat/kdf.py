@@ -1,8 +1,8 @@
 """HMAC-SHA256 (RFC 2104), HKDF-SHA256 (RFC 5869) and PBKDF2-HMAC-SHA256 (RFC 8018), over
 the platform's hashlib.sha256 (C on every MicroPython port; MicroPython has no hmac).
 
-Node code, tested on MicroPython and CPython against RFC 4231, RFC 5869 and RFC 7914's
-vectors. No I/O.
+Shared by node and host (symlink host/ribat/kdf.py), tested on MicroPython and CPython
+against RFC 4231, RFC 5869 and RFC 7914's vectors. No I/O.
 """
 
 from hashlib import sha256
@@ -17,18 +17,20 @@ def _pads(key: bytes) -> tuple:
     return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
 
 
-def _hmac_pads(inner: bytes, outer: bytes, message: bytes) -> bytes:
+def _hmac_pads(inner: bytes, outer: bytes, message: bytes, more: "tuple" = ()) -> bytes:
     h = sha256(inner)
     h.update(message)
+    for part in more:
+        h.update(part)
     o = sha256(outer)
     o.update(h.digest())
     return o.digest()
 
 
-def hmac(key: bytes, message: bytes) -> bytes:
-    """HMAC-SHA256 of message under key: 32 bytes."""
+def hmac(key: bytes, message: bytes, *more: bytes) -> bytes:
+    """HMAC-SHA256 under key of message and the parts after it, as one: 32 bytes."""
     inner, outer = _pads(key)
-    return _hmac_pads(inner, outer, message)
+    return _hmac_pads(inner, outer, message, more)
 
 
 def equal(a: bytes, b: bytes) -> bool:

@@ -29,6 +29,8 @@ from ribat.link import RequestError
 _CRYPTO = (
     "guard",
     "keywork",
+    "pairs",
+    "session",
     "intake",
     "ed25519",
     "sha512",
@@ -94,6 +96,12 @@ class Keyring:
         self.uid = uid
         self._secrets: "tuple | None" = None  # (signing seed, key-agreement secret)
         self.pairs: dict = {}  # peer fingerprint -> pairwise key, while unlocked
+        # The session (ribat.session): its MAC key and the last request number taken,
+        # while unlocked; whether the request at hand carried a valid MAC.
+        self.session_key: "bytes | None" = None
+        self.session_n = 0
+        self.authentic = False
+        self.pin_channel: "tuple | None" = None  # (secret, nonce) of the PIN key (pin.key)
         self.wiped_at_start = False
         if store.exists(_WIPING):
             self._finish_wipe()
@@ -128,11 +136,23 @@ class Keyring:
     def cell(self) -> "str | None":
         return None if self.authority is None else signed.fingerprint(self.authority)
 
+    def in_session(self) -> bool:
+        """Unlocked, and the request at hand is the session's (its counter and MAC good)."""
+        return self._secrets is not None and self.authentic
+
     def need(self, state: str) -> None:
-        """Refuse the request unless the node is in state (or past it, for "locked")."""
+        """Refuse the request unless the node is in state (or past it, for "locked");
+        "session": unlocked, and the request is the session's own."""
         now = self.state
         if now == state or (state == "locked" and now == "unlocked"):
             return
+        if state == "session" and self.in_session():
+            return
+        if state == "session" and now == "unlocked":
+            raise RequestError(
+                codec.LOCKED,
+                "the node is unlocked for another session: this request does not carry it",
+            )
         if now == "unprovisioned":
             raise RequestError(codec.STATE, "the node is not provisioned: run `ribat provision`")
         if state == "unprovisioned":
@@ -152,12 +172,15 @@ class Keyring:
 
     # -- the PIN -------------------------------------------------------------------------
 
-    def unlock(self, secrets: bytes) -> None:
+    def unlock(self, secrets: bytes, session_key: bytes) -> None:
         self._secrets = (secrets[:32], secrets[32:64])
+        self.session_key = session_key
+        self.session_n = 0
 
     def lock(self) -> None:
         self._secrets = None
         self.pairs = {}
+        self.session_key = None
 
     def wipe(self) -> None:
         self.lock()

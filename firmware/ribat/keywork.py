@@ -1,6 +1,8 @@
 """The key work the node does on request, loaded only while it is needed (keys.py keeps
 what a node needs at every moment): provisioning, sealing the keys under the PIN and
-opening them, the roster, the pairwise keys. See keys.py for the files.
+opening them, the PIN key a host seals its PINs under (ribat.session), the roster. A
+session's own key work is in pairs.py: this module is dropped once the node is unlocked.
+See keys.py for the files.
 """
 
 import json
@@ -9,7 +11,7 @@ from binascii import hexlify, unhexlify
 
 from micropython import const
 
-from ribat import aead, codec, ed25519, kdf, schema, signed, store, x25519
+from ribat import aead, codec, ed25519, kdf, schema, session, signed, store
 from ribat.keys import DIR, IDENTITY, ROSTER, SEAL, TRIES, rmtree
 from ribat.link import RequestError
 
@@ -17,6 +19,13 @@ PIN_ITERATIONS = const(4096)  # PBKDF2 rounds: see docs/security.md for the cost
 _MAGIC = b"RBK1"
 _SALT = const(16)
 _HEADER = const(24)  # magic, iterations (u32 big-endian), salt
+
+
+def _x25519():
+    """X25519, loaded for the agreement at hand, dropped after the unlock (guard.unlock)."""
+    from ribat import x25519
+
+    return x25519
 
 
 def _box_key(pin: str, salt: bytes, iterations: int, uid: bytes) -> bytes:
@@ -42,17 +51,11 @@ def unseal(pin: str, uid: bytes, blob: bytes) -> "bytes | None":
     return aead.open_box(key, blob[_HEADER:], header + uid)
 
 
-def pair_check(key: bytes) -> str:
-    """A check value two nodes can compare to show they hold the same pairwise key,
-    without showing the key (as key check values do for HSMs)."""
-    return hexlify(kdf.hmac(key, b"ribat-pair-check")[:4]).decode()
-
-
 def provision(keyring, partner: str, name: str, pin: str, authority: bytes, t: int) -> None:
     """New keys, sealed under pin; on an unprovisioned node (the caller checks)."""
     seed, kx = os.urandom(32), os.urandom(32)
     sign_pub = ed25519.public_key(seed)
-    kx_pub = x25519.public_key(kx)
+    kx_pub = _x25519().public_key(kx)
     rmtree(DIR)  # what a provisioning cut short left behind
     store.write_atomic(SEAL, seal(pin, keyring.uid, seed + kx))
     store.write_atomic(TRIES, b"0")
@@ -127,47 +130,6 @@ def load_roster(keyring, data: bytes) -> dict:
     return body
 
 
-def derive_next_pair(keyring) -> bool:
-    """Derive one missing pairwise key (X25519 then HKDF); False if none is missing.
-    One at a time, so the event loop keeps running between them."""
-    if keyring._secrets is None or keyring.roster is None or keyring.identity is None:
-        return False
-    mine = keyring.identity["fp"]
-    for member in keyring.roster["members"]:
-        if member["fp"] != mine and member["fp"] not in keyring.pairs:
-            _derive_pair(keyring, member)
-            return True
-    return False
-
-
-def _derive_pair(keyring, member: dict) -> "bytes | None":
-    fp = member["fp"]
-    mine = keyring.identity["fp"]
-    shared = x25519.x25519(keyring._secrets[1], unhexlify(member["kx"]))
-    key = None
-    if shared != bytes(32):  # a low-order point gives no key to agree on
-        cell = keyring.cell() or ""
-        ends = mine + fp if mine < fp else fp + mine
-        key = kdf.hkdf(shared, cell.encode(), b"ribat-pair v1 " + ends.encode(), 32)
-    keyring.pairs[fp] = key
-    return key
-
-
-def content_key(keyring, fp: str) -> "bytes | None":
-    """The key that wraps bulletin content keys between this node and node fp: their
-    pairwise key, or for this node itself a key of its own; None for a node outside the
-    roster (or one with a degenerate agreement key)."""
-    assert keyring._secrets is not None and keyring.identity is not None
-    if fp == keyring.identity["fp"]:
-        return kdf.hkdf(keyring._secrets[1], b"", b"ribat-self v1", 32)
-    if fp in keyring.pairs:
-        return keyring.pairs[fp]
-    for member in keyring.roster["members"] if keyring.roster else ():
-        if member["fp"] == fp:
-            return _derive_pair(keyring, member)
-    return None
-
-
 def _roster_problem(body: dict) -> "str | None":
     version, members = body.get("version"), body.get("members")
     if type(version) is not int or version < 1 or type(members) is not list:
@@ -182,6 +144,49 @@ def _roster_problem(body: dict) -> "str | None":
             if type(m.get(field)) is not str or len(m[field]) != 64:
                 return "roster member %s without a %s key" % (m.get("name"), field)
     return None
+
+
+def pin_key(keyring) -> dict:
+    """A fresh X25519 key and nonce for the next request that carries a PIN (ribat.session):
+    the host seals its PINs under what it derives with them; kept for that request only."""
+    secret, nonce = os.urandom(32), os.urandom(16)
+    keyring.pin_channel = (secret, nonce)
+    return {"kx": hexlify(_x25519().public_key(secret)).decode(), "nonce": hexlify(nonce).decode()}
+
+
+def open_channel(keyring, meta: dict) -> tuple:
+    """(pin key, mac key) of the PIN key the host completed with meta's "kx": refused if
+    none is waiting (each serves one request) or the host's key is not one."""
+    channel, keyring.pin_channel = keyring.pin_channel, None
+    if channel is None:
+        raise RequestError(codec.AUTH, "no PIN key is waiting: ask for one (pin.key) first")
+    theirs = _hex_arg(meta, "kx", 32)
+    shared = _x25519().x25519(channel[0], theirs)
+    if shared == bytes(32):  # a low-order point: the host's key makes no secret
+        raise RequestError(codec.AUTH, "'kx' is not a usable X25519 key")
+    return session.keys(shared, channel[1])
+
+
+def sealed_pin(pin_key: bytes, meta: dict, name: str) -> str:
+    """The PIN the host sealed in meta[name] under pin_key, checked against the PIN rules."""
+    blob = _hex_arg(meta, name, session.PIN_BYTES + 32)
+    pin = session.open_pin(pin_key, name.encode(), blob)
+    if pin is None:
+        raise RequestError(
+            codec.AUTH, "%r was not sealed under this node's PIN key: nothing counted" % name
+        )
+    return pin_args(pin)
+
+
+def _hex_arg(meta: dict, name: str, size: int) -> bytes:
+    value = meta.get(name)
+    try:
+        raw = unhexlify(value) if isinstance(value, str) else b""
+    except ValueError:
+        raw = b""
+    if len(raw) != size:
+        raise RequestError(codec.ARGS, "%r must be %d bytes in hex" % (name, size))
+    return raw
 
 
 def pin_args(pin: object) -> str:

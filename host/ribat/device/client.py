@@ -6,10 +6,11 @@ answers finds out why through the REPL (no firmware, firmware stopped, not Micro
 """
 
 import collections
+import json
 import time
 from dataclasses import dataclass
 
-from ribat import codec
+from ribat import codec, session
 from ribat.device.transport import Port
 from ribat.errors import (
     BoardRestarted,
@@ -102,6 +103,9 @@ class NodeClient:
         self.text = bytearray()  # recent non-frame output
         self.prompted = False  # a REPL prompt came since the last request was sent
         self.info: NodeInfo | None = None
+        # An unlocked session (ribat.session): every request is then numbered and MAC'd.
+        self.session_key: bytes | None = None
+        self.session_n = 0
 
     def close(self) -> None:
         self.port.close()
@@ -171,6 +175,12 @@ class NodeClient:
 
     # -- requests ----------------------------------------------------------------------
 
+    def open_session(self, mac_key: bytes) -> None:
+        self.session_key, self.session_n = mac_key, 0
+
+    def close_session(self) -> None:
+        self.session_key = None
+
     def request(self, op: str, timeout: float = REQUEST_TIMEOUT_S, **args: object) -> dict:
         return self.exchange(op, b"", timeout, **args)[0]
 
@@ -179,7 +189,13 @@ class NodeClient:
     ) -> tuple[dict, bytes]:
         """A request carrying data bytes; the response's meta and data."""
         self.seq = (self.seq + 1) & 0xFFFF
-        line = codec.encode(codec.REQUEST, self.seq, {"op": op, **args}, data)
+        meta: dict = {"op": op, **args}
+        if self.session_key is not None:  # the session's: numbered, and MAC'd with its data
+            text = json.dumps(args, separators=(",", ":"))
+            self.session_n += 1
+            tag = session.mac(self.session_key, self.session_n, op, text, data)
+            meta = {"op": op, "a": text, "n": self.session_n, "mac": tag.hex()}
+        line = codec.encode(codec.REQUEST, self.seq, meta, data)
         if self.info is not None and len(line) > codec.encoded_size(self.info.max_frame) + 2:
             raise DeviceError(
                 f"{op!r} does not fit in one frame: the node takes up to "

@@ -3,10 +3,12 @@ and the audit log, over a NodeClient. The operations themselves run on the node
 (firmware/ribat/guard.py); nothing here ever holds a node's secret.
 """
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from ribat import session, x25519
 from ribat.authority.cell import Cell, verify_identity
 from ribat.device.client import NodeClient
 from ribat.errors import Locked, NotRibat, WrongState
@@ -24,15 +26,30 @@ def identity(client: NodeClient) -> dict:
     return client.request("identity")
 
 
+def pin_channel(client: NodeClient, **pins: str) -> tuple[dict, bytes]:
+    """The node's PIN key (pin.key) completed with one of ours: the arguments that carry
+    each of pins sealed under it, and the session's MAC key (ribat.session). The PINs
+    never cross the link in clear, and a recording of them opens nothing later."""
+    offer = client.request("pin.key", timeout=PIN_TIMEOUT_S)
+    secret = os.urandom(32)
+    shared = x25519.x25519(secret, bytes.fromhex(offer["kx"]))
+    pin_key, mac_key = session.keys(shared, bytes.fromhex(offer["nonce"]))
+    args = {"kx": x25519.public_key(secret).hex()}
+    for name, pin in pins.items():
+        args[name] = session.seal_pin(pin_key, name.encode(), pin).hex()
+    return args, mac_key
+
+
 def provision(client: NodeClient, cell: Cell, partner: str, name: str, pin: str) -> dict:
     """Have the node make its keys, seal them under pin and pin cell's authority."""
+    args, _ = pin_channel(client, pin=pin)
     return client.request(
         "provision",
         timeout=PROVISION_TIMEOUT_S,
         partner=partner,
         name=name,
-        pin=pin,
         authority=cell.public.hex(),
+        **args,
     )
 
 
@@ -49,11 +66,17 @@ def exported_identity(client: NodeClient) -> dict:
 
 
 def unlock(client: NodeClient, pin: str) -> dict:
-    return client.request("unlock", timeout=PIN_TIMEOUT_S, pin=pin)
+    """Unlock the node; the client's next requests are the session's (MAC'd, numbered)."""
+    args, mac_key = pin_channel(client, pin=pin)
+    reply = client.request("unlock", timeout=PIN_TIMEOUT_S, **args)
+    client.open_session(mac_key)
+    return reply
 
 
 def lock(client: NodeClient) -> dict:
-    return client.request("lock")
+    reply = client.request("lock")
+    client.close_session()
+    return reply
 
 
 @contextmanager
@@ -71,7 +94,8 @@ def unlocked(client: NodeClient, pin: str | None) -> Iterator[None]:
 
 
 def change_pin(client: NodeClient, pin: str, new: str) -> None:
-    client.request("pin.change", timeout=2 * PIN_TIMEOUT_S, pin=pin, new=new)
+    args, _ = pin_channel(client, pin=pin, new=new)
+    client.request("pin.change", timeout=2 * PIN_TIMEOUT_S, **args)
 
 
 def wipe(client: NodeClient, pin: str | None = None) -> dict:

@@ -31,6 +31,7 @@ BATCH_TIMEOUT_S = 60.0
 FRAME_SPARE = 256  # bytes of a frame body left for the header and meta around a batch
 FRAME_ROOM = 4096 - FRAME_SPARE  # a batch in a node's largest frame
 ROOM_MIN = 512  # the least asked of a node short of heap (one entry goes whole anyway)
+LIST_PAGE = 2800  # bytes of list items a node puts in a page, unless asked for fewer
 
 
 def _now() -> int:
@@ -73,8 +74,19 @@ def entries(
     if kind:
         filters["kind"] = kind
     out: list[dict] = []
+    room = LIST_PAGE
     while True:
-        page = client.request("journal.list", timeout=READ_TIMEOUT_S, after=after, **filters)
+        asked = {"page": room} if room < LIST_PAGE else {}
+        try:
+            page = client.request(
+                "journal.list", timeout=READ_TIMEOUT_S, after=after, **filters, **asked
+            )
+        except DeviceError as e:
+            # a node short of heap (a Pico W in a long session): ask for less, as an export
+            if e.cause != "memory" or room <= ROOM_MIN:
+                raise
+            room = max(ROOM_MIN, room // 2)
+            continue
         out.extend(page["items"])
         if page["done"]:
             break
