@@ -3,6 +3,7 @@ Ctrl-D, Ctrl-A, a crash, unmodified mpremote), no setting that weakens the node,
 without the PIN or the button, no deploy without an unlocked session. Each of these
 worked before the node was sealed (issue 19)."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -10,12 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
+from test_key_leak import RecordingPort
 
 from conftest import FIRMWARE, PIN, NewSim, make_cell, ribat, sim_status
-from ribat import deploy, sim
+from ribat import codec, deploy, sim
 from ribat.device.client import NodeClient
 from ribat.device.transport import Port
-from ribat.errors import Locked
+from ribat.errors import DeviceError, Locked
+from ribat.ops import guard
+from ribat.ops import journal as lib
 
 
 @pytest.fixture
@@ -155,3 +159,79 @@ def test_a_wipe_needs_the_pin_or_the_button(sealed: sim.Sim) -> None:
     assert state() == "unprovisioned"
     events = ribat("audit", "show", "-p", sealed.device).out
     assert "why=button" in events
+
+
+def _frames_sent(port: RecordingPort) -> list[bytes]:
+    """Each request line the host wrote, whole (marker to newline)."""
+    lines = bytes(port.sent).split(b"\n")
+    return [line + b"\n" for line in lines if line.startswith(bytes((codec.MARK,)))]
+
+
+def _op_of(line: bytes) -> str:
+    meta = codec.decode(line[1:-1]).meta or {}
+    return str(meta.get("op"))
+
+
+def _answer(client: NodeClient, line: bytes) -> dict:
+    """Send a recorded request line again, as a man in the middle would; the answer."""
+    seq = codec.decode(line[1:-1]).seq
+    client.port.write(line)
+    frame = client._wait(seq, 10)
+    assert frame is not None and frame.meta is not None
+    return frame.meta
+
+
+def test_a_recorded_session_replays_nothing(sealed: sim.Sim) -> None:
+    port = RecordingPort(sealed.device)
+    client = NodeClient(port)
+    client.hello()
+    guard.unlock(client, PIN)
+    post = lib.post(client, "notice", "routine", ["MA"], "once", "only once", 3600, [])
+    guard.lock(client)
+    recorded = _frames_sent(port)
+    unlock_line = next(line for line in recorded if _op_of(line) == "unlock")
+    post_line = next(line for line in recorded if _op_of(line) == "journal.post")
+    assert PIN.encode() not in bytes(port.sent)  # sealed, as the key leak test shows whole
+
+    def rejected_auth() -> int:
+        status = client.request("status")
+        return int(status["rx_rejected"][codec.AUTH])
+
+    before = rejected_auth()
+    tries = client.request("identity")["tries"]
+    # the recorded unlock: its PIN key is gone, nothing opens and no PIN is counted
+    answer = _answer(client, unlock_line)
+    assert answer.get("error") == "auth", answer
+    assert client.request("identity")["state"] == "locked"
+    assert client.request("identity")["tries"] == tries
+    # a recorded post of that session, sent while locked: not the session's, refused
+    answer = _answer(client, post_line)
+    assert answer.get("error") == "locked", answer
+    # ... and in a new session, whose key it was not made with
+    guard.unlock(client, PIN)
+    answer = _answer(client, post_line)
+    assert answer.get("error") == "auth", answer
+    # a request of this session sent twice: the second is refused
+    client.request("ping")
+    again = _frames_sent(port)[-1]
+    assert _answer(client, again).get("error") == "auth"
+    # a request altered on the way: refused
+    text = codec.decode(again[1:-1])
+    assert text.meta is not None
+    altered = codec.encode(
+        codec.REQUEST, text.seq, {**text.meta, "n": text.meta["n"] + 5, "op": "journal.list"}
+    )
+    assert _answer(client, altered).get("error") == "auth"
+    # and a plain request (another host on the port) does not read content
+    client.close_session()
+    plain = client.request("journal.list")
+    assert all("t" not in item for item in plain["items"])
+    client.open_session(b"\x00" * 32)  # a made-up session key: refused, not taken as plain
+    with pytest.raises(DeviceError) as refused:
+        client.request("journal.list")
+    assert refused.value.cause == "auth"
+    client.close_session()
+    assert rejected_auth() >= before + 4
+    client.close()
+    listed = ribat("list", "-p", sealed.device, "--pin", PIN, "--json").out.splitlines()
+    assert [json.loads(line)["id"] for line in listed] == [post["id"]]  # posted once
