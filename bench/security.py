@@ -198,8 +198,10 @@ def offline_guesses() -> None:
         kdf.hmac(kdf.hkdf(kek, salt, b"ribat-seal v1", 64)[32:], tag_key)
         n += 1
     rate = n / (time.perf_counter() - start)
-    print(f"offline, one CPU core of this host: {rate:,.0f} guesses/s against a seal of "
-          f"{PIN_ITERATIONS} PBKDF2 iterations: every 6-digit PIN in {1e6 / rate / 60:.0f} min")
+    print(
+        f"offline, one CPU core of this host: {rate:,.0f} guesses/s against a seal of "
+        f"{PIN_ITERATIONS} PBKDF2 iterations: every 6-digit PIN in {1e6 / rate / 60:.0f} min"
+    )
 
 
 if __name__ == "__main__":
