@@ -30,7 +30,7 @@ from ribat.errors import DeviceError
 from ribat.ops import guard
 from ribat.ops import journal as lib
 
-PIN = "246810"
+PIN = "bench-246810"
 WINDOW = 10  # posts or entries timed together at each point
 
 

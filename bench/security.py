@@ -127,7 +127,7 @@ print(json.dumps({"us": best, "base": base}))
 
 OPS = ("key generation", "signature", "verification", "key agreement", "PIN check",
        "PIN key", "unlock", "session MAC", "audit append")  # fmt: skip
-PIN_ITERATIONS = 4096  # as the node seals (firmware/ribat/keywork.py)
+PIN_ITERATIONS = 6144  # as the node seals (firmware/ribat/keywork.py)
 
 
 def run(op: str, heap: int, repeat: int) -> dict | None:

@@ -34,13 +34,13 @@ run config set node.name rabat-1 node.partner MA telemetry.interval_ms 250 --por
 
 step "4/12  A cell authority, the node's own keys under a PIN, a signed roster"
 run cell init "$CELL/cell"
-run provision --cell "$CELL/cell" --partner MA --name rabat-1 --pin 493817 --port "$PORT"
+run provision --cell "$CELL/cell" --partner MA --name rabat-1 --pin rabat-493817 --port "$PORT"
 run identity export --out "$CELL/rabat-1.json" --port "$PORT"
 run cell roster add --cell "$CELL/cell" "$CELL/rabat-1.json"
 run cell load --cell "$CELL/cell" --port "$PORT"
 
 step "5/12  An operator session: unlocked by the PIN, commands typed in it, then locked"
-printf 'cell pairs\naudit show\nlock\n' | run unlock --pin 493817 --port "$PORT"
+printf 'cell pairs\naudit show\nlock\n' | run unlock --pin rabat-493817 --port "$PORT"
 
 step "6/12  Live telemetry for five seconds"
 run telemetry watch --duration 5 --port "$PORT"
@@ -57,7 +57,7 @@ run flash --port "$PORT"
 step "9/12  A second partner: a French node joins the cell (a new roster, loaded on both)"
 run sim start --board pico --name "$PEER"
 run flash --port "$PEER_PORT"
-run provision --cell "$CELL/cell" --partner FR --name paris-1 --pin 271828 --port "$PEER_PORT"
+run provision --cell "$CELL/cell" --partner FR --name paris-1 --pin paris-271828 --port "$PEER_PORT"
 run identity export --out "$CELL/paris-1.json" --port "$PEER_PORT"
 run cell roster add --cell "$CELL/cell" "$CELL/paris-1.json"
 run cell load --cell "$CELL/cell" --port "$PORT"
@@ -65,19 +65,19 @@ run cell load --cell "$CELL/cell" --port "$PEER_PORT"
 
 step "10/12  Rabat posts one bulletin for Morocco only, one for Morocco and France"
 MA_ONLY=$(run_quiet post --kind alert --severity flash --to MA --title "Source report" \
-  --body "Only Moroccan eyes" --pin 493817 --port "$PORT")
+  --body "Only Moroccan eyes" --pin rabat-493817 --port "$PORT")
 BOTH=$(run_quiet post --kind notice --to FR --title "Joint watch list, 31 Dec" \
-  --body "Shared with the French service" --pin 493817 --port "$PORT")
+  --body "Shared with the French service" --pin rabat-493817 --port "$PORT")
 
 step "11/12  Sealed entries move through the host, which sees only ciphertext"
 run journal export "$CELL/rabat.rbj" --port "$PORT"
 run journal import "$CELL/rabat.rbj" --port "$PEER_PORT"
-run list --pin 271828 --port "$PEER_PORT"
+run list --pin paris-271828 --port "$PEER_PORT"
 
 step "12/12  Paris reads what is released to France; the rest stays sealed to it"
-run show "$BOTH" --pin 271828 --port "$PEER_PORT"
+run show "$BOTH" --pin paris-271828 --port "$PEER_PORT"
 printf '$ ribat show %s --pin ... --port %s\n' "$MA_ONLY" "$PEER_PORT"
-if "$RIBAT" show "$MA_ONLY" --pin 271828 --port "$PEER_PORT"; then
+if "$RIBAT" show "$MA_ONLY" --pin paris-271828 --port "$PEER_PORT"; then
   echo "error: Paris read a bulletin not released to France" >&2
   exit 1
 fi

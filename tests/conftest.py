@@ -186,7 +186,7 @@ def sim_status(name: str) -> dict:
     return sim.control(name, {"op": "status"})
 
 
-PIN = "314159"  # every node's PIN in the cells the tests make
+PIN = "watch-314159"  # every node's PIN in the cells the tests make
 
 
 def make_cell(

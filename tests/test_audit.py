@@ -12,7 +12,7 @@ from ribat import chain, signed, sim
 from ribat.device.client import connect
 from ribat.ops import guard
 
-PIN = "271828"
+PIN = "tanger-271828"
 
 
 @pytest.fixture

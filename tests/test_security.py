@@ -14,10 +14,10 @@ from conftest import ribat
 from ribat import deploy, ed25519, signed, sim
 from ribat.authority.cell import Cell
 from ribat.device.client import connect
-from ribat.errors import Refused
+from ribat.errors import DeviceError, Refused
 from ribat.ops import guard
 
-PIN = "493817"
+PIN = "madrid-493817"
 
 
 @pytest.fixture
@@ -185,12 +185,35 @@ def test_bad_pins_and_locked_commands_get_one_line(node: sim.Sim, cell_dir: Path
     assert node_state(node)["tries"] == 0  # never reached the node
     r = ribat("cell", "pairs", "-p", node.device)
     assert r.code == 10 and "locked" in r.err and len(r.err.splitlines()) == 1
-    r = ribat("pin", "change", "-p", node.device, "--pin", "000000", "--new-pin", "7654321")
+    new = "new-passphrase-7654321"
+    r = ribat("pin", "change", "-p", node.device, "--pin", "000000", "--new-pin", new)
     assert r.code == 11
-    r = ribat("pin", "change", "-p", node.device, "--pin", PIN, "--new-pin", "7654321")
+    r = ribat("pin", "change", "-p", node.device, "--pin", PIN, "--new-pin", new)
     assert r.code == 0, r.err
+    assert "a search of a stolen flash for this PIN: about" in r.err and "years" in r.err
     assert ribat("cell", "pairs", "-p", node.device, "--pin", PIN).code == 11
-    assert ribat("cell", "pairs", "-p", node.device, "--pin", "7654321").code == 0
+    assert ribat("cell", "pairs", "-p", node.device, "--pin", new).code == 0
+
+
+def test_a_weak_pin_needs_asking_for_and_is_recorded(node: sim.Sim, cell_dir: Path) -> None:
+    args = ("provision", "-p", node.device, "--partner", "MA", "--name", "oujda-1")
+    r = ribat(*args, "--pin", "314159")
+    assert r.code == 2 and "--weak-pin" in r.err and "10 or more" in r.err
+    assert node_state(node)["state"] == "unprovisioned"
+    # the node refuses it too, whatever a host checks
+    with connect(node.device) as client, pytest.raises(DeviceError, match="weak-pin"):
+        guard.provision(client, Cell.open(cell_dir), "MA", "oujda-1", "314159")
+    r = ribat(*args, "--pin", "314159", "--weak-pin")
+    assert r.code == 0, r.err
+    assert "minutes of one CPU core" in r.err
+    assert audit_entries(node)[-1]["d"].get("weak") is True
+    r = ribat("pin", "change", "-p", node.device, "--pin", "314159", "--new-pin", "2718")
+    assert r.code == 2  # too short for a PIN at all
+    r = ribat("pin", "change", "-p", node.device, "--pin", "314159", "--new-pin", "271828")
+    assert r.code == 2 and "--weak-pin" in r.err
+    r = ribat("pin", "change", "-p", node.device, "--pin", "314159", "--new-pin", PIN)
+    assert r.code == 0 and audit_entries(node)[-1]["ev"] == "pin-change"
+    assert "weak" not in (audit_entries(node)[-1].get("d") or {})
 
 
 def test_wipe_asks_first_and_erases_keys(node: sim.Sim, cell_dir: Path) -> None:

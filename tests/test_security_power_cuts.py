@@ -19,7 +19,7 @@ from ribat.device.transport import Port
 from ribat.errors import RibatError, WrongPin
 from ribat.ops import guard
 
-PIN = "161803"
+PIN = "golden-161803"
 
 
 @pytest.fixture(autouse=True)

@@ -60,6 +60,7 @@ def provision(node, meta: dict, data: bytes) -> dict:
     name = _config_arg(meta, "name", "node.name")
     pin_key, _ = _keywork().open_channel(node.keyring, meta)
     pin = _keywork().sealed_pin(pin_key, meta, "pin")
+    weak = _keywork().new_pin(pin, meta)
     authority = arg(meta, "authority", str)
     if len(authority) != 64:  # type: ignore[arg-type]
         raise RequestError(codec.ARGS, "'authority' must be a public key: 64 hex digits")
@@ -68,7 +69,10 @@ def provision(node, meta: dict, data: bytes) -> dict:
     _keywork().provision(node.keyring, partner, name, pin, unhexlify(authority), int(time.time()))  # type: ignore[arg-type]
     node.config.change({"node.partner": partner, "node.name": name}, [])
     ident = node.keyring.identity
-    node.audit.append("provision", {"partner": partner, "name": name, "fp": ident["fp"]})
+    done = {"partner": partner, "name": name, "fp": ident["fp"]}
+    if weak:
+        done["weak"] = True
+    node.audit.append("provision", done)
     gc.collect()
     return identity(node, meta, data)
 
@@ -120,9 +124,10 @@ def pin_change(node, meta: dict, data: bytes) -> dict:
     pin_key, _ = _keywork().open_channel(node.keyring, meta)
     pin = _keywork().sealed_pin(pin_key, meta, "pin")
     new = _keywork().sealed_pin(pin_key, meta, "new")
+    weak = _keywork().new_pin(new, meta)
     secrets = _check_pin(node, pin)
     _keywork().change_pin(node.keyring, secrets, new)
-    node.audit.append("pin-change")
+    node.audit.append("pin-change", {"weak": True} if weak else None)
     return {}
 
 

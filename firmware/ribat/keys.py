@@ -31,6 +31,7 @@ _CRYPTO = (
     "keywork",
     "pairs",
     "session",
+    "wrapped",
     "intake",
     "ed25519",
     "sha512",

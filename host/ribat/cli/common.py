@@ -56,6 +56,28 @@ def pin_option(f: F) -> F:
     )(f)
 
 
+def weak_pin_option(f: F) -> F:
+    return click.option(
+        "--weak-pin",
+        is_flag=True,
+        help="Accept a new PIN shorter than 10 characters (recorded in the audit log).",
+    )(f)
+
+
+def ask_new_pin(pin: str | None, weak: bool, prompt: str = "New operator PIN") -> str:
+    """A new PIN (given, or typed twice), refused if weak unless weak is set; what a
+    search of a stolen flash would cost for it is said on stderr."""
+    from ribat import schema
+    from ribat.ops.guard import offline_search
+
+    pin = ask_pin(pin, prompt, confirm=True)
+    weakness = schema.pin_weakness(pin)
+    if weakness is not None and not weak:
+        raise click.BadParameter(weakness, param_hint="PIN")
+    click.echo(f"a search of a stolen flash for this PIN: {offline_search(pin)}", err=True)
+    return pin
+
+
 def ask_pin(pin: str | None, prompt: str = "PIN", confirm: bool = False) -> str:
     """pin, or one typed at the terminal; checked against the PIN rules either way."""
     import sys

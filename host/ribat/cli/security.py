@@ -8,7 +8,15 @@ from pathlib import Path
 import click
 
 from ribat.cli import common
-from ribat.cli.common import ask_pin, console, open_node, pin_option, port_option
+from ribat.cli.common import (
+    ask_new_pin,
+    ask_pin,
+    console,
+    open_node,
+    pin_option,
+    port_option,
+    weak_pin_option,
+)
 from ribat.files import write_whole
 from ribat.ops import guard
 
@@ -52,7 +60,10 @@ def _show_identity(info: dict) -> None:
 @click.option("--partner", required=True, metavar="CODE", help="Partner code: MA, FR, ES, BE...")
 @click.option("--name", required=True, help="This node's name in the cell.")
 @pin_option
-def provision(port: str | None, cell_dir: Path, partner: str, name: str, pin: str | None) -> None:
+@weak_pin_option
+def provision(
+    port: str | None, cell_dir: Path, partner: str, name: str, pin: str | None, weak_pin: bool
+) -> None:
     """Give a fresh node its keys, its operator PIN and its cell's authority.
 
     The node makes its keys from its own random source and keeps them sealed under the
@@ -72,8 +83,8 @@ def provision(port: str | None, cell_dir: Path, partner: str, name: str, pin: st
         from ribat.errors import WrongState
 
         raise WrongState("the node is already provisioned: wipe it first (`ribat wipe`)", "state")
-    pin = ask_pin(pin, "New operator PIN", confirm=True)
-    info = guard.provision(client, cell, partner, name, pin)
+    pin = ask_new_pin(pin, weak_pin)
+    info = guard.provision(client, cell, partner, name, pin, weak_pin)
     click.echo(f"provisioned {info['name']} ({info['partner']}) in cell {info['cell']}", err=True)
     _show_identity(info)
 
@@ -205,10 +216,11 @@ def pin_group() -> None:
 @port_option
 @pin_option
 @click.option("--new-pin", envvar="RIBAT_NEW_PIN", metavar="PIN", help="The new PIN.")
-def pin_change(port: str | None, pin: str | None, new_pin: str | None) -> None:
+@weak_pin_option
+def pin_change(port: str | None, pin: str | None, new_pin: str | None, weak_pin: bool) -> None:
     """Change the operator PIN (the current one is needed, and counted if wrong)."""
     client = open_node(port)
     pin = ask_pin(pin, "Current PIN")
-    new_pin = ask_pin(new_pin, "New PIN", confirm=True)
-    guard.change_pin(client, pin, new_pin)
+    new_pin = ask_new_pin(new_pin, weak_pin, "New PIN")
+    guard.change_pin(client, pin, new_pin, weak_pin)
     click.echo("PIN changed", err=True)

@@ -148,9 +148,9 @@ def cell_start(
         codes = cell.parse_partners(partners)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="PARTNERS") from None
-    problem = schema.pin_problem(pin)
+    problem = schema.pin_problem(pin) or schema.pin_weakness(pin)
     if problem is not None:
-        raise click.BadParameter(problem, param_hint="--pin")
+        raise click.BadParameter(problem.replace(", or accept", ""), param_hint="--pin")
     state = cell.start(codes, nodes_per_partner, pin, interval, fast_link,
                        step=lambda m: click.echo(m, err=True))  # fmt: skip
     _show_cell(state)

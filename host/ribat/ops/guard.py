@@ -4,6 +4,7 @@ and the audit log, over a NodeClient. The operations themselves run on the node
 """
 
 import os
+import string
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,31 @@ PIN_TIMEOUT_S = 20.0
 ROSTER_TIMEOUT_S = 20.0
 PRESENCE_S = 10.0  # how long after its start a node takes a button press (Node.PRESENCE_MS)
 PRESENCE_POLL_S = 0.2
+# PINs an attacker with a node's flash tests each second on one CPU core (PBKDF2 of the
+# seal, in C): measured by bench/security.py on this project's build machine
+OFFLINE_GUESSES_PER_S = 710
+
+
+def pin_guesses(pin: str) -> int:
+    """The guesses a search of every PIN like pin needs at worst: the size of the
+    alphabets it draws on (digits 10, lower and upper case 26 each, the rest 32) to the
+    power of its length. An upper bound: a PIN made of words needs far fewer."""
+    alphabets = (string.digits, string.ascii_lowercase, string.ascii_uppercase)
+    size = sum(len(a) for a in alphabets if any(c in a for c in pin))
+    if any(not c.isalnum() for c in pin):
+        size += len(string.punctuation)
+    return size ** len(pin)
+
+
+def offline_search(pin: str) -> str:
+    """What a search of a stolen flash for pin costs at worst, in words."""
+    seconds = pin_guesses(pin) / OFFLINE_GUESSES_PER_S
+    for unit, size in (("years", 365 * 86400), ("days", 86400), ("hours", 3600)):
+        if seconds >= size:
+            return f"about {seconds / size:,.0f} {unit} of one CPU core"
+    return f"about {seconds / 60:,.0f} minutes of one CPU core"
+
+
 _FRAME_SPARE = 160  # bytes of a frame body left for the header and meta around a piece
 
 
@@ -40,9 +66,14 @@ def pin_channel(client: NodeClient, **pins: str) -> tuple[dict, bytes]:
     return args, mac_key
 
 
-def provision(client: NodeClient, cell: Cell, partner: str, name: str, pin: str) -> dict:
-    """Have the node make its keys, seal them under pin and pin cell's authority."""
+def provision(
+    client: NodeClient, cell: Cell, partner: str, name: str, pin: str, weak: bool = False
+) -> dict:
+    """Have the node make its keys, seal them under pin and pin cell's authority. A PIN
+    shorter than schema.PIN_STRONG is refused unless weak (the node records it)."""
     args, _ = pin_channel(client, pin=pin)
+    if weak:
+        args["weak"] = True
     return client.request(
         "provision",
         timeout=PROVISION_TIMEOUT_S,
@@ -93,8 +124,10 @@ def unlocked(client: NodeClient, pin: str | None) -> Iterator[None]:
         lock(client)
 
 
-def change_pin(client: NodeClient, pin: str, new: str) -> None:
+def change_pin(client: NodeClient, pin: str, new: str, weak: bool = False) -> None:
     args, _ = pin_channel(client, pin=pin, new=new)
+    if weak:
+        args["weak"] = True
     client.request("pin.change", timeout=2 * PIN_TIMEOUT_S, **args)
 
 
