@@ -46,9 +46,15 @@ def move(src: sim.Sim, dst: sim.Sim, path: Path, *args: str) -> dict[str, str]:
 
 
 def import_file(dst: sim.Sim, path: Path) -> dict[str, str]:
+    """Import path into dst: {entry id: outcome}; the exit status is 17 when (and only
+    when) an entry was refused as forged or foreign."""
     r = ribat("journal", "import", "-p", dst.device, str(path), "--json")
-    assert r.code == 0, r.err
-    return {d["id"]: d["outcome"] for d in map(json.loads, r.out.splitlines())}
+    outcomes = {d["id"]: d["outcome"] for d in map(json.loads, r.out.splitlines())}
+    refused = {"forged", "foreign"} & set(outcomes.values())
+    assert r.code == (17 if refused else 0), r.err
+    if refused:
+        assert "refused as forged or foreign" in r.err and len(r.err.splitlines()) == 1
+    return outcomes
 
 
 def audit_events(board: sim.Sim) -> list[str]:

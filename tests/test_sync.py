@@ -5,6 +5,7 @@ audit log caught by the peer that witnessed it."""
 
 import json
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from test_power_cuts import arm_byte_cut, cuts
 
 from conftest import PIN, NewSim, make_cell, on_flash, ribat
 from ribat import sim
-from ribat.device.client import connect
+from ribat.device.client import NodeClient, connect
 from ribat.errors import DeviceError, RibatError
 from ribat.ops import guard, journal
 from ribat.ops import sync as lib
@@ -220,3 +221,60 @@ def test_witness_requests_name_a_peer_and_its_head(pair: list[sim.Sim]) -> None:
             with pytest.raises(DeviceError, match=said):
                 client.request("sync.witness", **bad)
         assert lib.hello(client)["witnessed"] == {}  # none of them was taken for a witness
+
+
+def test_a_peer_that_does_not_prove_its_log_raises_the_alarm(pair: list[sim.Sim]) -> None:
+    """A head past the one witnessed must come with the witnessed line's hash, or a fold
+    the node's rules could have made: a relay that shows neither is an alarm; a broker's
+    summary (stamped) is given time, as it may predate the peer's news of the witness."""
+    ma, fr = pair
+    with connect(fr.device) as client:
+        peer = lib.hello(client)
+    seq = peer["audit"]["seq"]
+    later = {"seq": seq + 20, "hash": "ab" * 32}
+
+    def witness(client: NodeClient, audit: dict, **stamp: int) -> dict:
+        return dict(client.request("sync.witness", fp=peer["fp"], audit=audit, **stamp))
+
+    now_ms = int(time.time() * 1000)
+    with connect(ma.device) as client:
+        assert witness(client, peer["audit"])["verdict"] == "first"
+        got = witness(client, {**later, "at": {}}, sent=now_ms)  # a broker's: not yet
+        assert got == {"verdict": "unproven", "alarm": None}
+        assert "unproven" in lib.hello(client)["witnessed"][peer["fp"]]
+        # folded away at a head a fold would have kept it under: rewritten
+        close = {"seq": seq + 3, "hash": "cd" * 32, "at": {str(seq): "folded"}}
+        got = witness(client, close)
+        assert got["verdict"].startswith("rewritten") and "folded away" in got["alarm"]
+        assert lib.hello(client)["witnessed"][peer["fp"]]["alarm"] == got["alarm"]
+
+
+def test_a_witness_with_no_proof_from_a_relay_is_an_alarm(pair: list[sim.Sim]) -> None:
+    ma, fr = pair
+    with connect(fr.device) as client:
+        peer = lib.hello(client)
+    with connect(ma.device) as client:
+        client.request("sync.witness", fp=peer["fp"], audit=peer["audit"])
+        claim = {"seq": peer["audit"]["seq"] + 2, "hash": "ef" * 32, "at": {}}
+        got = client.request("sync.witness", fp=peer["fp"], audit=claim)
+    assert got["alarm"] and got["alarm"].startswith("unproven")
+    assert "alarm" in audit_events(ma)
+    r = ribat("sync", "-p", ma.device, "-p", fr.device)
+    assert r.code == 15 and "unproven" in r.err
+
+
+def test_forks_a_sync_finds_show_in_journal_status(pair: list[sim.Sim]) -> None:
+    ma, fr = pair
+    post(ma, "--kind", "notice", "--to", "FR", "--title", "first history", "--body", "1")
+    sync(ma, fr)
+    # rabat's journal rewound (anyone with its flash can), and a second history signed
+    on_flash(ma, "import os\nfor n in os.listdir('/journal/h'):\n os.remove('/journal/h/' + n)\n"
+                 "for n in os.listdir('/journal/c'):\n os.remove('/journal/c/' + n)\n"
+                 "print('null')")  # fmt: skip
+    post(ma, "--kind", "notice", "--to", "FR", "--title", "other history", "--body", "2")
+    done = sync(ma, fr)
+    assert done["forks"], done
+    for board in (ma, fr):
+        with connect(board.device) as client:
+            origins = {o["name"]: o for o in journal.status(client)["origins"]}
+        assert origins["rabat-1"]["forks"] >= 1, (board.name, origins)

@@ -7,8 +7,10 @@ sealed entries and audit heads, nothing more.
 Witnessing: each node keeps, per peer, the (seq, hash) of the peer's audit log it last
 saw. A peer's later head must extend it: a lower seq is a truncated log, and the hash of
 the peer's line at the witnessed seq (the peer tells it, asked with audit_at) must be the
-one witnessed, else the log was rewritten. A witness moves forward only once the peer
-has shown that its log extends what was witnessed; an alarm is recorded in the node's own
+one witnessed, else the log was rewritten; a peer that does not tell it, or says it was
+folded where a fold would keep it, has not shown its log extends what was witnessed, and
+that raises the alarm too (_unproven). A witness moves forward only once the peer has
+shown that its log extends what was witnessed; an alarm is recorded in the node's own
 audit log once and stays in the witness file for every later summary to show.
 """
 
@@ -18,12 +20,15 @@ from binascii import hexlify
 
 from micropython import const
 
-from ribat import codec, entry, signed, store
+from ribat import codec, entry, schema, signed, store
 from ribat.link import RequestError, arg
 
 PEERS = "/audit/peers.json"
 _AT_MAX = const(16)  # audit hashes a summary tells at most
 _AHEAD_S = const(60)  # how far ahead of this node's clock a summary's stamp may be
+# A broker's summary may come before its node has heard which line we witnessed: it
+# lacks that line's hash for this long before a witness calls the peer's log unproven.
+_UNPROVEN_S = const(300)
 
 
 def witnessed() -> dict:
@@ -72,6 +77,29 @@ def _alarm(node, peers: dict, fp: str, what: str) -> str:
     return what
 
 
+# A fold keeps the newest half of the audit budget, and no budget is under its schema
+# minimum: a line this close to the head cannot have been folded away.
+_MIN_KEPT = schema.find("audit.max_entries")[3][0] // 2  # type: ignore[index]
+
+
+def _unproven(node, peers: dict, fp: str, seen: dict, stamped: bool) -> str:
+    """A head past the one witnessed, without the hash of the line witnessed: the peer
+    has not shown that its log extends it. A relay that asked for it (a sync: no stamp)
+    got no proof: alarm. A broker's summary may predate the peer's hearing of our
+    witness: alarm only once that has lasted _UNPROVEN_S."""
+    if not stamped:
+        return _alarm(node, peers, fp, "unproven: it did not show its line %d" % seen["seq"])
+    since = seen.setdefault("unproven", int(time.time()))
+    if int(time.time()) - since >= _UNPROVEN_S:
+        return _alarm(
+            node,
+            peers,
+            fp,
+            "unproven: its line %d not shown for %d s" % (seen["seq"], _UNPROVEN_S),
+        )
+    return "unproven"
+
+
 def witness(node, meta: dict, data: bytes) -> dict:
     """Compare a peer's audit head (its hello's "audit") with the one witnessed before."""
     keyring = node.keyring
@@ -114,13 +142,21 @@ def witness(node, meta: dict, data: bytes) -> dict:
     elif seq > seen["seq"]:
         then = at.get(str(seen["seq"]))
         if then is None:
-            verdict = "unproven"  # the hash at the witnessed seq was not asked for
+            verdict = _unproven(node, peers, fp, seen, bool(sent))
+        elif then == "folded" and seq - seen["seq"] < _MIN_KEPT:
+            verdict = _alarm(
+                node, peers, fp,
+                "rewritten: line %d folded away at head %d, where a fold keeps it"
+                % (seen["seq"], seq),
+            )  # fmt: skip
         elif then == "folded":
             verdict = "folded"  # on the peer's word: its checkpoint (see docs/security.md)
         elif then != seen["hash"]:
             verdict = _alarm(node, peers, fp, "rewritten: line %d changed" % seen["seq"])
     else:
         verdict = "same"
+    if verdict in ("first", "extends", "folded", "same"):
+        seen.pop("unproven", None)
     if verdict in ("first", "extends", "folded"):
         seen["seq"] = seq
         seen["hash"] = head

@@ -92,3 +92,8 @@ class AuditBroken(RibatError):
 
 class BrokerError(RibatError):
     """An MQTT broker that cannot be reached or refuses the connection."""
+
+
+class EntriesRefused(RibatError):
+    """An import in which the node refused entries as forged (or altered) or foreign:
+    whoever made the file, or carried it, is not to be trusted with the next one."""

@@ -98,6 +98,7 @@ EXIT_CODES: dict[type[errors.RibatError], int] = {
     errors.CellError: 14,
     errors.AuditBroken: 15,
     errors.BrokerError: 16,
+    errors.EntriesRefused: 17,
 }
 INTERRUPTED = 130
 

@@ -301,7 +301,8 @@ def import_command(port: str | None, file: Path, as_json: bool) -> None:
     """Give the node the sealed entries of FILE; report what became of each.
 
     Outcomes: stored, duplicate, gap (held for its predecessor), fork (evidence kept),
-    forged (or altered), foreign (origin not in the roster), expired (header kept).
+    forged (or altered), foreign (origin not in the roster), expired (header kept). Exit
+    status 17 if any entry was refused as forged or foreign.
     """
     from ribat.errors import CellError
 
@@ -322,6 +323,14 @@ def import_command(port: str | None, file: Path, as_json: bool) -> None:
         elif outcome != "duplicate":
             click.echo(f"{entry_id} {outcome}")
     summary = ", ".join(f"{n} {name}" for name, n in sorted(tally.items()))
+    refused = tally.get("forged", 0) + tally.get("foreign", 0)
+    if refused:
+        from ribat.errors import EntriesRefused
+
+        raise EntriesRefused(
+            f"{len(results)} entries ({summary}): {refused} refused as forged or foreign; "
+            f"the rest were taken: find who made or carried {file}"
+        )
     click.echo(f"{len(results)} entries: {summary or 'none'}", err=True)
 
 

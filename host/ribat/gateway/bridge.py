@@ -71,6 +71,7 @@ class Gateway:
         self.last_sent: dict[object, float] = {}
         self.peers: dict[str, dict] = {}  # node fp -> its latest summary
         self.witnessed: dict[str, str] = {}  # peer fp -> summary text last witnessed
+        self.unproven: set[str] = set()  # peers whose last summary did not prove its log
         self.summary_sent = ""
         self.summary_echo = ""  # our summary as the broker sent it back
         self.garbage_told = 0
@@ -233,7 +234,9 @@ class Gateway:
     def _witness(self, node: NodeClient) -> None:
         for fp, peer in self.peers.items():
             text = json.dumps([peer["audit"], peer["sent"]], sort_keys=True)
-            if self.witnessed.get(fp) == text:
+            # (a summary whose log is unproven is shown again each round: its node
+            # raises the alarm once that has lasted, even if the peer goes quiet)
+            if self.witnessed.get(fp) == text and fp not in self.unproven:
                 continue
             try:
                 result = sync.witness(node, peer)
@@ -243,6 +246,10 @@ class Gateway:
                 continue
             self.witnessed[fp] = text
             self.counters.witnessed[peer.get("name") or fp] = result["verdict"]
+            if result["verdict"] == "unproven":
+                self.unproven.add(fp)
+            else:
+                self.unproven.discard(fp)
             if result["verdict"] == "stale":
                 self.log(
                     f"{self.name}: {peer.get('name')}'s summary was sent before the one"

@@ -63,20 +63,32 @@ def lacks(have: dict, want: dict) -> bool:
 def send(src: NodeClient, dst: NodeClient, src_sum: dict, dst_sum: dict) -> Leg:
     """The entries src holds and dst lacks, from src to dst, frame by frame."""
     leg = Leg(src_sum["name"], dst_sum["name"])
-    if not lacks(src_sum, dst_sum):
-        return leg
-    total, frames = lib.export_frames(src, dst_sum["vector"], dst_sum["held"])
+    if lacks(src_sum, dst_sum):
+        _give(src, dst, src_sum, dst_sum["vector"], dst_sum["held"], leg)
+    return leg
+
+
+def send_head(src: NodeClient, dst: NodeClient, src_sum: dict, origin: str, leg: Leg) -> None:
+    """src's entry at the head of origin's chain, to dst, which holds another at that seq."""
+    since = {**src_sum["vector"], origin: src_sum["vector"][origin] - 1}
+    _give(src, dst, src_sum, since, {}, leg)
+
+
+def _give(
+    src: NodeClient, dst: NodeClient, src_sum: dict, since: dict, held: dict, leg: Leg
+) -> None:
+    """src's entries past since, but those held, given to dst; counted in leg."""
+    total, frames = lib.export_frames(src, since, held)
     if not total:
-        return leg
+        return
     assert dst.info is not None
     room = dst.info.max_frame - lib.FRAME_SPARE
     batches = (part for batch in frames for part in lib.frames(batch, room))
     given, _ = lib.put_batches(dst, batches, total, f"sync {src_sum['name']}")
-    leg.sent = len(given)
+    leg.sent += len(given)
     for _, outcome in given:
         leg.outcomes[outcome] = leg.outcomes.get(outcome, 0) + 1
-    leg.full = len(given) < total
-    return leg
+    leg.full = leg.full or len(given) < total
 
 
 def witness(client: NodeClient, peer: dict) -> dict:
@@ -108,6 +120,9 @@ def sync(a: NodeClient, b: NodeClient) -> Report:
         raise CellError(f"both ports reach the same node ({sa['name']}): give two nodes")
     legs = [send(a, b, sa, sb), send(b, a, sb, sa)]
     report = Report(legs, [], [], forks(sa, sb))
+    for fp in report.forks:  # each keeps the other's head as evidence (journal status)
+        send_head(a, b, sa, fp, legs[0])
+        send_head(b, a, sb, fp, legs[1])
     for client, me, peer in ((a, sa, sb), (b, sb, sa)):
         result = witness(client, peer)
         report.witnessed.append((me["name"], peer["name"], result["verdict"]))
