@@ -20,6 +20,7 @@ from ribat.device.transport import Port
 from ribat.errors import DeviceError, Locked
 from ribat.ops import guard
 from ribat.ops import journal as lib
+from ribat.sim import paths
 
 
 @pytest.fixture
@@ -235,3 +236,24 @@ def test_a_recorded_session_replays_nothing(sealed: sim.Sim) -> None:
     client.close()
     listed = ribat("list", "-p", sealed.device, "--pin", PIN, "--json").out.splitlines()
     assert [json.loads(line)["id"] for line in listed] == [post["id"]]  # posted once
+
+
+def test_a_wipe_leaves_nothing_to_carve(sealed: sim.Sim) -> None:
+    """The sealed keys and the tries live in the vault, blocks outside littlefs that a
+    wipe erases: no seal, whole or in part, is left anywhere on the chip to try PINs on
+    (littlefs frees a deleted file's blocks without erasing them)."""
+    image = paths.sims_root() / sealed.name / "flash.img"
+    vault = image.read_bytes()[-2 * 4096 :]
+    at = vault.find(b"RBV1")
+    length = int.from_bytes(vault[at + 8 : at + 10], "big")
+    record = json.loads(vault[at + 10 : at + 10 + length])
+    blob = bytes.fromhex(record["seal"])
+    assert blob[:4] == b"RBK1" and record["tries"] == 0
+
+    r = ribat("wipe", "-p", sealed.device, "--yes", "--pin", PIN)
+    assert r.code == 0, r.err
+    after = image.read_bytes()
+    for form in (blob, blob[:24], record["seal"].encode(), record["seal"][:48].encode()):
+        assert form not in after
+    # no seal made under any PIN: its magic and iteration count, raw or in hex
+    assert b"RBK1\x00\x00\x18\x00" not in after and b"52424b3100001800" not in after.lower()

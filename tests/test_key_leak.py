@@ -88,15 +88,20 @@ def test_no_secret_on_the_link_or_in_the_flash(node: sim.Sim, tmp_path: Path) ->
     assert len(frames(link)) > 10
     flash = (sim._dir(node.name) / "flash.img").read_bytes()
 
-    # the node's secrets, out of its seal, with the flash and the PIN (its REPL is sealed)
+    # the node's secrets, out of its seal, with the flash and the PIN (its REPL is sealed):
+    # the seal is in the vault, the blocks after littlefs's (ribat.vault)
+    vault = flash[-2 * 4096 :]
+    at = vault.rfind(b"RBV1")
+    length = int.from_bytes(vault[at + 8 : at + 10], "big")
+    sealed_hex = json.loads(vault[at + 10 : at + 10 + length])["seal"]
     got = on_flash(
         node,
         "import binascii\n"
         # the node's own modules: the running slot's pack, mounted as main.py does
         "vfs.mount(Pack('/fw/%s/firmware.pack' % open('/fw/active').read()), MOUNT)\n"
         "sys.path.insert(0, MOUNT)\n"
-        "from ribat import keys, keywork\n"
-        "blob = open(keys.SEAL, 'rb').read()\n"
+        "from ribat import keywork\n"
+        f"blob = binascii.unhexlify({sealed_hex!r})\n"
         f"uid = binascii.unhexlify({me['uid']!r})\n"
         f"s = keywork.unseal({PIN!r}, uid, blob)\n"
         "h = lambda b: binascii.hexlify(b).decode()\n"

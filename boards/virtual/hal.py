@@ -30,6 +30,10 @@ class Board:
     def unique_id(self) -> bytes:
         return vboard.UID
 
+    def vault(self) -> object:
+        """The keys' own flash blocks, outside littlefs (ribat.vault), or None."""
+        return vboard.vault
+
     def wires(self) -> list:
         """The streams to peer nodes (`ribat sim wire` connects them)."""
         return vboard.wires

@@ -64,9 +64,10 @@ class Node:
         self.sampler = telemetry.Sampler(self)
         self.audit = audit.AuditLog()
         max_tries: int = self.config.get("pin.max_tries")  # type: ignore[assignment]
-        self.keyring = keys.Keyring(self.board.unique_id(), max_tries)
+        self.keyring = keys.Keyring(self.board.unique_id(), max_tries, self.board.vault())
         if self.keyring.wiped_at_start:
             self.audit.append("wipe", {"why": "lockout"})
+        keys.unload("vault")  # read at the start; loaded again for a PIN, a wipe
         # Room for a deploy of the next firmware beside this one, whatever the journal: as
         # much flash as this one takes, less what the other slot holds (a deploy writes
         # over it), and a spare.

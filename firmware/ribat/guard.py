@@ -84,8 +84,8 @@ def unlock(node, meta: dict, data: bytes) -> dict:
     pin = _keywork().sealed_pin(pin_key, meta, "pin")
     secrets = _check_pin(node, pin)
     node.keyring.unlock(secrets, mac_key)
-    keys.unload("keywork")  # what a session needs of the key work is in ribat.pairs
-    keys.unload("x25519")
+    for name in ("keywork", "x25519", "vault"):  # a session's key work is in ribat.pairs
+        keys.unload(name)
     node.make_room_for_session()
     node.touch()
     node.audit.append("unlock")

@@ -7,6 +7,8 @@ Files (all written whole, through store.write_atomic):
     /key/seal           the two secret keys, sealed (keywork.seal)
     /key/tries          wrong PINs in a row, counted before each comparison
     /key/roster.json    the cell roster as the authority signed it
+On a board with a vault (ribat.vault: blocks outside littlefs), the seal and the tries
+are kept there instead, where a wipe erases them from the chip.
 
 A wipe renames /key away in one step (a littlefs rename is atomic) and then deletes it, and
 the content folders; a wipe cut short is finished at the next start. docs/security.md has
@@ -30,8 +32,10 @@ _CRYPTO = (
     "guard",
     "keywork",
     "pairs",
+    "pins",
     "session",
     "wrapped",
+    "vault",
     "intake",
     "ed25519",
     "sha512",
@@ -93,8 +97,11 @@ def _read_json(path: str) -> "dict | None":
 
 
 class Keyring:
-    def __init__(self, uid: bytes, max_tries: int) -> None:
+    def __init__(self, uid: bytes, max_tries: int, vault_device: object = None) -> None:
+        """vault_device: the board's blocks for the keys (Board.vault()), or None: the
+        seal and the tries then live in files."""
         self.uid = uid
+        self._vault_device = vault_device
         self._secrets: "tuple | None" = None  # (signing seed, key-agreement secret)
         self.pairs: dict = {}  # peer fingerprint -> pairwise key, while unlocked
         # The session (ribat.session): its MAC key and the last request number taken,
@@ -107,6 +114,9 @@ class Keyring:
         if store.exists(_WIPING):
             self._finish_wipe()
         self.reload()
+        vault = self.vault()
+        if self.identity is None and vault is not None and not vault.blank():
+            vault.erase()  # a provisioning cut short: nothing of it is kept
         if self.identity is not None and self.tries() >= max_tries:
             # the last wrong PIN was counted but the power went before the wipe
             self.wipe()
@@ -164,7 +174,20 @@ class Keyring:
             codec.LOCKED, "the node is locked: unlock it first (`ribat unlock`, or --pin)"
         )
 
+    def vault(self):
+        """The vault (ribat.vault), loaded for the operation at hand (dropped with the
+        crypto: _CRYPTO), or None on a board without one."""
+        if self._vault_device is None:
+            return None
+        from ribat.vault import Vault
+
+        return Vault(self._vault_device)
+
     def tries(self) -> int:
+        vault = self.vault()
+        if vault is not None:
+            tries = vault.read().get("tries", 0)
+            return tries if isinstance(tries, int) else 1 << 16
         data = store.read(TRIES)
         try:
             return int(data) if data else 0
@@ -192,6 +215,9 @@ class Keyring:
         self.reload()
 
     def _finish_wipe(self) -> None:
+        vault = self.vault()
+        if vault is not None:
+            vault.erase()
         rmtree(_WIPING)
         for folder in CONTENT:
             rmtree(folder)

@@ -11,7 +11,7 @@ from binascii import hexlify, unhexlify
 
 from micropython import const
 
-from ribat import aead, codec, ed25519, kdf, schema, session, signed, store
+from ribat import aead, codec, ed25519, kdf, pins, session, signed, store
 from ribat.keys import DIR, IDENTITY, ROSTER, SEAL, TRIES, rmtree
 from ribat.link import RequestError
 
@@ -59,8 +59,7 @@ def provision(keyring, partner: str, name: str, pin: str, authority: bytes, t: i
     sign_pub = ed25519.public_key(seed)
     kx_pub = _x25519().public_key(kx)
     rmtree(DIR)  # what a provisioning cut short left behind
-    store.write_atomic(SEAL, seal(pin, keyring.uid, seed + kx))
-    store.write_atomic(TRIES, b"0")
+    keep(keyring, sealed=seal(pin, keyring.uid, seed + kx), tries=0)
     body = {
         "partner": partner,
         "name": name,
@@ -76,22 +75,51 @@ def provision(keyring, partner: str, name: str, pin: str, authority: bytes, t: i
     keyring.reload()
 
 
+def sealed(keyring) -> "bytes | None":
+    """The sealed keys (keywork.seal), from the vault or their file."""
+    vault = keyring.vault()
+    if vault is None:
+        return store.read(SEAL)
+    text = vault.read().get("seal")
+    try:
+        return unhexlify(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+
+
+def keep(keyring, sealed: "bytes | None" = None, tries: "int | None" = None) -> None:
+    """Write the sealed keys and/or the tries: in one record of the vault, or files."""
+    vault = keyring.vault()
+    if vault is not None:
+        values = vault.read()
+        if sealed is not None:
+            values["seal"] = hexlify(sealed).decode()
+        if tries is not None:
+            values["tries"] = tries
+        vault.write(values)
+        return
+    if sealed is not None:
+        store.write_atomic(SEAL, sealed)
+    if tries is not None:
+        store.write_atomic(TRIES, str(tries).encode())
+
+
 def check_pin(keyring, pin: str) -> tuple:
     """(the secrets if pin opens the seal, else None; wrong PINs in a row now). The try
     is on flash before the seal is tried."""
     keyring.need("locked")
     tries = keyring.tries() + 1
-    store.write_atomic(TRIES, str(tries).encode())
-    blob = store.read(SEAL)
+    keep(keyring, tries=tries)
+    blob = sealed(keyring)
     secrets = None if blob is None else unseal(pin, keyring.uid, blob)
     if secrets is None:
         return None, tries
-    store.write_atomic(TRIES, b"0")
+    keep(keyring, tries=0)
     return secrets, 0
 
 
 def change_pin(keyring, secrets: bytes, new_pin: str) -> None:
-    store.write_atomic(SEAL, seal(new_pin, keyring.uid, secrets))
+    keep(keyring, sealed=seal(new_pin, keyring.uid, secrets))
 
 
 def load_roster(keyring, data: bytes) -> dict:
@@ -192,17 +220,17 @@ def _hex_arg(meta: dict, name: str, size: int) -> bytes:
 
 
 def pin_args(pin: object) -> str:
-    problem = schema.pin_problem(pin)
+    problem = pins.pin_problem(pin)
     if problem is not None:
         raise RequestError(codec.ARGS, problem)
     return pin  # type: ignore[return-value]
 
 
 def new_pin(pin: str, meta: dict) -> bool:
-    """Whether pin, a new PIN, is weak (schema.pin_weakness): refused, unless the request
+    """Whether pin, a new PIN, is weak (pins.pin_weakness): refused, unless the request
     says "weak": true, which the caller records in the audit log."""
-    if schema.pin_weakness(pin) is None:
+    if pins.pin_weakness(pin) is None:
         return False
     if meta.get("weak") is not True:
-        raise RequestError(codec.ARGS, schema.pin_weakness(pin))  # type: ignore[arg-type]
+        raise RequestError(codec.ARGS, pins.pin_weakness(pin))  # type: ignore[arg-type]
     return True

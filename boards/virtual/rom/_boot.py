@@ -15,11 +15,13 @@ import vfs
 
 
 def _mount() -> None:
-    flash = vflash.Flash(
-        os.getenv("RIBAT_SIM_FLASH") or "flash.img",
-        int(os.getenv("RIBAT_SIM_BLOCK_SIZE") or "4096"),
-        int(os.getenv("RIBAT_SIM_BLOCKS") or "256"),
-    )
+    image = os.getenv("RIBAT_SIM_FLASH") or "flash.img"
+    block_size = int(os.getenv("RIBAT_SIM_BLOCK_SIZE") or "4096")
+    blocks = int(os.getenv("RIBAT_SIM_BLOCKS") or "256")
+    flash = vflash.Flash(image, block_size, blocks)
+    vault = int(os.getenv("RIBAT_SIM_VAULT_BLOCKS") or "0")
+    if vault:  # opened now: once littlefs is mounted over /, the image's path is gone
+        vboard.vault = vflash.Flash(image, block_size, vault, blocks)
     # The stubs declare VfsLfs2 abstract and want a class derived from theirs: they are wrong.
     try:
         fs = vfs.VfsLfs2(flash)  # type: ignore[abstract, arg-type]

@@ -27,6 +27,8 @@ _word = bytearray(4)
 # The board's UARTs to peer nodes: pseudo-terminals the simulator carries to the other
 # boards' (see host/ribat/sim/wire.py). Opened now, before the flash is mounted over /.
 wires = [open(p, "r+b") for p in (os.getenv("RIBAT_SIM_WIRES") or "").split(":") if p]
+# The keys' own flash blocks after littlefs's (a vflash.Flash, set by _boot.py), or None.
+vault: object = None
 # The host's CPU sensor where it has one; opened now, as the flash will soon be mounted at /.
 try:
     _thermal = open("/sys/class/thermal/thermal_zone0/temp", "rb")

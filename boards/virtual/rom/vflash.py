@@ -12,10 +12,13 @@ _NONE = 0xFFFFFFFF
 
 
 class Flash:
-    def __init__(self, path: str, block_size: int, blocks: int) -> None:
+    """blocks blocks of the image, from block base on (littlefs's from 0; the vault's after)."""
+
+    def __init__(self, path: str, block_size: int, blocks: int, base: int = 0) -> None:
         self.f = open(path, "r+b")
         self.block_size = block_size
         self.blocks = blocks
+        self.base = base
         self.writes = vboard.panel_u32(4)
 
     def _torn(self) -> bool:
@@ -34,12 +37,12 @@ class Flash:
         vboard.halt()
 
     def readblocks(self, block: int, buf: bytearray, offset: int = 0) -> None:
-        self.f.seek(block * self.block_size + offset)
+        self.f.seek((self.base + block) * self.block_size + offset)
         self.f.readinto(buf)
 
     def writeblocks(self, block: int, buf: bytearray, offset: int = 0) -> None:
         torn = self._torn()
-        self.f.seek(block * self.block_size + offset)
+        self.f.seek((self.base + block) * self.block_size + offset)
         self.f.write(memoryview(buf)[: len(buf) // 2] if torn else buf)
         if torn:
             self._cut()
@@ -51,7 +54,7 @@ class Flash:
             return self.block_size
         if op == 6:  # erase
             torn = self._torn()
-            self.f.seek(arg * self.block_size)
+            self.f.seek((self.base + arg) * self.block_size)
             for _ in range(self.block_size // len(_ERASED) // (2 if torn else 1)):
                 self.f.write(_ERASED)
             if torn:

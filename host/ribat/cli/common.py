@@ -67,11 +67,11 @@ def weak_pin_option(f: F) -> F:
 def ask_new_pin(pin: str | None, weak: bool, prompt: str = "New operator PIN") -> str:
     """A new PIN (given, or typed twice), refused if weak unless weak is set; what a
     search of a stolen flash would cost for it is said on stderr."""
-    from ribat import schema
+    from ribat import pins
     from ribat.ops.guard import offline_search
 
     pin = ask_pin(pin, prompt, confirm=True)
-    weakness = schema.pin_weakness(pin)
+    weakness = pins.pin_weakness(pin)
     if weakness is not None and not weak:
         raise click.BadParameter(weakness, param_hint="PIN")
     click.echo(f"a search of a stolen flash for this PIN: {offline_search(pin)}", err=True)
@@ -82,13 +82,13 @@ def ask_pin(pin: str | None, prompt: str = "PIN", confirm: bool = False) -> str:
     """pin, or one typed at the terminal; checked against the PIN rules either way."""
     import sys
 
-    from ribat import schema
+    from ribat import pins
 
     if pin is None:
         if not sys.stdin.isatty():
             raise click.UsageError("a PIN is needed: give --pin or set RIBAT_PIN")
         pin = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
-    problem = schema.pin_problem(pin)
+    problem = pins.pin_problem(pin)
     if problem is not None:
         raise click.BadParameter(problem, param_hint="PIN")
     return pin

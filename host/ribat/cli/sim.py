@@ -141,14 +141,14 @@ def cell_start(
     partners: str, nodes_per_partner: int, pin: str, interval: float, fast_link: bool
 ) -> None:
     """Start a virtual cell of PARTNERS (MA,FR,ES,BE), made on first start."""
-    from ribat import schema
+    from ribat import pins
     from ribat.simcell import cell
 
     try:
         codes = cell.parse_partners(partners)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="PARTNERS") from None
-    problem = schema.pin_problem(pin) or schema.pin_weakness(pin)
+    problem = pins.pin_problem(pin) or pins.pin_weakness(pin)
     if problem is not None:
         raise click.BadParameter(problem.replace(", or accept", ""), param_hint="--pin")
     state = cell.start(codes, nodes_per_partner, pin, interval, fast_link,

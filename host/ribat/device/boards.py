@@ -57,6 +57,7 @@ class Board:
     link_latency_ms: float = 0.0
     wires: int = 0  # UARTs to peer nodes
     wire_bytes_per_s: int = 0  # their rate: 10 bits a byte (8N1)
+    vault_blocks: int = 0  # the keys' own blocks outside littlefs (firmware/ribat/vault.py)
     facts: dict = field(default_factory=dict, compare=False)  # all of board.json, for the node
 
     @property
@@ -103,6 +104,7 @@ def load(name: str) -> Board:
         link_latency_ms=facts.get("link", {}).get("latency_ms", 0.0),
         wires=len(facts.get("wires", ())),
         wire_bytes_per_s=min((w["baud"] for w in facts.get("wires", ())), default=0) // 10,
+        vault_blocks=facts.get("vault_blocks", 0),
         facts=facts,
     )
 

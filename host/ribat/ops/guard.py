@@ -39,6 +39,8 @@ def pin_guesses(pin: str) -> int:
 def offline_search(pin: str) -> str:
     """What a search of a stolen flash for pin costs at worst, in words."""
     seconds = pin_guesses(pin) / OFFLINE_GUESSES_PER_S
+    if seconds >= 1e6 * 365 * 86400:
+        return "more than a million years of one CPU core"
     for unit, size in (("years", 365 * 86400), ("days", 86400), ("hours", 3600)):
         if seconds >= size:
             return f"about {seconds / size:,.0f} {unit} of one CPU core"
@@ -70,7 +72,7 @@ def provision(
     client: NodeClient, cell: Cell, partner: str, name: str, pin: str, weak: bool = False
 ) -> dict:
     """Have the node make its keys, seal them under pin and pin cell's authority. A PIN
-    shorter than schema.PIN_STRONG is refused unless weak (the node records it)."""
+    shorter than pins.PIN_STRONG is refused unless weak (the node records it)."""
     args, _ = pin_channel(client, pin=pin)
     if weak:
         args["weak"] = True

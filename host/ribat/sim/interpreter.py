@@ -249,6 +249,7 @@ def rom_env(
         "RIBAT_SIM_FLASH": str(flash),
         "RIBAT_SIM_BLOCK_SIZE": str(board.block_size),
         "RIBAT_SIM_BLOCKS": str(board.fs_bytes // board.block_size),
+        "RIBAT_SIM_VAULT_BLOCKS": str(board.vault_blocks),
         "RIBAT_SIM_PANEL": str(panel),
         "RIBAT_SIM_MODE": mode,
         "RIBAT_SIM_RESET_CAUSE": cause,

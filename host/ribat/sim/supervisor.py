@@ -91,8 +91,14 @@ class Supervisor:
 
     def prepare(self) -> str:
         """Create the flash image and panel if needed, open the host's terminal; its path."""
-        size = self.board.fs_bytes
-        if not self.flash.exists() or self.flash.stat().st_size != size:
+        # littlefs's blocks, then the keys' vault (ribat/vault.py on the node)
+        board = self.board
+        size = board.fs_bytes + board.vault_blocks * board.block_size
+        have = self.flash.stat().st_size if self.flash.exists() else -1
+        if have == board.fs_bytes < size:  # made before it had a vault: the vault is blank
+            with open(self.flash, "ab") as f:
+                f.write(b"\xff" * (size - have))
+        elif have != size:
             tmp = self.flash.with_suffix(".new")
             with open(tmp, "wb") as f:
                 f.write(b"\xff" * size)  # erased NOR flash
