@@ -213,3 +213,31 @@ def test_power_cut_at_every_write_of_a_keyless_fold(node: sim.Sim, cell: Cell) -
             assert json.loads(json.loads(lines[0])["body"])["locked"] == entries[0]["seq"] - 1
 
     assert sweep(node, prepare, action, after) >= 3
+
+
+def test_power_cut_at_every_write_of_a_wipe(node: sim.Sim, cell: Cell) -> None:
+    """A wipe renames the keys away, erases the vault and deletes the rest: cut at any
+    write, the node is its old self whole (its PIN opens its keys) or unprovisioned, and
+    then no seal is left in its vault."""
+    image = sim._dir(node.name) / "flash.img"
+
+    def prepare() -> None:
+        with connect(node.device) as client:
+            if guard.identity(client)["state"] == "unprovisioned":
+                guard.provision(client, cell, "MA", "oujda-1", PIN)
+
+    def action(client: NodeClient) -> None:
+        guard.wipe(client, PIN)
+
+    def after(cut: bool, acked: bool) -> None:
+        info, _ = check_node(node)
+        if acked:
+            assert info["state"] == "unprovisioned"
+        if info["state"] == "unprovisioned":
+            assert b"RBV1" not in image.read_bytes()[-2 * 4096 :]  # the vault erased
+            return
+        with connect(node.device) as client:  # keys whole
+            guard.unlock(client, PIN)
+            guard.lock(client)
+
+    assert sweep(node, prepare, action, after) >= 3
