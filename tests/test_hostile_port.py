@@ -154,8 +154,8 @@ def test_a_wipe_needs_the_pin_or_the_button(sealed: sim.Sim) -> None:
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stderr is not None
-    assert "press the button" in proc.stderr.readline()
-    sim.press(sealed.name)
+    assert "press and hold the button" in proc.stderr.readline()
+    sim.press(sealed.name, hold=1.0)
     assert proc.wait(30) == 0
     assert state() == "unprovisioned"
     events = ribat("audit", "show", "-p", sealed.device).out
@@ -257,3 +257,22 @@ def test_a_wipe_leaves_nothing_to_carve(sealed: sim.Sim) -> None:
         assert form not in after
     # no seal made under any PIN: its magic and iteration count, raw or in hex
     assert b"RBK1\x00\x00\x18\x00" not in after and b"52424b3100001800" not in after.lower()
+
+
+def test_a_try_count_put_back_is_caught(sealed: sim.Sim) -> None:
+    """The vault's blocks written back from before three wrong PINs (what a flash
+    programmer can do): the audit log, which says three, wins, and says so."""
+    image = paths.sims_root() / sealed.name / "flash.img"
+    vault = image.read_bytes()[-2 * 4096 :]
+    for _ in range(3):
+        assert ribat("unlock", "-p", sealed.device, "--pin", "not-the-pin-0").code == 11
+    sim.stop(sealed.name)
+    with open(image, "r+b") as f:
+        f.seek(-2 * 4096, 2)
+        f.write(vault)
+    again = sim.start(sealed.name, sealed.board)
+    with NodeClient(Port(again.device)) as client:
+        client.wait_ready()
+        assert client.request("identity")["tries"] == 3
+    events = ribat("audit", "show", "-p", again.device).out
+    assert "tries-restored" in events and "counted=0" in events and "logged=3" in events

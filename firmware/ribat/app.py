@@ -24,7 +24,6 @@ _KNOCK_MS = const(2000)  # how often a node with no peer yet knocks on its wire
 _WATCH_MS = const(100)  # how often it looks for an answer
 _GC_EVERY = const(16384)  # bytes allocated between two collections
 _RESET_DELAY_MS = const(100)  # time for a response to leave before the board restarts
-_BUTTON_MS = const(50)  # how often the button is looked at while presence counts
 _MOUNT = "/firmware"  # where the loader (main.py) mounts the running slot's pack
 _SPARE = const(32768)  # flash kept free beyond a firmware slot (a larger firmware, the audit log)
 
@@ -36,9 +35,12 @@ def _read_json(path: str) -> dict:
 
 
 class Node:
-    # A press of the board's button this long after its start stands for the operator's
-    # presence: a wipe without the PIN (ribat.guard.wipe), until the window closes.
+    # The board's button held down this long after its start stands for the operator's
+    # presence: a wipe without the PIN (ribat.guard.wipe).
     PRESENCE_MS = 10000
+
+    def present(self) -> bool:
+        return self.monitor.uptime_ms < self.PRESENCE_MS and self.board.button()
 
     def __init__(self, slot: str, fallback: bool) -> None:
         root = "/fw/" + slot
@@ -67,6 +69,11 @@ class Node:
         self.keyring = keys.Keyring(self.board.unique_id(), max_tries, self.board.vault())
         if self.keyring.wiped_at_start:
             self.audit.append("wipe", {"why": "lockout"})
+        if self.keyring.identity is not None and self.keyring.tries() < self.audit.tries:
+            from ribat import keywork  # rare: loaded for the repair alone
+
+            keywork.restore_tries(self, max_tries)
+            keys.unload_crypto()
         keys.unload("vault")  # read at the start; loaded again for a PIN, a wipe
         # Room for a deploy of the next firmware beside this one, whatever the journal: as
         # much flash as this one takes, less what the other slot holds (a deploy writes
@@ -85,7 +92,6 @@ class Node:
         build = self.build or self.revision or self.version
         self.audit.note_firmware("%s %s" % (self.version, build))
         self.touched = time.ticks_ms()
-        self.present = False
 
     def open_journal(self) -> None:
         """(Re)read the journal: at start-up, and after a wipe emptied it."""
@@ -142,16 +148,6 @@ class Node:
 async def _reset(board: object, hard: bool) -> None:
     await asyncio.sleep_ms(_RESET_DELAY_MS)
     board.reset(hard)  # type: ignore[attr-defined]  # hal.Board
-
-
-async def presence(node: Node) -> None:
-    """Watch the button in the seconds after the start (Node.PRESENCE_MS)."""
-    start = time.ticks_ms()
-    while time.ticks_diff(time.ticks_ms(), start) < Node.PRESENCE_MS:
-        if node.board.button():
-            node.present = True
-        await asyncio.sleep_ms(_BUTTON_MS)
-    node.present = False
 
 
 async def heartbeat(node: Node) -> None:
@@ -251,7 +247,6 @@ async def main(node: Node) -> None:
     # port vanishes from the host instead).
     node.link.event({"event": "boot", "boot": node.boot_id, "reset_cause": node.reset_cause})
     asyncio.create_task(node.monitor.run())
-    asyncio.create_task(presence(node))
     asyncio.create_task(telemetry.push(node))
     asyncio.create_task(heartbeat(node))
     asyncio.create_task(session(node))

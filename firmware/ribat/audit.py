@@ -45,6 +45,10 @@ class AuditLog:
         self.seq = 0
         self.head = chain.GENESIS
         self.entries = 0  # entries on flash (not counting a checkpoint)
+        # the try count the log last recorded (a wrong PIN's entry says it; an unlock, a
+        # provisioning, a PIN change or a wipe sets it back): a count kept elsewhere that
+        # is lower was put back from an older copy (ribat.app checks at the start)
+        self.tries = 0
         self._asked: dict = {}  # seq -> hash (or "folded") last told by hashes_at
         self._scan()
 
@@ -69,10 +73,19 @@ class AuditLog:
                 elif "body" not in e:
                     self.seq, self.head = e["seq"], chain.line_hash(line)
                     self.entries += 1
+                    self._note(e.get("ev"), e.get("d"))
         if good != os.stat(self.path)[6]:
             store.truncate(self.path, good)
 
+    def _note(self, event: object, detail: object) -> None:
+        if event == "pin-failed" and isinstance(detail, dict):
+            tries = detail.get("tries")
+            self.tries = tries if isinstance(tries, int) else self.tries
+        elif event in ("unlock", "provision", "pin-change", "wipe"):
+            self.tries = 0
+
     def append(self, event: str, detail: "dict | None" = None) -> None:
+        self._note(event, detail)
         line = chain.entry(self.seq + 1, int(time.time()), event, self.head, detail)
         with open(self.path, "ab") as f:
             f.write(line)

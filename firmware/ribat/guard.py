@@ -132,17 +132,17 @@ def pin_change(node, meta: dict, data: bytes) -> dict:
 
 
 def wipe(node, meta: dict, data: bytes) -> dict:
-    """Erase keys and content: in an unlocked session, or by whoever pressed the board's
-    button in the seconds after it started (as a FIDO key's reset needs presence); an
-    unprovisioned node has nothing to guard."""
+    """Erase keys and content: in an unlocked session, or by whoever holds the board's
+    button down in the seconds after it started (as a FIDO key's reset needs presence);
+    an unprovisioned node has nothing to guard."""
     if meta.get("confirm") is not True:
         raise RequestError(codec.ARGS, "a wipe needs 'confirm': true")
     keyring = node.keyring
     by_button = keyring.state != "unprovisioned" and not keyring.in_session()
-    if by_button and not node.present:
+    if by_button and not node.present():
         raise RequestError(
             codec.LOCKED,
-            "a wipe needs the operator PIN, or a press of the board's button within "
+            "a wipe needs the operator PIN, or the board's button held down within "
             "%d s of its start" % (node.PRESENCE_MS // 1000),
         )
     node.audit.append("wipe", {"why": "button" if by_button else "request"})

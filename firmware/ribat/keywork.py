@@ -104,6 +104,19 @@ def keep(keyring, sealed: "bytes | None" = None, tries: "int | None" = None) -> 
         store.write_atomic(TRIES, str(tries).encode())
 
 
+def restore_tries(node, max_tries: int) -> None:
+    """A try count lower than the audit log's last record of it was put back from an
+    older copy (of the vault or of /key/tries, the log left as it was): recorded, and the
+    log's count taken, a lockout included. (A whole flash image put back rolls the log
+    back too: that, a peer's witness catches.)"""
+    keyring, logged = node.keyring, node.audit.tries
+    node.audit.append("tries-restored", {"counted": keyring.tries(), "logged": logged})
+    keep(keyring, tries=logged)
+    if logged >= max_tries:
+        keyring.wipe()
+        node.audit.append("wipe", {"why": "lockout"})
+
+
 def check_pin(keyring, pin: str) -> tuple:
     """(the secrets if pin opens the seal, else None; wrong PINs in a row now). The try
     is on flash before the seal is tried."""

@@ -171,7 +171,7 @@ def lock(port: str | None) -> None:
 @click.option(
     "--button",
     is_flag=True,
-    help="Instead of the PIN: restart the node and press its button within 10 s.",
+    help="Instead of the PIN: restart the node and hold its button down within 10 s.",
 )
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
 def wipe(port: str | None, pin: str | None, button: bool, yes: bool) -> None:
@@ -195,7 +195,9 @@ def wipe(port: str | None, pin: str | None, button: bool, yes: bool) -> None:
     elif button:
         guard.wipe_by_presence(
             client,
-            lambda s: click.echo(f"press the button on {info.name} now ({s:g} s)", err=True),
+            lambda s: click.echo(
+                f"press and hold the button on {info.name} now ({s:g} s)", err=True
+            ),
         )
     else:
         if pin is None and not sys.stdin.isatty():

@@ -142,7 +142,7 @@ def wipe(client: NodeClient, pin: str | None = None) -> dict:
 
 
 def wipe_by_presence(client: NodeClient, now_press: Callable[[float], None]) -> dict:
-    """Restart the node, then wipe it once someone presses its button in the seconds
+    """Restart the node, then wipe it once someone holds its button down in the seconds
     after the start (as a FIDO key's reset needs presence). now_press(seconds) is called
     when the window opens; Locked if no press came in it."""
     assert client.info is not None
