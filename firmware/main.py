@@ -181,6 +181,15 @@ def _umount():
         pass
 
 
+def _forget():
+    """The slot's modules and mount forgotten: the other slot starts clean."""
+    if MOUNT in sys.path:
+        sys.path.remove(MOUNT)
+    for name in list(sys.modules):
+        if name in ("ribat", "hal") or name.startswith("ribat."):
+            del sys.modules[name]
+
+
 def _run_slots(active):
     for slot in (active, "b" if active == "a" else "a"):
         root = "/fw/" + slot
@@ -196,19 +205,18 @@ def _run_slots(active):
         except Exception as e:  # noqa: BLE001 - any import failure: try the other slot
             print("ribat: slot %s does not start:" % slot)
             sys.print_exception(e)
-            if MOUNT in sys.path:
-                sys.path.remove(MOUNT)
-            for name in list(sys.modules):
-                if name in ("ribat", "hal") or name.startswith("ribat."):
-                    del sys.modules[name]
+            _forget()
             continue
         while True:
             try:
-                ribat.app.run(slot, slot != active)
+                if not ribat.app.run(slot, slot != active):
+                    break  # a build this node replaced: it never goes back
             except KeyboardInterrupt:  # only while not sealed: Ctrl-C is off otherwise
                 print("ribat: interrupted; press Enter within 2 s for the REPL, or it resumes")
                 if _host_wants_repl():
                     raise
+        print("ribat: slot %s holds a build this node replaced: not started" % slot)
+        _forget()
     print("ribat: no slot can start; deploy again with `ribat flash`")
 
 

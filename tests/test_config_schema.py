@@ -38,10 +38,12 @@ CASES = [
 
 
 def test_every_key_has_a_valid_default_and_a_description() -> None:
-    for key, _, default, _, meaning in schema.KEYS:
+    for key, _, default, _ in schema.KEYS:
         assert schema.check(key, default) is None, key
-        assert meaning.strip()
     assert len({e[0] for e in schema.KEYS}) == len(schema.KEYS)
+    # each meaning is the host's (the node has no use for it): one for every key, no more
+    assert set(config.MEANINGS) == {e[0] for e in schema.KEYS}
+    assert all(meaning.strip() for meaning in config.MEANINGS.values())
 
 
 @pytest.mark.parametrize("key, value, valid", CASES)

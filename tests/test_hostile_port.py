@@ -17,7 +17,7 @@ from conftest import FIRMWARE, PIN, NewSim, make_cell, ribat, sim_status
 from ribat import codec, deploy, sim
 from ribat.device.client import NodeClient
 from ribat.device.transport import Port
-from ribat.errors import DeviceError, Locked
+from ribat.errors import DeployError, DeviceError, Locked
 from ribat.ops import guard
 from ribat.ops import journal as lib
 from ribat.sim import paths
@@ -276,3 +276,21 @@ def test_a_try_count_put_back_is_caught(sealed: sim.Sim) -> None:
         assert client.request("identity")["tries"] == 3
     events = ribat("audit", "show", "-p", again.device).out
     assert "tries-restored" in events and "counted=0" in events and "logged=3" in events
+
+
+def test_a_sealed_node_never_goes_back_to_a_build_it_replaced(
+    sealed: sim.Sim, tmp_path: Path
+) -> None:
+    builds = []
+    for n in (1, 2):
+        src = tmp_path / f"fw{n}"
+        shutil.copytree(FIRMWARE, src, ignore=shutil.ignore_patterns("__pycache__", "mypy.ini"))
+        with open(src / "ribat" / "telemetry.py", "a") as f:
+            f.write(f"\nRELEASE = {n}\n")
+        builds.append(deploy.deploy(sealed.device, source=src, pin=lambda: PIN))
+    with pytest.raises(DeployError, match="never goes back"):
+        deploy.deploy(sealed.device, source=tmp_path / "fw1", pin=lambda: PIN)
+    with NodeClient(Port(sealed.device)) as client:
+        assert client.wait_ready().build == builds[1].manifest["build"]  # still the newer
+    events = ribat("audit", "show", "-p", sealed.device).out
+    assert "downgrade-refused" in events

@@ -90,7 +90,10 @@ class Node:
         self.wires: list = []  # the peers on the board's wires that answered (ribat.wire)
         self.quiet_wires: list = []  # the board's wires with no peer answering
         build = self.build or self.revision or self.version
-        self.audit.note_firmware("%s %s" % (self.version, build))
+        # a provisioned node never goes back to a build it replaced (run returns False)
+        self.runnable = self.audit.note_firmware(
+            "%s %s" % (self.version, build), self.keyring.identity is not None
+        )
         self.touched = time.ticks_ms()
 
     def open_journal(self) -> None:
@@ -257,12 +260,16 @@ async def main(node: Node) -> None:
     await node.link.serve(lambda frame: service.handle(node, frame))
 
 
-def run(slot: str, fallback: bool = False) -> None:
+def run(slot: str, fallback: bool = False) -> bool:
+    """Run the node; it returns only to refuse a build this node replaced (False)."""
     asyncio.new_event_loop()  # forget the tasks of a run that was interrupted
     node = Node(slot, fallback)
+    if not node.runnable:
+        return False
     # Collect often, not only when the heap is full: left to fill the heap, garbage
     # scatters the few objects that live on across all of it, and a frame or a bulletin
     # of a few KB then finds no free block to fit in.
     gc.collect()
     gc.threshold(_GC_EVERY)
     asyncio.run(main(node))
+    return True

@@ -17,7 +17,8 @@ import time
 from ribat import chain, signed, store
 
 PATH = "/audit/log"
-_FW = "/audit/fw"  # the firmware build last recorded, to notice deploys at start-up
+_FW = "/audit/fw"  # the firmware builds this node ran, newest last: deploys, and downgrades
+_FW_KEPT = 16
 
 
 def _lines(f):
@@ -195,13 +196,22 @@ class AuditLog:
         except OSError:
             return b""
 
-    def note_firmware(self, build: str) -> None:
-        """Record a deploy: the build running now is not the one last recorded."""
+    def note_firmware(self, build: str, sealed: bool) -> bool:
+        """Record a deploy: the build running now is not the one last recorded. False if
+        a sealed node starts a build it replaced before (it never goes back: the loader
+        then starts its other slot), refused and recorded; True otherwise."""
         try:
             with open(_FW) as f:
-                last = f.read()
+                history = f.read().split("\n")  # the builds this node ran, newest last
         except OSError:
-            last = ""
-        if last != build:
-            self.append("deploy", {"from": last or None, "to": build})
-            store.write_atomic(_FW, build.encode())
+            history = []
+        last = history[-1] if history else ""
+        if last == build:
+            return True
+        if sealed and build in history:
+            self.append("downgrade-refused", {"build": build, "running": last})
+            return False
+        self.append("deploy", {"from": last or None, "to": build})
+        history = [b for b in history if b != build][-(_FW_KEPT - 1) :] + [build]
+        store.write_atomic(_FW, "\n".join(history).encode())
+        return True

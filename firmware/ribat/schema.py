@@ -1,5 +1,5 @@
-"""The configuration schema: every key a node knows, its type, bounds, default and meaning;
-and the fields of the node's telemetry sample.
+"""The configuration schema: every key a node knows, its type, bounds and default; and
+the fields of the node's telemetry sample.
 
 This one file is the only definition. The node validates with it before it saves; the host
 (through the symlink host/ribat/schema.py) validates with it before it sends, and shows its
@@ -14,84 +14,23 @@ CHOICE = "choice"
 _NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_."
 _UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
-# (key, type, default, bounds, description)
+# (key, type, default, bounds); what each means is the host's to say (ribat.ops.config)
 #   INT bounds: (min, max); STR bounds: (min length, max length, allowed characters);
 #   CHOICE bounds: the allowed values; BOOL bounds: None.
 KEYS = (
-    (
-        "node.name",
-        STR,
-        "ribat",
-        (1, 32, _NAME_CHARS),
-        "Name of this node, shown by `ribat boards` and in telemetry",
-    ),
-    (
-        "node.partner",
-        STR,
-        "XX",
-        (2, 2, _UPPER),
-        "Partner service that runs this node: ISO 3166-1 alpha-2 code (MA, FR, ES, BE...);"
-        " XX until provisioned",
-    ),
-    (
-        "time.utc_offset_min",
-        INT,
-        0,
-        (-720, 840),
-        "Offset of local time from UTC, in minutes, for times shown to the duty officer",
-    ),
-    ("telemetry.enabled", BOOL, True, None, "Push telemetry frames over the serial link"),
-    (
-        "telemetry.interval_ms",
-        INT,
-        1000,
-        (100, 3600000),
-        "Time between two telemetry frames, in milliseconds",
-    ),
-    (
-        "led.brightness",
-        INT,
-        50,
-        (0, 100),
-        "Brightness of the status LED in percent; 0 turns it off",
-    ),
-    ("alert.enabled", BOOL, True, None, "Signal new alerts on the LED and the buzzer"),
-    ("alert.buzzer", BOOL, True, None, "Sound the buzzer for alerts, where the board has one"),
-    (
-        "alert.pattern",
-        CHOICE,
-        "blink",
-        ("steady", "blink", "pulse"),
-        "How the LED shows an alert that nobody has acknowledged yet",
-    ),
-    (
-        "alert.ack_timeout_s",
-        INT,
-        300,
-        (10, 86400),
-        "Seconds an alert may stay unacknowledged before it is escalated",
-    ),
-    (
-        "pin.max_tries",
-        INT,
-        8,
-        (3, 15),
-        "Wrong PINs in a row after which the node wipes its keys and content",
-    ),
-    (
-        "pin.idle_s",
-        INT,
-        300,
-        (5, 86400),
-        "Seconds without a request after which an unlocked session locks itself",
-    ),
-    (
-        "audit.max_entries",
-        INT,
-        400,
-        (16, 4000),
-        "Audit entries kept on flash; older ones are folded into a checkpoint",
-    ),
+    ("node.name", STR, "ribat", (1, 32, _NAME_CHARS)),
+    ("node.partner", STR, "XX", (2, 2, _UPPER)),
+    ("time.utc_offset_min", INT, 0, (-720, 840)),
+    ("telemetry.enabled", BOOL, True, None),
+    ("telemetry.interval_ms", INT, 1000, (100, 3600000)),
+    ("led.brightness", INT, 50, (0, 100)),
+    ("alert.enabled", BOOL, True, None),
+    ("alert.buzzer", BOOL, True, None),
+    ("alert.pattern", CHOICE, "blink", ("steady", "blink", "pulse")),
+    ("alert.ack_timeout_s", INT, 300, (10, 86400)),
+    ("pin.max_tries", INT, 8, (3, 15)),
+    ("pin.idle_s", INT, 300, (5, 86400)),
+    ("audit.max_entries", INT, 400, (16, 4000)),
 )
 
 # The node's telemetry sample (telemetry events and `status`), field by field, in the

@@ -39,11 +39,11 @@ def show(port: str | None, as_json: bool) -> None:
     table = Table(box=None, header_style="bold")
     for column in ("KEY", "VALUE", "ALLOWED", "MEANING"):
         table.add_column(column, overflow="fold")
-    for key, _, default, _, meaning in schema.KEYS:
+    for key, _, default, _ in schema.KEYS:
         value = values.get(key)
         mark = "" if value == default else " *"
         allowed = schema.allowed(schema.find(key))  # type: ignore[arg-type]
-        table.add_row(key, cfg.show(value) + mark, allowed, meaning)
+        table.add_row(key, cfg.show(value) + mark, allowed, cfg.MEANINGS[key])
     console().print(table)
 
 

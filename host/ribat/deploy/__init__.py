@@ -158,6 +158,12 @@ def deploy(
                 + f": see its output with `mpremote connect {path} repl`, or deploy again"
             ) from None
     if info.build != image.manifest["build"]:
+        if b"a build this node replaced" in bytes(client.text):
+            raise DeployError(
+                f"the node runs build {info.build} from slot {info.slot}: build "
+                f"{image.manifest['build']} is one it ran and replaced before, and a "
+                "provisioned node never goes back: deploy a newer build"
+            )
         raise DeployError(
             f"the node runs build {info.build} from slot {info.slot}, not the build "
             f"{image.manifest['build']} just written: deploy again, and if this repeats, "

@@ -12,6 +12,26 @@ from ribat.device.client import NodeClient
 from ribat.errors import DeviceError, InvalidConfig
 from ribat.files import write_whole
 
+# What each key of the schema means, for `ribat config show`: kept here, not in the schema
+# the node loads (some 3 KB of a Pico W's heap); a test holds the two to the same keys.
+MEANINGS = {
+    "node.name": "Name of this node, shown by `ribat boards` and in telemetry",
+    "node.partner": "Partner service that runs this node: ISO 3166-1 alpha-2 code"
+    " (MA, FR, ES, BE...); XX until provisioned",
+    "time.utc_offset_min": "Offset of local time from UTC, in minutes, for times shown to"
+    " the duty officer",
+    "telemetry.enabled": "Push telemetry frames over the serial link",
+    "telemetry.interval_ms": "Time between two telemetry frames, in milliseconds",
+    "led.brightness": "Brightness of the status LED in percent; 0 turns it off",
+    "alert.enabled": "Signal new alerts on the LED and the buzzer",
+    "alert.buzzer": "Sound the buzzer for alerts, where the board has one",
+    "alert.pattern": "How the LED shows an alert that nobody has acknowledged yet",
+    "alert.ack_timeout_s": "Seconds an alert may stay unacknowledged before it is escalated",
+    "pin.max_tries": "Wrong PINs in a row after which the node wipes its keys and content",
+    "pin.idle_s": "Seconds without a request after which an unlocked session locks itself",
+    "audit.max_entries": "Audit entries kept on flash; older ones are folded into a checkpoint",
+}
+
 EXPORT_FORMAT = 1
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
