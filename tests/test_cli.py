@@ -85,9 +85,9 @@ def test_export_then_import_on_another_node(new_sim, tmp_path: Path) -> None:
 def test_import_is_all_or_nothing(node: sim.Sim, tmp_path: Path) -> None:
     before = ribat("config", "show", "--json", *p(node)).out
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"node.name": "changed", "alert.pattern": "strobe"}))
+    bad.write_text(json.dumps({"node.name": "changed", "alert.min_severity": "routine"}))
     run = ribat("config", "import", str(bad), *p(node))
-    assert run.code == 6 and "alert.pattern must be one of steady, blink, pulse" in run.err
+    assert run.code == 6 and "alert.min_severity must be one of priority, flash" in run.err
     assert ribat("config", "show", "--json", *p(node)).out == before
 
 

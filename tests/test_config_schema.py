@@ -29,10 +29,10 @@ CASES = [
     ("telemetry.enabled", 0, False),
     ("led.brightness", 0, True),
     ("led.brightness", 101, False),
-    ("alert.pattern", "pulse", True),
-    ("alert.pattern", "strobe", False),
-    ("time.utc_offset_min", -720, True),
-    ("time.utc_offset_min", 841, False),
+    ("alert.min_severity", "flash", True),
+    ("alert.min_severity", "routine", False),
+    ("alert.ack_timeout_s", 10, True),
+    ("alert.ack_timeout_s", 9, False),
     ("no.such.key", 1, False),
 ]
 

@@ -17,8 +17,8 @@ from ribat.device.client import NodeClient, connect
 from ribat.device.transport import Port
 from ribat.errors import RibatError
 
-OLD = {"node.name": "old-name", "led.brightness": 10, "alert.pattern": "steady"}
-NEW = {"node.name": "new-name", "led.brightness": 90, "alert.pattern": "pulse"}
+OLD = {"node.name": "old-name", "led.brightness": 10, "alert.min_severity": "priority"}
+NEW = {"node.name": "new-name", "led.brightness": 90, "alert.min_severity": "flash"}
 SWEEP_POINTS = 24  # cut points spread over a deploy
 
 

@@ -15,6 +15,10 @@ _CAUSES = {machine.PWRON_RESET: "power_on", machine.WDT_RESET: "watchdog"}
 class Board:
     def __init__(self, facts: dict) -> None:
         self._wires = facts.get("wires", ())  # (the rest of the facts is not kept)
+        buzzer = facts.get("buzzer")
+        self._buzzer = (
+            machine.PWM(machine.Pin(buzzer["pin"]), freq=2000, duty_u16=0) if buzzer else None
+        )
         led = facts["led"]
         self._led = machine.Pin(led["pin"], machine.Pin.OUT)
         # The Pico W's LED sits on the Wi-Fi chip and has no PWM: on or off only.
@@ -26,6 +30,11 @@ class Board:
             self._pwm.duty_u16(percent * 65535 // 100)
         else:
             self._led.value(1 if percent else 0)
+
+    def buzzer(self, on: bool) -> None:
+        """A 2 kHz tone, on a passive buzzer (an active one sounds at any duty)."""
+        if self._buzzer is not None:
+            self._buzzer.duty_u16(32768 if on else 0)
 
     def button(self) -> bool:
         return rp2.bootsel_button() == 1

@@ -14,6 +14,9 @@ class Board:
     def led(self, percent: int) -> None:
         vboard.set_led(percent)
 
+    def buzzer(self, on: bool) -> None:
+        vboard.set_buzzer(on)
+
     def button(self) -> bool:
         return vboard.button()
 

@@ -7,7 +7,6 @@ import binascii
 import gc
 import json
 import os
-import select
 import time
 
 import hal
@@ -15,13 +14,16 @@ from micropython import const
 
 from ribat import audit, codec, config, journal, keys, link, service, store, telemetry
 
+_TYPES = False  # (firmware/mypy.ini)
+if _TYPES:
+    from ribat.watch import Watch
+
 MAX_BODY = const(4096)  # largest frame body accepted (a journal entry fits); told in hello
 _BLINK_MS = const(80)
+_TICK_MS = const(50)  # how often the watch looks at the button and drives the LED
 _HEARTBEAT_MS = const(2000)
 _SESSION_MS = const(250)  # how often an unlocked session is looked after
 _RETENTION_MS = const(1000)  # how often expired content is looked for (cheap: one list)
-_KNOCK_MS = const(2000)  # how often a node with no peer yet knocks on its wire
-_WATCH_MS = const(100)  # how often it looks for an answer
 _GC_EVERY = const(16384)  # bytes allocated between two collections
 _RESET_DELAY_MS = const(100)  # time for a response to leave before the board restarts
 _MOUNT = "/firmware"  # where the loader (main.py) mounts the running slot's pack
@@ -100,6 +102,26 @@ class Node:
         """(Re)read the journal: at start-up, and after a wipe emptied it."""
         self.journal = journal.Journal()
         self.journal.reserve = self.deploy_room
+        self.watch: "Watch | None" = None
+        if store.exists(journal.ALERTS):
+            self.watching()  # for the alerts pending through a restart
+            self.rest_watch()
+
+    def watching(self) -> "Watch":
+        """The watch (ribat.watch), loaded when first needed: at the unlock, or for the
+        alerts still pending."""
+        if self.watch is None:
+            from ribat import watch
+
+            self.watch = watch.Watch(self)
+        return self.watch
+
+    def rest_watch(self) -> None:
+        """A locked node with no alert pending holds no watch: 2.4 KB of a Pico W's heap."""
+        w = self.watch
+        if w is not None and self.keyring.state != "unlocked" and not w.pending():
+            self.watch = None
+            keys.unload("watch")
 
     def follow_clock(self, now: object) -> None:
         """A board without a battery restarts its clock at power-up: the host's time (a
@@ -124,6 +146,7 @@ class Node:
         self.keyring.lock()
         self.audit.append("lock", {"why": why})
         keys.unload_crypto()
+        self.rest_watch()
         gc.collect()
 
     def make_room_for_session(self) -> None:
@@ -153,14 +176,41 @@ async def _reset(board: object, hard: bool) -> None:
     board.reset(hard)  # type: ignore[attr-defined]  # hal.Board
 
 
-async def heartbeat(node: Node) -> None:
-    """A short blink every two seconds at the configured brightness: the node is alive."""
+async def on_watch(node: Node) -> None:
+    """The LED, the buzzer and the button (ribat.watch): the heartbeat, or the pattern of
+    the alerts pending; a press acknowledges them; an unlocked node reads what came, each
+    second."""
     board = node.board
+    config = node.config
+    pressed = False
+    lit = sounding = None
+    t = 0
     while True:
-        board.led(node.config.get("led.brightness"))  # type: ignore[arg-type]
-        await asyncio.sleep_ms(_BLINK_MS)
-        board.led(0)
-        await asyncio.sleep_ms(_HEARTBEAT_MS - _BLINK_MS)
+        await asyncio.sleep_ms(_TICK_MS)
+        t += _TICK_MS
+        if t % 1000 == 0 and node.keyring.state == "unlocked":
+            node.watching().look()
+        down = board.button()
+        pattern = None
+        on_ms, off_ms = _BLINK_MS, _HEARTBEAT_MS - _BLINK_MS  # alive: a short blink
+        w = node.watch  # None: locked, nothing pending
+        if w is not None:
+            if down and not pressed and w.pending():
+                w.press(int(time.time()))
+            pattern = w.pattern(int(time.time()))
+            if pattern is not None:
+                on_ms, off_ms = w.PATTERNS[pattern]
+        pressed = down
+        on = t % (on_ms + off_ms) < on_ms
+        level = config.get("led.brightness") if on else 0
+        if level != lit:
+            board.led(level)  # type: ignore[arg-type]
+            lit = level
+        beep = pattern in ("flash", "overdue") and t % _HEARTBEAT_MS < 150
+        beep = bool(beep and config.get("alert.buzzer"))
+        if beep != sounding:
+            board.buzzer(beep)
+            sounding = beep
 
 
 def _derive_next_pair(keyring: keys.Keyring) -> bool:
@@ -196,54 +246,6 @@ async def retention(node: Node) -> None:
         await asyncio.sleep_ms(_RETENTION_MS)
 
 
-async def wire_watch(node: Node) -> None:
-    """Knock now and then on each of the board's quiet wires, once the node has keys;
-    load the wire's code for a wire (some 11 KB of heap that a board with no peer keeps)
-    when a peer says something on it. One task, polled: a task per wire, or
-    asyncio.wait_for, would cost a board with no peer more heap than the whole watch."""
-    poll = select.poll()
-    watched: list = []
-    while True:
-        for stream in node.quiet_wires:
-            if stream not in watched:
-                poll.register(stream, select.POLLIN)
-                watched.append(stream)
-        if node.keyring.state == "unprovisioned" or not watched:
-            await asyncio.sleep_ms(_KNOCK_MS)  # nothing to sync yet: not even listening
-            continue
-        for stream in watched:
-            codec.write(stream, codec.REQUEST, 0, {"op": "ping"})
-        for _ in range(_KNOCK_MS // _WATCH_MS):
-            await asyncio.sleep_ms(_WATCH_MS)
-            heard = None
-            for heard, _ in poll.ipoll(0):
-                break
-            if heard is not None:
-                poll.unregister(heard)
-                watched.remove(heard)
-                node.quiet_wires.remove(heard)
-                asyncio.create_task(_run_wire(node, heard))
-                break
-
-
-async def _run_wire(node: Node, stream: object) -> None:
-    """Sync with the peer on stream while it answers; then give the heap back and let
-    the watch listen on that wire again."""
-    from ribat import wire
-
-    peer = wire.Wire(node, stream)
-    node.wires.append(peer)
-    serving = asyncio.create_task(peer.serve(peer.answer))
-    await peer.pull()
-    serving.cancel()
-    node.wires.remove(peer)
-    peer = serving = None  # type: ignore[assignment]
-    node.quiet_wires.append(stream)
-    if not node.wires:
-        keys.unload("wire")
-    gc.collect()
-
-
 async def main(node: Node) -> None:
     # Said first: a host waiting for an answer from the node's previous start knows at
     # once that it will not come (a board that loses power mid-request on a real USB
@@ -251,12 +253,14 @@ async def main(node: Node) -> None:
     node.link.event({"event": "boot", "boot": node.boot_id, "reset_cause": node.reset_cause})
     asyncio.create_task(node.monitor.run())
     asyncio.create_task(telemetry.push(node))
-    asyncio.create_task(heartbeat(node))
+    asyncio.create_task(on_watch(node))
     asyncio.create_task(session(node))
     asyncio.create_task(retention(node))
     node.quiet_wires = node.board.wires()
     if node.quiet_wires:
-        asyncio.create_task(wire_watch(node))
+        from ribat import wires  # a board with none (a Pico W) holds none of its code
+
+        asyncio.create_task(wires.watch(node))
     await node.link.serve(lambda frame: service.handle(node, frame))
 
 

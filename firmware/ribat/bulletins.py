@@ -116,17 +116,39 @@ def post(node, meta: dict, data: bytes) -> dict:
         content[1 + entry.WRAP * i : 1 + entry.WRAP * (i + 1)] = wrapped
     aead.ctr(cek, _IV, text, content, start)
     del text
+    ident = _append_own(node, content, now + ttl, now, "post", None)
+    return {"id": ident, "expires": now + ttl, "readers": content[0]}
+
+
+def _append_own(node, content: object, expires: int, now: int, event: str, detail: object) -> str:
+    """Sign and store an entry of this node's own chain, recorded in the audit log as event
+    (detail: its data, or the new entry's id); the entry's id."""
+    keyring = node.keyring
     j = node.journal
     # room first: a full journal refuses before a signature (1.2 s on a Pico) is spent
-    j.make_room(len(content), now)
+    j.make_room(len(content), now)  # type: ignore[arg-type]
     node.audit_room()
-    origin = entry.origin_bytes(me["fp"])
+    origin = entry.origin_bytes(keyring.identity["fp"])
     seq = j.head(origin) + 1
-    header = entry.pack(origin, seq, j.head_digest(origin), now + ttl, content)
+    header = entry.pack(origin, seq, j.head_digest(origin), expires, content)  # type: ignore[arg-type]
     signed = header + keyring.sign_message(entry.message(header))
-    node.audit.append("post", {"id": entry.entry_id(origin, seq)})
+    ident = entry.entry_id(origin, seq)
+    node.audit.append(event, detail or {"id": ident})
     j.append(signed, content, 0)
-    return {"id": entry.entry_id(origin, seq), "expires": now + ttl, "readers": content[0]}
+    return ident
+
+
+def acknowledge(node, k: int, header: entry.Header, t: int) -> str:
+    """This node's acknowledgement, at time t, of the bulletin at record k: an entry of its
+    own chain, public (anyone who carries it may read who acknowledged what, and when),
+    signed and replicated like any other; the bulletin flagged acknowledged here."""
+    doc = {"k": entry.ACK, "t": t, "r": [header.id()]}
+    content = bytes((entry.PUBLIC,)) + json.dumps(doc).encode()
+    now = int(time.time())
+    ident = _append_own(node, content, header.expires, now, "ack", {"id": header.id()})
+    node.journal.set_flags(k, add=journal.ACKED)
+    node.watching().acked(header.id(), t)
+    return ident
 
 
 def _open(node, rec: bytes, members: dict, keys: dict) -> "dict | None":
@@ -134,6 +156,9 @@ def _open(node, rec: bytes, members: dict, keys: dict) -> "dict | None":
     members is keyring.members(); keys caches each origin's content key, for one request."""
     header = entry.Header(rec)
     content = node.journal.content(rec)
+    public = _public_of(content)
+    if public is not None:
+        return public  # an acknowledgement: no secret
     parts = entry.wraps_of(content)
     if parts is None:
         return None
@@ -158,6 +183,24 @@ def _open(node, rec: bytes, members: dict, keys: dict) -> "dict | None":
                 return None  # wrapped for a node its releasability list leaves out
             return inner
     return None
+
+
+def _public(node, rec: bytes) -> "dict | None":
+    """A public entry's JSON (an acknowledgement), which a locked node shows too."""
+    if not entry.Header(rec).size:
+        return None
+    return _public_of(node.journal.content(rec))
+
+
+def _public_of(content: bytes) -> "dict | None":
+    """The JSON object of a public content (entry.PUBLIC); None for any other."""
+    if not content or content[0] != entry.PUBLIC:
+        return None
+    try:
+        doc = json.loads(bytes(content[1:]))
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def _state(flags: int) -> str:
@@ -214,12 +257,12 @@ def list_entries(node, meta: dict, data: bytes) -> dict:
         m = members.get(rec[entry.AT_ORIGIN : entry.AT_ORIGIN + 8])
         if partner is not None and (m is None or m["partner"] != partner):
             continue
-        inner = _open(node, rec, members, keys) if unlocked else None
+        inner = _open(node, rec, members, keys) if unlocked else _public(node, rec)
         if inner is not None:
-            read += 1
+            read += inner.get("k") != entry.ACK  # (an acknowledgement is no secret)
             if inner["t"] < since or (kind is not None and inner["k"] != kind):
                 continue
-            inner.pop("b")  # the list shows titles; `show` reads the body
+            inner.pop("b", None)  # the list shows titles; `show` reads the body
         elif kind is not None or since:
             continue  # what cannot be read cannot be said to match
         item = _item(node, k, rec, members, inner)
@@ -256,6 +299,8 @@ def show(node, meta: dict, data: bytes) -> dict:
 
 
 def ack(node, meta: dict, data: bytes) -> dict:
+    """Acknowledge a bulletin this node may read: a signed, public entry its author and
+    the cell see (acknowledge); a second time, the first is what counts."""
     node.keyring.need("session")
     k, rec = _record(node, meta.get("id"))
     header = entry.Header(rec)
@@ -263,11 +308,13 @@ def ack(node, meta: dict, data: bytes) -> dict:
         raise RequestError(
             codec.REFUSED, "%s is not readable on this node: nothing to acknowledge" % header.id()
         )
-    if not node.journal.flags(rec) & journal.ACKED:
-        node.audit_room()
-        node.audit.append("ack", {"id": header.id()})
-        node.journal.set_flags(k, add=journal.ACKED)
-    return {"id": header.id(), "acked": True}
+    if node.journal.flags(rec) & journal.ACKED:
+        return {"id": header.id(), "acked": True, "already": True}
+    return {
+        "id": header.id(),
+        "acked": True,
+        "entry": acknowledge(node, k, header, int(time.time())),
+    }
 
 
 OPS = {

@@ -12,7 +12,8 @@
     content, size bytes:
         u8 n, then n key wraps (RFC 3394, 40 bytes each: the content key wrapped under the
         key the origin shares with one recipient node), then the AES-256-CTR ciphertext of
-        the bulletin's JSON (kind, severity, time, releasability, title, body, refs).
+        the bulletin's JSON (kind, severity, time, releasability, title, body, refs);
+        or, for what is no secret (an acknowledgement), u8 PUBLIC then its JSON in clear.
 
 The header is all a relay, a broker or a node outside the releasability list sees; it
 commits to the content by hash, so the content can be purged at expiry while the chain of
@@ -41,6 +42,8 @@ AT_SIZE = 81
 _CONTEXT = b"ribat-bulletin v1\n"
 
 KINDS = ("alert", "notice", "request", "reply", "update", "retraction")
+ACK = "ack"  # the kind of a node's acknowledgement of a bulletin: public (PUBLIC)
+PUBLIC = 0xFF  # a content's first byte: no wraps, its JSON in the clear
 SEVERITIES = ("routine", "priority", "flash")
 NEEDS_REF = ("reply", "update", "retraction")
 
@@ -126,7 +129,7 @@ def fp_text(origin: bytes) -> str:
 def wraps_of(content: bytes) -> "tuple[list, memoryview] | None":
     """The key wraps (copies) and the ciphertext (a view into content, not a copy) of a
     content; None if it is not shaped so."""
-    if not content:
+    if not content or content[0] == PUBLIC:
         return None
     n = content[0]
     end = 1 + n * WRAP

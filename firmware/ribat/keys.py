@@ -37,6 +37,7 @@ _CRYPTO = (
     "wrapped",
     "vault",
     "intake",
+    "alerts",
     "ed25519",
     "sha512",
     "x25519",

@@ -3,7 +3,7 @@ no host in the loop.
 
 Each node serves its peer the operations that show what a broker sees and nothing else:
 sync.hello (the summary), journal.export and journal.next (sealed entries), and ping (a
-node with no peer yet knocks with it: ribat.app.wire_watch). And every
+node with no peer yet knocks with it: ribat.wires.watch). And every
 few seconds it pulls: the peer's summary, a witness of the peer's audit head, then the
 entries this node lacks, imported with every check and audit entry of an import. Both
 ends pull, so both converge; a pull cut anywhere resumes from the vector, never

@@ -9,6 +9,9 @@ identity in environment variables and shares a small "panel" file with it:
     offset 8  u8   1 while the virtual button is held
     offset 12 u8   LED level in percent, written here for the simulator to show
     offset 16 u8   1 while a host holds the serial port open
+    offset 20 u8   1 while the buzzer sounds
+    offset 24 u32  LED changes (on to off, off to on, or a new level) since the start
+    offset 28 u32  times the buzzer started to sound since the start
 
 Messages to the simulator go to stderr as lines b"\\x00ribat-sim <word>".
 """
@@ -68,6 +71,14 @@ def host_present() -> bool:
 def set_led(percent: int) -> None:
     _panel.seek(12)
     _panel.write(bytes((percent,)))
+    set_panel_u32(24, panel_u32(24) + 1)
+
+
+def set_buzzer(on: bool) -> None:
+    _panel.seek(20)
+    _panel.write(bytes((1 if on else 0,)))
+    if on:
+        set_panel_u32(28, panel_u32(28) + 1)
 
 
 def temperature_c() -> "float | None":

@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 
 from ribat.authority.cell import Cell, read_json
-from ribat.cli.common import console, open_node, pin_option, port_option
+from ribat.cli.common import console, duration, open_node, pin_option, port_option
 from ribat.cli.gateway import broker_address, broker_option
 from ribat.cli.security import cell_option
 from ribat.ops import guard
@@ -112,7 +112,8 @@ def pairs(port: str | None, pin: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="The summaries as JSON, for scripts.")
 def status(cell_dir: Path, broker: str, as_json: bool) -> None:
     """Every node's journal as its gateway last published it: who lags whom, forks, the
-    audit heads each witnessed of the others, alarms."""
+    audit heads each witnessed of the others, alarms; each alert raised, and who has and
+    has not acknowledged it."""
     import json
 
     from rich.table import Table
@@ -138,5 +139,17 @@ def status(cell_dir: Path, broker: str, as_json: bool) -> None:
             str(row["held"]), str(row["audit"]), row["witnessed_by"] or "-",
         )  # fmt: skip
     console().print(table)
+    for alert in view["alerts"]:
+        who = "; ".join(
+            f"{n['node']} "
+            + (
+                f"acknowledged after {duration(n['after_s'] * 1000)}"
+                if n["acknowledged"]
+                else f"{'OVERDUE, ' if n['overdue'] else ''}pending for "
+                f"{duration(n['after_s'] * 1000)}"
+            )
+            for n in alert["nodes"]
+        )
+        click.echo(f"alert {alert['id']} ({alert['severity']}): {who}")
     for line in view["forks"] + view["alarms"]:
         click.echo(line)

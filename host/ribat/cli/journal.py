@@ -138,6 +138,14 @@ def post(
     "--from", "partner", metavar="PARTNER", help="Only bulletins of this partner's nodes."
 )
 @click.option("--kind", type=click.Choice(entry.KINDS), help="Only bulletins of this kind.")
+@click.option(
+    "--severity",
+    type=click.Choice(entry.SEVERITIES),
+    help="Only bulletins of this severity or higher.",
+)
+@click.option("--unacked", is_flag=True, help="Only alerts not acknowledged on this node.")
+@click.option("--search", metavar="TEXT", help="Only bulletins whose title contains TEXT.")
+@click.option("--limit", type=click.IntRange(1), metavar="N", help="Only the newest N.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def list_command(
     port: str | None,
@@ -145,16 +153,31 @@ def list_command(
     since: str | None,
     partner: str | None,
     kind: str | None,
+    severity: str | None,
+    unacked: bool,
+    search: str | None,
+    limit: int | None,
     as_json: bool,
 ) -> None:
-    """List the journal's bulletins: titles where this node may read them.
+    """List the journal's bulletins: titles where this node may read them, and who
+    acknowledged each (acknowledgements are public: a locked node shows them too).
 
-    Locked, only what every relay sees (ids, origins, expiries); --since and --kind then
-    match nothing, as nothing can be read.
+    Locked, only what every relay sees (ids, origins, expiries); --since, --kind,
+    --severity and --search then match nothing, as nothing can be read.
     """
     client = open_node(port)
     with guard.unlocked(client, pin):
         items = lib.entries(client, _since(since), partner and partner.upper(), kind)
+    items = lib.with_acks(items)
+    if severity is not None:
+        least = entry.SEVERITIES.index(severity)
+        items = [i for i in items if i.get("s") in entry.SEVERITIES[least:]]
+    if unacked:
+        items = [i for i in items if "k" in i and i["s"] != "routine" and not i["acked"]]
+    if search is not None:
+        items = [i for i in items if search.lower() in i.get("ti", "").lower()]
+    if limit is not None:
+        items = items[-limit:]
     if as_json:
         for item in items:
             click.echo(json.dumps(item))
@@ -162,26 +185,30 @@ def list_command(
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
-    for title in ("id", "written (UTC)", "from", "kind", "severity", "title", "expires"):
+    for title in ("id", "written (UTC)", "from", "kind", "severity", "title", "acknowledged by",
+                  "expires"):  # fmt: skip
         table.add_column(title)
     for item in items:
         who = f"{item['from']} {item['by']}"
+        acked = ", ".join(f"{a['by']} {_utc(a['t'])}" for a in item["acks"]) or "-"
         if "k" in item:
-            mark = "" if item["acked"] or item["k"] != "alert" else " [bold red]*[/]"
+            mark = "" if item["acked"] or item["s"] == "routine" else " [bold red]*[/]"
             table.add_row(
                 item["id"],
                 _utc(item["t"]),
                 who,
-                item["k"] + mark,
-                item["s"],
+                item["k"],
+                item["s"] + mark,
                 item["ti"],
+                acked,
                 _utc(item["x"]),
             )
         else:
             what = {"purged": "expired", "held": "held (gap)", "fork": "fork evidence"}
             table.add_row(
-                item["id"], "", who, what.get(item["state"], "sealed"), "", "", _utc(item["x"])
-            )
+                item["id"], "", who, what.get(item["state"], "sealed"), "", "", acked,
+                _utc(item["x"]),
+            )  # fmt: skip
     console().print(table)
     if not items:
         click.echo("no bulletins", err=True)
@@ -218,12 +245,16 @@ def show(port: str | None, pin: str | None, entry_id: str, as_json: bool) -> Non
 @pin_option
 @click.argument("entry_id", metavar="ID")
 def ack(port: str | None, pin: str | None, entry_id: str) -> None:
-    """Acknowledge a bulletin on this node (recorded in its audit log)."""
+    """Acknowledge a bulletin: an entry this node signs, which its author and the cell
+    see (as the board's button does for every pending alert)."""
     _id_arg(entry_id)
     client = open_node(port)
     with guard.unlocked(client, pin):
-        lib.ack(client, entry_id)
-    click.echo(f"{entry_id} acknowledged", err=True)
+        out = lib.ack(client, entry_id)
+    if out.get("already"):
+        click.echo(f"{entry_id} was acknowledged on this node already", err=True)
+        return
+    click.echo(f"{entry_id} acknowledged ({out['entry']})", err=True)
 
 
 @click.group("journal")

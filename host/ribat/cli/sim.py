@@ -80,6 +80,23 @@ def reset(name: str) -> None:
     click.echo(f"power-cycled {name}", err=True)
 
 
+@sim_group.command("panel")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="The panel as JSON.")
+def panel_command(name: str, as_json: bool) -> None:
+    """What a virtual board's LED, buzzer and button do, watched for a second."""
+    import json
+
+    seen = sim.panel(name)
+    if as_json:
+        click.echo(json.dumps(seen))
+        return
+    click.echo(f"LED     {seen['led']} (level {seen['led_level']}%)")
+    beeps = seen["buzzer_beeps"]
+    click.echo(f"buzzer  {beeps} beeps" if beeps else "buzzer  silent")
+    click.echo(f"button  {'held down' if seen['button'] else 'up'}")
+
+
 @sim_group.command()
 @click.argument("name")
 @click.option("--hold", default=0.3, metavar="S", help="Seconds the button is held down.")

@@ -18,14 +18,13 @@ MEANINGS = {
     "node.name": "Name of this node, shown by `ribat boards` and in telemetry",
     "node.partner": "Partner service that runs this node: ISO 3166-1 alpha-2 code"
     " (MA, FR, ES, BE...); XX until provisioned",
-    "time.utc_offset_min": "Offset of local time from UTC, in minutes, for times shown to"
-    " the duty officer",
     "telemetry.enabled": "Push telemetry frames over the serial link",
     "telemetry.interval_ms": "Time between two telemetry frames, in milliseconds",
     "led.brightness": "Brightness of the status LED in percent; 0 turns it off",
-    "alert.enabled": "Signal new alerts on the LED and the buzzer",
+    "alert.enabled": "Show alerts on the LED and the buzzer (acknowledgements go on either way)",
     "alert.buzzer": "Sound the buzzer for alerts, where the board has one",
-    "alert.pattern": "How the LED shows an alert that nobody has acknowledged yet",
+    "alert.min_severity": "The least severity of a bulletin released to this node's partner that"
+    " raises an alert: priority (slow blink) or flash (fast blink)",
     "alert.ack_timeout_s": "Seconds an alert may stay unacknowledged before it is escalated",
     "pin.max_tries": "Wrong PINs in a row after which the node wipes its keys and content",
     "pin.idle_s": "Seconds without a request after which an unlocked session locks itself",

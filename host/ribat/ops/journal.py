@@ -95,6 +95,20 @@ def entries(
     return out
 
 
+def with_acks(items: list[dict]) -> list[dict]:
+    """The bulletins of items, each with "acks": who acknowledged it and when, from the
+    acknowledgements among items (public entries, readable locked too), which go."""
+    acks: dict[str, list[dict]] = {}
+    for item in items:
+        if item.get("k") == entry.ACK:
+            for ref in item.get("r", ()):
+                acks.setdefault(ref, []).append({"by": item["by"], "from": item["from"],
+                                                 "t": item["t"]})  # fmt: skip
+    return [
+        {**item, "acks": acks.get(item["id"], [])} for item in items if item.get("k") != entry.ACK
+    ]
+
+
 def show(client: NodeClient, entry_id: str) -> dict:
     return client.request("journal.show", timeout=READ_TIMEOUT_S, id=entry_id)
 

@@ -227,6 +227,30 @@ def power_cycle(name: str) -> None:
     control(name, {"op": "power_cycle"})
 
 
+def panel(name: str, watch_s: float = 1.0) -> dict:
+    """What a virtual board's LED, buzzer and button do, watched for watch_s: the LED's
+    level now, its changes per second, and the pattern they make (ribat.watch)."""
+    first = control(name, {"op": "status"})
+    time.sleep(watch_s)
+    last = control(name, {"op": "status"})
+    rate = (last["led_changes"] - first["led_changes"]) / watch_s
+    if rate >= 6:  # (ribat.watch.Watch.PATTERNS: 10 changes a second)
+        led = "fast blink: a flash alert"
+    elif rate >= 3:  # 4 a second
+        led = "slow blink: a priority alert"
+    elif rate > 0:  # 1 a second
+        led = "heartbeat"
+    else:
+        led = "steady: an overdue alert" if last["led"] else "off"
+    return {
+        "led": led,
+        "led_level": last["led"],
+        "led_changes_per_s": rate,
+        "buzzer_beeps": last["buzzer_beeps"] - first["buzzer_beeps"] + int(first["buzzer"]),
+        "button": last["button"],
+    }
+
+
 def press(name: str, hold: float = 0.3) -> None:
     """Press virtual board name's button for hold seconds."""
     control(name, {"op": "button", "pressed": True})

@@ -103,7 +103,7 @@ class Supervisor:
             with open(tmp, "wb") as f:
                 f.write(b"\xff" * size)  # erased NOR flash
             os.replace(tmp, self.flash)
-        self.panel.write_bytes(struct.pack("<IIIII", NO_CUT, 0, 0, 0, 0))
+        self.panel.write_bytes(struct.pack("<IIIIIIII", NO_CUT, 0, 0, 0, 0, 0, 0, 0))
         self.tty = self.usb.open()
         self.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -235,6 +235,9 @@ class Supervisor:
             "reset_cause": self.hard_cause,
             "host_connected": self.usb.connected,
             "led": panel[12],
+            "led_changes": struct.unpack_from("<I", panel, 24)[0],
+            "buzzer": panel[20] == 1,
+            "buzzer_beeps": struct.unpack_from("<I", panel, 28)[0],
             "button": panel[8] == 1,
             "uptime_s": round(time.time() - self.started, 1),
             "link_bytes_per_s": self.to_board.rate,
