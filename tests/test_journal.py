@@ -58,8 +58,9 @@ def import_file(dst: sim.Sim, path: Path) -> dict[str, str]:
 
 
 def audit_events(board: sim.Sim) -> list[str]:
-    r = ribat("audit", "show", "-p", board.device)
-    return [line.split()[3] for line in r.out.splitlines()[1:] if len(line.split()) > 3]
+    r = ribat("audit", "show", "-p", board.device, "--json")
+    assert r.code == 0, r.err
+    return [e["ev"] for e in map(json.loads, r.out.splitlines()) if "ev" in e]
 
 
 def one_line(r: Run) -> bool:

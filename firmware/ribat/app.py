@@ -14,10 +14,6 @@ from micropython import const
 
 from ribat import audit, codec, config, journal, keys, link, service, store, telemetry
 
-_TYPES = False  # (firmware/mypy.ini)
-if _TYPES:
-    from ribat.watch import Watch
-
 MAX_BODY = const(4096)  # largest frame body accepted (a journal entry fits); told in hello
 _BLINK_MS = const(80)
 _TICK_MS = const(50)  # how often the watch looks at the button and drives the LED
@@ -102,26 +98,20 @@ class Node:
         """(Re)read the journal: at start-up, and after a wipe emptied it."""
         self.journal = journal.Journal()
         self.journal.reserve = self.deploy_room
-        self.watch: "Watch | None" = None
-        if store.exists(journal.ALERTS):
-            self.watching()  # for the alerts pending through a restart
-            self.rest_watch()
+        self.alert_pending: list = []  # [id, severity, received] (ribat.alerts)
+        self.alert_scan = 0
+        self.alert_unsigned = False
+        self.alerts_do("start")
 
-    def watching(self) -> "Watch":
-        """The watch (ribat.watch), loaded when first needed: at the unlock, or for the
-        alerts still pending."""
-        if self.watch is None:
-            from ribat import watch
+    def alerts_do(self, what: str, *args: object) -> "list | None":
+        """ribat.alerts.<what>(self, *args), its code loaded for that moment alone: kept
+        through a session, its 3 KB leave a Pico W's session short for a list."""
+        from ribat import alerts
 
-            self.watch = watch.Watch(self)
-        return self.watch
-
-    def rest_watch(self) -> None:
-        """A locked node with no alert pending holds no watch: 2.4 KB of a Pico W's heap."""
-        w = self.watch
-        if w is not None and self.keyring.state != "unlocked" and not w.pending():
-            self.watch = None
-            keys.unload("watch")
+        out = getattr(alerts, what)(self, *args)
+        keys.unload("alerts")
+        gc.collect()
+        return out
 
     def follow_clock(self, now: object) -> None:
         """A board without a battery restarts its clock at power-up: the host's time (a
@@ -146,7 +136,6 @@ class Node:
         self.keyring.lock()
         self.audit.append("lock", {"why": why})
         keys.unload_crypto()
-        self.rest_watch()
         gc.collect()
 
     def make_room_for_session(self) -> None:
@@ -176,10 +165,34 @@ async def _reset(board: object, hard: bool) -> None:
     board.reset(hard)  # type: ignore[attr-defined]  # hal.Board
 
 
+# The LED's patterns, (on, off) in ms: the heartbeat of a node with no alert pending, or
+# the most urgent pending alert's.
+PATTERNS = {
+    None: (_BLINK_MS, _HEARTBEAT_MS - _BLINK_MS),
+    "priority": (250, 250),
+    "flash": (100, 100),
+    "overdue": (1000, 0),  # steady
+}
+
+
+def _pattern(node: Node) -> "str | None":
+    """What the LED shows: None (the heartbeat), or the pattern of the most urgent pending
+    alert; "overdue" once one has waited past alert.ack_timeout_s."""
+    pending = node.alert_pending
+    config = node.config
+    if not pending or not config.get("alert.enabled"):
+        return None
+    timeout: int = config.get("alert.ack_timeout_s")  # type: ignore[assignment]
+    now = time.time()
+    if any(now - a[2] >= timeout for a in pending):
+        return "overdue"
+    return "flash" if any(a[1] == "flash" for a in pending) else "priority"
+
+
 async def on_watch(node: Node) -> None:
-    """The LED, the buzzer and the button (ribat.watch): the heartbeat, or the pattern of
-    the alerts pending; a press acknowledges them; an unlocked node reads what came, each
-    second."""
+    """The LED, the buzzer and the button (ribat.alerts): the heartbeat, or the pattern
+    of the alerts pending; a press acknowledges them; an unlocked node reads what came,
+    each second."""
     board = node.board
     config = node.config
     pressed = False
@@ -188,19 +201,18 @@ async def on_watch(node: Node) -> None:
     while True:
         await asyncio.sleep_ms(_TICK_MS)
         t += _TICK_MS
-        if t % 1000 == 0 and node.keyring.state == "unlocked":
-            node.watching().look()
+        if (
+            t % 1000 == 0
+            and node.keyring.state == "unlocked"
+            and (node.alert_scan < node.journal.count or node.alert_unsigned)
+        ):
+            node.alerts_do("look")
         down = board.button()
-        pattern = None
-        on_ms, off_ms = _BLINK_MS, _HEARTBEAT_MS - _BLINK_MS  # alive: a short blink
-        w = node.watch  # None: locked, nothing pending
-        if w is not None:
-            if down and not pressed and w.pending():
-                w.press(int(time.time()))
-            pattern = w.pattern(int(time.time()))
-            if pattern is not None:
-                on_ms, off_ms = w.PATTERNS[pattern]
+        if down and not pressed and node.alert_pending:
+            node.alerts_do("press", int(time.time()))
         pressed = down
+        pattern = _pattern(node)
+        on_ms, off_ms = PATTERNS[pattern]
         on = t % (on_ms + off_ms) < on_ms
         level = config.get("led.brightness") if on else 0
         if level != lit:

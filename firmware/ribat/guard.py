@@ -9,7 +9,7 @@ from binascii import unhexlify
 
 from micropython import const
 
-from ribat import codec, keys, schema, store
+from ribat import codec, journal, keys, schema, store
 from ribat.keys import ROSTER
 from ribat.link import RequestError, arg
 
@@ -73,6 +73,7 @@ def provision(node, meta: dict, data: bytes) -> dict:
     if weak:
         done["weak"] = True
     node.audit.append("provision", done)
+    node.alerts_do("start")  # on watch from now: what comes while locked alerts at the unlock
     gc.collect()
     return identity(node, meta, data)
 
@@ -87,6 +88,8 @@ def unlock(node, meta: dict, data: bytes) -> dict:
     for name in ("keywork", "x25519", "vault"):  # a session's key work is in ribat.pairs
         keys.unload(name)
     node.make_room_for_session()
+    if not store.exists(journal.ALERTS):  # a node provisioned before it had a watch
+        node.alerts_do("start")
     node.touch()
     node.audit.append("unlock")
     node.audit.fold(node.keyring, node.config.get("audit.max_entries"))

@@ -27,7 +27,7 @@ from ribat.link import RequestError
 
 DIR = "/journal"
 _H = DIR + "/h/"
-ALERTS = DIR + "/alerts"  # the watch's (ribat.watch)
+ALERTS = DIR + "/alerts"  # the watch's (ribat.alerts)
 _C = DIR + "/c/"
 RECORD = const(156)  # entry.SIGNED, _LOCAL, the flags byte last
 PER_FILE = const(256)

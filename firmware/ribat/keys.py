@@ -37,7 +37,6 @@ _CRYPTO = (
     "wrapped",
     "vault",
     "intake",
-    "alerts",
     "ed25519",
     "sha512",
     "x25519",

@@ -20,7 +20,7 @@ from binascii import hexlify
 
 from micropython import const
 
-from ribat import codec, entry, journal, schema, signed, store
+from ribat import codec, entry, schema, signed, store
 from ribat.link import RequestError, arg
 
 PEERS = "/audit/peers.json"
@@ -66,19 +66,15 @@ def hello(node, meta: dict, data: bytes) -> dict:
         "held": j.held_text(),
         "audit": {"seq": audit.seq, "hash": audit.head, "at": audit.hashes_at(asked)},
         "witnessed": witnessed(),
-        # the alerts it raised and whether acknowledged (ribat.watch): `cell status`
+        # the alerts it raised and whether acknowledged (ribat.alerts): `cell status`
         "alerts": _alerts(node),
         "ack_timeout_s": node.config.get("alert.ack_timeout_s"),
     }
 
 
 def _alerts(node) -> list:
-    """The alerts raised here and whether acknowledged (ribat.watch)."""
-    if not store.exists(journal.ALERTS):
-        return []  # no watch yet: the node was never unlocked
-    summary = node.watching().summary()
-    node.rest_watch()
-    return summary
+    """The alerts raised here and whether acknowledged (ribat.alerts)."""
+    return node.alerts_do("summary") or []
 
 
 def _alarm(node, peers: dict, fp: str, what: str) -> str:

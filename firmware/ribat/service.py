@@ -97,6 +97,10 @@ def ping(node, meta: dict, data: bytes) -> dict:
 
 def status(node, meta: dict, data: bytes) -> dict:
     sample = node.sampler.sample(collect=True)
+    sample["records"] = node.journal.count  # a console reads what is new (after=)
+    # [id, received] of each alert pending (ribat.alerts); no severity: a gateway
+    # publishes the status
+    sample["alerts"] = [[a[0], a[2]] for a in node.alert_pending]
     if node.wires:
         sample["wires"] = [w.summary() for w in node.wires]
     return sample

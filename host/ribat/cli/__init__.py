@@ -73,6 +73,11 @@ COMMANDS = {
         "gateway",
         "Bridge a node's sync traffic and telemetry to an MQTT broker.",
     ),
+    "watch": (
+        "ribat.cli.watch",
+        "watch",
+        "The duty console: a node's alerts, bulletins and health, live.",
+    ),
     "audit": ("ribat.cli.audit", "audit_group", "Show, export and verify a node's audit chain."),
     "sim": ("ribat.cli.sim", "sim_group", "Start, list, power-cycle and stop virtual boards."),
 }
@@ -129,12 +134,22 @@ class LazyGroup(click.Group):
     envvar="RIBAT_DEBUG",
     help="Show tracebacks, and log the bytes on the wire.",
 )
-def cli(debug: bool) -> None:
+@click.option(
+    "--tz",
+    envvar="RIBAT_TZ",
+    metavar="ZONE",
+    help="Show times in this zone (Europe/Paris, UTC; $RIBAT_TZ). Default: the system's.",
+)
+def cli(debug: bool, tz: str | None) -> None:
     """ribat: flash, configure and watch the nodes of a partner security cell.
 
     Every command that talks to a board takes --port: a serial device, or sim:NAME for a
     virtual board. Without it, ribat uses the only board it finds ($RIBAT_PORT if set).
+    Nodes keep UTC; times show in the operator's zone (--tz).
     """
+    from ribat.cli import common
+
+    common.set_zone(tz)
     if debug:
         import logging
 

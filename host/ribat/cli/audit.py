@@ -1,13 +1,13 @@
 """ribat audit: show, export and verify a node's audit chain."""
 
-import datetime
+import json
 from pathlib import Path
 
 import click
 
 from ribat import chain, signed
 from ribat.authority import chainverify
-from ribat.cli.common import console, open_node, port_option
+from ribat.cli.common import console, open_node, port_option, when
 from ribat.errors import AuditBroken, CellError
 from ribat.files import write_whole
 from ribat.ops import guard
@@ -39,13 +39,21 @@ def _witness(text: str | None) -> tuple[int, str] | None:
 @audit_group.command("show")
 @port_option
 @click.option("--since", type=int, default=0, help="Only entries after this sequence number.")
-def show(port: str | None, since: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, as stored.")
+def show(port: str | None, since: int, as_json: bool) -> None:
     """List the audit entries."""
     from rich.table import Table
 
     log, _ = guard.read_audit(open_node(port))
+    if as_json:
+        for line in guard.audit_lines(log):
+            e = chain.parse(line) or {}
+            cp = signed.body_of(e)
+            if (cp or e).get("seq", 0) > since:
+                click.echo(json.dumps(e))
+        return
     table = Table(box=None, pad_edge=False)
-    for title in ("seq", "time (UTC)", "event", "details"):
+    for title in ("seq", "time", "event", "details"):
         table.add_column(title)
     for line in guard.audit_lines(log):
         e = chain.parse(line) or {}
@@ -56,9 +64,8 @@ def show(port: str | None, since: int) -> None:
             continue
         if e.get("seq", 0) <= since:
             continue
-        when = datetime.datetime.fromtimestamp(e["t"], datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
         detail = " ".join(f"{k}={v}" for k, v in (e.get("d") or {}).items())
-        table.add_row(str(e["seq"]), when, e["ev"], detail)
+        table.add_row(str(e["seq"]), when(e["t"], seconds=True), e["ev"], detail)
     console().print(table)
 
 

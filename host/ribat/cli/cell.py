@@ -150,6 +150,6 @@ def status(cell_dir: Path, broker: str, as_json: bool) -> None:
             )
             for n in alert["nodes"]
         )
-        click.echo(f"alert {alert['id']} ({alert['severity']}): {who}")
+        click.echo(f"alert {alert['id']}: {who}")
     for line in view["forks"] + view["alarms"]:
         click.echo(line)

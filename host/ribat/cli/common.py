@@ -1,5 +1,6 @@
 """What the command modules share: the --port option, opening a node, and formatting."""
 
+import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -30,6 +31,44 @@ class Session:
     it runs: they use its node rather than open the port again, which would end it."""
 
     client: NodeClient
+
+
+# Where the operator lives: nodes keep UTC, people read their local time (--tz, $RIBAT_TZ;
+# the system's zone when unset). Set once by the `ribat` group.
+zone: "datetime.tzinfo | None" = None
+
+
+def set_zone(name: str | None) -> None:
+    global zone
+    if not name:
+        zone = None
+        return
+    if name.upper() == "UTC":
+        zone = datetime.UTC
+        return
+    import zoneinfo
+
+    try:
+        zone = zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise click.BadParameter(
+            f"{name!r} is no time zone: give an IANA name (Europe/Paris, Africa/Casablanca) "
+            "or UTC",
+            param_hint="--tz",
+        ) from None
+
+
+def when(t: float, seconds: bool = False) -> str:
+    """Unix time t as the operator reads it: date, time and zone."""
+    local = datetime.datetime.fromtimestamp(t, zone or datetime.UTC)
+    if zone is None:
+        local = local.astimezone()  # the system's zone
+    return local.strftime("%Y-%m-%d %H:%M" + (":%S" if seconds else "") + " %Z")
+
+
+def clock(t: float) -> str:
+    """Unix time t as the time of day the operator reads (a console's lines)."""
+    return when(t, seconds=True).split(" ", 1)[1]
 
 
 def open_node(port: str | None) -> NodeClient:

@@ -22,7 +22,7 @@ def config_group() -> None:
 def _values(port: str | None) -> tuple[dict, str]:
     client = open_node(port)
     assert client.info is not None
-    return client.request("config.get")["values"], client.info.name
+    return cfg.values(client), client.info.name
 
 
 @config_group.command()

@@ -10,7 +10,8 @@ from pathlib import Path
 import click
 
 from ribat import entry
-from ribat.cli.common import console, open_node, pin_option, port_option
+from ribat.cli import common
+from ribat.cli.common import console, open_node, pin_option, port_option, when
 from ribat.cli.security import cell_option
 from ribat.files import write_whole
 from ribat.ops import guard
@@ -29,25 +30,22 @@ def _seconds(text: str, what: str) -> int:
 
 
 def _since(text: str | None) -> int:
-    """--since: a duration back from now (2h, 3d) or a UTC date and time."""
+    """--since: a duration back from now (2h, 3d) or a date and time (the operator's
+    zone unless it names one)."""
     if text is None:
         return 0
     if re.fullmatch(r"\d+[smhd]", text.strip()):
         return int(time.time()) - _seconds(text, "--since")
     try:
-        when = datetime.datetime.fromisoformat(text)
+        at = datetime.datetime.fromisoformat(text)
     except ValueError:
         raise click.BadParameter(
             f"{text!r}: give a duration back from now (2h, 3d) or a date (2026-11-24T08:00)",
             param_hint="--since",
         ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.UTC)
-    return int(when.timestamp())
-
-
-def _utc(t: int) -> str:
-    return datetime.datetime.fromtimestamp(t, datetime.UTC).strftime("%Y-%m-%d %H:%M")
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=common.zone) if common.zone else at.astimezone()
+    return int(at.timestamp())
 
 
 def _id_arg(text: str) -> str:
@@ -122,8 +120,7 @@ def post(
         out = lib.post(client, kind, severity, partners, title, body or "", ttl, list(refs))
     click.echo(out["id"])
     click.echo(
-        f"posted {out['id']}, readable by {out['readers']} nodes, "
-        f"expires {_utc(out['expires'])} UTC",
+        f"posted {out['id']}, readable by {out['readers']} nodes, expires {when(out['expires'])}",
         err=True,
     )
 
@@ -131,9 +128,7 @@ def post(
 @click.command("list")
 @port_option
 @pin_option
-@click.option(
-    "--since", help="Only bulletins written since: a duration back (2h, 3d) or a UTC date."
-)
+@click.option("--since", help="Only bulletins written since: a duration back (2h, 3d) or a date.")
 @click.option(
     "--from", "partner", metavar="PARTNER", help="Only bulletins of this partner's nodes."
 )
@@ -143,7 +138,7 @@ def post(
     type=click.Choice(entry.SEVERITIES),
     help="Only bulletins of this severity or higher.",
 )
-@click.option("--unacked", is_flag=True, help="Only alerts not acknowledged on this node.")
+@click.option("--unacked", is_flag=True, help="Only others' alerts not acknowledged on this node.")
 @click.option("--search", metavar="TEXT", help="Only bulletins whose title contains TEXT.")
 @click.option("--limit", type=click.IntRange(1), metavar="N", help="Only the newest N.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
@@ -173,7 +168,11 @@ def list_command(
         least = entry.SEVERITIES.index(severity)
         items = [i for i in items if i.get("s") in entry.SEVERITIES[least:]]
     if unacked:
-        items = [i for i in items if "k" in i and i["s"] != "routine" and not i["acked"]]
+        me = client.info.name if client.info else None
+        items = [
+            i for i in items
+            if "k" in i and i["s"] != "routine" and not i["acked"] and i["by"] != me
+        ]  # fmt: skip
     if search is not None:
         items = [i for i in items if search.lower() in i.get("ti", "").lower()]
     if limit is not None:
@@ -185,29 +184,29 @@ def list_command(
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
-    for title in ("id", "written (UTC)", "from", "kind", "severity", "title", "acknowledged by",
+    for title in ("id", "written", "from", "kind", "severity", "title", "acknowledged by",
                   "expires"):  # fmt: skip
         table.add_column(title)
     for item in items:
         who = f"{item['from']} {item['by']}"
-        acked = ", ".join(f"{a['by']} {_utc(a['t'])}" for a in item["acks"]) or "-"
+        acked = ", ".join(f"{a['by']} {when(a['t'])}" for a in item["acks"]) or "-"
         if "k" in item:
             mark = "" if item["acked"] or item["s"] == "routine" else " [bold red]*[/]"
             table.add_row(
                 item["id"],
-                _utc(item["t"]),
+                when(item["t"]),
                 who,
                 item["k"],
                 item["s"] + mark,
                 item["ti"],
                 acked,
-                _utc(item["x"]),
+                when(item["x"]),
             )
         else:
             what = {"purged": "expired", "held": "held (gap)", "fork": "fork evidence"}
             table.add_row(
                 item["id"], "", who, what.get(item["state"], "sealed"), "", "", acked,
-                _utc(item["x"]),
+                when(item["x"]),
             )  # fmt: skip
     console().print(table)
     if not items:
@@ -229,9 +228,7 @@ def show(port: str | None, pin: str | None, entry_id: str, as_json: bool) -> Non
         click.echo(json.dumps(item))
         return
     click.echo(f"{item['id']}  {item['k']} ({item['s']})  from {item['from']} {item['by']}")
-    click.echo(
-        f"written {_utc(item['t'])} UTC, expires {_utc(item['x'])} UTC, to {','.join(item['to'])}"
-    )
+    click.echo(f"written {when(item['t'])}, expires {when(item['x'])}, to {','.join(item['to'])}")
     if item.get("r"):
         click.echo(f"refers to {', '.join(item['r'])}")
     if item["ti"]:

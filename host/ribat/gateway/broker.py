@@ -140,15 +140,15 @@ def cell_view(docs: dict[str, dict]) -> dict:
 
 
 def alert_view(docs: dict[str, dict], names: dict[str, str], now: float | None = None) -> list:
-    """Each alert the nodes raised, as their summaries tell it: the bulletin, its severity,
-    and per node that raised it, acknowledged after how long, or pending for how long
+    """Each alert the nodes raised, as their summaries tell it: the bulletin, and per
+    node that raised it, acknowledged after how long, or pending for how long
     and whether past that node's alert.ack_timeout_s (overdue)."""
     now = time.time() if now is None else now
     out: dict[str, dict] = {}
     for fp, d in sorted(docs.items(), key=lambda i: names[i[0]]):
         timeout = d.get("ack_timeout_s") or 0
-        for ident, severity, received, acked in d.get("alerts") or ():
-            alert = out.setdefault(ident, {"id": ident, "severity": severity, "nodes": []})
+        for ident, received, acked in d.get("alerts") or ():
+            alert = out.setdefault(ident, {"id": ident, "nodes": []})
             waited = (acked or now) - received
             alert["nodes"].append(
                 {

@@ -81,6 +81,12 @@ def show(value: object) -> str:
     return str(value)
 
 
+def values(client: NodeClient) -> dict:
+    """The node's configuration: every key, with its value."""
+    got: dict = client.request("config.get")["values"]
+    return got
+
+
 def change(client: NodeClient, updates: dict, unset: list[str]) -> dict:
     """Apply all of updates and unset on the node, or none of it; the values read back.
 

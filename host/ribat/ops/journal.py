@@ -67,12 +67,19 @@ def entries(
 ) -> list[dict]:
     """The journal's entries with what the node lets us read of each: those sealed to it
     first (by origin and seq), then the others by the time they were written."""
-    after = -1
     filters: dict = {"since": since}
     if partner:
         filters["from"] = partner
     if kind:
         filters["kind"] = kind
+    out, _ = records_after(client, -1, **filters)
+    out.sort(key=lambda i: (i.get("t", 0), i["id"].split(":")[0], int(i["id"].split(":")[1])))
+    return out
+
+
+def records_after(client: NodeClient, after: int, **filters: object) -> tuple[list[dict], int]:
+    """The items of the journal's records after record number after (-1: all), in the
+    order the node stored them, and the number of the last record looked at."""
     out: list[dict] = []
     room = LIST_PAGE
     while True:
@@ -88,11 +95,9 @@ def entries(
             room = max(ROOM_MIN, room // 2)
             continue
         out.extend(page["items"])
-        if page["done"]:
-            break
         after = page["next"]
-    out.sort(key=lambda i: (i.get("t", 0), i["id"].split(":")[0], int(i["id"].split(":")[1])))
-    return out
+        if page["done"]:
+            return out, after
 
 
 def with_acks(items: list[dict]) -> list[dict]:

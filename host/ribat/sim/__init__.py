@@ -227,21 +227,31 @@ def power_cycle(name: str) -> None:
     control(name, {"op": "power_cycle"})
 
 
+_PANEL_SAMPLE_S = 0.1
+
+
 def panel(name: str, watch_s: float = 1.0) -> dict:
     """What a virtual board's LED, buzzer and button do, watched for watch_s: the LED's
-    level now, its changes per second, and the pattern they make (ribat.watch)."""
-    first = control(name, {"op": "status"})
-    time.sleep(watch_s)
-    last = control(name, {"op": "status"})
+    level now, its changes per second, and the pattern they make (ribat.app.PATTERNS)."""
+    first = last = control(name, {"op": "status"})
+    lit = samples = 0
+    end = time.monotonic() + watch_s
+    while time.monotonic() < end:  # how much of the time it is lit, by samples
+        time.sleep(min(_PANEL_SAMPLE_S, max(0.0, end - time.monotonic())))
+        last = control(name, {"op": "status"})
+        samples += 1
+        lit += bool(last["led"])
     rate = (last["led_changes"] - first["led_changes"]) / watch_s
-    if rate >= 6:  # (ribat.watch.Watch.PATTERNS: 10 changes a second)
+    if rate >= 6:  # (ribat.app.PATTERNS: 10 changes a second)
         led = "fast blink: a flash alert"
     elif rate >= 3:  # 4 a second
         led = "slow blink: a priority alert"
-    elif rate > 0:  # 1 a second
+    elif lit >= 0.9 * samples:  # on throughout (a change or two: its start)
+        led = "steady: an overdue alert"
+    elif rate > 0 or lit:  # a blink of 80 ms every 2 s
         led = "heartbeat"
     else:
-        led = "steady: an overdue alert" if last["led"] else "off"
+        led = "off"
     return {
         "led": led,
         "led_level": last["led"],

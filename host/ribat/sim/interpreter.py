@@ -7,6 +7,7 @@ it, hear the ROM's reports on stderr (boards/virtual/rom/vboard.py), and kill it
 """
 
 import fcntl
+import functools
 import os
 import select
 import signal
@@ -28,6 +29,33 @@ SIGINT_GAP_S = 0.05
 SIGINT_WAIT_S = 0.5  # the longest a Ctrl-C waits for the interpreter to block (_wait_blocked)
 RAW_FILTER_LIMIT = 16 * 1024  # boot output held while the raw REPL comes up
 READ_SIZE = 4096
+
+
+# What the ROM's own modules hold of the heap once imported, with /dev/null for a panel.
+_ROM_PROBE = """
+import gc
+gc.collect()
+before = gc.mem_alloc()
+import vboard, vflash, machine
+gc.collect()
+print(gc.mem_alloc() - before)
+"""
+
+
+@functools.cache
+def rom_heap_bytes() -> int:
+    """The heap the virtual board's ROM modules (vboard, vflash, machine) take: on a board
+    they are C in its flash, not objects in its RAM, so the interpreter's heap is the
+    board's plus this much (measured once a process, by the interpreter itself)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "micropython_unix", "-X", "heapsize=1M", "-c", _ROM_PROBE],
+        cwd=str(boards.rom_dir()),
+        env={k: v for k, v in os.environ.items() if not k.startswith("RIBAT_SIM_")},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(out.stdout.split()[-1])
 
 
 def set_nonblocking(fd: int) -> None:
@@ -81,7 +109,8 @@ class Interpreter:
         master, slave = os.openpty()
         tty.setraw(slave)  # no signals from the terminal: we deliver Ctrl-C ourselves
         rom = boards.rom_dir()
-        command = [sys.executable, "-m", "micropython_unix", "-X", f"heapsize={board.heap_bytes}"]
+        heap = board.heap_bytes + rom_heap_bytes()
+        command = [sys.executable, "-m", "micropython_unix", "-X", f"heapsize={heap}"]
         self.proc = subprocess.Popen(
             [*command, "-i", str(rom / "_boot.py")],
             stdin=slave,

@@ -1,0 +1,203 @@
+"""The 24/7 watch: a flash or priority bulletin lights the LED and sounds the buzzer of the
+unlocked nodes it is released to, whichever link brought it; the button (or `ribat ack`)
+signs an acknowledgement that travels back to the author; an alert nobody acknowledges
+within alert.ack_timeout_s turns overdue; a pending alert outlives a power cut."""
+
+import os
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from test_gateway import gateway, wait_for
+from test_journal import items, post
+
+from conftest import PIN, Broker, NewSim, make_cell, ribat
+from ribat import sim
+from ribat.device.client import NodeClient, connect
+from ribat.ops import guard
+
+
+@contextmanager
+def on_duty(board: sim.Sim) -> Iterator[NodeClient]:
+    """A duty officer's session on board (its port held, the node unlocked)."""
+    with connect(board.device) as client:
+        guard.unlock(client, PIN)
+        yield client
+
+
+def led(board: sim.Sim, client: NodeClient | None = None) -> str:
+    """The pattern board's LED shows, watched for a heartbeat's length (2 s) and more."""
+    if client is not None:
+        client.request("ping")  # the session is not idle
+    return sim.panel(board.name, 2.2)["led"]
+
+
+def acks(board: sim.Sim, ident: str) -> list[str]:
+    """Who acknowledged bulletin ident, as board's journal tells."""
+    (item,) = [i for i in items(board) if i["id"] == ident]
+    return [a["by"] for a in item["acks"]]
+
+
+def test_a_flash_bulletin_lights_the_nodes_it_is_for_and_the_button_answers(
+    new_sim: NewSim, tmp_path: Path
+) -> None:
+    ma, fr, es = make_cell(
+        new_sim, tmp_path, [("MA", "rabat-1"), ("FR", "paris-1"), ("ES", "madrid-1")]
+    )
+    r = ribat("config", "set", "-p", es.device, "alert.ack_timeout_s", "10")
+    assert r.code == 0, r.err
+    # paris - rabat - madrid, by wires: no host relays anything
+    assert ribat("sim", "wire", ma.name, fr.name).code == 0
+    assert ribat("sim", "wire", ma.name, es.name).code == 0
+    with on_duty(fr) as paris, on_duty(es) as madrid:
+        assert "heartbeat" in led(fr, paris) and "heartbeat" in led(es, madrid)
+        post(ma, "--kind", "notice", "--to", "FR,ES", "--title", "Routine", "--body", "x")
+        flash = post(
+            ma, "--kind", "alert", "--severity", "flash", "--to", "FR,ES",
+            "--title", "Threat", "--body", "now",
+        )  # fmt: skip
+        posted = time.monotonic()
+        wait_for(lambda: "flash" in led(fr, paris), "paris shows a flash alert", 45)
+        wait_for(lambda: "flash" in led(es, madrid), "madrid shows a flash alert", 45)
+        assert sim.panel(fr.name, 2.5)["buzzer_beeps"] >= 1
+        seen = [e for e in iter(lambda: paris.next_event(0.2), None) if e.get("event") == "alert"]
+        assert [e["id"] for e in seen] == [flash]  # the routine bulletin raised nothing
+        assert seen[0]["severity"] == "flash" and seen[0]["from"] == "rabat-1"
+
+        sim.press(fr.name)  # paris's duty officer acknowledges; madrid's does not
+        wait_for(lambda: "heartbeat" in led(fr, paris), "paris's LED back to the heartbeat")
+        # madrid's alert waits past its 10 s: steady, and the buzzer keeps calling
+        wait_for(lambda: "overdue" in led(es, madrid), "madrid's alert overdue", 30)
+        assert time.monotonic() - posted >= 10
+        assert sim.panel(es.name, 2.5)["buzzer_beeps"] >= 1
+    # the acknowledgement is paris's own signed entry, carried back to rabat by the wire
+    wait_for(lambda: acks(ma, flash) == ["paris-1"], "rabat sees paris's acknowledgement", 45)
+    r = ribat("list", "-p", ma.device, "--unacked")
+    assert r.code == 0 and "Threat" not in r.out and "Routine" not in r.out, r.out
+
+    # madrid loses power before anyone acknowledged: its alert is still there after
+    sim.power_cycle(es.name)
+    es = sim.find(es.name) or es
+    with connect(es.device) as client:
+        client.wait_ready()
+    assert "overdue" in led(es)  # locked now, and the alert still calls
+    r = ribat("ack", "-p", es.device, "--pin", PIN, flash)
+    assert r.code == 0, r.err
+    r = ribat("ack", "-p", es.device, "--pin", PIN, flash)
+    assert r.code == 0 and "already" in r.out + r.err, r.out + r.err
+    wait_for(lambda: "heartbeat" in led(es), "madrid's LED back to the heartbeat")
+    wait_for(
+        lambda: sorted(acks(ma, flash)) == ["madrid-1", "paris-1"], "rabat sees both acks", 45
+    )
+
+
+def test_a_priority_bulletin_blinks_slowly_and_min_severity_silences_it(
+    new_sim: NewSim, tmp_path: Path
+) -> None:
+    ma, fr = make_cell(new_sim, tmp_path, [("MA", "rabat-1"), ("FR", "paris-1")])
+    priority = post(
+        ma, "--kind", "alert", "--severity", "priority", "--to", "FR", "--title", "Soon",
+        "--body", "x",
+    )  # fmt: skip
+    r = ribat("sync", "-p", ma.device, "-p", fr.device)  # the host relays, paris locked
+    assert r.code == 0, r.err
+    with on_duty(fr) as paris:  # what came while it was locked is read at the unlock
+        wait_for(lambda: "priority" in led(fr, paris), "paris shows a priority alert", 30)
+    r = ribat("ack", "-p", fr.device, "--pin", PIN, priority)
+    assert r.code == 0, r.err
+    # priority bulletins raise nothing once alert.min_severity is flash
+    r = ribat("config", "set", "-p", fr.device, "alert.min_severity", "flash")
+    assert r.code == 0, r.err
+    post(ma, "--kind", "alert", "--severity", "priority", "--to", "FR", "--title", "Again",
+         "--body", "y")  # fmt: skip
+    assert ribat("sync", "-p", ma.device, "-p", fr.device).code == 0
+    with on_duty(fr) as paris:
+        time.sleep(2)
+        assert "heartbeat" in led(fr, paris)
+
+
+@contextmanager
+def console(board: sim.Sim, *args: str) -> Iterator[subprocess.Popen]:
+    """`ribat watch` on board (plain lines, commands on its stdin), until the block ends."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ribat", "watch", "-p", f"sim:{board.name}", "--pin", PIN,
+         "--interval", "0.5", *args],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def said(proc: subprocess.Popen, text: str, timeout: float = 45) -> str:
+    """Read the console's lines until one holds text; that line."""
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    deadline = time.monotonic() + timeout
+    out = b""
+    while True:
+        for line in out.decode(errors="replace").splitlines():
+            if text in line:
+                return line
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select([fd], [], [], max(0.0, left))
+        assert ready, f"not within {timeout} s: {text!r} from the console: {out!r}"
+        got = os.read(fd, 4096)
+        assert got, f"the console ended before {text!r}: {out!r}"
+        out += got
+
+
+def test_over_the_broker_the_author_and_the_cell_see_who_acknowledged(
+    new_sim: NewSim, tmp_path: Path, broker: Broker
+) -> None:
+    ma, fr, es, be = make_cell(
+        new_sim,
+        tmp_path,
+        [("MA", "rabat-1"), ("FR", "paris-1"), ("ES", "madrid-1"), ("BE", "brussels-1")],
+    )
+    r = ribat("config", "set", "-p", es.device, "alert.ack_timeout_s", "10")
+    assert r.code == 0, r.err
+    url = ("--broker", broker.url)
+    with (
+        gateway(ma, broker),
+        gateway(be, broker),
+        console(fr, *url) as paris,
+        console(es, *url) as madrid,
+    ):
+        for proc in (paris, madrid):
+            said(proc, "on watch")
+        flash = post(ma, "--kind", "alert", "--severity", "flash", "--to", "FR,ES",
+                     "--title", "Threat", "--body", "now")  # fmt: skip
+        line = said(paris, "ALERT flash")
+        assert flash in line and "rabat-1 (MA)" in line and "Threat" in line
+        said(madrid, "ALERT flash")
+        wait_for(lambda: "flash" in led(fr), "paris's panel", 10)
+        wait_for(lambda: "flash" in led(es), "madrid's panel", 10)
+        assert "heartbeat" in led(be)  # brussels: not for it
+
+        sim.press(fr.name)  # paris acknowledges; madrid does not
+        said(paris, "ACK paris-1 acknowledged")
+        wait_for(lambda: "overdue" in led(es), "madrid's alert overdue", 30)
+        said(madrid, "OVERDUE")
+
+        def cell_says() -> str:
+            r = ribat("cell", "status", "--cell", str(tmp_path / "cell"), "--broker", broker.url)
+            assert r.code == 0, r.err
+            return next((ln for ln in r.out.splitlines() if ln.startswith(f"alert {flash}")), "")
+
+        wait_for(
+            lambda: (
+                "paris-1 acknowledged after" in cell_says()
+                and "madrid-1 OVERDUE, pending for" in cell_says()
+            ),
+            "cell status tells paris acknowledged and madrid overdue",
+            45,
+        )
+        # the author's node has paris's acknowledgement, and not madrid's
+        wait_for(lambda: acks(ma, flash) == ["paris-1"], "rabat holds paris's ack", 45)
