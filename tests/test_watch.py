@@ -3,11 +3,14 @@ unlocked nodes it is released to, whichever link brought it; the button (or `rib
 signs an acknowledgement that travels back to the author; an alert nobody acknowledges
 within alert.ack_timeout_s turns overdue; a pending alert outlives a power cut."""
 
+import datetime
+import json
 import os
 import select
 import subprocess
 import sys
 import time
+import zoneinfo
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -201,3 +204,61 @@ def test_over_the_broker_the_author_and_the_cell_see_who_acknowledged(
         )
         # the author's node has paris's acknowledgement, and not madrid's
         wait_for(lambda: acks(ma, flash) == ["paris-1"], "rabat holds paris's ack", 45)
+
+
+def test_the_console_comes_back_with_its_node_and_refuses_a_wrong_pin(
+    new_sim: NewSim, tmp_path: Path
+) -> None:
+    ma, fr = make_cell(new_sim, tmp_path, [("MA", "rabat-1"), ("FR", "paris-1")])
+    with console(fr) as paris:
+        said(paris, "on watch: paris-1 (FR), unlocked")
+        sim.power_cycle(fr.name)  # the board loses power under the console
+        said(paris, "lost the node")
+        said(paris, "on watch: paris-1 (FR), unlocked")  # and it came back, unlocked again
+        post(ma, "--kind", "alert", "--severity", "priority", "--to", "FR", "--title", "Back",
+             "--body", "x")  # fmt: skip
+        assert ribat("sync", "-p", ma.device, "-p", f"sim:{fr.name}").code != 0  # port held
+        assert paris.stdin is not None
+        paris.stdin.write(b"quit\n")
+        paris.stdin.flush()
+        assert paris.wait(15) == 0
+    r = ribat("watch", "-p", f"sim:{fr.name}", "--pin", "wrong-pin-000")
+    assert r.code == 11 and "Traceback" not in r.err and len(r.err.strip().splitlines()) == 1
+
+
+def test_times_show_in_the_operators_zone(new_sim: NewSim, tmp_path: Path) -> None:
+    (ma,) = make_cell(new_sim, tmp_path, [("MA", "rabat-1")])
+    ident = post(ma, "--kind", "notice", "--to", "MA", "--title", "Zoned", "--body", "x")
+    t = next(i["t"] for i in items(ma, "--pin", PIN) if i["id"] == ident)
+    for zone in ("Africa/Casablanca", "Europe/Paris", "America/New_York", "UTC"):
+        r = ribat("--tz", zone, "show", "-p", ma.device, "--pin", PIN, ident)
+        assert r.code == 0, r.err
+        local = datetime.datetime.fromtimestamp(t, zoneinfo.ZoneInfo(zone))
+        assert f"written {local:%Y-%m-%d %H:%M %Z}" in r.out, r.out
+    r = ribat("--tz", "Mars/Olympus", "list", "-p", ma.device)
+    assert r.code == 2 and "no time zone" in r.err and "Traceback" not in r.err
+
+
+def test_list_follows_what_comes_and_status_counts_pending_alerts(
+    new_sim: NewSim, tmp_path: Path
+) -> None:
+    ma, fr = make_cell(new_sim, tmp_path, [("MA", "rabat-1"), ("FR", "paris-1")])
+    assert ribat("sim", "wire", ma.name, fr.name).code == 0
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "ribat", "list", "-p", f"sim:{fr.name}", "--pin", PIN,
+         "--follow", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        ident = post(ma, "--kind", "alert", "--severity", "flash", "--to", "FR",
+                     "--title", "Followed", "--body", "x")  # fmt: skip
+        line = said(follow, ident)
+        item = json.loads(line)
+        assert item["ti"] == "Followed" and item["s"] == "flash" and item["by"] == "rabat-1"
+        wait_for(lambda: "flash" in led(fr), "paris, unlocked by the list, raised the alert", 10)
+    finally:
+        follow.terminate()
+        follow.wait(10)
+    # paris was unlocked when it came: the alert is pending, and its status says so
+    r = ribat("status", "-p", f"sim:{fr.name}")
+    assert r.code == 0 and "1 pending" in r.out, r.out

@@ -5,7 +5,9 @@ import json
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,7 +19,11 @@ from ribat.files import write_whole
 from ribat.ops import guard
 from ribat.ops import journal as lib
 
+if TYPE_CHECKING:
+    from ribat.device.client import NodeClient
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+FOLLOW_S = 1.0  # how often --follow looks for new records
 
 
 def _seconds(text: str, what: str) -> int:
@@ -142,6 +148,10 @@ def post(
 @click.option("--search", metavar="TEXT", help="Only bulletins whose title contains TEXT.")
 @click.option("--limit", type=click.IntRange(1), metavar="N", help="Only the newest N.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option(
+    "--follow", "-f", is_flag=True,
+    help="Then print what comes (bulletins, acknowledgements) until Ctrl-C.",
+)  # fmt: skip
 def list_command(
     port: str | None,
     pin: str | None,
@@ -153,6 +163,7 @@ def list_command(
     search: str | None,
     limit: int | None,
     as_json: bool,
+    follow: bool,
 ) -> None:
     """List the journal's bulletins: titles where this node may read them, and who
     acknowledged each (acknowledgements are public: a locked node shows them too).
@@ -161,22 +172,64 @@ def list_command(
     --severity and --search then match nothing, as nothing can be read.
     """
     client = open_node(port)
+    me = client.info.name if client.info else None
+    filters = lib.list_filters(_since(since), partner and partner.upper(), kind)
+
+    def wanted(item: dict) -> bool:
+        if (
+            severity is not None
+            and item.get("s") not in entry.SEVERITIES[entry.SEVERITIES.index(severity) :]
+        ):
+            return False
+        if unacked and not (
+            "k" in item and item["s"] != "routine" and not item["acked"] and item["by"] != me
+        ):
+            return False
+        return search is None or search.lower() in item.get("ti", "").lower()
+
     with guard.unlocked(client, pin):
-        items = lib.entries(client, _since(since), partner and partner.upper(), kind)
-    items = lib.with_acks(items)
-    if severity is not None:
-        least = entry.SEVERITIES.index(severity)
-        items = [i for i in items if i.get("s") in entry.SEVERITIES[least:]]
-    if unacked:
-        me = client.info.name if client.info else None
-        items = [
-            i for i in items
-            if "k" in i and i["s"] != "routine" and not i["acked"] and i["by"] != me
-        ]  # fmt: skip
-    if search is not None:
-        items = [i for i in items if search.lower() in i.get("ti", "").lower()]
-    if limit is not None:
-        items = items[-limit:]
+        got, last = lib.records_after(client, -1, **filters)
+        items = [i for i in lib.with_acks(lib.in_order(got)) if wanted(i)]
+        if limit is not None:
+            items = items[-limit:]
+        _print_items(items, as_json)
+        if follow:
+            _follow(client, last, filters, wanted, as_json)
+
+
+def _follow(
+    client: "NodeClient", last: int, filters: dict, wanted: Callable[[dict], bool], as_json: bool
+) -> None:
+    """Print what the node stores from now on: each bulletin the filters keep, and each
+    acknowledgement; until Ctrl-C."""
+    try:
+        while True:
+            time.sleep(FOLLOW_S)
+            if client.request("status")["records"] - 1 <= last:
+                continue
+            got, last = lib.records_after(client, last, **filters)
+            for item in got:
+                if item.get("k") == entry.ACK:
+                    if as_json:
+                        click.echo(json.dumps(item))
+                    else:
+                        for ref in item.get("r", ()):
+                            click.echo(f"{when(item['t'])}  {ref} acknowledged by {item['by']}")
+                elif wanted({**item, "acks": []}):
+                    if as_json:
+                        click.echo(json.dumps({**item, "acks": []}))
+                    elif "k" in item:
+                        click.echo(
+                            f"{when(item['t'])}  {item['id']}  {item['from']} {item['by']}  "
+                            f"{item['k']} ({item['s']})  {item['ti']}"
+                        )
+                    else:
+                        click.echo(f"{item['id']}  {item['from']} {item['by']}  sealed")
+    except KeyboardInterrupt:
+        pass
+
+
+def _print_items(items: list[dict], as_json: bool) -> None:
     if as_json:
         for item in items:
             click.echo(json.dumps(item))

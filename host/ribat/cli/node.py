@@ -1,6 +1,7 @@
 """ribat status and ribat reset."""
 
 import json
+import time
 
 import click
 
@@ -41,6 +42,14 @@ def status(port: str | None, as_json: bool) -> None:
         f"{sum(rejected)} rejected" + (f" ({causes})" if causes else ""),
     )
     table.add_row("temperature", "no sensor" if temp is None else f"{temp:.1f} °C")
+    pending = snap.get("alerts") or []
+    if pending:
+        oldest = min(received for _, received in pending)
+        table.add_row(
+            "alerts",
+            f"[bold red]{len(pending)} pending[/], the oldest for "
+            f"{duration(max(0, int(time.time()) - oldest) * 1000)} (`ribat watch`, `ribat ack`)",
+        )
     if "keys" in snap:
         table.add_row("keys", snap["keys"])
         table.add_row("audit head", f"{snap['audit_seq']}:{snap['audit_head']}")

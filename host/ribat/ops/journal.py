@@ -67,14 +67,26 @@ def entries(
 ) -> list[dict]:
     """The journal's entries with what the node lets us read of each: those sealed to it
     first (by origin and seq), then the others by the time they were written."""
+    out, _ = records_after(client, -1, **list_filters(since, partner, kind))
+    return in_order(out)
+
+
+def list_filters(since: int = 0, partner: str | None = None, kind: str | None = None) -> dict:
+    """What journal.list takes of a list's filters."""
     filters: dict = {"since": since}
     if partner:
         filters["from"] = partner
     if kind:
         filters["kind"] = kind
-    out, _ = records_after(client, -1, **filters)
-    out.sort(key=lambda i: (i.get("t", 0), i["id"].split(":")[0], int(i["id"].split(":")[1])))
-    return out
+    return filters
+
+
+def in_order(items: list[dict]) -> list[dict]:
+    """Items as a list shows them: those sealed to this node first (by origin and seq),
+    then the others by the time they were written."""
+    return sorted(
+        items, key=lambda i: (i.get("t", 0), i["id"].split(":")[0], int(i["id"].split(":")[1]))
+    )
 
 
 def records_after(client: NodeClient, after: int, **filters: object) -> tuple[list[dict], int]:
