@@ -15,11 +15,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from test_deploy import copy_firmware
 from test_gateway import gateway, wait_for
 from test_journal import items, post
 
-from conftest import PIN, Broker, NewSim, make_cell, ribat
-from ribat import sim
+from conftest import PIN, Broker, NewSim, make_cell, on_flash, ribat, sim_status
+from ribat import deploy, sim
 from ribat.device.client import NodeClient, connect
 from ribat.ops import guard
 
@@ -262,3 +263,48 @@ def test_list_follows_what_comes_and_status_counts_pending_alerts(
     # paris was unlocked when it came: the alert is pending, and its status says so
     r = ribat("status", "-p", f"sim:{fr.name}")
     assert r.code == 0 and "1 pending" in r.out, r.out
+
+
+# A firmware that hangs its loop a few seconds after a start that finds /hang (removed
+# first: the start after the watchdog's reset runs as usual).
+HANG = """
+
+_main = main
+
+
+async def main(node):
+    import os
+
+    async def hang():
+        await asyncio.sleep_ms(2500)
+        while True:  # no await: the loop, and the watchdog's feeding, stop here
+            pass
+
+    try:
+        os.remove("/hang")
+        asyncio.create_task(hang())
+    except OSError:
+        pass
+    await _main(node)
+"""
+
+
+def test_a_hung_node_is_restarted_by_its_watchdog(new_sim: NewSim, tmp_path: Path) -> None:
+    (ma,) = make_cell(new_sim, tmp_path, [("MA", "rabat-1")])
+    src = copy_firmware(tmp_path)
+    with open(src / "ribat" / "app.py", "a") as f:
+        f.write(HANG)
+    deploy.deploy(ma.device, source=src, pin=lambda: PIN)  # (a sealed node's REPL: a hard reset)
+    on_flash(ma, "open('/hang', 'w').close()\nprint('{}')")
+    started = time.monotonic()
+    wait_for(lambda: sim_status(ma.name)["reset_cause"] == "watchdog", "a watchdog reset", 30)
+    assert time.monotonic() - started >= 8  # not fed for 8 s: 2.5 s running, then hung
+    with connect(sim.find(ma.name).device) as client:  # type: ignore[union-attr]
+        assert client.wait_ready().name == "rabat-1"
+        assert client.request("status")["reset_cause"] == "watchdog"
+    assert sim_status(ma.name)["watchdog_resets"] == 1
+    # an unprovisioned board has none armed: its REPL stays a host's for as long as it likes
+    board = new_sim()
+    deploy.deploy(board.device)
+    time.sleep(10)
+    assert sim_status(board.name)["watchdog_resets"] == 0

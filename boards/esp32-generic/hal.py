@@ -61,6 +61,11 @@ class Board:
         raw = getattr(esp32, "raw_temperature", None)
         return None if raw is None else (raw() - 32) / 1.8
 
+    def watchdog(self, timeout_ms: int) -> machine.WDT:
+        """The task watchdog, armed for good (until a hard reset): feed() it within
+        timeout_ms."""
+        return machine.WDT(timeout=timeout_ms)
+
     def reset_cause(self) -> str:
         return _CAUSES.get(machine.reset_cause(), "unknown")
 

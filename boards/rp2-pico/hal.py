@@ -36,6 +36,11 @@ class Board:
         if self._buzzer is not None:
             self._buzzer.duty_u16(32768 if on else 0)
 
+    def watchdog(self, timeout_ms: int) -> machine.WDT:
+        """The chip's watchdog, armed for good (until a hard reset): feed() it within
+        timeout_ms, at most 8388 on an RP2040."""
+        return machine.WDT(timeout=min(timeout_ms, 8388))
+
     def button(self) -> bool:
         return rp2.bootsel_button() == 1
 

@@ -44,6 +44,12 @@ class Board:
     def set_clock(self, t: int) -> None:
         """Nothing to do: a virtual board's clock is its host's."""
 
+    def watchdog(self, timeout_ms: int) -> object:
+        """The board's watchdog, armed for good: feed() it within timeout_ms."""
+        import machine  # the ROM's (boards/virtual/rom/machine.py)
+
+        return machine.WDT(timeout=timeout_ms)
+
     def reset(self, hard: bool) -> None:
         if hard:
             vboard.hard_reset()

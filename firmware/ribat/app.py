@@ -17,6 +17,10 @@ from ribat import audit, codec, config, journal, keys, link, service, store, tel
 MAX_BODY = const(4096)  # largest frame body accepted (a journal entry fits); told in hello
 _BLINK_MS = const(80)
 _TICK_MS = const(50)  # how often the watch looks at the button and drives the LED
+# A node in service restarts if its loop stops for this long (the RP2040's longest: 8.4 s).
+# Not before it is provisioned: a board whose REPL a host breaks into (a deploy) would
+# be reset under it, and a watchdog, once armed, runs until the next hard reset.
+_WATCHDOG_MS = const(8000)
 _HEARTBEAT_MS = const(2000)
 _SESSION_MS = const(250)  # how often an unlocked session is looked after
 _RETENTION_MS = const(1000)  # how often expired content is looked for (cheap: one list)
@@ -85,6 +89,7 @@ class Node:
         self.export_plan: "list | None" = None  # an export under way (journal.export)
         self.export_held: dict = {}  # origin -> seqs its receiver holds already
         self.intake = None  # an import under way (journal.import)
+        self.watchdog = False  # armed (once provisioned: on_watch), until a hard reset
         self.wires: list = []  # the peers on the board's wires that answered (ribat.wire)
         self.quiet_wires: list = []  # the board's wires with no peer answering
         build = self.build or self.revision or self.version
@@ -192,15 +197,21 @@ def _pattern(node: Node) -> "str | None":
 async def on_watch(node: Node) -> None:
     """The LED, the buzzer and the button (ribat.alerts): the heartbeat, or the pattern
     of the alerts pending; a press acknowledges them; an unlocked node reads what came,
-    each second."""
+    each second; and the watchdog, fed each second."""
     board = node.board
     config = node.config
     pressed = False
-    lit = sounding = None
+    lit = sounding = dog = None
     t = 0
     while True:
         await asyncio.sleep_ms(_TICK_MS)
         t += _TICK_MS
+        if t % 1000 == 0:
+            if dog is None and node.keyring.identity is not None:
+                dog = board.watchdog(_WATCHDOG_MS)
+                node.watchdog = True
+            if dog is not None:
+                dog.feed()
         if (
             t % 1000 == 0
             and node.keyring.state == "unlocked"

@@ -152,6 +152,10 @@ def wipe(node, meta: dict, data: bytes) -> dict:
     node.keyring.wipe()
     node.open_journal()
     gc.collect()
+    if node.watchdog:
+        # armed until a hard reset: an unprovisioned node's REPL (a deploy, mpremote)
+        # would be reset under its user
+        node.reset_soon(True)
     return {"state": node.keyring.state}
 
 
@@ -222,7 +226,7 @@ def repl_open(node, meta: dict, data: bytes) -> dict:
     node.audit.append("repl-open")
     store.write_atomic(_REPL_ONCE, b"")
     node.lock("repl")
-    node.reset_soon(False)
+    node.reset_soon(True)  # hard: a watchdog stops only then, and a REPL is not fed
     return {}
 
 

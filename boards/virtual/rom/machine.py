@@ -25,3 +25,14 @@ def reset_cause() -> int:
 
 def unique_id() -> bytes:
     return vboard.UID
+
+
+class WDT:
+    """The watchdog: once made, it cannot be stopped; a board not fed within timeout ms is
+    reset by the simulator (vboard's panel), as an RP2040's or an ESP32's would be."""
+
+    def __init__(self, id: int = 0, timeout: int = 5000) -> None:
+        vboard.arm_watchdog(timeout)
+
+    def feed(self) -> None:
+        vboard.feed_watchdog()

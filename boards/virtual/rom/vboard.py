@@ -12,6 +12,9 @@ identity in environment variables and shares a small "panel" file with it:
     offset 20 u8   1 while the buzzer sounds
     offset 24 u32  LED changes (on to off, off to on, or a new level) since the start
     offset 28 u32  times the buzzer started to sound since the start
+    offset 32 u32  the watchdog's timeout in ms once armed (machine.WDT), 0 if not
+    offset 36 u32  the watchdog's feeds: the simulator resets a board whose count stands
+                   still for the timeout (reset cause "watchdog"), and disarms it at reset
 
 Messages to the simulator go to stderr as lines b"\\x00ribat-sim <word>".
 """
@@ -72,6 +75,15 @@ def set_led(percent: int) -> None:
     _panel.seek(12)
     _panel.write(bytes((percent,)))
     set_panel_u32(24, panel_u32(24) + 1)
+
+
+def arm_watchdog(timeout_ms: int) -> None:
+    set_panel_u32(32, timeout_ms)
+    feed_watchdog()
+
+
+def feed_watchdog() -> None:
+    set_panel_u32(36, (panel_u32(36) + 1) & 0xFFFFFFFF)
 
 
 def set_buzzer(on: bool) -> None:

@@ -52,6 +52,7 @@ SOFT_REBOOT = b"MPY: soft reboot\r\n"
 IDLE_S = 1.0  # the longest the loop sleeps with nothing due (signals and fds wake it sooner)
 BOOT_HOLD_S = 2.0  # host input waits at most this long for the interpreter to boot
 TX_LIMIT = 64 * 1024  # output held for a slow host before we stop reading the board
+WATCHDOG_LOOK_S = 0.1  # how often the simulator looks at the watchdog's feed count
 NO_CUT = 0xFFFFFFFF  # in the panel: no flash power cut armed (see boards/virtual/rom/vboard.py)
 
 
@@ -83,7 +84,10 @@ class Supervisor:
             "power_cuts": 0,
             "formats": 0,
             "crashes": 0,
+            "watchdog_resets": 0,
         }
+        self.fed = (0, 0.0)  # the watchdog's feed count, and when it last moved
+        self.next_dog = 0.0
         self.usb = UsbPort(self.panel, Pace(rate, latency), self.stats)
         self.started = time.time()
 
@@ -103,7 +107,7 @@ class Supervisor:
             with open(tmp, "wb") as f:
                 f.write(b"\xff" * size)  # erased NOR flash
             os.replace(tmp, self.flash)
-        self.panel.write_bytes(struct.pack("<IIIIIIII", NO_CUT, 0, 0, 0, 0, 0, 0, 0))
+        self.panel.write_bytes(struct.pack("<10I", NO_CUT, *[0] * 9))
         self.tty = self.usb.open()
         self.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -149,13 +153,15 @@ class Supervisor:
         self.mode = child.mode
         if child.killed_for == "stop":
             return
-        if child.killed_for in ("power", "hard"):
-            self.hard_cause = "power_on" if child.killed_for == "power" else "hard"
+        if child.killed_for in ("power", "hard", "watchdog"):
+            self.hard_cause = {"power": "power_on"}.get(child.killed_for, child.killed_for)
+            self._disarm_watchdog()
             self._spawn("friendly", self.hard_cause)
         elif rc < 0 and child.killed_for != "soft":
             self.stats["crashes"] += 1
             self._log(f"interpreter died of signal {-rc}: restarting")
             self.hard_cause = "crash"
+            self._disarm_watchdog()
             self._spawn("friendly", self.hard_cause)
         else:
             # Ctrl-D, SystemExit, or a soft reset asked through the ROM. A board keeps the
@@ -163,6 +169,29 @@ class Supervisor:
             self.stats["soft_resets"] += 1
             self.usb.send(SOFT_REBOOT)
             self._spawn(self.mode, self.hard_cause)
+
+    def _disarm_watchdog(self) -> None:
+        """A hard reset stops the watchdog (a soft one does not, on a board either)."""
+        with open(self.panel, "r+b") as f:
+            f.seek(32)
+            f.write(struct.pack("<II", 0, 0))
+        self.fed = (0, time.monotonic())
+
+    def _watch_dog(self, now: float) -> None:
+        """Reset the board whose armed watchdog was not fed within its timeout."""
+        self.next_dog = now + WATCHDOG_LOOK_S
+        child = self.child
+        if child is None or child.killed_for:
+            return
+        timeout_ms, feeds = struct.unpack_from("<II", self.panel.read_bytes(), 32)
+        if not timeout_ms:
+            self.next_dog = now + IDLE_S  # not armed: nothing to look at closely
+        if feeds != self.fed[0] or not timeout_ms:
+            self.fed = (feeds, now)
+        elif now - self.fed[1] > timeout_ms / 1000:
+            self.stats["watchdog_resets"] += 1
+            self._log(f"watchdog: not fed for {timeout_ms} ms: reset")
+            self._kill("watchdog")
 
     def _on_rom_report(self, word: str) -> None:
         if word == "power-cut":
@@ -347,7 +376,10 @@ class Supervisor:
                 handlers[child.stderr] = self._on_child_stderr
                 p.register(child.pidfd, select.POLLIN)
                 handlers[child.pidfd] = self._on_exit
+            if now >= self.next_dog:
+                self._watch_dog(now)
             timeout = IDLE_S if usb.connected else max(0.0, usb.next_poll - now)
+            timeout = min(timeout, max(0.0, self.next_dog - now))
             if usb.tx:
                 timeout = min(timeout, 0.05)
             dues = [self.to_board.next_due(), usb.pace.next_due()]
