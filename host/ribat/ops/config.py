@@ -25,7 +25,8 @@ MEANINGS = {
     "alert.buzzer": "Sound the buzzer for alerts, where the board has one",
     "alert.min_severity": "The least severity of a bulletin released to this node's partner that"
     " raises an alert: priority (slow blink) or flash (fast blink)",
-    "alert.ack_timeout_s": "Seconds an alert may stay unacknowledged before it is escalated",
+    "alert.ack_timeout_s": "Seconds an alert may wait for an acknowledgement before it is"
+    " overdue: a steady LED, OVERDUE in `ribat watch` and `ribat cell status`",
     "pin.max_tries": "Wrong PINs in a row after which the node wipes its keys and content",
     "pin.idle_s": "Seconds without a request after which an unlocked session locks itself",
     "audit.max_entries": "Audit entries kept on flash; older ones are folded into a checkpoint",
