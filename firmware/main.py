@@ -9,10 +9,12 @@
 #
 # A provisioned node is sealed: no prompt is reachable from its port. Ctrl-C is a byte
 # like any other (micropython.kbd_intr(-1)), and an error that would end main.py restarts
-# the board instead; only an unlocked session opens the REPL, for the next start only
-# (REPL_ONCE), for a deploy. An unprovisioned board keeps its REPL: after a Ctrl-C, control
-# goes to the REPL if the host follows up within the grace time (mpremote and ribat send
-# "\r\x01"); a stray Ctrl-C, or one followed by a request frame, only pauses the node.
+# the board instead; its firmware changes only by a signed release (ribat/update.py), which
+# starts on trial: each start of it is counted here, under the watchdog, and one that has
+# not confirmed itself within its starts gives way to the build it replaced. An
+# unprovisioned board keeps its REPL: after a Ctrl-C, control goes to the REPL if the host
+# follows up within the grace time (mpremote and ribat send "\r\x01"); a stray Ctrl-C, or
+# one followed by a request frame, only pauses the node.
 # Kept small and stable: a deploy replaces it rarely, and atomically.
 
 # Ctrl-C is off before anything else runs, and back on below for an unsealed board: one
@@ -46,7 +48,9 @@ import vfs
 _GRACE_MS = 2000
 MOUNT = "/firmware"
 PROVISIONED = "/key/identity.json"  # written last at provisioning (ribat/keys.py)
-REPL_ONCE = "/fw/repl-once"  # an unlocked session asked for the REPL, for a deploy
+TRIAL = "/fw/trial"  # "slot starts limit": a release on trial (ribat/update.py)
+REVERTED = "/fw/reverted"  # a release that did not confirm, the slot it had gone back
+_TRIAL_WATCHDOG_MS = 8000  # the RP2040's longest is 8.3 s
 
 
 def pack_index(f):
@@ -158,6 +162,43 @@ def _exists(path):
         return False
 
 
+def _replace(path, text):
+    import os
+
+    with open(path + ".new", "w") as f:
+        f.write(text)
+    os.rename(path + ".new", path)
+
+
+def _on_trial(active):
+    """The slot to start: active, one more start of it counted if it is on trial; past its
+    limit, the other slot, made active again. A hang on trial is a start too: the watchdog
+    is armed before anything of the slot runs."""
+    try:
+        with open(TRIAL) as f:
+            slot, starts, limit = f.read().split()
+        starts, limit = int(starts) + 1, int(limit)
+    except (OSError, ValueError):
+        return active
+    if slot != active:
+        return active  # a switch cut short: the node clears it
+    if starts > limit:
+        import os
+
+        active = "b" if slot == "a" else "a"
+        _replace("/fw/active", active)
+        os.rename(TRIAL, REVERTED)
+        print(
+            "ribat: slot %s did not confirm in %d starts: back to slot %s" % (slot, limit, active)
+        )
+        return active
+    _replace(TRIAL, "%s %d %d" % (slot, starts, limit))
+    import machine
+
+    machine.WDT(timeout=_TRIAL_WATCHDOG_MS)
+    return active
+
+
 def _ribat_start():
     """Run the firmware, which returns only if it cannot start (or, unsealed, to the REPL)."""
     try:
@@ -166,6 +207,8 @@ def _ribat_start():
     except OSError:
         print("ribat: no firmware installed; deploy it with `ribat flash`")
         return
+    if _exists(PROVISIONED):
+        active = _on_trial(active)
     try:
         _run_slots(active)
     finally:
@@ -221,13 +264,6 @@ def _run_slots(active):
 
 
 def _start():
-    if _exists(PROVISIONED) and _exists(REPL_ONCE):
-        import os
-
-        os.remove(REPL_ONCE)  # this start only, whatever happens next
-        micropython.kbd_intr(3)
-        print("ribat: the REPL, for this start only: an unlocked session asked for it")
-        return
     if not _exists(PROVISIONED):
         micropython.kbd_intr(3)  # the node seals the port when it is provisioned
     try:

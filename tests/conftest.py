@@ -263,6 +263,12 @@ def _provision_cell(folder: Path, members: list[tuple[str, str]], kind: str) -> 
     cell = folder / "cell"
     assert ribat("cell", "init", str(cell)).code == 0
     env = {"RIBAT_CELL": str(cell)}
+    # the cell's release key (release_bundle), in its roster
+    assert ribat("release", "key", "-o", str(cell / "release.key")).code == 0
+    assert (
+        ribat("cell", "roster", "release", "add", "build", str(cell / "release.pub"), env=env).code
+        == 0
+    )
     boards = []
     for partner, name in members:
         board = sim.start(_sim_name(folder, name), kind)
@@ -288,6 +294,32 @@ def _provision_cell(folder: Path, members: list[tuple[str, str]], kind: str) -> 
         r = ribat("cell", "load", "-p", board.device, env=env)
         assert r.code == 0, r.err
     return boards
+
+
+def release_bundle(
+    tmp_path: Path,
+    version: str,
+    source: Path | None = None,
+    board: str = "virtual-rp2-pico",
+    key: Path | None = None,
+    name: str = "release",
+) -> Path:
+    """A release of the firmware in source (default: the shipped one) for board, signed with
+    key (default: the release key of make_cell's cell, which its roster lists)."""
+    from ribat.deploy import bundle
+
+    built = bundle.build(version, [board], [bundle.default_mpy()], source)
+    signed = bundle.sign(built, key or tmp_path / "cell" / "release.key")
+    out = tmp_path / f"{name}-{version}.rbun"
+    bundle.write(signed, out)
+    return out
+
+
+def copy_firmware(tmp_path: Path, name: str = "fw") -> Path:
+    """A copy of the firmware's source, to change for a test."""
+    src = tmp_path / name
+    shutil.copytree(FIRMWARE, src, ignore=shutil.ignore_patterns("__pycache__", "mypy.ini"))
+    return src
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ file, firmware.pack), each is verified, the switch is atomic,
 an interrupted deploy leaves the old firmware running, unsupported boards are refused."""
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -11,19 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIRMWARE, ribat, sim_status
+from conftest import FIRMWARE, copy_firmware, ribat, sim_status
 from ribat import deploy, sim
 from ribat.deploy import image
 from ribat.device import boards
 from ribat.device.client import NodeClient
 from ribat.device.transport import Port
 from ribat.errors import Unsupported
-
-
-def copy_firmware(tmp_path: Path, name: str = "fw") -> Path:
-    dest = tmp_path / name
-    shutil.copytree(FIRMWARE, dest, ignore=shutil.ignore_patterns("__pycache__", "mypy.ini"))
-    return dest
 
 
 def hello(tty: str) -> dict:

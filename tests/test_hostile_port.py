@@ -1,7 +1,7 @@
 """Whoever holds a provisioned node's USB port, without its PIN: no prompt (Ctrl-C,
 Ctrl-D, Ctrl-A, a crash, unmodified mpremote), no setting that weakens the node, no wipe
-without the PIN or the button, no deploy without an unlocked session. Each of these
-worked before the node was sealed (issue 19)."""
+without the PIN or the button, no deploy at all (signed releases only: test_update.py).
+Each of these worked before the node was sealed (issue 19)."""
 
 import json
 import shutil
@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 from test_key_leak import RecordingPort
 
-from conftest import FIRMWARE, PIN, NewSim, make_cell, ribat, sim_status
+from conftest import FIRMWARE, PIN, NewSim, make_cell, on_flash, release_bundle, ribat, sim_status
 from ribat import codec, deploy, sim
+from ribat.deploy import bundle, update
 from ribat.device.client import NodeClient
 from ribat.device.transport import Port
-from ribat.errors import DeployError, DeviceError, Locked
+from ribat.errors import DeviceError, Locked, Sealed
 from ribat.ops import guard
 from ribat.ops import journal as lib
 from ribat.sim import paths
@@ -83,7 +84,8 @@ def test_a_crash_restarts_a_sealed_node(sealed: sim.Sim, tmp_path: Path) -> None
         "    raise RuntimeError('a crash')  # out of the application: an unsealed one ends here\n"
     )
     app.write_text(app.read_text().replace(serve, crash))
-    deploy.deploy(sealed.device, source=src, pin=lambda: PIN)
+    # confirmed by the host as soon as it answers: from then on it crashes for good
+    update.send(sealed.device, bundle.read(release_bundle(tmp_path, "0.2.0", src)), confirm=True)
     out = said(sealed.device, b"", listen=5.0)
     assert b"a crash" in out  # it did crash, and said so
     assert b">>>" not in out and b"raw REPL" not in out, out
@@ -91,26 +93,26 @@ def test_a_crash_restarts_a_sealed_node(sealed: sim.Sim, tmp_path: Path) -> None
     assert not mpremote_gets_in(sealed.device)
 
 
-def test_a_deploy_to_a_sealed_node_needs_an_unlocked_session(
-    sealed: sim.Sim, tmp_path: Path
-) -> None:
+def test_no_deploy_reaches_a_sealed_node_pin_or_not(sealed: sim.Sim, tmp_path: Path) -> None:
+    """Its REPL stays closed even to an unlocked session: a sealed node's firmware changes
+    by signed releases only (test_update.py)."""
     src = tmp_path / "fw"
     shutil.copytree(FIRMWARE, src, ignore=shutil.ignore_patterns("__pycache__", "mypy.ini"))
     with open(src / "ribat" / "telemetry.py", "a") as f:
         f.write("\nCHANGED = 1\n")
     before = boot_id(sealed)
-    with pytest.raises(Locked, match="unlocked session"):
+    with pytest.raises(Sealed, match="signed releases only"):
         deploy.deploy(sealed.device, source=src)
-    r = ribat("flash", "-p", sealed.device, "--source", str(src), "--pin", "000000")
-    assert r.code == 11 and "wrong PIN" in r.err
-    assert boot_id(sealed) == before  # nothing written, nothing restarted
-    r = ribat("flash", "-p", sealed.device, "--source", str(src), "--pin", PIN)
-    assert r.code == 0, r.err
+    r = ribat("flash", "-p", sealed.device, "--source", str(src))
+    assert r.code == 8 and "signed releases only" in r.err
     with NodeClient(Port(sealed.device)) as client:
-        assert client.wait_ready().build != before
-    assert not mpremote_gets_in(sealed.device)  # the new firmware starts sealed
-    events = ribat("audit", "show", "-p", sealed.device).out
-    assert "repl-open" in events and "deploy" in events
+        client.wait_ready()
+        guard.unlock(client, PIN)
+        with pytest.raises(DeviceError, match="unknown operation"):
+            client.request("repl.open")  # what an unlocked session could ask before
+        guard.lock(client)
+    assert boot_id(sealed) == before  # nothing written, nothing restarted
+    assert not mpremote_gets_in(sealed.device)
 
 
 def test_a_locked_node_keeps_its_security_settings(sealed: sim.Sim) -> None:
@@ -281,16 +283,25 @@ def test_a_try_count_put_back_is_caught(sealed: sim.Sim) -> None:
 def test_a_sealed_node_never_goes_back_to_a_build_it_replaced(
     sealed: sim.Sim, tmp_path: Path
 ) -> None:
-    builds = []
-    for n in (1, 2):
+    """Its flash edited to make the slot of a release it replaced active again: the node
+    refuses to run it, says so in its audit log, and runs the newer one."""
+    for n, version in enumerate(("0.2.0", "0.3.0")):
         src = tmp_path / f"fw{n}"
         shutil.copytree(FIRMWARE, src, ignore=shutil.ignore_patterns("__pycache__", "mypy.ini"))
         with open(src / "ribat" / "telemetry.py", "a") as f:
             f.write(f"\nRELEASE = {n}\n")
-        builds.append(deploy.deploy(sealed.device, source=src, pin=lambda: PIN))
-    with pytest.raises(DeployError, match="never goes back"):
-        deploy.deploy(sealed.device, source=tmp_path / "fw1", pin=lambda: PIN)
+        release = bundle.read(release_bundle(tmp_path, version, src))
+        update.send(sealed.device, release, confirm=True)
     with NodeClient(Port(sealed.device)) as client:
-        assert client.wait_ready().build == builds[1].manifest["build"]  # still the newer
+        newer = client.wait_ready()
+    assert newer.firmware == "0.3.0"
+    older_slot = "b" if newer.slot == "a" else "a"
+    on_flash(
+        sealed,
+        f"with open('/fw/active', 'w') as f:\n    f.write({older_slot!r})\nprint('{{}}')",
+    )
+    with NodeClient(Port(sealed.device)) as client:
+        info = client.wait_ready()
+    assert (info.firmware, info.slot, info.fallback) == ("0.3.0", newer.slot, True)
     events = ribat("audit", "show", "-p", sealed.device).out
     assert "downgrade-refused" in events

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIRMWARE, PIN, NewSim, Run, make_cell, on_flash, ribat
-from ribat import deploy, entry, sim
+from conftest import FIRMWARE, PIN, NewSim, Run, make_cell, on_flash, release_bundle, ribat
+from ribat import entry, sim
+from ribat.deploy import bundle, update
 from ribat.device.client import connect
 from ribat.errors import DeviceError
 from ribat.ops import guard
@@ -352,10 +353,10 @@ def test_a_full_journal_leaves_room_for_the_next_firmware(new_sim: NewSim, tmp_p
         for module in ("app", "journal", "link"):
             with open(src / "ribat" / f"{module}.py", "a") as f:
                 f.write(f"\nCHANGED = {n}\n")
-        result = deploy.deploy(ma.device, source=src, pin=lambda: PIN)
-        assert result.plan.switch and result.plan.transfer == ["firmware.pack", "manifest.json"]
+        release = bundle.read(release_bundle(tmp_path, f"0.{n + 1}.0", src))
+        update.send(ma.device, release, confirm=True)
         with connect(ma.device) as client:
-            assert client.wait_ready().build == result.manifest["build"]
+            assert client.wait_ready().build == release.manifest["targets"][0]["build"]
     after = status(ma)
     assert after["entries"] == posted and after["origins"][0]["head"] == posted
     # both slots on flash: the next deploy writes over the old one, the node keeps less

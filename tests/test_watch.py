@@ -15,12 +15,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from test_deploy import copy_firmware
 from test_gateway import gateway, wait_for
 from test_journal import items, post
 
-from conftest import PIN, Broker, NewSim, make_cell, on_flash, ribat, sim_status
+from conftest import (
+    PIN,
+    Broker,
+    NewSim,
+    copy_firmware,
+    make_cell,
+    on_flash,
+    release_bundle,
+    ribat,
+    sim_status,
+)
 from ribat import deploy, sim
+from ribat.deploy import bundle, update
 from ribat.device.client import NodeClient, connect
 from ribat.ops import guard
 
@@ -294,7 +304,7 @@ def test_a_hung_node_is_restarted_by_its_watchdog(new_sim: NewSim, tmp_path: Pat
     src = copy_firmware(tmp_path)
     with open(src / "ribat" / "app.py", "a") as f:
         f.write(HANG)
-    deploy.deploy(ma.device, source=src, pin=lambda: PIN)  # (a sealed node's REPL: a hard reset)
+    update.send(ma.device, bundle.read(release_bundle(tmp_path, "0.2.0", src)), confirm=True)
     on_flash(ma, "open('/hang', 'w').close()\nprint('{}')")
     started = time.monotonic()
     wait_for(lambda: sim_status(ma.name)["reset_cause"] == "watchdog", "a watchdog reset", 30)

@@ -7,6 +7,7 @@ import binascii
 import gc
 import json
 import os
+import sys
 import time
 
 import hal
@@ -25,6 +26,7 @@ _HEARTBEAT_MS = const(2000)
 _SESSION_MS = const(250)  # how often an unlocked session is looked after
 _RETENTION_MS = const(1000)  # how often expired content is looked for (cheap: one list)
 _GC_EVERY = const(16384)  # bytes allocated between two collections
+_TRIAL_OK_MS = const(10000)  # a release on trial that runs this long confirms itself
 _RESET_DELAY_MS = const(100)  # time for a response to leave before the board restarts
 _MOUNT = "/firmware"  # where the loader (main.py) mounts the running slot's pack
 _SPARE = const(32768)  # flash kept free beyond a firmware slot (a larger firmware, the audit log)
@@ -55,6 +57,8 @@ class Node:
         self.revision = manifest.get("revision")
         self.build = manifest.get("build")
         del manifest
+        mpy = getattr(sys.implementation, "_mpy", 0)
+        self.mpy = "%d.%d" % (mpy & 0xFF, (mpy >> 8) & 3)  # the .mpy format it loads
         facts = _read_json(_MOUNT + "/board.json")
         self.board_name = facts.get("name")
         self.board = hal.Board(facts)
@@ -92,9 +96,22 @@ class Node:
         self.watchdog = False  # armed (once provisioned: on_watch), until a hard reset
         self.wires: list = []  # the peers on the board's wires that answered (ribat.wire)
         self.quiet_wires: list = []  # the board's wires with no peer answering
+        self.staged: "dict | None" = None  # a release being received (ribat.update)
+        self.trial: "int | None" = None  # starts of a release on trial (ribat.update)
+        self.reverted: "dict | None" = None  # the last release, if it went back
+        self.floor: "str | None" = None  # the highest release this node confirmed
+        if self.keyring.identity is not None:
+            from ribat import update
+
+            if store.exists(update.TRIAL) or store.exists(update.REVERTED):
+                update.at_start(self)
+            self.floor = update.floor(self)
+            keys.unload("update")
+            keys.unload("vault")
         build = self.build or self.revision or self.version
-        # a provisioned node never goes back to a build it replaced (run returns False)
-        self.runnable = self.audit.note_firmware(
+        # a provisioned node never goes back to a build it replaced (run returns False);
+        # a release on trial is recorded once it is confirmed
+        self.runnable = self.trial is not None or self.audit.note_firmware(
             "%s %s" % (self.version, build), self.keyring.identity is not None
         )
         self.touched = time.ticks_ms()
@@ -125,6 +142,15 @@ class Node:
         if isinstance(now, int) and now > time.time() + 60:
             self.board.set_clock(now)
 
+    def confirm_trial(self, by: str) -> None:
+        """The release on trial works: confirmed (ribat.update)."""
+        from ribat import update
+
+        update.confirm(self, by)
+        keys.unload("update")
+        keys.unload("vault")
+        gc.collect()
+
     def touch(self) -> None:
         """A request came: an unlocked session is not idle."""
         self.touched = time.ticks_ms()
@@ -149,6 +175,7 @@ class Node:
         by syncs, a list of bulletins needs it."""
         keys.unload("exchange")
         keys.unload("replica")
+        keys.unload("update")  # a release transfer left unfinished
         gc.collect()
 
     def audit_room(self, exchange: bool = False) -> None:
@@ -212,6 +239,8 @@ async def on_watch(node: Node) -> None:
                 node.watchdog = True
             if dog is not None:
                 dog.feed()
+            if node.trial is not None and t >= _TRIAL_OK_MS:
+                node.confirm_trial("self")
         if (
             t % 1000 == 0
             and node.keyring.state == "unlocked"

@@ -16,7 +16,6 @@ from ribat.link import RequestError, arg
 MAX_ROSTER = const(16384)
 _AUDIT_PIECE = const(1024)  # small: an unlocked node's heap has few free blocks of 4 KB
 _ROSTER_PART = ROSTER + ".part"
-_REPL_ONCE = "/fw/repl-once"  # read by the loader at the next start (main.py, REPL_ONCE)
 
 
 def _keywork():
@@ -73,6 +72,11 @@ def provision(node, meta: dict, data: bytes) -> dict:
     if weak:
         done["weak"] = True
     node.audit.append("provision", done)
+    from ribat import update
+
+    update.raise_floor(node, node.version)  # sealed from now: only newer releases
+    node.floor = update.floor(node)
+    keys.unload("update")
     node.alerts_do("start")  # on watch from now: what comes while locked alerts at the unlock
     gc.collect()
     return identity(node, meta, data)
@@ -217,19 +221,6 @@ def audit_read(node, meta: dict, data: bytes) -> tuple:
     return {"size": audit.size(), "seq": audit.seq, "head": audit.head}, chunk
 
 
-def repl_open(node, meta: dict, data: bytes) -> dict:
-    """Open the REPL at the node's next start, that start only, for a deploy: in an
-    unlocked session (a provisioned node's REPL is sealed otherwise: main.py). The node
-    locks, then restarts once the answer has left."""
-    node.keyring.need("session")
-    node.audit_room()
-    node.audit.append("repl-open")
-    store.write_atomic(_REPL_ONCE, b"")
-    node.lock("repl")
-    node.reset_soon(True)  # hard: a watchdog stops only then, and a REPL is not fed
-    return {}
-
-
 OPS = {
     "identity": identity,
     "pin.key": pin_key,
@@ -241,5 +232,4 @@ OPS = {
     "cell.pairs": cell_pairs,
     "roster.load": roster_load,
     "audit.read": audit_read,
-    "repl.open": repl_open,
 }

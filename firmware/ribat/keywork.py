@@ -186,6 +186,12 @@ def _roster_problem(body: dict) -> "str | None":
         for field in ("sign", "kx"):
             if type(m.get(field)) is not str or len(m[field]) != 64:
                 return "roster member %s without a %s key" % (m.get("name"), field)
+    # the keys that may sign a firmware release for this cell (ribat.update)
+    for r in body.get("releasers") or ():
+        if type(r) is not dict or type(r.get("name")) is not str:
+            return "roster release key without a name"
+        if type(r.get("key")) is not str or len(r["key"]) != 64:
+            return "roster release key %s is not an Ed25519 public key" % r.get("name")
     return None
 
 

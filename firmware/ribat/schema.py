@@ -30,6 +30,7 @@ KEYS = (
     ("pin.max_tries", INT, 8, (3, 15)),
     ("pin.idle_s", INT, 300, (5, 86400)),
     ("audit.max_entries", INT, 400, (16, 4000)),
+    ("update.trial_starts", INT, 3, (1, 10)),
 )
 
 # The node's telemetry sample (telemetry events and `status`), field by field, in the
@@ -55,7 +56,7 @@ TELEMETRY = (
 # Keys that only an unlocked session may change on a provisioned node: a locked node is
 # not weakened by whoever holds its port (more PIN tries, a longer session, a smaller
 # audit budget, another name or partner).
-GUARDED = ("node.", "pin.", "audit.")
+GUARDED = ("node.", "pin.", "audit.", "update.")
 
 
 def guarded(key: str) -> bool:

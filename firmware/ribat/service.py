@@ -61,6 +61,10 @@ def _on_demand(op: object) -> object:
         from ribat import exchange
 
         return exchange.OPS.get(op)
+    if op.startswith("fw."):
+        from ribat import update
+
+        return update.OPS.get(op)
     if op.startswith("sync."):
         from ribat import replica
 
@@ -88,6 +92,9 @@ def hello(node, meta: dict, data: bytes) -> dict:
         "config_error": config.error,
         "micropython": ".".join(str(x) for x in sys.implementation.version[:3]),
         "mpy": getattr(sys.implementation, "_mpy", 0),
+        "floor": node.floor,  # the highest release it confirmed (ribat.update)
+        "trial": node.trial,  # starts of a release on trial, or None
+        "reverted": node.reverted,  # the release that went back, if the last one did
     }
 
 
@@ -141,7 +148,7 @@ def fw_verify(node, meta: dict, data: bytes) -> dict:
         "slot": node.slot,
         "files": len(files),
         "digest": files_digest(files),
-        "loader": _sha256("/main.py"),
+        "loader": file_sha256("/main.py"),
     }
 
 
@@ -150,7 +157,7 @@ def reset(node, meta: dict, data: bytes) -> dict:
     return {}
 
 
-def _sha256(path: str) -> str:
+def file_sha256(path: str) -> str:
     h = hashlib.sha256()
     buf = bytearray(512)
     view = memoryview(buf)
@@ -169,7 +176,7 @@ def _hash_tree(folder: str, prefix: str, out: dict) -> None:
         if entry[1] & 0x4000:
             _hash_tree(folder + "/" + name, prefix + name + "/", out)
         else:
-            out[prefix + name] = _sha256(folder + "/" + name)
+            out[prefix + name] = file_sha256(folder + "/" + name)
 
 
 OPS = {

@@ -81,6 +81,10 @@ class DeployError(RibatError):
     """A deploy could not complete; the board still runs what it ran before."""
 
 
+class Sealed(DeployError):
+    """A provisioned node asked to take firmware other than a signed release."""
+
+
 class SimError(RibatError):
     """A virtual board could not be started, found or controlled."""
 

@@ -7,7 +7,9 @@ A cell directory holds:
 
 The cell's id is the authority's fingerprint. A roster body is
     {"cell": id, "version": n, "t": unix time, "members": [{"partner", "name", "fp",
-     "sign", "kx"}...]}
+     "sign", "kx"}...], "releasers": [{"name", "key"}...]}
+
+the releasers being the keys whose signed releases the nodes take (ribat.deploy.bundle)
 and every change is a new version, signed whole; nodes refuse any version not above theirs.
 """
 
@@ -117,9 +119,13 @@ class Cell:
             raise CellError(f"{self.path / KEY} does not match {self.path / PUB}")
         return secret
 
-    def _publish(self, members: list) -> dict:
+    def _publish(self, members: list, releasers: list | None = None) -> dict:
+        if releasers is None:
+            releasers = self.releasers
         body = {"cell": self.id, "version": self.roster["version"] + 1,
                 "t": int(time.time()), "members": members}  # fmt: skip
+        if releasers:
+            body["releasers"] = releasers
         doc = signed.sign(signed.ROSTER, body, self._secret(), self.public)
         write_whole(self.path / ROSTER, (json.dumps(doc) + "\n").encode())
         self.roster = body
@@ -135,6 +141,22 @@ class Cell:
                 )
         member = {k: body[k] for k in MEMBER_FIELDS}
         return self._publish([*self.roster["members"], member])
+
+    @property
+    def releasers(self) -> list:
+        return list(self.roster.get("releasers") or [])
+
+    def add_releaser(self, name: str, key: str) -> dict:
+        for r in self.releasers:
+            if r["name"] == name or r["key"] == key:
+                raise CellError(f"the roster has this release key already, as {r['name']}")
+        return self._publish(self.roster["members"], [*self.releasers, {"name": name, "key": key}])
+
+    def remove_releaser(self, name: str) -> dict:
+        kept = [r for r in self.releasers if r["name"] != name]
+        if len(kept) == len(self.releasers):
+            raise CellError(f"no release key named {name!r} in the roster")
+        return self._publish(self.roster["members"], kept)
 
     def remove(self, name: str) -> dict:
         members = [m for m in self.roster["members"] if m["name"] != name]

@@ -23,6 +23,11 @@ COMMANDS = {
         "flash",
         "Deploy the ribat firmware onto a board that runs MicroPython.",
     ),
+    "release": (
+        "ribat.cli.release",
+        "release_group",
+        "Build and sign firmware releases: what a provisioned node takes.",
+    ),
     "status": ("ribat.cli.node", "status", "Show a node's state at a glance."),
     "reset": ("ribat.cli.node", "reset", "Restart a node."),
     "config": (
@@ -95,6 +100,7 @@ EXIT_CODES: dict[type[errors.RibatError], int] = {
     errors.InvalidConfig: 6,
     errors.DeviceError: 7,
     errors.DeployError: 8,
+    errors.Sealed: 8,
     errors.SimError: 9,
     errors.Locked: 10,
     errors.WrongPin: 11,

@@ -44,6 +44,8 @@ def _show(cell: Cell) -> None:
     for m in roster["members"]:
         table.add_row(m["partner"], m["name"], m["fp"])
     console().print(table)
+    for r in cell.releasers:
+        console().print(f"release key {r['name']}: {r['key']}")
 
 
 @roster_group.command("add")
@@ -75,6 +77,36 @@ def roster_remove(cell_dir: Path, name: str) -> None:
 def roster_show(cell_dir: Path) -> None:
     """List the nodes in the roster."""
     _show(Cell.open(cell_dir))
+
+
+@roster_group.group("release")
+def release_group() -> None:
+    """The keys whose signed releases the cell's nodes take (`ribat release key`)."""
+
+
+@release_group.command("add")
+@cell_option
+@click.argument("name")
+@click.argument("key_file", type=click.Path(dir_okay=False, path_type=Path))
+def release_add(cell_dir: Path, name: str, key_file: Path) -> None:
+    """Let the release key in KEY_FILE (NAME.pub) sign the cell's firmware, as NAME."""
+    from ribat.deploy.bundle import read_public
+
+    body = Cell.open(cell_dir).add_releaser(name, read_public(key_file))
+    click.echo(
+        f"release key {name} added: roster version {body['version']}; "
+        "load it with `ribat cell load`",
+        err=True,
+    )
+
+
+@release_group.command("remove")
+@cell_option
+@click.argument("name")
+def release_remove(cell_dir: Path, name: str) -> None:
+    """Stop taking releases signed by the release key NAME (once the roster is loaded)."""
+    body = Cell.open(cell_dir).remove_releaser(name)
+    click.echo(f"release key {name} removed: roster version {body['version']}", err=True)
 
 
 @cell_group.command("load")

@@ -69,7 +69,7 @@ def _report(values: dict, keys: list[str]) -> None:
 def set_(port: str | None, pin: str | None, pairs: tuple[str, ...]) -> None:
     """Set one or more keys; all of them are applied, or none.
 
-    On a provisioned node, node.*, pin.* and audit.* change only in an unlocked session
+    On a provisioned node, node.*, pin.*, audit.* and update.* change only in an unlocked session
     (--pin, or inside `ribat unlock`)."""
     if len(pairs) % 2:
         raise click.UsageError(f"{pairs[-1]!r} has no value: give KEY VALUE pairs")

@@ -1,13 +1,16 @@
 """ribat flash: deploy the firmware."""
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from ribat import deploy, ports
-from ribat.cli.common import ask_pin, console, pin_option, port_option, size
+from ribat.cli.common import console, size
+from ribat.errors import DeployError, RibatError
 
 OK = click.style("✓", fg="green")
 
@@ -17,7 +20,15 @@ if TYPE_CHECKING:
 
 
 @click.command()
-@port_option
+@click.option(
+    "--port",
+    "-p",
+    "ports_given",
+    metavar="PORT",
+    multiple=True,
+    help="Serial device, or sim:NAME for a virtual board; repeat it to roll a release out "
+    "to several nodes, one after the other. Default: the only board found.",
+)
 @click.option(
     "--board",
     "-b",
@@ -30,34 +41,56 @@ if TYPE_CHECKING:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Firmware tree to deploy instead of the one shipped with ribat.",
 )
-@pin_option
+@click.option(
+    "--bundle",
+    "bundle_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A signed release (`ribat release build` and `sign`): the only firmware a "
+    "provisioned node takes, sent over its protocol, resumable, started on trial.",
+)
+@click.option(
+    "--confirm",
+    is_flag=True,
+    help="Confirm the release once it answers, rather than wait for the node to confirm "
+    "it itself; alone, confirm a release that runs on trial.",
+)
 def flash(
-    port: str | None, board: str | None, dry_run: bool, source: Path | None, pin: str | None
+    ports_given: tuple[str, ...],
+    board: str | None,
+    dry_run: bool,
+    source: Path | None,
+    bundle_file: Path | None,
+    confirm: bool,
 ) -> None:
     """Deploy the ribat firmware onto a board that runs MicroPython.
 
-    Only files whose hash on the board differs are sent; the new firmware goes into the
-    slot that is not running and becomes active in one atomic step, so an interrupted
-    deploy leaves the board running what it ran before. A provisioned node's REPL is
-    sealed: it opens for the deploy in an unlocked session (the operator PIN).
+    An unprovisioned board takes the firmware through its REPL: only files whose hash on
+    the board differs are sent; the new firmware goes into the slot that is not running
+    and becomes active in one atomic step, so an interrupted deploy leaves the board
+    running what it ran before. A provisioned node is sealed: it takes signed releases
+    only (--bundle), each on trial until it confirms, going back by itself if it does not.
     """
-    path = ports.resolve(port)
-    # rich only for the progress bar on a terminal: it costs a third of our start-up
-    bar = _progress_bar(console(stderr=True)) if sys.stderr.isatty() else None
-
-    def progress(done: int, total: int) -> None:
-        if bar is not None:
-            bar.start()
-            bar.update(bar.task_ids[0], completed=done, total=total)
-
-    try:
+    paths = [ports.resolve(p) for p in ports_given] or [ports.resolve(None)]
+    if len(set(paths)) != len(paths):
+        raise click.UsageError("a node is named twice in --port")
+    if bundle_file is not None:
+        if source is not None or board is not None or dry_run:
+            raise click.UsageError(
+                "--bundle carries its builds: no --source, --board or --dry-run"
+            )
+        _release(paths, bundle_file, confirm)
+        return
+    if confirm:
+        for path in paths:
+            _confirm(path)
+        return
+    if len(paths) > 1:
+        raise click.UsageError("several --port are for a release (--bundle) only")
+    path = paths[0]
+    with _progress() as progress:
         result = deploy.deploy(
-            path, board, source, dry_run, progress,
-            step=lambda message: say(f"→ {message}"), pin=lambda: ask_pin(pin),
-        )  # fmt: skip
-    finally:
-        if bar is not None:
-            bar.stop()
+            path, board, source, dry_run, progress, step=lambda message: say(f"→ {message}")
+        )
     plan = result.plan
     if dry_run:
         _show_plan(plan)
@@ -74,6 +107,57 @@ def flash(
         f"{files} files written ({len(plan.transfer)} sent, {size(result.sent_bytes)}), "
         f"{len(plan.remove)} removed, in {result.seconds:.2f} s"
     )
+
+
+def _release(paths: list[str], bundle_file: Path, confirm: bool) -> None:
+    from ribat.deploy import bundle, update
+
+    release = bundle.read(bundle_file)
+
+    def done(o: update.Outcome) -> None:
+        resumed = f", resumed at byte {o.resumed_at}" if o.resumed_at else ""
+        say(
+            f"{OK} {o.path}: release {o.version} (was {o.previous}) confirmed by the "
+            f"{o.confirmed_by}; {size(o.sent_bytes)} sent{resumed}, in {o.seconds:.1f} s"
+        )
+
+    for n, path in enumerate(paths):
+        with _progress() as progress:
+            try:
+                update.rollout([path], release, confirm, progress,
+                               lambda message: say(f"→ {message}"), done)  # fmt: skip
+            except RibatError:
+                if len(paths) > 1:
+                    left = ", ".join(paths[n + 1 :]) or "none"
+                    say(f"✗ the rollout stops at {path}; not updated: {left}")
+                raise
+
+
+def _confirm(path: str) -> None:
+    from ribat.deploy import update
+
+    info = update.confirm_running(path)
+    if info.trial is None:
+        say(f"{OK} {path} runs release {info.firmware}, confirmed")
+    else:
+        raise DeployError(f"{path} still runs {info.firmware} on trial: confirm again")
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[int, int], None]]:
+    # rich only for the progress bar on a terminal: it costs a third of our start-up
+    bar = _progress_bar(console(stderr=True)) if sys.stderr.isatty() else None
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.start()
+            bar.update(bar.task_ids[0], completed=done, total=total)
+
+    try:
+        yield progress
+    finally:
+        if bar is not None:
+            bar.stop()
 
 
 def say(message: str) -> None:

@@ -2,11 +2,15 @@
 
 import json
 import time
+from typing import TYPE_CHECKING
 
 import click
 
 from ribat import codec
 from ribat.cli.common import console, duration, open_node, port_option, size
+
+if TYPE_CHECKING:
+    from ribat.device.client import NodeInfo
 
 
 @click.command()
@@ -32,6 +36,7 @@ def status(port: str | None, as_json: bool) -> None:
     table.add_row("node", f"{info.name} ({info.partner}) · {info.board} · id {info.uid}")
     fallback = " [red](fallback: the active slot did not start)[/]" if info.fallback else ""
     table.add_row("firmware", f"{info.firmware} ({info.revision}), slot {info.slot}{fallback}")
+    table.add_row("release", _release_line(info))
     table.add_row("up", f"{duration(snap['uptime_ms'])} since {snap['reset_cause']} reset")
     table.add_row("heap", f"{size(snap['heap_free'])} free, {size(snap['heap_used'])} used")
     table.add_row("flash", f"{size(snap['flash_free'])} free, {size(snap['flash_used'])} used")
@@ -56,6 +61,21 @@ def status(port: str | None, as_json: bool) -> None:
     if info.config_error:
         table.add_row("config", f"[red]{info.config_error}[/]")
     console().print(table)
+
+
+def _release_line(info: "NodeInfo") -> str:
+    """Where the node stands with signed releases (ribat.deploy.update)."""
+    if info.floor is None:
+        return "unprovisioned: any firmware deploys through its REPL"
+    parts = [f"takes releases newer than {info.floor}"]
+    if info.trial is not None:
+        parts.append(f"[yellow]on trial (start {info.trial}), unconfirmed[/]")
+    if info.reverted:
+        r = info.reverted
+        parts.append(
+            f"[red]{r['version']} went back to {r['back_to']} after {r['starts']} starts[/]"
+        )
+    return "; ".join(parts)
 
 
 @click.command()

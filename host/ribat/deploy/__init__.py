@@ -24,7 +24,6 @@ room for the new slot.
 """
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from ribat.device import boards
 from ribat.device.client import HELLO_TIMEOUT_S, NodeClient
 from ribat.device.transport import Port
 from ribat.digest import files_digest
-from ribat.errors import DeployError, DeviceError, Locked, NoAnswer, RibatError
+from ribat.errors import DeployError, NoAnswer, RibatError, Sealed
 from ribat.ops import guard
 
 
@@ -77,32 +76,20 @@ def _unchanged(
     return board, image, verified["slot"]
 
 
-def _open_repl(client: NodeClient, pin: Callable[[], str] | None, step: Step) -> None:
-    """A provisioned node is sealed: its REPL opens at its next start only, asked for in an
-    unlocked session. Nothing to do for a board with no node running, or unprovisioned."""
+def _refuse_sealed(client: NodeClient) -> None:
+    """A provisioned node is sealed: no REPL, its firmware changes by signed releases only."""
     if client.info is None:
         return
     try:
         state = guard.identity(client)["state"]
     except RibatError:
         return
-    if state == "unprovisioned":
-        return
-    if pin is None:
-        raise Locked(
-            f"{client.port.path} is a provisioned node: its REPL opens only in an unlocked "
-            "session: give the operator PIN (--pin or RIBAT_PIN)"
+    if state != "unprovisioned":
+        raise Sealed(
+            f"{client.port.path} is a provisioned node: it takes signed releases only "
+            "(`ribat release build` and `sign`, then `ribat flash --bundle FILE`), or a "
+            "deploy once wiped"
         )
-    guard.unlock(client, pin())
-    step("opening the node's REPL for its next start only (an unlocked session)")
-    try:
-        client.request("repl.open")
-    except DeviceError as e:
-        if e.cause != "unknown":
-            raise
-        guard.lock(client)  # a firmware from before the seal: its REPL is open anyway
-        return
-    client.wait_for_prompt()
 
 
 def deploy(
@@ -112,10 +99,9 @@ def deploy(
     dry_run: bool = False,
     progress: Progress = lambda done, total: None,
     step: Step = lambda message: None,
-    pin: Callable[[], str] | None = None,
 ) -> Result:
-    """Deploy the firmware to the board on path; see the module's docstring. pin gives the
-    operator PIN, asked for only if the node is provisioned (sealed)."""
+    """Deploy the firmware to the board on path; see the module's docstring. A provisioned
+    node is refused (Sealed): it takes signed releases only (ribat.deploy.update)."""
     started = time.monotonic()
     # One port from probe to the node's first answer: a board's output while no host has
     # its port open is lost, and what it prints as it restarts is the best diagnosis.
@@ -126,7 +112,7 @@ def deploy(
             board, image, slot = unchanged
             plan = Plan(slot=slot, keep=sorted(image.hashes))
             return Result(plan, board, image.manifest, 0, time.monotonic() - started)
-        _open_repl(client, pin, step)
+        _refuse_sealed(client)
         deployer = Deployer(port)
         try:
             step(f"probing {path}")

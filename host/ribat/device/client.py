@@ -61,6 +61,9 @@ class NodeInfo:
     config_error: str | None
     micropython: str
     mpy: int  # sys.implementation._mpy
+    floor: str | None = None  # the highest release it confirmed (ribat.update)
+    trial: int | None = None  # the starts of a release on trial
+    reverted: dict | None = None  # the last release, if it went back
 
     @classmethod
     def from_meta(cls, m: dict) -> "NodeInfo":
@@ -80,6 +83,9 @@ class NodeInfo:
             config_error=m.get("config_error"),
             micropython=m.get("micropython", ""),
             mpy=m.get("mpy", 0),
+            floor=m.get("floor"),
+            trial=m.get("trial"),
+            reverted=m.get("reverted"),
         )
 
 
@@ -239,15 +245,6 @@ class NodeClient:
                     raise
             if time.monotonic() >= deadline:
                 raise NoAnswer(f"{self.port.path} did not come back within {timeout:g} s")
-
-    def wait_for_prompt(self, timeout: float = BOOT_TIMEOUT_S) -> None:
-        """Read what the board says until its REPL prompts; NoAnswer if it does not."""
-        deadline = time.monotonic() + timeout
-        self.prompted = False
-        while not self.prompted and (left := deadline - time.monotonic()) > 0:
-            self.events.extend(f for f in self._frames(left) if f.kind == codec.EVENT)
-        if not self.prompted:
-            raise NoAnswer(f"{self.port.path} did not reach its REPL within {timeout:g} s")
 
     def _watch_for_boot(self, timeout: float) -> None:
         """Read what the node says for up to timeout, stopping early when it starts."""

@@ -30,6 +30,8 @@ MEANINGS = {
     "pin.max_tries": "Wrong PINs in a row after which the node wipes its keys and content",
     "pin.idle_s": "Seconds without a request after which an unlocked session locks itself",
     "audit.max_entries": "Audit entries kept on flash; older ones are folded into a checkpoint",
+    "update.trial_starts": "Starts a signed release gets to confirm itself (10 s of service, or"
+    " `ribat flash --confirm`) before the node goes back to the build it replaced",
 }
 
 EXPORT_FORMAT = 1
