@@ -255,5 +255,32 @@ def test_two_nodes_per_partner_and_a_partner_partitioned() -> None:
         for name in ("ma-1", "fr-1", "fr-2"):
             r = ribat("show", "-p", f"sim:{name}", "--pin", PIN, got)
             assert r.code == 0 and "for both French nodes" in r.out, (name, r.err)
+        # a release rolled out through the running cell (its gateways hold the ports in
+        # turn), one node after the other; `cell status` follows it
+        release = Path(state["cell"]).parent / "release-0.2.0.rbun"
+        for step in (
+            (
+                "release",
+                "build",
+                "--version",
+                "0.2.0",
+                "-b",
+                "virtual-rp2-pico",
+                "-o",
+                str(release),
+            ),
+            ("release", "sign", str(release), "--key", str(Path(state["cell"]) / "release.key")),
+        ):
+            assert ribat(*step).code == 0
+        ports = [arg for n in state["nodes"] for arg in ("-p", f"sim:{n['name']}")]
+        r = ribat("flash", "--bundle", str(release), *ports, timeout=300)
+        assert r.code == 0, r.err
+        assert r.err.count("release 0.2.0 (was 0.1.0) confirmed by the node") == 4
+
+        def all_on_the_release() -> bool:
+            out = ribat("cell", "status", "--cell", state["cell"], "--broker", state["broker"]).out
+            return out.count("0.2.0") == 4
+
+        wait_for(all_on_the_release, "cell status shows the release on every node")
     finally:
         ribat("sim", "cell", "stop", "--erase")

@@ -69,6 +69,9 @@ def hello(node, meta: dict, data: bytes) -> dict:
         # the alerts it raised and whether acknowledged (ribat.alerts): `cell status`
         "alerts": _alerts(node),
         "ack_timeout_s": node.config.get("alert.ack_timeout_s"),
+        # the release it runs, and whether on trial: `cell status` follows a rollout
+        "fw": node.version,
+        "trial": node.trial is not None,
     }
 
 

@@ -163,12 +163,13 @@ def status(cell_dir: Path, broker: str, as_json: bool) -> None:
         return
     view = cell_view(docs)
     table = Table(box=None, pad_edge=False)
-    for title in ("node", "partner", "entries", "lags", "held", "audit", "witnessed by"):
+    titles = ("node", "partner", "firmware", "entries", "lags", "held", "audit", "witnessed by")
+    for title in titles:
         table.add_column(title)
     for row in view["nodes"]:
         table.add_row(
-            row["name"], row["partner"], str(row["entries"]), row["lags"] or "-",
-            str(row["held"]), str(row["audit"]), row["witnessed_by"] or "-",
+            row["name"], row["partner"], row["firmware"], str(row["entries"]),
+            row["lags"] or "-", str(row["held"]), str(row["audit"]), row["witnessed_by"] or "-",
         )  # fmt: skip
     console().print(table)
     for alert in view["alerts"]:

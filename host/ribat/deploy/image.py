@@ -23,6 +23,7 @@ import os
 import re
 import struct
 import subprocess
+import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -133,7 +134,8 @@ def _compile(source: Path, name: str, binary: Path) -> bytes:
     if cached.is_file():
         return cached.read_bytes()
     cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+    # one name per thread: a virtual cell's boards are set up side by side, in one process
+    tmp = cached.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
     done = subprocess.run([binary, "-s", name, "-o", tmp, source], capture_output=True, text=True)
     if done.returncode != 0:
         raise DeployError(f"mpy-cross could not compile {source}: {done.stderr.strip()}")

@@ -114,6 +114,7 @@ def cell_view(docs: dict[str, dict]) -> dict:
                 "held": sum(len(v) for v in (d.get("held") or {}).values()),
                 "audit": (d.get("audit") or {}).get("seq", "?"),
                 "witnessed_by": ", ".join(seen_by),
+                "firmware": (d.get("fw") or "?") + (" (trial)" if d.get("trial") else ""),
             }
         )
     forks = []

@@ -77,10 +77,15 @@ def _setup_node(cell: "Cell", partner: str, name: str, pin: str, fast_link: bool
     from ribat import deploy
     from ribat.device.client import connect
 
+    from ribat.errors import Sealed
+
     board = sim.find(name)
     if board is None or not board.running:
         board = sim.start(name, "pico", fast_link)
-    deploy.deploy(board.device)
+    try:
+        deploy.deploy(board.device)
+    except Sealed:
+        pass  # provisioned when the cell was made: a release updates it (`ribat flash --bundle`)
     with connect(board.device) as client:
         info = guard.identity(client)
         if info["state"] == "unprovisioned":
@@ -129,6 +134,11 @@ def start(
     # set up side by side, they take the time of one.
     with ThreadPoolExecutor(len(members)) as pool:
         docs = list(pool.map(lambda m: _setup_node(cell, m[0], m[1], pin, fast_link), members))
+    release_key = adir / "release.key"
+    if not release_key.exists():  # the cell's own, for a rollout: `ribat flash --bundle`
+        from ribat.deploy import bundle
+
+        cell.add_releaser("cell", bundle.new_key(release_key).hex())
     nodes = []
     for (partner, name), doc in zip(members, docs, strict=True):
         body = verify_identity(doc)
