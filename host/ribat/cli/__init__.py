@@ -18,6 +18,11 @@ COMMANDS = {
         "boards",
         "List serial ports and virtual boards, and the ribat nodes among them.",
     ),
+    "install": (
+        "ribat.cli.install",
+        "install",
+        "Put MicroPython on a bare board (UF2 copy, picotool, esptool).",
+    ),
     "flash": (
         "ribat.cli.flash",
         "flash",

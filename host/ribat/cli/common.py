@@ -1,7 +1,9 @@
 """What the command modules share: the --port option, opening a node, and formatting."""
 
 import datetime
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -161,3 +163,33 @@ def duration(ms: int) -> str:
     m, s = divmod(s, 60)
     text = f"{h}h {m:02d}m {s:02d}s" if h or d else f"{m}m {s:02d}s"
     return f"{d}d {text}" if d else text
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress(done, total) that draws a bar on a terminal, and does nothing otherwise
+    (rich only then: it costs a third of our start-up)."""
+    bar = None
+    if sys.stderr.isatty():
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TransferSpeedColumn,
+        )
+
+        columns = (TextColumn(f"  {label}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+        bar = Progress(*columns, console=console(stderr=True), transient=True)
+        bar.add_task(label, total=None)
+
+    def progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.start()
+            bar.update(bar.task_ids[0], completed=done, total=total or None)
+
+    try:
+        yield progress
+    finally:
+        if bar is not None:
+            bar.stop()

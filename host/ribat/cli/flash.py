@@ -1,22 +1,18 @@
 """ribat flash: deploy the firmware."""
 
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from ribat import deploy, ports
-from ribat.cli.common import console, size
+from ribat.cli.common import progress_bar, size
 from ribat.errors import DeployError, RibatError
 
 OK = click.style("✓", fg="green")
 
-if TYPE_CHECKING:
-    from rich.console import Console
-    from rich.progress import Progress
+
+def say(message: str) -> None:
+    click.echo(message, err=True)
 
 
 @click.command()
@@ -87,7 +83,7 @@ def flash(
     if len(paths) > 1:
         raise click.UsageError("several --port are for a release (--bundle) only")
     path = paths[0]
-    with _progress() as progress:
+    with progress_bar("sending") as progress:
         result = deploy.deploy(
             path, board, source, dry_run, progress, step=lambda message: say(f"→ {message}")
         )
@@ -122,7 +118,7 @@ def _release(paths: list[str], bundle_file: Path, confirm: bool) -> None:
         )
 
     for n, path in enumerate(paths):
-        with _progress() as progress:
+        with progress_bar("sending") as progress:
             try:
                 update.rollout([path], release, confirm, progress,
                                lambda message: say(f"→ {message}"), done)  # fmt: skip
@@ -141,42 +137,6 @@ def _confirm(path: str) -> None:
         say(f"{OK} {path} runs release {info.firmware}, confirmed")
     else:
         raise DeployError(f"{path} still runs {info.firmware} on trial: confirm again")
-
-
-@contextmanager
-def _progress() -> Iterator[Callable[[int, int], None]]:
-    # rich only for the progress bar on a terminal: it costs a third of our start-up
-    bar = _progress_bar(console(stderr=True)) if sys.stderr.isatty() else None
-
-    def progress(done: int, total: int) -> None:
-        if bar is not None:
-            bar.start()
-            bar.update(bar.task_ids[0], completed=done, total=total)
-
-    try:
-        yield progress
-    finally:
-        if bar is not None:
-            bar.stop()
-
-
-def say(message: str) -> None:
-    click.echo(message, err=True)
-
-
-def _progress_bar(out: "Console") -> "Progress":
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-    bar = Progress(
-        TextColumn("  sending"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=out,
-        transient=True,
-    )
-    bar.add_task("send", total=None)
-    return bar
 
 
 def _show_plan(plan: deploy.Plan) -> None:

@@ -76,7 +76,6 @@ def _setup_node(cell: "Cell", partner: str, name: str, pin: str, fast_link: bool
     """A running virtual board with the firmware, provisioned in cell: its identity."""
     from ribat import deploy
     from ribat.device.client import connect
-
     from ribat.errors import Sealed
 
     board = sim.find(name)
