@@ -7,7 +7,6 @@ import binascii
 import gc
 import json
 import os
-import sys
 import time
 
 import hal
@@ -57,8 +56,6 @@ class Node:
         self.revision = manifest.get("revision")
         self.build = manifest.get("build")
         del manifest
-        mpy = getattr(sys.implementation, "_mpy", 0)
-        self.mpy = "%d.%d" % (mpy & 0xFF, (mpy >> 8) & 3)  # the .mpy format it loads
         facts = _read_json(_MOUNT + "/board.json")
         self.board_name = facts.get("name")
         self.board = hal.Board(facts)

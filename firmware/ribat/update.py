@@ -18,6 +18,7 @@ littlefs, and in a file; a rollback of either one is outvoted by the other.
 
 import json
 import os
+import sys
 from binascii import unhexlify
 
 from ribat import codec, keys, release, signed, store
@@ -28,6 +29,12 @@ REVERTED = "/fw/reverted"  # written by the loader, then rewritten with what rev
 _FLOOR = keys.DIR + "/fw-floor"
 _HEADER = "/release.json"  # the signed header of the release a slot is receiving
 _PACK = "/firmware.pack"
+
+
+def _mpy() -> str:
+    """The .mpy format this MicroPython loads, as a release names it: "6.3"."""
+    mpy = getattr(sys.implementation, "_mpy", 0)
+    return "%d.%d" % (mpy & 0xFF, (mpy >> 8) & 3)
 
 
 def _slot_of(node) -> str:
@@ -95,7 +102,7 @@ def offer(node, meta: dict, data: bytes) -> dict:
     body = signed.body_of(doc)
     if doc is None or body is None:
         raise RequestError(codec.ARGS, "not a release header (truncated or garbage)")
-    problem = release.refusal(body, node.board_name, node.mpy, node.version, floor(node))
+    problem = release.refusal(body, node.board_name, _mpy(), node.version, floor(node))
     if problem:
         _refuse(node, problem)
     name = _releaser(node, doc.get("key"))
@@ -109,7 +116,7 @@ def offer(node, meta: dict, data: bytes) -> dict:
             node,
             "release %s: its signature does not verify (altered or forged)" % body["firmware"],
         )
-    t = release.target(body, node.board_name, node.mpy)
+    t = release.target(body, node.board_name, _mpy())
     assert t is not None
     root = _slot_of(node)
     if store.read(root + _HEADER) != bytes(data):
