@@ -42,7 +42,12 @@ class Board:
         return vboard.wires
 
     def set_clock(self, t: int) -> None:
-        """Nothing to do: a virtual board's clock is its host's."""
+        """The clock set ahead to t (the ROM's time.py): never back, as on a real board."""
+        import time
+
+        ahead = int(t - (time.time() - vboard.clock_ahead()))
+        if ahead > vboard.clock_ahead():
+            vboard.set_panel_u32(40, ahead)
 
     def watchdog(self, timeout_ms: int) -> object:
         """The board's watchdog, armed for good: feed() it within timeout_ms."""

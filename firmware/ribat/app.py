@@ -121,6 +121,20 @@ class Node:
         self.alert_scan = 0
         self.alert_unsigned = False
         self.alerts_do("start")
+        self.signal_scan = 0
+        self.signals_pending = 0  # convergences not yet acknowledged (ribat.signals)
+        self.signals_do("start")
+
+    def signals_do(self, what: str, *args: object) -> object:
+        """ribat.signals.<what>(self, *args), its code loaded for that moment alone."""
+        from ribat import signals
+
+        try:
+            return getattr(signals, what)(self, *args)
+        finally:
+            keys.unload("signals")
+            keys.unload("indicators")
+            gc.collect()
 
     def alerts_do(self, what: str, *args: object) -> "list | None":
         """ribat.alerts.<what>(self, *args), its code loaded for that moment alone: kept
@@ -201,6 +215,7 @@ PATTERNS = {
     "priority": (250, 250),
     "flash": (100, 100),
     "overdue": (1000, 0),  # steady
+    "convergence": (500, 1500),  # two partners reported the same thing (ribat.signals)
 }
 
 
@@ -209,8 +224,10 @@ def _pattern(node: Node) -> "str | None":
     alert; "overdue" once one has waited past alert.ack_timeout_s."""
     pending = node.alert_pending
     config = node.config
-    if not pending or not config.get("alert.enabled"):
+    if not config.get("alert.enabled"):
         return None
+    if not pending:
+        return "convergence" if node.signals_pending else None
     timeout: int = config.get("alert.ack_timeout_s")  # type: ignore[assignment]
     now = time.time()
     if any(now - a[2] >= timeout for a in pending):
@@ -238,6 +255,12 @@ async def on_watch(node: Node) -> None:
                 dog.feed()
             if node.trial is not None and t >= _TRIAL_OK_MS:
                 node.confirm_trial("self")
+            if (
+                node.signal_scan < node.journal.count
+                and node.intake is None  # an import's heap first
+                and node.keyring.identity is not None
+            ):
+                node.signals_do("look")
         if (
             t % 1000 == 0
             and node.keyring.state == "unlocked"
@@ -247,6 +270,8 @@ async def on_watch(node: Node) -> None:
         down = board.button()
         if down and not pressed and node.alert_pending:
             node.alerts_do("press", int(time.time()))
+        if down and not pressed and node.signals_pending:
+            node.signals_do("acknowledge", int(time.time()))
         pressed = down
         pattern = _pattern(node)
         on_ms, off_ms = PATTERNS[pattern]

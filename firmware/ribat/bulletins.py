@@ -23,6 +23,7 @@ MAX_TTL = const(400 * 86400)
 MAX_TITLE = const(200)
 MAX_BODY = const(2000)
 MAX_REFS = const(8)
+_MAX_INDICATORS = const(8)
 _PAGE = const(2800)  # bytes of list items per response (the frame's body is 4096)
 _IV = bytes(16)  # each content key encrypts one content only: a fixed counter is safe
 
@@ -99,6 +100,9 @@ def post(node, meta: dict, data: bytes) -> dict:
     inner = {"t": now, "k": kind, "s": severity, "to": partners, "ti": title, "b": body}
     if refs:
         inner["r"] = refs
+    found = _indicators(meta, me["partner"])
+    if found:
+        inner["i"] = found  # sealed with the rest: only the bulletin's readers see them
     cek = os.urandom(32)
     wraps = []
     for origin in recipients:
@@ -117,7 +121,33 @@ def post(node, meta: dict, data: bytes) -> dict:
     aead.ctr(cek, _IV, text, content, start)
     del text
     ident = _append_own(node, content, now + ttl, now, "post", None)
-    return {"id": ident, "expires": now + ttl, "readers": content[0]}
+    out = {"id": ident, "expires": now + ttl, "readers": content[0]}
+    if found:
+        del content
+        out["signal"] = node.signals_do("report", ident, found, now)
+    return out
+
+
+def _indicators(meta: dict, partner: str) -> list:
+    """The post's indicators, each [kind, value] normalised (ribat.indicators)."""
+    given = arg(meta, "ind", list, [])
+    if not given:
+        return []
+    from ribat import indicators
+
+    if len(given) > _MAX_INDICATORS:  # type: ignore[arg-type]
+        raise RequestError(codec.ARGS, "a bulletin names at most %d indicators" % _MAX_INDICATORS)
+    found = []
+    for one in given:  # type: ignore[attr-defined]
+        try:
+            if not isinstance(one, list) or len(one) != 2:
+                raise ValueError("an indicator is [kind, value]")
+            pair = [one[0], indicators.normalise(one[0], one[1], partner)]
+        except ValueError as e:
+            raise RequestError(codec.ARGS, "indicator: %s" % e)
+        if pair not in found:
+            found.append(pair)
+    return found
 
 
 def _append_own(node, content: object, expires: int, now: int, event: str, detail: object) -> str:
@@ -137,6 +167,8 @@ def _append_own(node, content: object, expires: int, now: int, event: str, detai
     j.append(signed, content, 0)
     if node.alert_scan == j.count - 1:
         node.alert_scan = j.count  # its own entry raises no alert: no look for it
+    if node.signal_scan == j.count - 1:
+        node.signal_scan = j.count
     return ident
 
 
@@ -260,7 +292,7 @@ def list_entries(node, meta: dict, data: bytes) -> dict:
             continue
         inner = _open(node, rec, members, keys) if unlocked else _public(node, rec)
         if inner is not None:
-            read += inner.get("k") != entry.ACK  # (an acknowledgement is no secret)
+            read += inner.get("k") not in entry.PUBLIC_KINDS  # (those are no secret)
             if inner["t"] < since or (kind is not None and inner["k"] != kind):
                 continue
             inner.pop("b", None)  # the list shows titles; `show` reads the body

@@ -43,6 +43,8 @@ _CONTEXT = b"ribat-bulletin v1\n"
 
 KINDS = ("alert", "notice", "request", "reply", "update", "retraction")
 ACK = "ack"  # the kind of a node's acknowledgement of a bulletin: public (PUBLIC)
+SIGNAL = "signal"  # a node's weak-signal tokens for one of its bulletins: public (ribat.signals)
+PUBLIC_KINDS = (ACK, SIGNAL)
 PUBLIC = 0xFF  # a content's first byte: no wraps, its JSON in the clear
 SEVERITIES = ("routine", "priority", "flash")
 NEEDS_REF = ("reply", "update", "retraction")

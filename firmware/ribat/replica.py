@@ -71,6 +71,8 @@ def hello(node, meta: dict, data: bytes) -> dict:
         "ack_timeout_s": node.config.get("alert.ack_timeout_s"),
         # the release it runs, and whether on trial: `cell status` follows a rollout
         "fw": node.version,
+        # the convergences it raised: [partners, first report, acknowledged] (ribat.signals)
+        "signals": node.signals_do("summary") if node.signals_pending or node.signal_scan else [],
         "trial": node.trial is not None,
     }
 

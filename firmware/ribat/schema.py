@@ -31,6 +31,8 @@ KEYS = (
     ("pin.idle_s", INT, 300, (5, 86400)),
     ("audit.max_entries", INT, 400, (16, 4000)),
     ("update.trial_starts", INT, 3, (1, 10)),
+    ("signals.window_days", INT, 30, (1, 30)),
+    ("signals.lookups_per_day", INT, 20, (0, 1000)),
 )
 
 # The node's telemetry sample (telemetry events and `status`), field by field, in the
@@ -56,7 +58,7 @@ TELEMETRY = (
 # Keys that only an unlocked session may change on a provisioned node: a locked node is
 # not weakened by whoever holds its port (more PIN tries, a longer session, a smaller
 # audit budget, another name or partner).
-GUARDED = ("node.", "pin.", "audit.", "update.")
+GUARDED = ("node.", "pin.", "audit.", "update.", "signals.")
 
 
 def guarded(key: str) -> bool:

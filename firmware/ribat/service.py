@@ -61,6 +61,8 @@ def _on_demand(op: object) -> object:
         from ribat import exchange
 
         return exchange.OPS.get(op)
+    if op.startswith("signals."):
+        return _signals_op(op)
     if op.startswith("fw."):
         from ribat import update
 
@@ -72,6 +74,16 @@ def _on_demand(op: object) -> object:
     from ribat import guard  # most requests are not about the keys
 
     return guard.OPS.get(op)
+
+
+def _signals_op(op: str) -> object:
+    """A signals.* operation, its module loaded for the request alone (Node.signals_do)."""
+    from ribat import signals
+
+    if op not in signals.OPS:
+        return None
+    name = signals.OPS[op]
+    return lambda node, meta, data: node.signals_do(name, meta, data)
 
 
 def hello(node, meta: dict, data: bytes) -> dict:
@@ -108,6 +120,7 @@ def status(node, meta: dict, data: bytes) -> dict:
     # [id, received] of each alert pending (ribat.alerts); no severity: a gateway
     # publishes the status
     sample["alerts"] = [[a[0], a[2]] for a in node.alert_pending]
+    sample["signals"] = node.signals_pending  # convergences not acknowledged
     if node.wires:
         sample["wires"] = [w.summary() for w in node.wires]
     return sample

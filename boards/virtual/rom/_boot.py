@@ -5,13 +5,18 @@ _boot.py does), then runs boot.py and, unless the reset came from the raw REPL, 
 in the REPL's namespace. The simulator then finds the REPL waiting on the terminal.
 """
 
-import os
 import sys
 
-import machine  # noqa: F401  (the ROM's, cached before the flash is mounted over the ROM)
-import vboard
-import vflash
-import vfs
+# The board's clock (clock/time.py) in place of the host's time module, before anything
+# imports time: MicroPython lets a module on the path extend a built-in one.
+sys.path.insert(0, "clock")
+
+import os  # noqa: E402
+
+import machine  # noqa: E402, F401  (the ROM's, cached before the flash is mounted over the ROM)
+import vboard  # noqa: E402
+import vflash  # noqa: E402
+import vfs  # noqa: E402
 
 
 def _mount() -> None:

@@ -15,6 +15,8 @@ identity in environment variables and shares a small "panel" file with it:
     offset 32 u32  the watchdog's timeout in ms once armed (machine.WDT), 0 if not
     offset 36 u32  the watchdog's feeds: the simulator resets a board whose count stands
                    still for the timeout (reset cause "watchdog"), and disarms it at reset
+    offset 40 u32  seconds the board's clock is ahead of its host's (time.py in this ROM):
+                   moved forward by the node (Board.set_clock) or by `ribat sim clock`
 
 Messages to the simulator go to stderr as lines b"\\x00ribat-sim <word>".
 """
@@ -111,3 +113,8 @@ def soft_reset() -> None:
     ends this run and starts the next, as a board restarts MicroPython."""
     report("soft-reset")
     halt()
+
+
+def clock_ahead() -> int:
+    """Seconds the board's clock runs ahead of the host's (offset 40)."""
+    return panel_u32(40)

@@ -33,6 +33,16 @@ COMMANDS = {
         "release_group",
         "Build and sign firmware releases: what a provisioned node takes.",
     ),
+    "signals": (
+        "ribat.cli.signals",
+        "signals_group",
+        "Weak signals: convergences with other partners' reports; lookups.",
+    ),
+    "check": (
+        "ribat.cli.signals",
+        "check",
+        "Has another partner reported this indicator? (a bounded, audited lookup)",
+    ),
     "status": ("ribat.cli.node", "status", "Show a node's state at a glance."),
     "reset": ("ribat.cli.node", "reset", "Restart a node."),
     "config": (
@@ -105,7 +115,6 @@ EXIT_CODES: dict[type[errors.RibatError], int] = {
     errors.InvalidConfig: 6,
     errors.DeviceError: 7,
     errors.DeployError: 8,
-    errors.Sealed: 8,
     errors.SimError: 9,
     errors.Locked: 10,
     errors.WrongPin: 11,
@@ -117,6 +126,15 @@ EXIT_CODES: dict[type[errors.RibatError], int] = {
     errors.EntriesRefused: 17,
 }
 INTERRUPTED = 130
+
+
+def exit_code(e: errors.RibatError) -> int:
+    """The exit status of an error: its class's, or the nearest base class's that has one
+    (a BoardRestarted is a PortGone)."""
+    for kind in type(e).__mro__:
+        if kind in EXIT_CODES:
+            return EXIT_CODES[kind]
+    return 1
 
 
 class LazyGroup(click.Group):
@@ -194,7 +212,7 @@ def main(args: list[str] | None = None, session: object = None) -> int:
 
             traceback.print_exc()
         click.echo(f"error: {e}", err=True)
-        return EXIT_CODES.get(type(e), 1)
+        return exit_code(e)
     except Exception as e:
         if _debugging(args):
             raise

@@ -184,5 +184,14 @@ def status(cell_dir: Path, broker: str, as_json: bool) -> None:
             for n in alert["nodes"]
         )
         click.echo(f"alert {alert['id']}: {who}")
+    for sig in view["signals"]:
+        who = ", ".join(
+            f"{n['node']} {'acknowledged' if n['acknowledged'] else 'PENDING'}"
+            for n in sig["nodes"]
+        )
+        click.echo(
+            f"convergence {'+'.join(sig['partners'])}: the same indicator reported, the first "
+            f"{duration(sig['age_s'] * 1000)} ago ({who})"
+        )
     for line in view["forks"] + view["alarms"]:
         click.echo(line)

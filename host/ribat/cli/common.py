@@ -193,3 +193,18 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
     finally:
         if bar is not None:
             bar.stop()
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str, what: str) -> int:
+    """A duration as people write it (45s, 90m, 12h, 30d; bare: seconds) for option what."""
+    import re
+
+    m = re.fullmatch(r"(\d+)([smhd]?)", text.strip())
+    if not m or int(m.group(1)) == 0:
+        raise click.BadParameter(
+            f"{text!r}: give a duration like 45s, 90m, 12h or 30d", param_hint=what
+        )
+    return int(m.group(1)) * _UNITS[m.group(2) or "s"]

@@ -11,28 +11,18 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ribat import entry
+from ribat import entry, indicators
 from ribat.cli import common
-from ribat.cli.common import console, open_node, pin_option, port_option, when
+from ribat.cli.common import console, open_node, parse_duration, pin_option, port_option, when
 from ribat.cli.security import cell_option
 from ribat.files import write_whole
-from ribat.ops import guard
+from ribat.ops import guard, signals
 from ribat.ops import journal as lib
 
 if TYPE_CHECKING:
     from ribat.device.client import NodeClient
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 FOLLOW_S = 1.0  # how often --follow looks for new records
-
-
-def _seconds(text: str, what: str) -> int:
-    m = re.fullmatch(r"(\d+)([smhd]?)", text.strip())
-    if not m or int(m.group(1)) == 0:
-        raise click.BadParameter(
-            f"{text!r}: give a duration like 45s, 90m, 12h or 30d", param_hint=what
-        )
-    return int(m.group(1)) * _UNITS[m.group(2) or "s"]
 
 
 def _since(text: str | None) -> int:
@@ -41,7 +31,7 @@ def _since(text: str | None) -> int:
     if text is None:
         return 0
     if re.fullmatch(r"\d+[smhd]", text.strip()):
-        return int(time.time()) - _seconds(text, "--since")
+        return int(time.time()) - parse_duration(text, "--since")
     try:
         at = datetime.datetime.fromisoformat(text)
     except ValueError:
@@ -89,6 +79,15 @@ def _id_arg(text: str) -> str:
 @click.option(
     "--ref", "refs", multiple=True, metavar="ID", help="A bulletin this one answers (repeatable)."
 )
+@click.option(
+    "--indicator",
+    "given",
+    multiple=True,
+    metavar="KIND:VALUE",
+    help="Something seen, to match with the other partners' reports (repeatable): "
+    f"{', '.join(indicators.KINDS)}; e.g. phone:+212612345678. Also lines "
+    "'indicator: KIND:VALUE' in the body file.",
+)
 def post(
     port: str | None,
     pin: str | None,
@@ -100,10 +99,13 @@ def post(
     body_file: Path | None,
     expires: str,
     refs: tuple[str, ...],
+    given: tuple[str, ...],
 ) -> None:
     """Post a bulletin, sealed so that only the partners it is released to can read it.
 
-    Prints its id. Needs an unlocked node (a session, or --pin).
+    Prints its id. Needs an unlocked node (a session, or --pin). Its indicators are sealed
+    in it; when another partner reported one too within the window, both nodes alert
+    (`ribat signals`), and nobody else learns anything.
     """
     if body is not None and body_file is not None:
         raise click.UsageError("give --body or --body-file, not both")
@@ -118,17 +120,35 @@ def post(
     partners = [p.strip().upper() for p in to.split(",") if p.strip()]
     if not partners:
         raise click.BadParameter("name at least one partner, like MA,FR", param_hint="--to")
-    ttl = _seconds(expires, "--expires")
+    ttl = parse_duration(expires, "--expires")
     for ref in refs:
         _id_arg(ref)
+    body, from_file = _indicator_lines(body or "")
     client = open_node(port)
+    assert client.info is not None
+    try:
+        found = [signals.parse(text, client.info.partner) for text in (*given, *from_file)]
+    except signals.BadIndicator as e:
+        raise click.BadParameter(str(e), param_hint="--indicator") from None
     with guard.unlocked(client, pin):
-        out = lib.post(client, kind, severity, partners, title, body or "", ttl, list(refs))
+        out = lib.post(client, kind, severity, partners, title, body, ttl, list(refs), found)
     click.echo(out["id"])
     click.echo(
         f"posted {out['id']}, readable by {out['readers']} nodes, expires {when(out['expires'])}",
         err=True,
     )
+
+
+def _indicator_lines(body: str) -> tuple[str, list[str]]:
+    """The body without its lines "indicator: KIND:VALUE", and those indicators."""
+    kept, found = [], []
+    for line in body.splitlines(keepends=True):
+        head, sep, rest = line.partition(":")
+        if sep and head.strip().lower() == "indicator":
+            found.append(rest.strip())
+        else:
+            kept.append(line)
+    return "".join(kept), found
 
 
 @click.command("list")
@@ -209,6 +229,8 @@ def _follow(
                 continue
             got, last = lib.records_after(client, last, **filters)
             for item in got:
+                if item.get("k") == entry.SIGNAL:
+                    continue  # the node's own bookkeeping: `ribat signals` tells what matters
                 if item.get("k") == entry.ACK:
                     if as_json:
                         click.echo(json.dumps(item))

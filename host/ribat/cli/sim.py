@@ -106,6 +106,18 @@ def press(name: str, hold: float) -> None:
     click.echo(f"pressed {name}'s button for {hold:g} s", err=True)
 
 
+@sim_group.command()
+@click.argument("name")
+@click.option("--advance", metavar="DURATION", help="Move its clock ahead: 45s, 90m, 12h, 3d.")
+def clock(name: str, advance: str | None) -> None:
+    """A virtual board's clock (UTC), moved ahead if asked: days pass for its node as they
+    would for a real one (retention, alert ages, weak signals' windows). Never back."""
+    from ribat.cli.common import parse_duration, when
+
+    got = sim.clock(name, parse_duration(advance, "--advance") if advance else 0)
+    click.echo(f"{name}: {when(got['time'])} ({got['ahead']} s ahead of this host)")
+
+
 class _CellGroup(click.Group):
     """`ribat sim cell MA,FR,ES,BE` starts a cell: partners where a subcommand would be."""
 

@@ -62,6 +62,12 @@ class Console:
             self.tell(f"{item['k']} ({item['s']}) from {item['by']} ({item['from']}): {about}")
         elif c.kind == "ack":
             self.tell(f"ACK {c.by} acknowledged {about} after {_ago(c.after_s)}")
+        elif c.kind == "convergence":
+            self.tell(
+                f"CONVERGENCE {item['partner']} ({item['by']}) reported in {item['id']} what "
+                f"your {item['mine']} reports: ask them (post --kind request --ref {item['id']})",
+                bell=True,
+            )
         elif c.kind == "overdue":
             who = "not acknowledged here" if c.by == self.view_partner() else f"{c.by} silent"
             self.tell(f"OVERDUE {about}: {who} after {_ago(c.after_s)}", bell=True)
@@ -162,7 +168,16 @@ class Console:
             self.tell("not acknowledged: the node is not reachable now")
             return
         targets = ids or [i["id"] for i in self.view.pending()]
-        if not targets:
+        if not ids and self.view.signals_pending:
+            from ribat.ops import signals
+
+            try:
+                n = signals.acknowledge(self.client)
+            except (RibatError, OSError) as e:
+                self.lose(e)
+                return
+            self.tell(f"{n} convergences acknowledged")
+        elif not targets:
             self.tell("no alert is pending")
         for ident in targets:
             try:

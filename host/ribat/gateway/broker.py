@@ -137,7 +137,22 @@ def cell_view(docs: dict[str, dict]) -> dict:
         for p, seen in sorted((d.get("witnessed") or {}).items())
         if seen.get("alarm")
     ]
-    return {"nodes": nodes, "forks": forks, "alarms": alarms, "alerts": alert_view(docs, names)}
+    return {"nodes": nodes, "forks": forks, "alarms": alarms, "alerts": alert_view(docs, names),
+            "signals": signal_view(docs, names)}  # fmt: skip
+
+
+def signal_view(docs: dict[str, dict], names: dict[str, str], now: float | None = None) -> list:
+    """Each convergence the nodes raised (ribat.signals): the partners in it, how long
+    since the first report, and per node whether it acknowledged. Two nodes tell the same
+    convergence: one row for both."""
+    now = time.time() if now is None else now
+    out: dict[tuple, dict] = {}
+    for fp, d in sorted(docs.items(), key=lambda i: names[i[0]]):
+        for partners, first, acked in d.get("signals") or ():
+            row = out.setdefault((tuple(partners), first), {
+                "partners": list(partners), "age_s": int(now - first), "nodes": []})  # fmt: skip
+            row["nodes"].append({"node": names[fp], "acknowledged": bool(acked)})
+    return list(out.values())
 
 
 def alert_view(docs: dict[str, dict], names: dict[str, str], now: float | None = None) -> list:

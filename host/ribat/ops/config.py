@@ -30,6 +30,10 @@ MEANINGS = {
     "pin.max_tries": "Wrong PINs in a row after which the node wipes its keys and content",
     "pin.idle_s": "Seconds without a request after which an unlocked session locks itself",
     "audit.max_entries": "Audit entries kept on flash; older ones are folded into a checkpoint",
+    "signals.window_days": "Days apart two partners' reports of one indicator may be and still"
+    " converge (an alert on both nodes); at most 30, a token's period",
+    "signals.lookups_per_day": "Lookups (`ribat check`) this node makes a day: what bounds a"
+    " member asking the cell about indicators it has not seen",
     "update.trial_starts": "Starts a signed release gets to confirm itself (10 s of service, or"
     " `ribat flash --confirm`) before the node goes back to the build it replaced",
 }

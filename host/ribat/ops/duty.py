@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 
 from ribat import entry
 from ribat.device.client import NodeClient
-from ribat.ops import journal
+from ribat.ops import journal, signals
 
 KEPT = 200  # bulletins kept in view: older ones leave it
+KEPT_CONVERGENCES = 16  # as many as a node keeps
 FIRST = 50  # records read at the start: the recent past
 
 
@@ -23,7 +24,8 @@ FIRST = 50  # records read at the start: the recent past
 class Change:
     """Something the console tells: "bulletin" (a new one it may read), "alert" (a new
     one of enough severity from another node: the bell), "ack" (someone acknowledged a
-    bulletin in view), "overdue" (an alert waited past alert.ack_timeout_s)."""
+    bulletin in view), "overdue" (an alert waited past alert.ack_timeout_s), "convergence"
+    (another partner reported what this node did: ribat.signals; item is the convergence)."""
 
     kind: str
     item: dict
@@ -42,6 +44,8 @@ class DutyView:
     received: dict[str, int] = field(default_factory=dict)  # alert id -> when it came
     after: int | None = None  # the last record read
     told_overdue: set[tuple[str, str]] = field(default_factory=set)
+    convergences: list[dict] = field(default_factory=list)  # the node's (ribat.ops.signals)
+    signals_pending: int = 0
 
     def settings(self, values: dict) -> None:
         self.timeout_s = int(values.get("alert.ack_timeout_s", self.timeout_s))
@@ -57,7 +61,7 @@ class DutyView:
         self.health.update(snap)
         for ident, received in snap.get("alerts") or ():
             self.received[ident] = received
-        changes: list[Change] = []
+        changes: list[Change] = self._signals(client, snap)
         count = snap["records"]
         first = self.after is None
         if self.after is None:
@@ -68,6 +72,21 @@ class DutyView:
             if first:  # the past is shown, not told
                 changes = []
         return changes + self._overdue(now)
+
+    def _signals(self, client: NodeClient, snap: dict) -> list[Change]:
+        """A new convergence (the node's count of pending ones moved): read them, tell the
+        ones not seen before."""
+        pending = int(snap.get("signals") or 0)
+        if pending == self.signals_pending:
+            return []
+        self.signals_pending = pending
+        told = {(c["id"], c["mine"]) for c in self.convergences}
+        self.convergences = signals.convergences(client)[0][-KEPT_CONVERGENCES:]
+        return [
+            Change("convergence", c)
+            for c in self.convergences
+            if not c["acked"] and (c["id"], c["mine"]) not in told
+        ]
 
     def _take(self, got: list[dict], now: float) -> list[Change]:
         changes = []
@@ -82,6 +101,8 @@ class DutyView:
                     if item["by"] == self.me:
                         bulletin["acked"] = True
                     changes.append(Change("ack", bulletin, item["by"], item["t"] - bulletin["t"]))
+            elif item.get("k") == entry.SIGNAL:
+                continue  # tokens: what they found comes as a convergence (snap["signals"])
             elif "k" in item:  # one this node may read
                 self.items[item["id"]] = {**item, "acks": []}
                 alert = self.is_alert(item) and not item["acked"]

@@ -47,7 +47,11 @@ def post(
     body: str,
     expires_s: int,
     refs: list[str],
+    indicators: list[list[str]] | None = None,
 ) -> dict:
+    """Post a bulletin; indicators ([kind, value], ribat.ops.signals.parse) are sealed in
+    it, and their tokens sent to the cell (a second, public entry)."""
+    more = {"ind": indicators} if indicators else {}
     return client.request(
         "journal.post",
         timeout=POST_TIMEOUT_S,
@@ -59,6 +63,7 @@ def post(
         expires_s=expires_s,
         refs=refs,
         now=_now(),
+        **more,
     )
 
 
@@ -122,7 +127,9 @@ def with_acks(items: list[dict]) -> list[dict]:
                 acks.setdefault(ref, []).append({"by": item["by"], "from": item["from"],
                                                  "t": item["t"]})  # fmt: skip
     return [
-        {**item, "acks": acks.get(item["id"], [])} for item in items if item.get("k") != entry.ACK
+        {**item, "acks": acks.get(item["id"], [])}
+        for item in items
+        if item.get("k") not in entry.PUBLIC_KINDS
     ]
 
 

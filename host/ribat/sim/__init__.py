@@ -248,6 +248,8 @@ def panel(name: str, watch_s: float = 1.0) -> dict:
         led = "slow blink: a priority alert"
     elif lit >= 0.9 * samples:  # on throughout (a change or two: its start)
         led = "steady: an overdue alert"
+    elif rate > 0 and lit >= 0.15 * samples:  # 500 ms every 2 s
+        led = "long blink: a convergence"
     elif rate > 0 or lit:  # a blink of 80 ms every 2 s
         led = "heartbeat"
     else:
@@ -259,6 +261,12 @@ def panel(name: str, watch_s: float = 1.0) -> dict:
         "buzzer_beeps": last["buzzer_beeps"] - first["buzzer_beeps"] + int(first["buzzer"]),
         "button": last["button"],
     }
+
+
+def clock(name: str, advance: int = 0) -> dict:
+    """Virtual board name's clock, moved ahead by advance seconds first: {"time": unix time
+    on the board, "ahead": seconds ahead of this host's}."""
+    return control(name, {"op": "clock", "advance": advance})
 
 
 def press(name: str, hold: float = 0.3) -> None:

@@ -107,7 +107,7 @@ class Supervisor:
             with open(tmp, "wb") as f:
                 f.write(b"\xff" * size)  # erased NOR flash
             os.replace(tmp, self.flash)
-        self.panel.write_bytes(struct.pack("<10I", NO_CUT, *[0] * 9))
+        self.panel.write_bytes(struct.pack("<11I", NO_CUT, *[0] * 10))
         self.tty = self.usb.open()
         self.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -268,6 +268,7 @@ class Supervisor:
             "buzzer": panel[20] == 1,
             "buzzer_beeps": struct.unpack_from("<I", panel, 28)[0],
             "button": panel[8] == 1,
+            "clock_ahead_s": struct.unpack_from("<I", panel, 40)[0],
             "uptime_s": round(time.time() - self.started, 1),
             "link_bytes_per_s": self.to_board.rate,
             "wires": [w.peer_name or None for w in self.wires],
@@ -301,6 +302,13 @@ class Supervisor:
             peer = request.get("peer")
             cut = [w.unwire() for w in self.wires if w.peer and peer in (None, w.peer_name)]
             return {"ok": True, "was": cut}
+        if op == "clock":  # ahead by s seconds more (never back)
+            with open(self.panel, "r+b") as f:
+                f.seek(40)
+                ahead = struct.unpack("<I", f.read(4))[0] + max(0, int(request.get("advance", 0)))
+                f.seek(40)
+                f.write(struct.pack("<I", ahead))
+            return {"ok": True, "ahead": ahead, "time": int(time.time()) + ahead}
         if op == "button":
             with open(self.panel, "r+b") as f:
                 f.seek(8)
