@@ -29,6 +29,7 @@ _TRIAL_OK_MS = const(10000)  # a release on trial that runs this long confirms i
 _RESET_DELAY_MS = const(100)  # time for a response to leave before the board restarts
 _MOUNT = "/firmware"  # where the loader (main.py) mounts the running slot's pack
 _SPARE = const(32768)  # flash kept free beyond a firmware slot (a larger firmware, the audit log)
+SIGNALS = "/journal/sig/state"  # ribat.signals.STATE
 
 
 def _read_json(path: str) -> dict:
@@ -121,9 +122,12 @@ class Node:
         self.alert_scan = 0
         self.alert_unsigned = False
         self.alerts_do("start")
-        self.signal_scan = 0
-        self.signals_pending = 0  # convergences not yet acknowledged (ribat.signals)
-        self.signals_do("start")
+        # where the next look for others' signal entries starts, and the convergences not
+        # yet acknowledged (ribat.signals, loaded only once it has something to read)
+        self.signal_scan = self.journal.count
+        self.signals_pending = 0
+        if store.exists(SIGNALS):
+            self.signals_do("start")
 
     def signals_do(self, what: str, *args: object) -> object:
         """ribat.signals.<what>(self, *args), its code loaded for that moment alone."""

@@ -160,7 +160,7 @@ def wipe(node, meta: dict, data: bytes) -> dict:
         # armed until a hard reset: an unprovisioned node's REPL (a deploy, mpremote)
         # would be reset under its user
         node.reset_soon(True)
-    return {"state": node.keyring.state}
+    return {"state": node.keyring.state, "restart": node.watchdog}
 
 
 def roster_load(node, meta: dict, data: bytes) -> dict:

@@ -27,7 +27,7 @@ from binascii import hexlify
 
 from micropython import const
 
-from ribat import codec, entry, indicators, journal, store
+from ribat import codec, entry, journal, store
 from ribat.link import RequestError
 
 DIR = journal.DIR + "/sig"
@@ -62,7 +62,7 @@ def _save(node, doc: dict) -> None:
 
 
 def _held(node, doc: dict) -> None:
-    node.signal_scan = doc.get("scan", node.journal.count)
+    node.signal_scan = doc.get("scan", node.signal_scan)
     node.signals_pending = len([c for c in doc.get("conv", ()) if not c[6]])
 
 
@@ -99,12 +99,9 @@ def _add(path: str, lines: list) -> None:
 
 
 def start(node) -> None:
-    doc = _load()
-    if "scan" not in doc:  # a first watch: what came before raises nothing
-        doc["scan"] = node.journal.count
-        if node.keyring.identity is not None:
-            _save(node, doc)
-    _held(node, doc)
+    """At the start: where the last look ended, the convergences pending. (A node with no
+    STATE yet starts looking at the journal's end: ribat.app.Node.open_journal.)"""
+    _held(node, _load())
 
 
 def _window(node) -> int:
@@ -134,7 +131,7 @@ def look(node) -> None:
     kept and matched against this node's own."""
     doc = _load()
     j = node.journal
-    scan = doc.get("scan", j.count)
+    scan = doc.get("scan", node.signal_scan)
     if scan >= j.count:
         return
     mine = entry.origin_bytes(node.keyring.identity["fp"])
@@ -183,7 +180,7 @@ def _signal(content: bytes) -> "dict | None":
 def _tokens(node, kind: str, value: str, t: int) -> list:
     """The tokens of one indicator for every other member, this period and the one
     before: hex, in no particular order."""
-    from ribat import pairs
+    from ribat import indicators, pairs
 
     keyring = node.keyring
     while pairs.derive_next_pair(keyring):
@@ -292,6 +289,8 @@ def summary(node) -> list:
 
 
 def check_op(node, meta: dict, data: bytes) -> dict:
+    from ribat import indicators
+
     node.keyring.need("session")
     try:
         kind, value = indicators.parse(

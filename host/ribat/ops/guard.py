@@ -138,7 +138,16 @@ def wipe(client: NodeClient, pin: str | None = None) -> dict:
     session of `ribat unlock`), or wipe_by_presence."""
     if pin is not None:
         unlock(client, pin)
-    return client.request("wipe", confirm=True)
+    return _restarted(client, client.request("wipe", confirm=True))
+
+
+def _restarted(client: NodeClient, out: dict) -> dict:
+    """out, once the node is back if the wipe restarts it (a watchdog stops only then):
+    the next command finds it answering, not restarting under it."""
+    if out.get("restart"):
+        assert client.info is not None
+        client.wait_ready(not_boot=client.info.boot)
+    return out
 
 
 def wipe_by_presence(client: NodeClient, now_press: Callable[[float], None]) -> dict:
@@ -153,7 +162,7 @@ def wipe_by_presence(client: NodeClient, now_press: Callable[[float], None]) -> 
     now_press(PRESENCE_S)
     while True:
         try:
-            return client.request("wipe", confirm=True)
+            return _restarted(client, client.request("wipe", confirm=True))
         except Locked:
             if time.monotonic() > deadline:
                 raise Locked(

@@ -265,8 +265,18 @@ def panel(name: str, watch_s: float = 1.0) -> dict:
 
 def clock(name: str, advance: int = 0) -> dict:
     """Virtual board name's clock, moved ahead by advance seconds first: {"time": unix time
-    on the board, "ahead": seconds ahead of this host's}."""
-    return control(name, {"op": "clock", "advance": advance})
+    on the board, "ahead": seconds ahead of this host's, "restarted"}. The first move
+    restarts the board (its ROM takes the clock at a start: boards/virtual/rom/_boot.py);
+    this returns once it runs again."""
+    got = control(name, {"op": "clock", "advance": advance})
+    if got.get("restarted"):
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while control(name, {"op": "status"}).get("interpreter_pid") is None:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        time.sleep(1.0)  # its node's start
+    return got
 
 
 def press(name: str, hold: float = 0.3) -> None:

@@ -33,8 +33,7 @@ READ_SIZE = 4096
 
 # What the ROM's own modules hold of the heap once imported, with /dev/null for a panel.
 _ROM_PROBE = """
-import gc, sys
-sys.path.insert(0, "clock")
+import gc
 gc.collect()
 before = gc.mem_alloc()
 import vboard, vflash, machine

@@ -64,6 +64,8 @@ class Supervisor:
         self.uid = hashlib.sha256(self.name.encode()).hexdigest()[:16]
         self.flash = sim_dir / "flash.img"
         self.panel = sim_dir / "panel"
+        self.clock_file = sim_dir / "clock"  # seconds ahead, once a clock was moved
+        self.clock_running = False  # the interpreter runs the ROM's clock
         self.child: Interpreter | None = None
         self.mode = "friendly"  # the REPL the last interpreter was in, for the next one
         self.hard_cause = "power_on"  # what the ROM reports until the next hard reset
@@ -107,7 +109,9 @@ class Supervisor:
             with open(tmp, "wb") as f:
                 f.write(b"\xff" * size)  # erased NOR flash
             os.replace(tmp, self.flash)
-        self.panel.write_bytes(struct.pack("<11I", NO_CUT, *[0] * 10))
+        # a clock once moved stays ahead (boards/virtual/rom/clock)
+        ahead = int(self.clock_file.read_text()) if self.clock_file.exists() else 0
+        self.panel.write_bytes(struct.pack("<11I", NO_CUT, *[0] * 9, ahead))
         self.tty = self.usb.open()
         self.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -134,6 +138,9 @@ class Supervisor:
             wire.board_reset()
         wires = [w.path for w in self.wires]
         env = rom_env(self.board, self.flash, self.panel, self.uid, mode, cause, wires)
+        self.clock_running = self.clock_file.exists()
+        if self.clock_running:
+            env["RIBAT_SIM_CLOCK"] = "1"
         self.child = Interpreter(self.board, env, mode)
         self._log(f"start ({mode} REPL, reset cause {cause}), pid {self.child.pid}")
 
@@ -308,7 +315,14 @@ class Supervisor:
                 ahead = struct.unpack("<I", f.read(4))[0] + max(0, int(request.get("advance", 0)))
                 f.seek(40)
                 f.write(struct.pack("<I", ahead))
-            return {"ok": True, "ahead": ahead, "time": int(time.time()) + ahead}
+            restart = ahead > 0 and not self.clock_running
+            if ahead:
+                self.clock_file.write_text(str(ahead))
+            if restart:  # its ROM takes the clock at its next start: now
+                self.stats["power_cycles"] += 1
+                self._kill("power")
+            return {"ok": True, "ahead": ahead, "time": int(time.time()) + ahead,
+                    "restarted": restart}  # fmt: skip
         if op == "button":
             with open(self.panel, "r+b") as f:
                 f.seek(8)
