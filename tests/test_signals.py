@@ -14,6 +14,7 @@ from pathlib import Path
 
 from test_gateway import gateway, wait_for
 from test_journal import post
+from test_watch import console, said
 
 from conftest import FIRMWARE, PIN, Broker, NewSim, make_cell, micropython, ribat
 from ribat import sim
@@ -132,6 +133,10 @@ def test_two_partners_that_saw_the_same_number_both_know_and_nobody_else(
             return r.out
 
         wait_for(lambda: "convergence ES+MA" in cell_says(), "cell status shows it", 60)
+    # the duty console tells a pending convergence (and rings)
+    with console(es) as madrid:
+        line = said(madrid, "CONVERGENCE")
+        assert "MA (rabat-1)" in line and mine in line
     # neither reads the other's bulletin: content stays under its own releasability
     for reader, ident in ((ma, theirs), (es, mine)):
         r = ribat("show", "-p", reader.device, "--pin", PIN, ident)

@@ -122,9 +122,10 @@ class Node:
         self.alert_scan = 0
         self.alert_unsigned = False
         self.alerts_do("start")
-        # where the next look for others' signal entries starts, and the convergences not
-        # yet acknowledged (ribat.signals, loaded only once it has something to read)
-        self.signal_scan = self.journal.count
+        # where the next look for others' signal entries starts (from the first record:
+        # a report converges whenever it came), and the convergences not yet acknowledged
+        # (ribat.signals, loaded only once it has something to read)
+        self.signal_scan = 0
         self.signals_pending = 0
         if store.exists(SIGNALS):
             self.signals_do("start")

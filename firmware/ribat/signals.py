@@ -38,6 +38,8 @@ KIND = entry.SIGNAL
 PERIOD_S = const(30 * 86400)  # a token's period: the longest window (signals.window_days)
 _KEEP_BYTES = const(12288)  # a token file past this keeps its newer half (some 150 tokens)
 _CONV_KEPT = const(16)
+_LOOK_RECORDS = const(64)  # records read a look: a full journal's first look takes many,
+# each short of the watchdog (the watch looks each second while records wait)
 MAX_INDICATORS = const(8)
 
 
@@ -100,7 +102,7 @@ def _add(path: str, lines: list) -> None:
 
 def start(node) -> None:
     """At the start: where the last look ended, the convergences pending. (A node with no
-    STATE yet starts looking at the journal's end: ribat.app.Node.open_journal.)"""
+    STATE yet looks from its first record: ribat.app.Node.open_journal.)"""
     _held(node, _load())
 
 
@@ -133,9 +135,10 @@ def look(node) -> None:
     j = node.journal
     scan = doc.get("scan", node.signal_scan)
     if scan >= j.count:
+        node.signal_scan = scan
         return
     mine = entry.origin_bytes(node.keyring.identity["fp"])
-    records = j.records(scan)
+    records = j.records(scan, scan + _LOOK_RECORDS)
     for k, view in records:
         scan = k + 1
         rec = bytes(view)
@@ -224,7 +227,8 @@ def report(node, ident: str, found: list, t: int) -> str:
 def check(node, kind: str, value: str) -> dict:
     """A lookup: who in the cell reported this indicator within the window? Counted on
     flash before any token is made; bounded by signals.lookups_per_day."""
-    look(node)  # the answer covers all the node holds
+    while node.signal_scan < node.journal.count:
+        look(node)  # the answer covers all the node holds
     doc = _load()
     now = int(time.time())
     day = now // 86400

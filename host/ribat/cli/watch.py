@@ -270,6 +270,17 @@ class Console:
                     item.get("ti", ""), ", ".join(x["by"] for x in item["acks"]) or "-",
                 )  # fmt: skip
             parts.append(recent)
+            if view.convergences:
+                signals = Table(title="convergences", title_justify="left", box=None,
+                                pad_edge=False)  # fmt: skip
+                for col in ("", "partner", "their bulletin", "yours", "first report"):
+                    signals.add_column(col)
+                for c in reversed(view.convergences[-5:]):
+                    signals.add_row(
+                        "ok" if c["acked"] else "[yellow]PENDING[/]", f"{c['partner']} {c['by']}",
+                        c["id"], c["mine"], _ago(now - c["first"]),
+                    )  # fmt: skip
+                parts.append(signals)
         if self.opened is not None:
             o = self.opened
             parts.append(

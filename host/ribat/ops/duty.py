@@ -61,7 +61,7 @@ class DutyView:
         self.health.update(snap)
         for ident, received in snap.get("alerts") or ():
             self.received[ident] = received
-        changes: list[Change] = self._signals(client, snap)
+        changes: list[Change] = []
         count = snap["records"]
         first = self.after is None
         if self.after is None:
@@ -71,7 +71,8 @@ class DutyView:
             changes = self._take(got, now)
             if first:  # the past is shown, not told
                 changes = []
-        return changes + self._overdue(now)
+        # convergences pending are told, at the start too: each waits for the officer
+        return changes + self._signals(client, snap) + self._overdue(now)
 
     def _signals(self, client: NodeClient, snap: dict) -> list[Change]:
         """A new convergence (the node's count of pending ones moved): read them, tell the
