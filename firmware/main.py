@@ -201,6 +201,7 @@ def _on_trial(active):
 
 def _ribat_start():
     """Run the firmware, which returns only if it cannot start (or, unsealed, to the REPL)."""
+    global _on_trial, _replace  # run once a start: their code would hold heap for good
     try:
         with open("/fw/active") as f:
             active = f.read().strip()
@@ -209,6 +210,7 @@ def _ribat_start():
         return
     if _exists(PROVISIONED):
         active = _on_trial(active)
+    del _on_trial, _replace
     try:
         _run_slots(active)
     finally:

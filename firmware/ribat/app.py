@@ -103,7 +103,7 @@ class Node:
 
             if store.exists(update.TRIAL) or store.exists(update.REVERTED):
                 update.at_start(self)
-            self.floor = update.floor(self)
+            self.floor = update.floor(self)  # the higher of its two copies
             keys.unload("update")
             keys.unload("vault")
         build = self.build or self.revision or self.version

@@ -23,7 +23,6 @@ MAX_TTL = const(400 * 86400)
 MAX_TITLE = const(200)
 MAX_BODY = const(2000)
 MAX_REFS = const(8)
-_MAX_INDICATORS = const(8)
 _PAGE = const(2800)  # bytes of list items per response (the frame's body is 4096)
 _IV = bytes(16)  # each content key encrypts one content only: a fixed counter is safe
 
@@ -119,7 +118,10 @@ def post(node, meta: dict, data: bytes) -> dict:
     for i, wrapped in enumerate(wraps):
         content[1 + entry.WRAP * i : 1 + entry.WRAP * (i + 1)] = wrapped
     aead.ctr(cek, _IV, text, content, start)
-    del text
+    # the body's copies go before the signature loads its code: a Pico W's session has
+    # few free blocks of the size that code takes (the request's own copy included)
+    del text, inner, body
+    meta.pop("body", None)
     ident = _append_own(node, content, now + ttl, now, "post", None)
     out = {"id": ident, "expires": now + ttl, "readers": content[0]}
     if found:
@@ -135,19 +137,10 @@ def _indicators(meta: dict, partner: str) -> list:
         return []
     from ribat import indicators
 
-    if len(given) > _MAX_INDICATORS:  # type: ignore[arg-type]
-        raise RequestError(codec.ARGS, "a bulletin names at most %d indicators" % _MAX_INDICATORS)
-    found = []
-    for one in given:  # type: ignore[attr-defined]
-        try:
-            if not isinstance(one, list) or len(one) != 2:
-                raise ValueError("an indicator is [kind, value]")
-            pair = [one[0], indicators.normalise(one[0], one[1], partner)]
-        except ValueError as e:
-            raise RequestError(codec.ARGS, "indicator: %s" % e)
-        if pair not in found:
-            found.append(pair)
-    return found
+    try:
+        return indicators.normalise_all(given, partner)
+    except ValueError as e:
+        raise RequestError(codec.ARGS, "indicator: %s" % e)
 
 
 def _append_own(node, content: object, expires: int, now: int, event: str, detail: object) -> str:

@@ -23,6 +23,7 @@ from ribat import kdf
 
 KINDS = ("phone", "plate", "doc", "account", "email", "name", "place")
 MAX_TEXT = 120  # bytes of an indicator's value, as written or normalised
+MAX_INDICATORS = 8  # a bulletin's: each makes a token per member and period
 TOKEN = 16  # bytes of a token: a 128-bit keyed hash, no birthday to fear at a cell's scale
 
 # Country calling codes of the partners a cell may have (ITU-T E.164 assignments).
@@ -131,6 +132,21 @@ def _ascii_lower(text: str) -> str:
 
 def _ascii_upper(c: str) -> str:
     return chr(ord(c) - 32) if "a" <= c <= "z" else c
+
+
+def normalise_all(given: object, country: str) -> list:
+    """A post's indicators ([kind, value] each, at most MAX_INDICATORS) normalised, without
+    repeats; ValueError if one is not an indicator."""
+    if not isinstance(given, list) or len(given) > MAX_INDICATORS:
+        raise ValueError("a bulletin names at most %d indicators" % MAX_INDICATORS)
+    found: list = []
+    for one in given:
+        if not isinstance(one, list) or len(one) != 2:
+            raise ValueError("an indicator is [kind, value]")
+        pair = [one[0], normalise(one[0], one[1], country)]
+        if pair not in found:
+            found.append(pair)
+    return found
 
 
 def parse(text: str, country: str) -> list:

@@ -40,7 +40,6 @@ _KEEP_BYTES = const(12288)  # a token file past this keeps its newer half (some 
 _CONV_KEPT = const(16)
 _LOOK_RECORDS = const(64)  # records read a look: a full journal's first look takes many,
 # each short of the watchdog (the watch looks each second while records wait)
-MAX_INDICATORS = const(8)
 
 
 def _load() -> dict:
