@@ -68,9 +68,6 @@ IDENTITY = DIR + "/identity.json"
 SEAL = DIR + "/seal"
 TRIES = DIR + "/tries"
 ROSTER = DIR + "/roster.json"
-FW_FLOOR = (
-    DIR + "/fw-floor"
-)  # the highest release confirmed, the vault's copy apart (ribat.update)
 _WIPING = "/key.wipe"
 CONTENT = ("/journal",)  # what a wipe deletes besides the keys
 

@@ -26,6 +26,7 @@ from ribat.link import RequestError, arg
 
 TRIAL = "/fw/trial"  # the loader's too (main.py)
 REVERTED = "/fw/reverted"  # written by the loader, then rewritten with what reverted
+_FLOOR = keys.DIR + "/fw-floor"  # the floor's copy in littlefs (the vault holds the other)
 _HEADER = "/release.json"  # the signed header of the release a slot is receiving
 _PACK = "/firmware.pack"
 
@@ -46,7 +47,7 @@ def _slot_of(node) -> str:
 def floor(node) -> "str | None":
     """The highest version this node confirmed: the higher of its two copies."""
     vault = node.keyring.vault()
-    raw = store.read(keys.FW_FLOOR)
+    raw = store.read(_FLOOR)
     best = None
     best_key: tuple = ()
     for v in (
@@ -69,7 +70,7 @@ def raise_floor(node, version: str) -> None:
         values = vault.read()
         values["fw"] = version
         vault.write(values)
-    store.write_atomic(keys.FW_FLOOR, version.encode())
+    store.write_atomic(_FLOOR, version.encode())
 
 
 # -- the transfer ----------------------------------------------------------------------
