@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 TYPINGS := .typings
 STUBS := $(TYPINGS)/.installed
 
-.PHONY: all demo test pytest check lint typecheck bench format clean mosquitto
+.PHONY: all demo test pytest check lint typecheck bench fidelity format clean mosquitto
 
 all: test
 
@@ -73,6 +73,10 @@ typecheck: $(STAMP) $(STUBS)
 bench: $(STAMP)
 	$(BIN)/python bench/deploy_vs_mpremote.py
 	$(BIN)/python bench/security.py
+
+# MicroPython's own tests against a virtual board (their folder: bench/fidelity.py says how)
+fidelity: $(STAMP)
+	$(BIN)/python bench/fidelity.py $(TESTS)
 
 format: $(STAMP)
 	$(BIN)/ruff format .

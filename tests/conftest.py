@@ -165,7 +165,7 @@ sys.path.insert(0, {str(boards.rom_dir())!r})
 import vflash
 _flash = vflash.Flash({str(folder / "flash.img")!r}, {facts.block_size},
                       {facts.fs_bytes // facts.block_size})
-vfs.mount(vfs.VfsLfs2(_flash), "/")
+vfs.mount(vfs.VfsLfs2(_flash, progsize={facts.littlefs_progsize}), "/")
 os.chdir("/")
 MOUNT = "/firmware"
 """

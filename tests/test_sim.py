@@ -151,3 +151,30 @@ def test_sim_reset_command_power_cycles(board: sim.Sim) -> None:
     assert run.code == 0 and "power-cycled" in run.err
     assert sim_status(board.name)["power_cycles"] == before + 1
     assert ribat("sim", "reset", "nobody").code == 9
+
+
+def test_a_board_has_one_filesystem_its_flash(board: sim.Sim) -> None:
+    """The unix port's view of the host's files (VfsPosix at /) is gone before the flash
+    mounts: board code reaches no file of the host, a cell authority's key among them."""
+    out = mpremote(board.device, "exec", "import vfs, os; print(vfs.mount(), os.listdir('/'))")
+    line = out.strip().splitlines()[-1]
+    assert line.startswith("[(<VfsLfs2>, '/')] "), line
+    assert "etc" not in line and "proc" not in line
+    out = mpremote(board.device, "exec", "import vfs, os; vfs.umount('/'); print(os.listdir('/'))")
+    assert out.strip().splitlines()[-1] == "[]"  # nothing under it, not the host's root
+    mpremote(board.device, "reset")  # (its flash mounted again)
+
+
+def test_stderr_shares_the_port_and_crlf_scripts_keep_their_line_numbers(
+    board: sim.Sim, tmp_path: Path
+) -> None:
+    """As on a Pico: what a script prints to stderr comes on the serial link, in order with
+    stdout; a script with CRLF line endings has the line numbers its editor shows."""
+    script = tmp_path / "crlf.py"
+    script.write_bytes(b"import sys\r\nprint('first', file=sys.stderr)\r\nprint('second')\r\n"
+                       b"raise ValueError('at line 4')\r\n")  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "mpremote", "connect", board.device, "run",
+                           str(script)], capture_output=True, text=True, timeout=60)  # fmt: skip
+    out = done.stdout + done.stderr
+    assert out.index("first") < out.index("second") < out.index("Traceback"), out
+    assert "line 4, in <module>" in out, out

@@ -30,13 +30,17 @@ def _mount() -> None:
     vault = int(os.getenv("RIBAT_SIM_VAULT_BLOCKS") or "0")
     if vault:  # opened now: once littlefs is mounted over /, the image's path is gone
         vboard.vault = vflash.Flash(image, block_size, vault, blocks)
+    # A board has one filesystem: the host's, which the unix port mounts at /, goes first,
+    # whatever happens next (the files the ROM opened, the flash image's, stay open)
+    vfs.umount("/")
+    progsize = int(os.getenv("RIBAT_SIM_PROGSIZE") or "32")  # as the port's own _boot.py
     # The stubs declare VfsLfs2 abstract and want a class derived from theirs: they are wrong.
     try:
-        fs = vfs.VfsLfs2(flash)  # type: ignore[abstract, arg-type]
+        fs = vfs.VfsLfs2(flash, progsize=progsize)  # type: ignore[abstract, arg-type]
     except OSError:
         vboard.report("formatted")
-        vfs.VfsLfs2.mkfs(flash)  # type: ignore[arg-type]
-        fs = vfs.VfsLfs2(flash)  # type: ignore[abstract, arg-type]
+        vfs.VfsLfs2.mkfs(flash, progsize=progsize)  # type: ignore[arg-type]
+        fs = vfs.VfsLfs2(flash, progsize=progsize)  # type: ignore[abstract, arg-type]
     vfs.mount(fs, "/")
     os.chdir("/")
     sys.path[:] = ["", ".frozen", "/lib"]

@@ -18,12 +18,12 @@ identity in environment variables and shares a small "panel" file with it:
     offset 40 u32  seconds the board's clock is ahead of its host's (time.py in this ROM):
                    moved forward by the node (Board.set_clock) or by `ribat sim clock`
 
-Messages to the simulator go to stderr as lines b"\\x00ribat-sim <word>".
+Messages to the simulator go to a pipe of their own as lines b"\\x00ribat-sim <word>"
+(stderr is the serial link's, as on a board).
 """
 
 import os
 import struct
-import sys
 import time
 
 BOARD = os.getenv("RIBAT_SIM_BOARD") or "virtual"
@@ -44,8 +44,13 @@ except OSError:
     _thermal = None
 
 
+# The simulator's pipe for reports (opened now, before the flash is mounted over /);
+# stderr is the serial link's, as on a board
+_reports = open(os.getenv("RIBAT_SIM_REPORTS") or "/dev/null", "w")
+
+
 def report(word: str) -> None:
-    sys.stderr.write("\x00ribat-sim " + word + "\n")
+    _reports.write("\x00ribat-sim " + word + "\n")  # (unbuffered: a flush would fsync a pipe)
 
 
 def halt() -> None:

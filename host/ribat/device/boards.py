@@ -58,6 +58,7 @@ class Board:
     wires: int = 0  # UARTs to peer nodes
     wire_bytes_per_s: int = 0  # their rate: 10 bits a byte (8N1)
     vault_blocks: int = 0  # the keys' own blocks outside littlefs (firmware/ribat/vault.py)
+    littlefs_progsize: int = 32  # littlefs's program size as the port mounts it (its default)
     facts: dict = field(default_factory=dict, compare=False)  # all of board.json, for the node
 
     @property
@@ -105,6 +106,7 @@ def load(name: str) -> Board:
         wires=len(facts.get("wires", ())),
         wire_bytes_per_s=min((w["baud"] for w in facts.get("wires", ())), default=0) // 10,
         vault_blocks=facts.get("vault_blocks", 0),
+        littlefs_progsize=facts.get("littlefs_progsize", 32),
         facts=facts,
     )
 

@@ -111,23 +111,28 @@ class Interpreter:
         rom = boards.rom_dir()
         heap = board.heap_bytes + rom_heap_bytes()
         command = [sys.executable, "-m", "micropython_unix", "-X", f"heapsize={heap}"]
+        # stderr shares the terminal with stdout, as a board's serial link carries both;
+        # the ROM's reports to the simulator (SIM_MARK) have a pipe of their own
+        reports, report_end = os.pipe()
         self.proc = subprocess.Popen(
             [*command, "-i", str(rom / "_boot.py")],
             stdin=slave,
             stdout=slave,
-            stderr=subprocess.PIPE,
-            env={**os.environ, **env},
+            stderr=slave,
+            env={**os.environ, **env, "RIBAT_SIM_REPORTS": f"/proc/self/fd/{report_end}"},
             cwd=str(rom),
             preexec_fn=_controlling_terminal,
+            pass_fds=(report_end,),
         )
+        os.close(report_end)
         set_nonblocking(master)
-        assert self.proc.stderr is not None
-        set_nonblocking(self.proc.stderr.fileno())
+        set_nonblocking(reports)
         self.master = master
         self.slave = slave
-        self.stderr = self.proc.stderr.fileno()
+        self.stderr = reports  # the ROM's reports (read_stderr)
         self.pidfd = os.pidfd_open(self.proc.pid)
         self.err_buf = b""
+        self.in_cr = False  # the host's last byte was a CR (write)
         self.killed_for = ""  # why we killed it: "power", "hard", "soft", "stop"
         # Host input waits until the ROM runs: a Ctrl-C reaching the process before
         # MicroPython has its SIGINT handler would be lost, as a board hears nothing
@@ -151,10 +156,8 @@ class Interpreter:
         return self.proc.pid
 
     def close(self) -> None:
-        for fd in (self.master, self.slave, self.pidfd):
+        for fd in (self.master, self.slave, self.pidfd, self.stderr):
             os.close(fd)
-        assert self.proc.stderr is not None
-        self.proc.stderr.close()
 
     def kill(self, why: str) -> bool:
         """Kill it (once); why it was killed is kept. False if it was already."""
@@ -180,6 +183,14 @@ class Interpreter:
         return held
 
     def write(self, data: bytes) -> None:
+        # The unix port turns LF into CR on its stdin, a board's does not: the LF of a CR
+        # LF pair would be a second line end (a CRLF script's line numbers doubled). It
+        # goes here, so that the interpreter sees one, as a board does.
+        if self.in_cr and data[:1] == b"\n":
+            data = data[1:]
+        if data:
+            self.in_cr = data.endswith(b"\r")
+            data = data.replace(b"\r\n", b"\r")
         view = memoryview(data)
         while view:
             try:
@@ -254,7 +265,7 @@ class Interpreter:
         return head + data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
     def read_stderr(self, report: Callable[[str], None], log: Callable[[str], None]) -> None:
-        """Hand each ROM report on stderr to report, and any other line to log."""
+        """Hand each ROM report on its pipe to report, and any other line to log."""
         try:
             data = os.read(self.stderr, READ_SIZE)
         except BlockingIOError:
@@ -278,6 +289,7 @@ def rom_env(
         "RIBAT_SIM_FLASH": str(flash),
         "RIBAT_SIM_BLOCK_SIZE": str(board.block_size),
         "RIBAT_SIM_BLOCKS": str(board.fs_bytes // board.block_size),
+        "RIBAT_SIM_PROGSIZE": str(board.littlefs_progsize),
         "RIBAT_SIM_VAULT_BLOCKS": str(board.vault_blocks),
         "RIBAT_SIM_PANEL": str(panel),
         "RIBAT_SIM_MODE": mode,
