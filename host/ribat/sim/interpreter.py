@@ -11,8 +11,10 @@ import functools
 import os
 import select
 import signal
+import struct
 import subprocess
 import sys
+import tempfile
 import termios
 import time
 import tty
@@ -31,31 +33,24 @@ RAW_FILTER_LIMIT = 16 * 1024  # boot output held while the raw REPL comes up
 READ_SIZE = 4096
 
 
-# What the ROM's own modules hold of the heap once imported, with /dev/null for a panel.
-_ROM_PROBE = """
-import gc
-gc.collect()
-before = gc.mem_alloc()
-import vboard, vflash, machine
-gc.collect()
-print(gc.mem_alloc() - before)
-"""
-
-
 @functools.cache
 def rom_heap_bytes() -> int:
-    """The heap the virtual board's ROM modules (vboard, vflash, machine) take: on a board
-    they are C in its flash, not objects in its RAM, so the interpreter's heap is the
-    board's plus this much (measured once a process, by the interpreter itself)."""
-    out = subprocess.run(
-        [sys.executable, "-m", "micropython_unix", "-X", "heapsize=1M", "-c", _ROM_PROBE],
-        cwd=str(boards.rom_dir()),
-        env={k: v for k, v in os.environ.items() if not k.startswith("RIBAT_SIM_")},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return int(out.stdout.split()[-1])
+    """The heap the virtual board's ROM holds when boot.py would run (its modules, its
+    _boot.py, the names they intern, a small flash mounted): on a board that is C and
+    data in flash, not objects in RAM, so the interpreter's heap is the board's plus this
+    much (measured once a process, by the interpreter itself, running the ROM)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        panel, flash = Path(tmp) / "panel", Path(tmp) / "flash.img"
+        panel.write_bytes(struct.pack("<11I", 0xFFFFFFFF, *[0] * 10))  # no power cut armed
+        flash.write_bytes(b"\xff" * 8 * 4096)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RIBAT_SIM_")}
+        env |= {"RIBAT_SIM_PROBE": "1", "RIBAT_SIM_PANEL": str(panel),
+                "RIBAT_SIM_FLASH": str(flash), "RIBAT_SIM_BLOCKS": "8"}  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-m", "micropython_unix", "-X", "heapsize=1M", "_boot.py"],
+            cwd=str(boards.rom_dir()), env=env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    return int(out.stdout.split("rom-heap")[-1].split()[0])
 
 
 def set_nonblocking(fd: int) -> None:
