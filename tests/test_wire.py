@@ -73,7 +73,8 @@ def test_a_cut_wire_loses_nothing_and_resends_nothing(pair: list[sim.Sim]) -> No
     assert ribat("sim", "wire", fr.name, ma.name).code == 0
     wait_for(lambda: crossed(fr) > 0, "the first entries crossed", timeout=30)
     sim.unwire(ma.name)  # either end cuts it
-    assert sim_status(fr.name)["wires"] == [None, None]
+    # the other end's supervisor learns it as its line goes quiet: a moment later
+    wait_for(lambda: sim_status(fr.name)["wires"] == [None, None], "paris sees the cut", 5)
     partial = crossed(fr)
     assert partial < len(ids), "the wire was cut too late to test a cut"
     wait_for(lambda: "no answer" in wire_state(fr).get("error", ""), "a pull failed, cut")
