@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import serial
 
-from conftest import FIRMWARE, Run, ribat
+from conftest import FIRMWARE, PIN, NewSim, Run, make_cell, ribat
 from ribat import ports, sim
 
 
@@ -147,3 +147,53 @@ def test_timeout_with_no_answer(tmp_path: Path) -> None:
 def test_debug_shows_the_traceback(board: sim.Sim) -> None:
     run = ribat("--debug", "status", "--port", f"sim:{board.name}")
     assert run.code == 5 and "Traceback" in run.err and "NotRibat" in run.err
+    run = ribat("status", "--port", f"sim:{board.name}", "--debug")  # after the command too
+    assert run.code == 5 and "Traceback" in run.err and "NotRibat" in run.err
+
+
+def test_help_lists_the_exit_statuses() -> None:
+    run = ribat("--help")
+    assert run.code == 0 and "Exit statuses" in run.out
+    for line in ("13", "refused by the node's rules", "130", "interrupted"):
+        assert line in run.out
+
+
+def test_usage_errors_of_a_provisioned_node(new_sim: NewSim, tmp_path: Path) -> None:
+    """Bad input a user can correct: exit 2, one line, nothing sent or changed."""
+    (ma,) = make_cell(new_sim, tmp_path, [("MA", "rabat-1")])
+    run = ribat("sync", "-p", ma.device, "-p", f"sim:{ma.name}")
+    assert run.code == 2 and "give two nodes" in run.err
+    run = ribat("post", "-p", ma.device, "--pin", PIN, "--kind", "notice", "--to", "MA")
+    assert run.code == 2 and "--title or a body" in run.err
+    run = ribat("pin", "change", "-p", ma.device, "--pin", PIN, "--new-pin", PIN)
+    assert run.code == 2 and "the new PIN is the current one" in run.err
+    assert ribat("unlock", "-p", ma.device, "--pin", PIN, stdin="lock\n").code == 0  # PIN kept
+    # re-runnable: the roster already loaded is a success that says so
+    cell = str(tmp_path / "cell")
+    run = ribat("cell", "load", "-p", ma.device, "--cell", cell)
+    assert run.code == 0 and "already loaded" in run.err
+
+
+def test_exports_go_to_standard_output_with_a_dash(
+    new_sim: NewSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (ma,) = make_cell(new_sim, tmp_path, [("MA", "rabat-1")])
+    monkeypatch.chdir(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "ribat", "audit", "export", "-p", ma.device, "-"],
+                          capture_output=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0 and b'"ev": "provision"' in done.stdout
+    done = subprocess.run([sys.executable, "-m", "ribat", "journal", "export", "-p", ma.device,
+                           "-"], capture_output=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0 and done.stdout
+    assert not (tmp_path / "-").exists()  # no file named "-"
+
+
+def test_audit_verify_of_what_is_not_an_audit_export(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.log"
+    empty.write_bytes(b"")
+    run = ribat("audit", "verify", str(empty))
+    assert run.code == 14 and "not an audit export" in run.err and "empty" in run.err
+    text = tmp_path / "notes.txt"
+    text.write_text("some notes\nnot json\n")
+    run = ribat("audit", "verify", str(text))
+    assert run.code == 14 and "not an audit export" in run.err

@@ -126,6 +126,18 @@ EXIT_CODES: dict[type[errors.RibatError], int] = {
     errors.EntriesRefused: 17,
 }
 INTERRUPTED = 130
+EXIT_MEANINGS = (
+    (0, "done"), (1, "an unexpected error (--debug shows where)"), (2, "a usage error"),
+    (3, "no board, several boards, or the port held by another program"),
+    (4, "the board went away or did not answer"),
+    (5, "not a ribat node, or one this host does not support"), (6, "an invalid setting"),
+    (7, "the node refused the request"), (8, "a deploy or update did not complete"),
+    (9, "a virtual board could not be controlled"), (10, "the node is locked"),
+    (11, "a wrong PIN"), (12, "the node is not in the state the request needs"),
+    (13, "refused by the node's rules"), (14, "a cell file that cannot be used"),
+    (15, "an audit chain that does not verify"), (16, "the broker cannot be reached"),
+    (17, "entries refused on import"), (130, "interrupted (Ctrl-C)"),
+)  # fmt: skip
 
 
 def exit_code(e: errors.RibatError) -> int:
@@ -153,6 +165,8 @@ class LazyGroup(click.Group):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
             formatter.write_dl([(name, text) for name, (_, _, text) in COMMANDS.items()])
+        with formatter.section("Exit statuses"):
+            formatter.write_dl([(str(code), text) for code, text in EXIT_MEANINGS])
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -196,6 +210,8 @@ def main(args: list[str] | None = None, session: object = None) -> int:
     """Run one ribat command line; its exit status. session: the operator session the
     command runs in (`ribat unlock`), as its context object."""
     args = sys.argv[1:] if args is None else args
+    if "--debug" in args[1:] and args[0] != "--debug":
+        args = ["--debug", *(a for a in args if a != "--debug")]  # after the command too
     try:
         cli.main(args=args, prog_name="ribat", standalone_mode=False, obj=session)
     except click.exceptions.Exit as e:

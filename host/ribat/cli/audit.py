@@ -7,9 +7,8 @@ import click
 
 from ribat import chain, signed
 from ribat.authority import chainverify
-from ribat.cli.common import console, open_node, port_option, when
+from ribat.cli.common import console, open_node, port_option, when, write_output
 from ribat.errors import AuditBroken, CellError
-from ribat.files import write_whole
 from ribat.ops import guard
 
 
@@ -71,16 +70,30 @@ def show(port: str | None, since: int, as_json: bool) -> None:
 
 @audit_group.command("export")
 @port_option
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 def export(port: str | None, file: Path) -> None:
-    """Write the node's audit log, exactly as its flash holds it, to FILE."""
+    """Write the node's audit log, exactly as its flash holds it, to FILE (- for standard
+    output)."""
     log, meta = guard.read_audit(open_node(port))
-    write_whole(file, log)
+    write_output(file, log)
     click.echo(
         f"{len(guard.audit_lines(log))} lines written to {file}; head {meta['seq']}:"
         f"{meta['head']}",
         err=True,
     )
+
+
+def _looks_like_audit(log: bytes) -> bool:
+    """Whether log's first line is an audit entry or checkpoint (JSON with a seq, or a
+    signed body): what tells an audit export from any other file."""
+    import json
+
+    first = log.lstrip().split(b"\n", 1)[0]
+    try:
+        doc = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and ("seq" in doc or "body" in doc)
 
 
 @audit_group.command("verify")
@@ -106,6 +119,11 @@ def verify(port: str | None, file: Path | None, witness: str | None) -> None:
             log = file.read_bytes()
         except OSError as e:
             raise CellError(f"cannot read {file}: {e.strerror}") from None
+        if not _looks_like_audit(log):
+            raise CellError(
+                f"{file} is not an audit export (`ribat audit export FILE` writes one)"
+                + (": it is empty" if not log.strip() else "")
+            )
     lines = guard.audit_lines(log)
     problem, start, (seq, head), keyless = chainverify.verify(lines, seen)
     if problem is None and reported is not None and reported[0] == seq and reported[1] != head:

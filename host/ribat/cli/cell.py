@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 
 from ribat.authority.cell import Cell, read_json
-from ribat.cli.common import console, duration, open_node, pin_option, port_option
+from ribat.cli.common import console, duration, open_node, pin_option, plural, port_option
 from ribat.cli.gateway import broker_address, broker_option
 from ribat.cli.security import cell_option
 from ribat.ops import guard
@@ -115,8 +115,14 @@ def release_remove(cell_dir: Path, name: str) -> None:
 def load(port: str | None, cell_dir: Path) -> None:
     """Load the cell's signed roster onto a node (it refuses any but a newer one)."""
     cell = Cell.open(cell_dir)
-    meta = guard.load_roster(open_node(port), cell.signed_roster())
-    click.echo(f"roster version {meta['version']} loaded: {meta['members']} nodes", err=True)
+    client = open_node(port)
+    if guard.identity(client)["roster"] == cell.roster["version"]:
+        click.echo(f"roster version {cell.roster['version']} is already loaded", err=True)
+        return
+    meta = guard.load_roster(client, cell.signed_roster())
+    click.echo(
+        f"roster version {meta['version']} loaded: {plural(meta['members'], 'node')}", err=True
+    )
 
 
 @cell_group.command("pairs")

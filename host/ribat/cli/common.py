@@ -5,6 +5,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -196,6 +197,22 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def write_output(file: "Path", data: bytes) -> None:
+    """data to file, whole or not at all; `-` is standard output."""
+    if str(file) == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    from ribat.files import write_whole
+
+    write_whole(file, data)
+
+
+def plural(n: int, word: str) -> str:
+    """ "1 node", "2 nodes"."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def parse_duration(text: str, what: str) -> int:

@@ -15,7 +15,6 @@ from ribat import entry, indicators
 from ribat.cli import common
 from ribat.cli.common import console, open_node, parse_duration, pin_option, port_option, when
 from ribat.cli.security import cell_option
-from ribat.files import write_whole
 from ribat.ops import guard, signals
 from ribat.ops import journal as lib
 
@@ -124,6 +123,8 @@ def post(
     for ref in refs:
         _id_arg(ref)
     body, from_file = _indicator_lines(body or "")
+    if not title.strip() and not body.strip():
+        raise click.UsageError("a bulletin needs a --title or a body (--body, --body-file)")
     client = open_node(port)
     assert client.info is not None
     try:
@@ -361,7 +362,7 @@ def status(port: str | None, as_json: bool) -> None:
 
 @journal_group.command("export")
 @port_option
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
 @click.option(
     "--since",
     "since_text",
@@ -369,7 +370,8 @@ def status(port: str | None, as_json: bool) -> None:
     help="Only entries after these (as in entry ids).",
 )
 def export_command(port: str | None, file: Path, since_text: str | None) -> None:
-    """Write the node's sealed entries to FILE, for `ribat journal import` on another node.
+    """Write the node's sealed entries to FILE (- for standard output), for `ribat journal
+    import` on another node.
 
     The file holds what any relay may see: headers and ciphertext.
     """
@@ -392,7 +394,7 @@ def export_command(port: str | None, file: Path, since_text: str | None) -> None
         "since": since,
         "entries": len(raws),
     }
-    write_whole(file, lib.file_bytes(head, raws))
+    common.write_output(file, lib.file_bytes(head, raws))
     click.echo(f"{len(raws)} entries written to {file}", err=True)
 
 

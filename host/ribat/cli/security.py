@@ -14,10 +14,11 @@ from ribat.cli.common import (
     console,
     open_node,
     pin_option,
+    plural,
     port_option,
     weak_pin_option,
+    write_output,
 )
-from ribat.files import write_whole
 from ribat.ops import guard
 
 
@@ -46,7 +47,11 @@ def _show_identity(info: dict) -> None:
     table.add_row("signing key", f"Ed25519 {info['sign']}")
     table.add_row("agreement key", f"X25519 {info['kx']}")
     table.add_row("cell", info["cell"])
-    roster = f"version {info['roster']}, {info['members']} nodes" if info["roster"] else "none"
+    roster = (
+        f"version {info['roster']}, {plural(info['members'], 'node')}"
+        if info["roster"]
+        else "none"
+    )
     table.add_row("roster", roster)
     table.add_row(
         "state", f"{info['state']}, {info['tries']} of {info['max_tries']} PIN tries used"
@@ -109,12 +114,9 @@ def identity_group(ctx: click.Context, port: str | None) -> None:
 def identity_export(port: str | None, out: Path) -> None:
     """Write the node's identity, signed by the node: give it to the cell administrator."""
     doc = guard.exported_identity(open_node(port))
-    text = json.dumps(doc, indent=1) + "\n"
-    if str(out) == "-":
-        click.echo(text, nl=False)
-        return
-    write_whole(out, text.encode())
-    click.echo(f"identity written to {out}", err=True)
+    write_output(out, (json.dumps(doc, indent=1) + "\n").encode())
+    if str(out) != "-":
+        click.echo(f"identity written to {out}", err=True)
 
 
 @click.command()
@@ -224,5 +226,7 @@ def pin_change(port: str | None, pin: str | None, new_pin: str | None, weak_pin:
     client = open_node(port)
     pin = ask_pin(pin, "Current PIN")
     new_pin = ask_new_pin(new_pin, weak_pin, "New PIN")
+    if new_pin == pin:
+        raise click.UsageError("the new PIN is the current one: choose another")
     guard.change_pin(client, pin, new_pin, weak_pin)
     click.echo("PIN changed", err=True)

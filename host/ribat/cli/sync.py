@@ -37,7 +37,7 @@ def sync(port_names: tuple[str, ...], as_json: bool) -> None:
         raise click.UsageError("give two nodes: --port A --port B")
     first, second = (ports.resolve(name) for name in port_names)
     if first == second:
-        raise errors.CellError(f"both ports are {first}: give two nodes")
+        raise click.UsageError(f"both --port name {first}: give two nodes")
     with connect(first) as a, connect(second) as b:
         report = lib.sync(a, b)
     if as_json:
