@@ -23,6 +23,8 @@ from ribat.ops import journal as lib
 
 
 def post(board: sim.Sim, *args: str) -> str:
+    if not {"--title", "--body", "--body-file"} & set(args):
+        args = (*args, "--title", "a bulletin")  # one with neither is refused
     r = ribat("post", "-p", board.device, "--pin", PIN, *args)
     assert r.code == 0, r.err
     return r.out.strip()
@@ -131,7 +133,10 @@ def test_bad_posts_get_one_line_and_store_nothing(pair: list[sim.Sim], tmp_path:
             "cannot read",
         ),
     ]
+    cases.append((["--kind", "notice", "--to", "FR"], 2, "a --title or a body"))
     for args, code, words in cases:
+        if code != 2:  # what the node refuses: a post that is not empty
+            args = [*args, "--title", "x"]
         r = ribat("post", "-p", ma.device, "--pin", PIN, *args)
         assert r.code == code and words in r.err, (args, r.err)
         assert "Traceback" not in r.err
