@@ -41,19 +41,7 @@ TOKENS = r"""
 import time
 from ribat import indicators as I
 
-def pi_digits(n):
-    q, r, s, t, k, out = 1, 0, 0, 1, 1, 0
-    while out < n:
-        y = (3 * q + r) // (3 * s + t)
-        if y == (4 * q + r) // (4 * s + t):
-            out += 1
-            q, r = 10 * q, 10 * (r - y * t)
-            s *= 10
-        else:
-            a, b = 4 * k + 2, 2 * k + 1
-            q, r, s, t = q * k, q * a + r * b, s * k, s * a + t * b
-            k += 1
-
+%s
 def best(f, n):
     b = 1 << 30
     for _ in range(n):
@@ -74,7 +62,7 @@ def token_cost() -> tuple[float, float]:
     """(ms here, ms estimated on an RP2040) for one indicator's tokens in a cell of four."""
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "tokens.py"
-        script.write_text(TOKENS % security.ANCHOR_DIGITS)
+        script.write_text(TOKENS % (security.PI_DIGITS, security.ANCHOR_DIGITS))
         done = subprocess.run(
             [sys.executable, "-m", "micropython_unix", "-X", f"heapsize={security.PICO_HEAP}",
              str(script)],

@@ -182,7 +182,7 @@ def _open(node, rec: bytes, members: dict, keys: dict) -> "dict | None":
     members is keyring.members(); keys caches each origin's content key, for one request."""
     header = entry.Header(rec)
     content = node.journal.content(rec)
-    public = _public_of(content)
+    public = entry.public_of(content)
     if public is not None:
         return public  # an acknowledgement: no secret
     parts = entry.wraps_of(content)
@@ -215,18 +215,7 @@ def _public(node, rec: bytes) -> "dict | None":
     """A public entry's JSON (an acknowledgement), which a locked node shows too."""
     if not entry.Header(rec).size:
         return None
-    return _public_of(node.journal.content(rec))
-
-
-def _public_of(content: bytes) -> "dict | None":
-    """The JSON object of a public content (entry.PUBLIC); None for any other."""
-    if not content or content[0] != entry.PUBLIC:
-        return None
-    try:
-        doc = json.loads(bytes(content[1:]))
-    except ValueError:
-        return None
-    return doc if isinstance(doc, dict) else None
+    return entry.public_of(node.journal.content(rec))
 
 
 def _state(flags: int) -> str:

@@ -21,6 +21,7 @@ headers stays verifiable. docs/security.md has the reasons for each field. Share
 and host (symlink host/ribat/entry.py); no I/O.
 """
 
+import json
 import struct
 from binascii import hexlify, unhexlify
 from hashlib import sha256
@@ -171,3 +172,15 @@ def unpack_batch(data: bytes) -> "list | None":
         out.append(bytes(data[i : i + n]))
         i += n
     return out
+
+
+def public_of(content: bytes) -> "dict | None":
+    """The JSON object of a public content (PUBLIC: an acknowledgement, a signal); None
+    for any other."""
+    if not content or content[0] != PUBLIC:
+        return None
+    try:
+        doc = json.loads(bytes(content[1:]))
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None

@@ -160,13 +160,8 @@ def look(node) -> None:
 
 def _signal(content: bytes) -> "dict | None":
     """A signal entry's JSON: {"k": "signal", "t", "r": [id], "tok": [hex...]}."""
-    if not content or content[0] != entry.PUBLIC:
-        return None
-    try:
-        doc = json.loads(bytes(content[1:]))
-    except ValueError:
-        return None
-    if not isinstance(doc, dict) or doc.get("k") != KIND:
+    doc = entry.public_of(content)
+    if doc is None or doc.get("k") != KIND:
         return None
     if not isinstance(doc.get("tok"), list) or not isinstance(doc.get("t"), int):
         return None
