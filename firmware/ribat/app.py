@@ -248,7 +248,7 @@ async def on_watch(node: Node) -> None:
     config = node.config
     pressed = False
     lit = sounding = dog = None
-    t = 0
+    t = seen = 0
     while True:
         await asyncio.sleep_ms(_TICK_MS)
         t += _TICK_MS
@@ -260,9 +260,14 @@ async def on_watch(node: Node) -> None:
                 dog.feed()
             if node.trial is not None and t >= _TRIAL_OK_MS:
                 node.confirm_trial("self")
-            if (
-                node.signal_scan < node.journal.count
-                and node.intake is None  # an import's heap first
+            # what came is read once the journal is quiet for a second: an import's
+            # heap first (a Pico between two wires has none to spare for both)
+            count = node.journal.count
+            if count != seen:
+                seen = count
+            elif (
+                node.signal_scan < count
+                and node.intake is None
                 and node.keyring.identity is not None
             ):
                 node.signals_do("look")
