@@ -197,3 +197,22 @@ def test_audit_verify_of_what_is_not_an_audit_export(tmp_path: Path) -> None:
     text.write_text("some notes\nnot json\n")
     run = ribat("audit", "verify", str(text))
     assert run.code == 14 and "not an audit export" in run.err
+
+
+def test_post_limits_and_readable_audit_details(new_sim: NewSim, tmp_path: Path) -> None:
+    (ma,) = make_cell(new_sim, tmp_path, [("MA", "rabat-1")])
+    run = ribat("post", "-p", ma.device, "--pin", PIN, "--kind", "notice", "--to", "MA",
+                "--title", "t", "--body", "x" * 5000)  # fmt: skip
+    assert run.code == 2 and "the body takes at most 2000 bytes, this one 5000" in run.err
+    assert "2,000" in ribat("post", "--help").out  # the limits, stated
+    assert ribat("config", "set", "led.brightness", "40", "-p", ma.device).code == 0
+    run = ribat("audit", "show", "-p", ma.device, "--event", "config")
+    assert run.code == 0 and 'set={"led.brightness":40}' in run.out and "provision" not in run.out
+    assert "{'" not in run.out and "None" not in run.out  # JSON, not Python's repr
+
+
+def test_a_wire_to_a_stopped_board_says_so(new_sim: NewSim) -> None:
+    a, b = new_sim(), new_sim()
+    sim.stop(b.name)
+    run = ribat("sim", "wire", a.name, b.name)
+    assert run.code == 9 and "is not running" in run.err and "Errno" not in run.err

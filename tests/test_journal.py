@@ -366,3 +366,11 @@ def test_a_full_journal_leaves_room_for_the_next_firmware(new_sim: NewSim, tmp_p
     assert after["entries"] == posted and after["origins"][0]["head"] == posted
     # both slots on flash: the next deploy writes over the old one, the node keeps less
     assert after["reserve"] < one_slot / 2
+
+
+def test_the_hosts_post_limits_are_the_nodes() -> None:
+    import re
+
+    source = (FIRMWARE / "ribat" / "bulletins.py").read_text()
+    for name, value in (("MAX_TITLE", lib.TITLE_BYTES), ("MAX_BODY", lib.BODY_BYTES)):
+        assert re.search(rf"^{name} = const\({value}\)", source, re.M), name

@@ -38,8 +38,10 @@ def _witness(text: str | None) -> tuple[int, str] | None:
 @audit_group.command("show")
 @port_option
 @click.option("--since", type=int, default=0, help="Only entries after this sequence number.")
+@click.option("--event", "events", multiple=True, metavar="EVENT",
+              help="Only entries of this event (repeatable): unlock, post, update...")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, as stored.")
-def show(port: str | None, since: int, as_json: bool) -> None:
+def show(port: str | None, since: int, events: tuple[str, ...], as_json: bool) -> None:
     """List the audit entries."""
     from rich.table import Table
 
@@ -48,7 +50,7 @@ def show(port: str | None, since: int, as_json: bool) -> None:
         for line in guard.audit_lines(log):
             e = chain.parse(line) or {}
             cp = signed.body_of(e)
-            if (cp or e).get("seq", 0) > since:
+            if (cp or e).get("seq", 0) > since and (not events or e.get("ev") in events):
                 click.echo(json.dumps(e))
         return
     table = Table(box=None, pad_edge=False)
@@ -58,14 +60,19 @@ def show(port: str | None, since: int, as_json: bool) -> None:
         e = chain.parse(line) or {}
         cp = signed.body_of(e)
         if cp is not None:
-            if cp["seq"] > since:
+            if cp["seq"] > since and not events:
                 table.add_row(str(cp["seq"]), "", "checkpoint", f"{cp['folded']} entries folded")
             continue
-        if e.get("seq", 0) <= since:
+        if e.get("seq", 0) <= since or (events and e.get("ev") not in events):
             continue
-        detail = " ".join(f"{k}={v}" for k, v in (e.get("d") or {}).items())
+        detail = " ".join(f"{k}={_readable(v)}" for k, v in (e.get("d") or {}).items())
         table.add_row(str(e["seq"]), when(e["t"], seconds=True), e["ev"], detail)
     console().print(table)
+
+
+def _readable(value: object) -> str:
+    """A detail as people read it: text as it is, the rest as JSON (not Python's repr)."""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
 @audit_group.command("export")

@@ -4,7 +4,7 @@ import time
 
 import click
 
-from ribat.cli.common import F, port_option
+from ribat.cli.common import F, clock, port_option
 
 
 def broker_option(f: F) -> F:
@@ -49,7 +49,7 @@ def gateway(port: str | None, broker: str, interval: float, rounds: int | None) 
     # resolved again each round: a virtual board restarted has a new device
     gw = Gateway(
         lambda: connect(ports.resolve(port)), host, broker_port,
-        log=lambda m: click.echo(m, err=True),
+        log=lambda m: click.echo(f"{clock(time.time())}  {m}", err=True),
     )  # fmt: skip
     click.echo(f"{gw.name}: bridged to {host}:{broker_port} under {gw.root}", err=True)
     try:

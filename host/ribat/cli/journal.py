@@ -100,7 +100,8 @@ def post(
     refs: tuple[str, ...],
     given: tuple[str, ...],
 ) -> None:
-    """Post a bulletin, sealed so that only the partners it is released to can read it.
+    """Post a bulletin, sealed so that only the partners it is released to can read it:
+    a title of up to 200 bytes, a body of up to 2,000.
 
     Prints its id. Needs an unlocked node (a session, or --pin). Its indicators are sealed
     in it; when another partner reported one too within the window, both nodes alert
@@ -123,6 +124,16 @@ def post(
     for ref in refs:
         _id_arg(ref)
     body, from_file = _indicator_lines(body or "")
+    for what, text, limit in (
+        ("--title", title, lib.TITLE_BYTES),
+        ("the body", body, lib.BODY_BYTES),
+    ):
+        if len(text.encode()) > limit:
+            raise click.BadParameter(
+                f"{what} takes at most {limit} bytes, this one {len(text.encode())}: "
+                "shorten it, or post it in parts (--ref the first)",
+                param_hint="--title" if what == "--title" else "--body",
+            )
     if not title.strip() and not body.strip():
         raise click.UsageError("a bulletin needs a --title or a body (--body, --body-file)")
     client = open_node(port)

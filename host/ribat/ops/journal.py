@@ -34,6 +34,12 @@ ROOM_MIN = 512  # the least asked of a node short of heap (one entry goes whole 
 LIST_PAGE = 2800  # bytes of list items a node puts in a page, unless asked for fewer
 
 
+# The node's limits (firmware/ribat/bulletins.py: MAX_TITLE, MAX_BODY), checked here for a
+# clear error before anything is sent; tests/test_journal.py holds them equal.
+TITLE_BYTES = 200
+BODY_BYTES = 2000
+
+
 def _now() -> int:
     return int(time.time())
 

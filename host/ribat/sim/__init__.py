@@ -292,8 +292,13 @@ def wire(name: str, other: str) -> str:
     """Wire virtual board name's UART to other's; other's name."""
     if name == other:
         raise SimError("a board cannot be wired to itself: name two boards")
-    if find(other) is None:
+    found = find(other)
+    if found is None:
         raise SimError(f"no virtual board named {other}: see `ribat sim list`")
+    if not found.running:
+        raise SimError(
+            f"virtual board {other} is not running: start it with `ribat sim start --name {other}`"
+        )
     return str(control(name, {"op": "wire", "peer": str(_dir(other))})["peer"])
 
 
