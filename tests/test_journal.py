@@ -123,7 +123,7 @@ def test_bad_posts_get_one_line_and_store_nothing(pair: list[sim.Sim], tmp_path:
         (["--kind", "alert", "--to", "ES"], 7, "no node of partner ES"),
         (["--kind", "reply", "--to", "FR"], 7, "give --ref"),
         (["--kind", "reply", "--to", "FR", "--ref", "0000abcd:9"], 7, "no entry 0000abcd:9"),
-        (["--kind", "notice", "--to", "FR", "--body", "x" * 2100], 7, "at most 2000 bytes"),
+        (["--kind", "notice", "--to", "FR", "--body", "x" * 2100], 2, "at most 2000 bytes"),
         (["--kind", "notice", "--to", "FR", "--expires", "0"], 2, "a duration like"),
         (["--kind", "notice", "--to", "FR", "--ref", "nope"], 2, "not an entry id"),
         (["--kind", "shout", "--to", "FR"], 2, "shout"),
