@@ -374,3 +374,16 @@ def test_the_hosts_post_limits_are_the_nodes() -> None:
     source = (FIRMWARE / "ribat" / "bulletins.py").read_text()
     for name, value in (("MAX_TITLE", lib.TITLE_BYTES), ("MAX_BODY", lib.BODY_BYTES)):
         assert re.search(rf"^{name} = const\({value}\)", source, re.M), name
+
+
+def test_the_node_refuses_an_oversized_body_whoever_sends_it(
+    new_sim: NewSim, tmp_path: Path
+) -> None:
+    """The host's check is for a clear error; the node's is the rule (a host that skips it)."""
+    (ma,) = make_cell(new_sim, tmp_path, [("MA", "rabat-1")])
+    with connect(ma.device) as client:
+        guard.unlock(client, PIN)
+        with pytest.raises(DeviceError, match="at most 2000 bytes"):
+            lib.post(client, "notice", "routine", ["MA"], "t", "x" * 2100, 3600, [])
+        guard.lock(client)
+    assert status(ma)["entries"] == 0
