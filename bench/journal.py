@@ -144,8 +144,8 @@ def main() -> None:
         print(
             f"full after {full} bulletins{' (both slots held)' if updated else ''}: "
             f"entry {entry_bytes:.0f} bytes on average "
-            f"(+156-byte record), {info['free'] // 1024} KB left free, "
-            f"{info['reserve'] // 1024} KB of it kept for a deploy"
+            f"(+156-byte record), {info.flash_free_bytes // 1024} KB left free, "
+            f"{info.flash_reserved_bytes // 1024} KB of it kept for a deploy"
         )
         print(f"boot: {empty_boot:.2f} s with an empty journal, {full_boot:.2f} s full")
         print(

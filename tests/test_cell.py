@@ -123,7 +123,7 @@ def test_the_cell_converges_through_partitions_power_cuts_and_a_lossy_broker(
         listed = {d["id"]: d for d in map(json.loads, r.out.splitlines())}
         assert len(listed) == total
         for entry_id, d in listed.items():
-            readable = "to" in d
+            readable = d["state"] == "readable"
             assert not readable or n["partner"] in d["to"], (name, d)
             if entry_id in acked:
                 assert readable == (n["partner"] in acked[entry_id]), (name, entry_id)
@@ -140,8 +140,9 @@ def test_the_cell_converges_through_partitions_power_cuts_and_a_lossy_broker(
     tally = state["tally"]
     assert tally["dropped"] and tally["duplicated"] and tally["cut"], tally
     host, port = broker.parse_broker(state["direct"])
-    view = broker.cell_view(broker.summaries(host, port, Cell.open(Path(state["cell"])).id))
-    assert not view["forks"] and not view["alarms"]
+    cell_id = Cell.open(Path(state["cell"])).id
+    view = broker.cell_view(cell_id, broker.summaries(host, port, cell_id))
+    assert not view.forks and not view.alarms and not any(n.stale for n in view.nodes)
 
 
 def test_a_node_that_rolls_back_replays_and_floods_is_caught(
@@ -187,9 +188,9 @@ def test_a_node_that_rolls_back_replays_and_floods_is_caught(
 
     # the peers' witnesses catch the rewound audit log, the summaries show the fork
     def caught() -> bool:
-        view = broker.cell_view(broker.summaries(host, port, cell_id))
-        return any("es-1" in a for a in view["alarms"]) and any(
-            f.startswith("fork: es-1 at seq 1") for f in view["forks"]
+        view = broker.cell_view(cell_id, broker.summaries(host, port, cell_id))
+        return any("es-1" in a for a in view.alarms) and any(
+            f.startswith("fork: es-1 at seq 1") for f in view.forks
         )
 
     wait_for(caught, "an audit alarm and a fork against es-1")
@@ -206,8 +207,8 @@ def test_a_node_that_rolls_back_replays_and_floods_is_caught(
     def evidence_kept() -> bool:
         for name in ("ma-1", "fr-1", "be-1"):
             with connect(sim.find(name).device) as client:  # type: ignore[union-attr]
-                origins = lib.status(client)["origins"]
-            if not any(o["fp"] == es_fp and o["forks"] >= 1 for o in origins):
+                origins = lib.status(client).origins
+            if not any(o.fingerprint == es_fp and o.forks >= 1 for o in origins):
                 return False
         return True
 

@@ -105,7 +105,8 @@ def test_status(node: sim.Sim) -> None:
     for label in ("firmware", "up", "heap", "flash", "loop lag", "link", "temperature"):
         assert label in run.out
     snap = json.loads(ribat("status", "--json", *p(node)).out)
-    assert snap["node"]["partner"] == "BE" and snap["status"]["heap_free"] > 0
+    assert snap["partner"] == "BE" and snap["health"]["heap_free_bytes"] > 0
+    assert set(snap["health"]["frames_rejected"]) >= {"crc", "auth"}
 
 
 def test_telemetry_record_csv_and_jsonl(node: sim.Sim, tmp_path: Path) -> None:
@@ -117,17 +118,22 @@ def test_telemetry_record_csv_and_jsonl(node: sim.Sim, tmp_path: Path) -> None:
     assert len(rows) >= 5
     seqs = [int(r["seq"]) for r in rows]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
-    assert rows[-1]["fw"] == "0.1.0" and int(rows[-1]["heap_free"]) > 0
+    assert rows[-1]["firmware"] == "0.1.0" and int(rows[-1]["heap_free_bytes"]) > 0
+    assert rows[-1]["keys"] == "unprovisioned" and rows[-1]["alerts_pending"] == "0"
     run = ribat("telemetry", "record", "--format", "jsonl", "--duration", "0.6", *p(node))
     lines = [json.loads(line) for line in run.out.splitlines()]
-    assert lines and {"time", "uptime_ms", "rejected_crc"} <= set(lines[0])
+    assert lines and lines[0]["received"].endswith("Z") and lines[0]["health"]["uptime_ms"] > 0
+    assert lines[0]["health"]["frames_rejected"]["crc"] == 0
 
 
 def test_telemetry_watch(node: sim.Sim) -> None:
     ribat("config", "set", "telemetry.interval_ms", "200", *p(node))
     run = ribat("telemetry", "watch", "--duration", "1.2", *p(node))
     assert run.code == 0, run.err
-    assert "telemetry · frame" in run.out and "lost" in run.out
+    assert "telemetry frame" in run.out and "lost" in run.out and "audit head" in run.out
+    run = ribat("telemetry", "watch", "--json", "--duration", "1.2", *p(node))
+    frames = [json.loads(line) for line in run.out.splitlines()]
+    assert run.code == 0 and frames and frames[-1]["health"]["keys"] == "unprovisioned"
 
 
 def test_boards_marks_ribat_nodes(node: sim.Sim, new_sim) -> None:

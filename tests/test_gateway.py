@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 from test_journal import audit_events, one_line, post
+from test_json import conforms
 
 from conftest import PIN, Broker, NewSim, make_cell, ribat, running_broker
-from ribat import entry, sim
+from ribat import entry, results, sim
 from ribat.device.client import connect
 from ribat.ops import guard, sync
 from ribat.ops import journal as lib
@@ -55,9 +56,12 @@ def wait_line(proc: subprocess.Popen, text: str, timeout: float = 30) -> None:
 
 
 def cell_status(cell: Path, broker: Broker) -> dict[str, dict]:
+    """`ribat cell status --json`'s nodes, by fingerprint."""
     r = ribat("cell", "status", "--cell", str(cell), "--broker", broker.url, "--json")
     assert r.code == 0, r.err
-    return json.loads(r.out)
+    doc = json.loads(r.out)
+    conforms(doc, results.CellStatus)
+    return {n["fingerprint"]: n for n in doc["nodes"]}
 
 
 def wait_for(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
@@ -89,13 +93,12 @@ def test_nodes_converge_and_an_offline_node_catches_up(
         post(fr, "--kind", "request", "--to", "MA", "--title", "Asked", "--body", "?")
 
         def converged() -> bool:
-            docs = cell_status(cell, broker)
-            vectors = [d["vector"] for d in docs.values()]
-            return len(docs) == 2 and vectors[0] == vectors[1] and sum(vectors[0].values()) == 3
+            nodes = cell_status(cell, broker).values()
+            return len(nodes) == 2 and all(n["entries"] == 3 and not n["lags"] for n in nodes)
 
         wait_for(converged, "rabat-1 and paris-1 hold each other's entries")
         wait_for(
-            lambda: all(len(d["witnessed"]) == 1 for d in cell_status(cell, broker).values()),
+            lambda: all(len(n["witnessed_by"]) == 1 for n in cell_status(cell, broker).values()),
             "each witnessed the other's audit head",
         )
         r = ribat("cell", "status", "--cell", str(cell), "--broker", broker.url)
@@ -106,7 +109,9 @@ def test_nodes_converge_and_an_offline_node_catches_up(
     es_fp = _fp(es)
     with gateway(es, broker):
         wait_for(
-            lambda: cell_status(cell, broker).get(es_fp, {}).get("vector") == target,
+            lambda: (
+                cell_status(cell, broker).get(es_fp, {}).get("entries") == sum(target.values())
+            ),
             "madrid-1 caught up",
         )
         r = ribat("show", "-p", es.device, "--pin", PIN, for_es)

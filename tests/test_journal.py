@@ -20,6 +20,7 @@ from ribat.device.client import connect
 from ribat.errors import DeviceError
 from ribat.ops import guard
 from ribat.ops import journal as lib
+from ribat.results import JournalStatus
 
 
 def post(board: sim.Sim, *args: str) -> str:
@@ -36,7 +37,7 @@ def items(board: sim.Sim, *args: str) -> list[dict]:
     return [json.loads(line) for line in r.out.splitlines()]
 
 
-def status(board: sim.Sim) -> dict:
+def status(board: sim.Sim) -> JournalStatus:
     with connect(board.device) as client:
         return lib.status(client)
 
@@ -63,7 +64,7 @@ def import_file(dst: sim.Sim, path: Path) -> dict[str, str]:
 def audit_events(board: sim.Sim) -> list[str]:
     r = ribat("audit", "show", "-p", board.device, "--json")
     assert r.code == 0, r.err
-    return [e["ev"] for e in map(json.loads, r.out.splitlines()) if "ev" in e]
+    return [e["event"] for e in map(json.loads, r.out.splitlines())]
 
 
 def one_line(r: Run) -> bool:
@@ -87,7 +88,7 @@ def test_bulletins_are_read_only_where_released(pair: list[sim.Sim], tmp_path: P
     # what anyone sees on a locked node: ids, origins, expiries; no kind, title or text
     sealed = items(ma)
     assert [i["id"] for i in sealed] == [mine, both]
-    assert all("k" not in i and "ti" not in i and i["from"] == "MA" for i in sealed)
+    assert all(i["kind"] is None and i["title"] is None and i["partner"] == "MA" for i in sealed)
 
     path = tmp_path / "ma.rbj"
     assert move(ma, fr, path) == {mine: "stored", both: "stored"}
@@ -99,17 +100,18 @@ def test_bulletins_are_read_only_where_released(pair: list[sim.Sim], tmp_path: P
     r = ribat("show", "-p", fr.device, "--pin", PIN, mine)
     assert r.code == 13 and "not released to FR" in r.err and one_line(r)
     r = ribat("show", "-p", ma.device, "--pin", PIN, mine, "--json")
-    assert r.code == 0 and json.loads(r.out)["b"] == "for Moroccan eyes"
+    assert r.code == 0 and json.loads(r.out)["body"] == "for Moroccan eyes"
 
     listed = items(fr, "--pin", PIN)
-    assert listed[0]["id"] == mine and "k" not in listed[0]  # sealed to FR
-    assert listed[1]["ti"] == "Both" and listed[1]["to"] == ["MA", "FR"]
+    assert listed[0]["id"] == mine and listed[0]["state"] == "sealed"  # sealed to FR
+    assert listed[0]["kind"] is None and listed[0]["title"] is None
+    assert listed[1]["title"] == "Both" and listed[1]["to"] == ["MA", "FR"]
     assert [i["id"] for i in items(ma, "--pin", PIN, "--kind", "alert")] == [mine]
     assert items(fr, "--pin", PIN, "--from", "FR") == []
     assert items(fr, "--pin", PIN, "--since", "1h")[0]["id"] == both
 
     assert ribat("ack", "-p", fr.device, "--pin", PIN, both).code == 0
-    assert items(fr, "--pin", PIN)[1]["acked"] is True
+    assert items(fr, "--pin", PIN)[1]["acknowledged_here"] is True
     r = ribat("ack", "-p", fr.device, "--pin", PIN, mine)
     assert r.code == 13 and one_line(r)
 
@@ -140,7 +142,7 @@ def test_bad_posts_get_one_line_and_store_nothing(pair: list[sim.Sim], tmp_path:
         r = ribat("post", "-p", ma.device, "--pin", PIN, *args)
         assert r.code == code and words in r.err, (args, r.err)
         assert "Traceback" not in r.err
-    assert status(ma)["entries"] == 0
+    assert status(ma).entries == 0
     r = ribat("show", "-p", ma.device, "--pin", PIN, "12345678:1")
     assert r.code == 7 and "no entry" in r.err and one_line(r)
 
@@ -178,10 +180,10 @@ def test_every_import_outcome(new_sim: NewSim, tmp_path: Path) -> None:
     only3 = tmp_path / "only3.rbj"
     rewrite(full, only3, lambda raw: raw if seq_of(raw) == 3 else None)
     assert import_file(fr, only3) == {f"{prefix}:3": "gap"}
-    assert status(fr)["held"] == 1
+    assert status(fr).held == 1
     assert import_file(fr, full) == {f"{prefix}:1": "stored", f"{prefix}:2": "stored",
                                      f"{prefix}:3": "duplicate"}  # fmt: skip
-    assert status(fr)["held"] == 0 and status(fr)["origins"][0]["head"] == 3
+    assert status(fr).held == 0 and status(fr).origins[0].head == 3
 
     # tanger's bulletin, changed in the signature, a signed field, or the content
     post(tg, "--kind", "alert", "--to", "FR", "--title", "t")
@@ -223,12 +225,12 @@ def test_every_import_outcome(new_sim: NewSim, tmp_path: Path) -> None:
     post(ma, "--kind", "notice", "--to", "FR", "--title", "other history")
     forked = tmp_path / "forked.rbj"
     assert move(ma, fr, forked) == {f"{prefix}:1": "fork"}
-    origin = next(o for o in status(fr)["origins"] if o["name"] == "rabat-1")
-    assert origin["forks"] == 1 and origin["head"] == 4
+    origin = next(o for o in status(fr).origins if o.node == "rabat-1")
+    assert origin.forks == 1 and origin.head == 4
     assert import_file(fr, forked) == {f"{prefix}:1": "fork"}  # evidence kept once
     assert (
-        origin["forks"]
-        == next(o for o in status(fr)["origins"] if o["fp"] == origin["fp"])["forks"]
+        origin.forks
+        == next(o for o in status(fr).origins if o.fingerprint == origin.fingerprint).forks
     )
 
 
@@ -254,7 +256,7 @@ def test_bad_files_are_refused_whole(pair: list[sim.Sim], tmp_path: Path) -> Non
         assert r.code == 14 and words in r.err and one_line(r), (name, r.err)
     r = ribat("journal", "import", "-p", fr.device, str(tmp_path / "missing.rbj"))
     assert r.code == 14 and "cannot read" in r.err
-    assert status(fr)["entries"] == 0
+    assert status(fr).entries == 0
     assert "import" not in audit_events(fr)
     r = ribat("journal", "export", "-p", ma.device, str(good), "--since", "zz:1")
     assert r.code == 2 and "ORIGIN:SEQ" in r.err
@@ -270,7 +272,7 @@ def test_expired_content_is_purged_and_the_chain_stays(new_sim: NewSim, tmp_path
     ciphertext = min(lib.read_file(before)[1], key=seq_of)[entry.SIGNED + 41 :]
     assert ciphertext, "purged before it was exported: the test's expiry is too short"
     deadline = time.monotonic() + 20
-    while items(ma)[0]["state"] != "purged":
+    while items(ma)[0]["state"] != "expired":
         assert time.monotonic() < deadline, "not purged in time"
         time.sleep(0.5)
     r = ribat("show", "-p", ma.device, "--pin", PIN, short)
@@ -280,7 +282,7 @@ def test_expired_content_is_purged_and_the_chain_stays(new_sim: NewSim, tmp_path
     assert ribat("journal", "export", "-p", ma.device, str(after)).code == 0
     raws = sorted(lib.read_file(after)[1], key=seq_of)
     assert len(raws[0]) == entry.SIGNED and len(raws[1]) > entry.SIGNED  # header only
-    assert status(ma)["origins"][0]["head"] == 2
+    assert status(ma).origins[0].head == 2
     # the content's bytes are gone from the node's files (littlefs may keep freed blocks
     # until it reuses them: docs/security.md)
     files = on_flash(
@@ -317,7 +319,7 @@ def test_a_request_too_big_for_the_heap_is_answered(new_sim: NewSim, tmp_path: P
         posted += 1
         guard.lock(client)
     post(ma, "--kind", "notice", "--to", "MA", "--body", "short")
-    assert status(ma)["entries"] == posted + 1  # nothing half stored
+    assert status(ma).entries == posted + 1  # nothing half stored
 
 
 def test_a_pico_w_fed_by_syncs_lists_in_a_session(new_sim: NewSim, tmp_path: Path) -> None:
@@ -332,7 +334,7 @@ def test_a_pico_w_fed_by_syncs_lists_in_a_session(new_sim: NewSim, tmp_path: Pat
         for _ in range(5):
             lib.post(client, "notice", "routine", ["FR"], "t", "b" * 500, 3600, [])
         listed = lib.entries(client)
-        assert len(listed) == 6 and all("t" in item for item in listed)
+        assert len(listed) == 6 and all(b.state == "readable" for b in listed)
         guard.lock(client)
     assert ribat("sync", "-p", ma.device, "-p", fr.device).code == 0  # reloaded for it
     assert len(items(fr)) == 6
@@ -351,7 +353,7 @@ def test_a_full_journal_leaves_room_for_the_next_firmware(new_sim: NewSim, tmp_p
                 lib.post(client, "notice", "routine", [], "t", "b" * 2000, 3600, [])
                 posted += 1
     assert posted > 100
-    one_slot = status(ma)["reserve"]
+    one_slot = status(ma).flash_reserved_bytes
     for n in (1, 2):
         src = tmp_path / f"fw{n}"
         shutil.copytree(FIRMWARE, src, ignore=shutil.ignore_patterns("__pycache__", "mypy.ini"))
@@ -363,9 +365,9 @@ def test_a_full_journal_leaves_room_for_the_next_firmware(new_sim: NewSim, tmp_p
         with connect(ma.device) as client:
             assert client.wait_ready().build == release.manifest["targets"][0]["build"]
     after = status(ma)
-    assert after["entries"] == posted and after["origins"][0]["head"] == posted
+    assert after.entries == posted and after.origins[0].head == posted
     # both slots on flash: the next deploy writes over the old one, the node keeps less
-    assert after["reserve"] < one_slot / 2
+    assert after.flash_reserved_bytes < one_slot / 2
 
 
 def test_the_hosts_post_limits_are_the_nodes() -> None:
@@ -386,4 +388,4 @@ def test_the_node_refuses_an_oversized_body_whoever_sends_it(
         with pytest.raises(DeviceError, match="at most 2000 bytes"):
             lib.post(client, "notice", "routine", ["MA"], "t", "x" * 2100, 3600, [])
         guard.lock(client)
-    assert status(ma)["entries"] == 0
+    assert status(ma).entries == 0

@@ -122,8 +122,8 @@ def test_two_partners_that_saw_the_same_number_both_know_and_nobody_else(
         wait_for(lambda: len(convergences(ma)) == 1, "rabat's convergence", 60)
         took = time.monotonic() - started
         (at_ma,), (at_es,) = convergences(ma), convergences(es)
-        assert (at_ma["partner"], at_ma["id"], at_ma["mine"]) == ("ES", theirs, mine)
-        assert (at_es["partner"], at_es["id"], at_es["mine"]) == ("MA", mine, theirs)
+        assert (at_ma["partner"], at_ma["their_entry"], at_ma["our_entry"]) == ("ES", theirs, mine)
+        assert (at_es["partner"], at_es["their_entry"], at_es["our_entry"]) == ("MA", mine, theirs)
         assert convergences(fr) == [] and convergences(be) == []
         assert "convergence" in sim.panel(ma.name, 2.2)["led"]
         assert "convergence" in sim.panel(es.name, 2.2)["led"]

@@ -276,5 +276,5 @@ def test_forks_a_sync_finds_show_in_journal_status(pair: list[sim.Sim]) -> None:
     assert done["forks"], done
     for board in (ma, fr):
         with connect(board.device) as client:
-            origins = {o["name"]: o for o in journal.status(client)["origins"]}
-        assert origins["rabat-1"]["forks"] >= 1, (board.name, origins)
+            origins = {o.node: o for o in journal.status(client).origins}
+        assert origins["rabat-1"].forks >= 1, (board.name, origins)

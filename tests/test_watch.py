@@ -53,7 +53,7 @@ def led(board: sim.Sim, client: NodeClient | None = None) -> str:
 def acks(board: sim.Sim, ident: str) -> list[str]:
     """Who acknowledged bulletin ident, as board's journal tells."""
     (item,) = [i for i in items(board) if i["id"] == ident]
-    return [a["by"] for a in item["acks"]]
+    return [a["node"] for a in item["acknowledgements"]]
 
 
 def test_a_flash_bulletin_lights_the_nodes_it_is_for_and_the_button_answers(
@@ -240,7 +240,8 @@ def test_the_console_comes_back_with_its_node_and_refuses_a_wrong_pin(
 def test_times_show_in_the_operators_zone(new_sim: NewSim, tmp_path: Path) -> None:
     (ma,) = make_cell(new_sim, tmp_path, [("MA", "rabat-1")])
     ident = post(ma, "--kind", "notice", "--to", "MA", "--title", "Zoned", "--body", "x")
-    t = next(i["t"] for i in items(ma, "--pin", PIN) if i["id"] == ident)
+    written = next(i["written"] for i in items(ma, "--pin", PIN) if i["id"] == ident)
+    t = datetime.datetime.fromisoformat(written).timestamp()
     for zone in ("Africa/Casablanca", "Europe/Paris", "America/New_York", "UTC"):
         r = ribat("--tz", zone, "show", "-p", ma.device, "--pin", PIN, ident)
         assert r.code == 0, r.err
@@ -265,7 +266,8 @@ def test_list_follows_what_comes_and_status_counts_pending_alerts(
                      "--title", "Followed", "--body", "x")  # fmt: skip
         line = said(follow, ident)
         item = json.loads(line)
-        assert item["ti"] == "Followed" and item["s"] == "flash" and item["by"] == "rabat-1"
+        assert item["title"] == "Followed" and item["severity"] == "flash"
+        assert item["node"] == "rabat-1" and item["written"].endswith("Z")
         wait_for(lambda: "flash" in led(fr), "paris, unlocked by the list, raised the alert", 10)
     finally:
         follow.terminate()

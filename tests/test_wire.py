@@ -134,5 +134,5 @@ def test_a_chain_of_wires_carries_a_bulletin_across(new_sim: NewSim, tmp_path: P
     assert r.code == 0 and "30 stored" in r.out, r.err
     r = ribat("list", "-p", fr.device, "--pin", PIN, "--json")
     assert r.code == 0, r.err
-    titles = [json.loads(line).get("ti") for line in r.out.splitlines()]
+    titles = [json.loads(line)["title"] for line in r.out.splitlines()]
     assert titles.count(None) == 1 and sorted(titles[1:]) == sorted(f"n{i}" for i in range(30))

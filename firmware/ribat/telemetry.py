@@ -98,4 +98,5 @@ async def push(node) -> None:
         if config.get("telemetry.enabled"):
             meta = node.sampler.sample()
             meta["event"] = "telemetry"
+            meta["alerts"] = len(node.alert_pending)  # a count: status lists them
             node.link.event(meta)

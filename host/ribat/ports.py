@@ -23,8 +23,13 @@ KNOWN_VIDS = {
 @dataclass
 class Candidate:
     port: str  # device path
-    label: str  # what it is: "virtual-rp2-pico (sim:demo)", "Raspberry Pi 2e8a:0005"...
+    label: str  # what it is: "virtual-rp2-pico", "Raspberry Pi 2e8a:0005"...
     sim_name: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The port as a user gives it to --port: sim:NAME for a virtual board."""
+        return f"sim:{self.sim_name}" if self.sim_name else self.port
 
 
 def serial_candidates() -> list[Candidate]:
@@ -42,11 +47,7 @@ def serial_candidates() -> list[Candidate]:
 
 
 def sim_candidates() -> list[Candidate]:
-    return [
-        Candidate(s.tty, f"{s.board} (sim:{s.name})", s.name)
-        for s in sim.list_sims()
-        if s.running and s.tty
-    ]
+    return [Candidate(s.tty, s.board, s.name) for s in sim.list_sims() if s.running and s.tty]
 
 
 def candidates() -> list[Candidate]:
@@ -73,6 +74,6 @@ def resolve(port: str | None) -> str:
     if not found:
         raise NoBoard("no board found: plug one in, or start a virtual one with `ribat sim start`")
     if len(found) > 1:
-        listing = ", ".join(f"{c.port} [{c.label}]" for c in found)
+        listing = ", ".join(f"{c.name} [{c.label}]" for c in found)
         raise SeveralBoards(f"{len(found)} boards found ({listing}): choose one with --port")
     return found[0].port

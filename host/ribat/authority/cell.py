@@ -22,6 +22,7 @@ from pathlib import Path
 from ribat import ed25519, signed
 from ribat.errors import CellError
 from ribat.files import write_whole
+from ribat.results import ReleaseKey, Roster, RosterMember
 
 KEY = "authority.key"
 PUB = "authority.pub"
@@ -145,6 +146,15 @@ class Cell:
     @property
     def releasers(self) -> list:
         return list(self.roster.get("releasers") or [])
+
+    def listing(self) -> Roster:
+        """The roster as `cell roster show` tells it."""
+        return Roster(
+            self.id,
+            self.roster["version"],
+            [RosterMember(m["partner"], m["name"], m["fp"]) for m in self.roster["members"]],
+            [ReleaseKey(r["name"], r["key"]) for r in self.releasers],
+        )
 
     def add_releaser(self, name: str, key: str) -> dict:
         for r in self.releasers:

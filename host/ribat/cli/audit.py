@@ -7,9 +7,18 @@ import click
 
 from ribat import chain, signed
 from ribat.authority import chainverify
-from ribat.cli.common import console, open_node, port_option, when, write_output
+from ribat.cli.common import (
+    console,
+    echo_json,
+    json_option,
+    open_node,
+    port_option,
+    when,
+    write_output,
+)
 from ribat.errors import AuditBroken, CellError
 from ribat.ops import guard
+from ribat.results import AuditEntry
 
 
 @click.group("audit")
@@ -40,33 +49,33 @@ def _witness(text: str | None) -> tuple[int, str] | None:
 @click.option("--since", type=int, default=0, help="Only entries after this sequence number.")
 @click.option("--event", "events", multiple=True, metavar="EVENT",
               help="Only entries of this event (repeatable): unlock, post, update...")  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, as stored.")
+@json_option("One JSON object per entry (per line)")
 def show(port: str | None, since: int, events: tuple[str, ...], as_json: bool) -> None:
     """List the audit entries."""
     from rich.table import Table
 
     log, _ = guard.read_audit(open_node(port))
+    shown = []
+    for line in guard.audit_lines(log):
+        e = chain.parse(line)
+        if e is None:
+            continue
+        got = AuditEntry.from_line(e, signed.body_of(e))
+        if got.seq > since and (not events or got.event in events):
+            shown.append(got)
     if as_json:
-        for line in guard.audit_lines(log):
-            e = chain.parse(line) or {}
-            cp = signed.body_of(e)
-            if (cp or e).get("seq", 0) > since and (not events or e.get("ev") in events):
-                click.echo(json.dumps(e))
+        echo_json(shown)
         return
     table = Table(box=None, pad_edge=False)
     for title in ("seq", "time", "event", "details"):
         table.add_column(title)
-    for line in guard.audit_lines(log):
-        e = chain.parse(line) or {}
-        cp = signed.body_of(e)
-        if cp is not None:
-            if cp["seq"] > since and not events:
-                table.add_row(str(cp["seq"]), "", "checkpoint", f"{cp['folded']} entries folded")
-            continue
-        if e.get("seq", 0) <= since or (events and e.get("ev") not in events):
-            continue
-        detail = " ".join(f"{k}={_readable(v)}" for k, v in (e.get("d") or {}).items())
-        table.add_row(str(e["seq"]), when(e["t"], seconds=True), e["ev"], detail)
+    for got in shown:
+        if got.event == "checkpoint":
+            detail = f"{got.details['folded']} entries folded"
+        else:
+            detail = " ".join(f"{k}={_readable(v)}" for k, v in got.details.items())
+        t = when(got.time, seconds=True) if got.time else ""
+        table.add_row(str(got.seq), t, got.event, detail)
     console().print(table)
 
 

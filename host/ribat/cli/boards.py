@@ -5,10 +5,11 @@ from concurrent.futures import ThreadPoolExecutor
 import click
 
 from ribat import ports
-from ribat.cli.common import console
+from ribat.cli.common import console, echo_json, json_option
 from ribat.device.client import NodeClient
 from ribat.device.transport import Port
 from ribat.errors import NoAnswer, PortBusy, ProtocolMismatch, RibatError
+from ribat.results import Board
 
 PROBE_TIMEOUT_S = 0.5
 NOTES = {
@@ -18,18 +19,22 @@ NOTES = {
 }
 
 
-def _probe(candidate: ports.Candidate) -> tuple[str, str, str, str]:
-    """(node name, partner, firmware, note) of the ribat node there, if one answers."""
+def _probe(candidate: ports.Candidate) -> Board:
+    """The port, and the ribat node there if one answers."""
     try:
         with NodeClient(Port(candidate.port)) as client:
             info = client.hello(timeout=PROBE_TIMEOUT_S)
     except RibatError as e:
-        return "", "", "", NOTES.get(type(e), str(e))
-    return info.name, info.partner, f"{info.firmware} ({info.revision})", ""
+        note = NOTES.get(type(e), str(e))
+        return Board(candidate.name, candidate.port, candidate.label, None, None, None, None,
+                     note)  # fmt: skip
+    return Board(candidate.name, candidate.port, candidate.label, info.name, info.partner,
+                 info.firmware, info.revision, None)  # fmt: skip
 
 
 @click.command()
-def boards() -> None:
+@json_option("One JSON object per port (per line)")
+def boards(as_json: bool) -> None:
     """List serial ports that may be MicroPython boards and the running virtual boards,
     with the name, partner and firmware of each ribat node among them."""
     from rich.table import Table
@@ -42,9 +47,15 @@ def boards() -> None:
         return
     with ThreadPoolExecutor(max_workers=8) as pool:
         answers = list(pool.map(_probe, found))
+    if as_json:
+        echo_json(answers)
+        return
     table = Table(box=None, header_style="bold")
-    for column in ("PORT", "BOARD", "NODE", "PARTNER", "FIRMWARE", ""):
+    for column in ("PORT", "DEVICE", "BOARD", "NODE", "PARTNER", "FIRMWARE", ""):
         table.add_column(column)
-    for candidate, (name, partner, fw, note) in zip(found, answers, strict=True):
-        table.add_row(candidate.port, candidate.label, name, partner, fw, note)
+    for b in answers:
+        fw = f"{b.firmware} ({b.revision})" if b.firmware else ""
+        device = b.device if b.device != b.port else ""
+        table.add_row(b.port, device, b.description, b.node or "", b.partner or "", fw,
+                      b.note or "")  # fmt: skip
     console().print(table)

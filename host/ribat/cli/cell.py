@@ -5,7 +5,16 @@ from pathlib import Path
 import click
 
 from ribat.authority.cell import Cell, read_json
-from ribat.cli.common import console, duration, open_node, pin_option, plural, port_option
+from ribat.cli.common import (
+    console,
+    duration,
+    echo_json,
+    json_option,
+    open_node,
+    pin_option,
+    plural,
+    port_option,
+)
 from ribat.cli.gateway import broker_address, broker_option
 from ribat.cli.security import cell_option
 from ribat.ops import guard
@@ -36,16 +45,16 @@ def roster_group() -> None:
 def _show(cell: Cell) -> None:
     from rich.table import Table
 
-    roster = cell.roster
-    console().print(f"cell {cell.id}, roster version {roster['version']}")
+    roster = cell.listing()
+    console().print(f"cell {roster.cell}, roster version {roster.version}")
     table = Table(box=None, pad_edge=False)
     for title in ("partner", "name", "fingerprint"):
         table.add_column(title)
-    for m in roster["members"]:
-        table.add_row(m["partner"], m["name"], m["fp"])
+    for m in roster.members:
+        table.add_row(m.partner, m.name, m.fingerprint)
     console().print(table)
-    for r in cell.releasers:
-        console().print(f"release key {r['name']}: {r['key']}")
+    for r in roster.release_keys:
+        console().print(f"release key {r.name}: {r.key}")
 
 
 @roster_group.command("add")
@@ -74,9 +83,14 @@ def roster_remove(cell_dir: Path, name: str) -> None:
 
 @roster_group.command("show")
 @cell_option
-def roster_show(cell_dir: Path) -> None:
+@json_option("The roster as JSON")
+def roster_show(cell_dir: Path, as_json: bool) -> None:
     """List the nodes in the roster."""
-    _show(Cell.open(cell_dir))
+    cell = Cell.open(cell_dir)
+    if as_json:
+        echo_json(cell.listing())
+    else:
+        _show(cell)
 
 
 @roster_group.group("release")
@@ -147,12 +161,13 @@ def pairs(port: str | None, pin: str | None) -> None:
 @cell_group.command("status")
 @cell_option
 @broker_option
-@click.option("--json", "as_json", is_flag=True, help="The summaries as JSON, for scripts.")
+@json_option("The cell's state as JSON, for scripts")
 def status(cell_dir: Path, broker: str, as_json: bool) -> None:
     """Every node's journal as its gateway last published it: who lags whom, forks, the
-    audit heads each witnessed of the others, alarms; each alert raised, and who has and
-    has not acknowledged it."""
-    import json
+    audit heads each witnessed of the others, alarms, when each was last heard (a
+    gateway publishes at least every minute: STALE after three); each alert raised, and
+    who has and has not acknowledged it."""
+    import time
 
     from rich.table import Table
 
@@ -160,44 +175,51 @@ def status(cell_dir: Path, broker: str, as_json: bool) -> None:
 
     cell = Cell.open(cell_dir)
     host, port = broker_address(broker)
-    docs = summaries(host, port, cell.id)
+    view = cell_view(cell.id, summaries(host, port, cell.id))
     if as_json:
-        click.echo(json.dumps(docs))
+        echo_json(view)
         return
-    if not docs:
+    if not view.nodes:
         click.echo(f"no node of cell {cell.id} has published a summary on {host}:{port}")
         return
-    view = cell_view(docs)
+    now = time.time()
     table = Table(box=None, pad_edge=False)
-    titles = ("node", "partner", "firmware", "entries", "lags", "held", "audit", "witnessed by")
+    titles = ("node", "partner", "firmware", "entries", "lags", "held", "audit", "witnessed by",
+              "last heard")  # fmt: skip
     for title in titles:
         table.add_column(title)
-    for row in view["nodes"]:
+    for n in view.nodes:
+        lags = ", ".join(f"{o} -{k}" for o, k in n.lags.items()) or "-"
+        seen = ", ".join(f"{w}@{seq}" for w, seq in n.witnessed_by.items()) or "-"
+        heard = (
+            f"{duration(int(now - n.last_heard.timestamp()) * 1000)} ago"
+            if n.last_heard
+            else "never"
+        )
         table.add_row(
-            row["name"], row["partner"], row["firmware"], str(row["entries"]),
-            row["lags"] or "-", str(row["held"]), str(row["audit"]), row["witnessed_by"] or "-",
+            n.name, n.partner, (n.firmware or "?") + (" (trial)" if n.on_trial else ""),
+            str(n.entries), lags, str(n.held), "?" if n.audit_seq is None else str(n.audit_seq),
+            seen, f"[bold red]{heard} STALE[/]" if n.stale else heard,
         )  # fmt: skip
     console().print(table)
-    for alert in view["alerts"]:
+    for alert in view.alerts:
         who = "; ".join(
-            f"{n['node']} "
+            f"{a.node} "
             + (
-                f"acknowledged after {duration(n['after_s'] * 1000)}"
-                if n["acknowledged"]
-                else f"{'OVERDUE, ' if n['overdue'] else ''}pending for "
-                f"{duration(n['after_s'] * 1000)}"
+                f"acknowledged after {duration(a.after_s * 1000)}"
+                if a.acknowledged
+                else f"{'OVERDUE, ' if a.overdue else ''}pending for {duration(a.after_s * 1000)}"
             )
-            for n in alert["nodes"]
+            for a in alert.nodes
         )
-        click.echo(f"alert {alert['id']}: {who}")
-    for sig in view["signals"]:
+        click.echo(f"alert {alert.id}: {who}")
+    for sig in view.convergences:
         who = ", ".join(
-            f"{n['node']} {'acknowledged' if n['acknowledged'] else 'PENDING'}"
-            for n in sig["nodes"]
+            f"{s.node} {'acknowledged' if s.acknowledged else 'PENDING'}" for s in sig.nodes
         )
         click.echo(
-            f"convergence {'+'.join(sig['partners'])}: the same indicator reported, the first "
-            f"{duration(sig['age_s'] * 1000)} ago ({who})"
+            f"convergence {'+'.join(sig.partners)}: the same indicator reported, the first "
+            f"{duration(sig.age_s * 1000)} ago ({who})"
         )
-    for line in view["forks"] + view["alarms"]:
+    for line in view.forks + view.alarms:
         click.echo(line)

@@ -61,8 +61,10 @@ def set_zone(name: str | None) -> None:
         ) from None
 
 
-def when(t: float, seconds: bool = False) -> str:
-    """Unix time t as the operator reads it: date, time and zone."""
+def when(t: "float | datetime.datetime", seconds: bool = False) -> str:
+    """A time (Unix seconds, or a datetime) as the operator reads it: date, time, zone."""
+    if isinstance(t, datetime.datetime):
+        t = t.timestamp()
     local = datetime.datetime.fromtimestamp(t, zone or datetime.UTC)
     if zone is None:
         local = local.astimezone()  # the system's zone
@@ -225,3 +227,19 @@ def parse_duration(text: str, what: str) -> int:
             f"{text!r}: give a duration like 45s, 90m, 12h or 30d", param_hint=what
         )
     return int(m.group(1)) * _UNITS[m.group(2) or "s"]
+
+
+def json_option(help: str) -> Callable[[F], F]:
+    """--json: the command's document (docs/json.md) instead of text for people."""
+    return click.option("--json", "as_json", is_flag=True, help=help + " (docs/json.md).")
+
+
+def echo_json(result: object) -> None:
+    """A result (ribat.results) as one line of JSON on standard output; a list of results
+    as one line each (JSON lines)."""
+    import json
+
+    from ribat.results import to_json
+
+    for one in result if isinstance(result, list) else [result]:
+        click.echo(json.dumps(to_json(one), ensure_ascii=False))

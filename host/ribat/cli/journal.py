@@ -1,7 +1,6 @@
 """ribat post, list, show, ack and journal: the cell's bulletins on a node."""
 
 import datetime
-import json
 import re
 import sys
 import time
@@ -13,10 +12,20 @@ import click
 
 from ribat import entry, indicators
 from ribat.cli import common
-from ribat.cli.common import console, open_node, parse_duration, pin_option, port_option, when
+from ribat.cli.common import (
+    console,
+    echo_json,
+    json_option,
+    open_node,
+    parse_duration,
+    pin_option,
+    port_option,
+    when,
+)
 from ribat.cli.security import cell_option
 from ribat.ops import guard, signals
 from ribat.ops import journal as lib
+from ribat.results import AckEvent, Bulletin, ImportOutcome, utc
 
 if TYPE_CHECKING:
     from ribat.device.client import NodeClient
@@ -179,7 +188,7 @@ def _indicator_lines(body: str) -> tuple[str, list[str]]:
 @click.option("--unacked", is_flag=True, help="Only others' alerts not acknowledged on this node.")
 @click.option("--search", metavar="TEXT", help="Only bulletins whose title contains TEXT.")
 @click.option("--limit", type=click.IntRange(1), metavar="N", help="Only the newest N.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@json_option("One JSON object per bulletin (per line)")
 @click.option(
     "--follow", "-f", is_flag=True,
     help="Then print what comes (bulletins, acknowledgements) until Ctrl-C.",
@@ -204,34 +213,33 @@ def list_command(
     --severity and --search then match nothing, as nothing can be read.
     """
     client = open_node(port)
-    me = client.info.name if client.info else None
     filters = lib.list_filters(_since(since), partner and partner.upper(), kind)
 
-    def wanted(item: dict) -> bool:
-        if (
-            severity is not None
-            and item.get("s") not in entry.SEVERITIES[entry.SEVERITIES.index(severity) :]
-        ):
+    def wanted(b: Bulletin) -> bool:
+        if severity is not None and b.severity not in SEVERITIES[SEVERITIES.index(severity) :]:
             return False
-        if unacked and not (
-            "k" in item and item["s"] != "routine" and not item["acked"] and item["by"] != me
-        ):
+        if unacked and not (b.awaiting_ack and b.node != me):
             return False
-        return search is None or search.lower() in item.get("ti", "").lower()
+        return search is None or search.lower() in (b.title or "").lower()
 
+    me = client.info.name if client.info else None
     with guard.unlocked(client, pin):
         got, last = lib.records_after(client, -1, **filters)
-        items = [i for i in lib.with_acks(lib.in_order(got)) if wanted(i)]
+        shown = [b for b in lib.bulletins(got) if wanted(b)]
         if limit is not None:
-            items = items[-limit:]
-        _print_items(items, as_json)
+            shown = shown[-limit:]
+        _print_bulletins(shown, as_json)
         if follow:
             _follow(client, last, filters, wanted, as_json)
 
 
+SEVERITIES = entry.SEVERITIES
+
+
 def _follow(
-    client: "NodeClient", last: int, filters: dict, wanted: Callable[[dict], bool], as_json: bool
-) -> None:
+    client: "NodeClient", last: int, filters: dict, wanted: Callable[[Bulletin], bool],
+    as_json: bool,
+) -> None:  # fmt: skip
     """Print what the node stores from now on: each bulletin the filters keep, and each
     acknowledgement; until Ctrl-C."""
     try:
@@ -244,29 +252,32 @@ def _follow(
                 if item.get("k") == entry.SIGNAL:
                     continue  # the node's own bookkeeping: `ribat signals` tells what matters
                 if item.get("k") == entry.ACK:
-                    if as_json:
-                        click.echo(json.dumps(item))
-                    else:
-                        for ref in item.get("r", ()):
-                            click.echo(f"{when(item['t'])}  {ref} acknowledged by {item['by']}")
-                elif wanted({**item, "acks": []}):
-                    if as_json:
-                        click.echo(json.dumps({**item, "acks": []}))
-                    elif "k" in item:
-                        click.echo(
-                            f"{when(item['t'])}  {item['id']}  {item['from']} {item['by']}  "
-                            f"{item['k']} ({item['s']})  {item['ti']}"
-                        )
-                    else:
-                        click.echo(f"{item['id']}  {item['from']} {item['by']}  sealed")
+                    for ref in item.get("r", ()):
+                        ack = AckEvent(ref, item["by"], item["from"], utc(item["t"]))  # type: ignore[arg-type]
+                        if as_json:
+                            echo_json(ack)
+                        else:
+                            click.echo(f"{when(ack.time)}  {ref} acknowledged by {ack.node}")
+                    continue
+                b = Bulletin.from_node({**item, "acks": []})
+                if not wanted(b):
+                    continue
+                if as_json:
+                    echo_json(b)
+                elif b.state == "readable":
+                    click.echo(
+                        f"{when(b.written or b.expires)}  {b.id}  {b.partner} {b.node}  "
+                        f"{b.kind} ({b.severity})  {b.title}"
+                    )
+                else:
+                    click.echo(f"{b.id}  {b.partner} {b.node}  {b.state}")
     except KeyboardInterrupt:
         pass
 
 
-def _print_items(items: list[dict], as_json: bool) -> None:
+def _print_bulletins(shown: list[Bulletin], as_json: bool) -> None:
     if as_json:
-        for item in items:
-            click.echo(json.dumps(item))
+        echo_json(shown)
         return
     from rich.table import Table
 
@@ -274,54 +285,52 @@ def _print_items(items: list[dict], as_json: bool) -> None:
     for title in ("id", "written", "from", "kind", "severity", "title", "acknowledged by",
                   "expires"):  # fmt: skip
         table.add_column(title)
-    for item in items:
-        who = f"{item['from']} {item['by']}"
-        acked = ", ".join(f"{a['by']} {when(a['t'])}" for a in item["acks"]) or "-"
-        if "k" in item:
-            mark = "" if item["acked"] or item["s"] == "routine" else " [bold red]*[/]"
-            table.add_row(
-                item["id"],
-                when(item["t"]),
-                who,
-                item["k"],
-                item["s"] + mark,
-                item["ti"],
-                acked,
-                when(item["x"]),
-            )
+    for b in shown:
+        who = f"{b.partner} {b.node}"
+        acked = ", ".join(f"{a.node} {when(a.time)}" for a in b.acknowledgements) or "-"
+        if b.state == "readable":
+            mark = " [bold red]*[/]" if b.awaiting_ack else ""
+            written = when(b.written or b.expires)
+            table.add_row(b.id, written, who, b.kind, (b.severity or "") + mark, b.title, acked,
+                          when(b.expires))  # fmt: skip
         else:
-            what = {"purged": "expired", "held": "held (gap)", "fork": "fork evidence"}
-            table.add_row(
-                item["id"], "", who, what.get(item["state"], "sealed"), "", "", acked,
-                when(item["x"]),
-            )  # fmt: skip
+            what = {"expired": "expired", "held": "held (gap)", "fork": "fork evidence"}
+            table.add_row(b.id, "", who, what.get(b.state, "sealed"), "", "", acked,
+                          when(b.expires))  # fmt: skip
     console().print(table)
-    if not items:
+    if not shown:
         click.echo("no bulletins", err=True)
+    elif any(b.awaiting_ack for b in shown):
+        click.echo("* not acknowledged on this node yet (`ribat ack ID`)", err=True)
 
 
 @click.command()
 @port_option
 @pin_option
 @click.argument("entry_id", metavar="ID")
-@click.option("--json", "as_json", is_flag=True, help="The bulletin as JSON.")
+@json_option("The bulletin as JSON")
 def show(port: str | None, pin: str | None, entry_id: str, as_json: bool) -> None:
     """Read a bulletin (if it is released to this node's partner)."""
     _id_arg(entry_id)
     client = open_node(port)
     with guard.unlocked(client, pin):
-        item = lib.show(client, entry_id)
+        b = lib.show(client, entry_id)
     if as_json:
-        click.echo(json.dumps(item))
+        echo_json(b)
         return
-    click.echo(f"{item['id']}  {item['k']} ({item['s']})  from {item['from']} {item['by']}")
-    click.echo(f"written {when(item['t'])}, expires {when(item['x'])}, to {','.join(item['to'])}")
-    if item.get("r"):
-        click.echo(f"refers to {', '.join(item['r'])}")
-    if item["ti"]:
-        click.echo(f"\n{item['ti']}")
-    if item["b"]:
-        click.echo(f"\n{item['b']}")
+    click.echo(f"{b.id}  {b.kind} ({b.severity})  from {b.partner} {b.node}")
+    written = when(b.written) if b.written else "?"
+    click.echo(f"written {written}, expires {when(b.expires)}, to {','.join(b.to or ())}")
+    acked = "acknowledged on this node" if b.acknowledged_here else "not acknowledged here"
+    click.echo(acked if b.severity != "routine" else "routine: no acknowledgement asked")
+    if b.refs:
+        click.echo(f"refers to {', '.join(b.refs)}")
+    if b.indicators:
+        click.echo(f"indicators {', '.join(b.indicators)}")
+    if b.title:
+        click.echo(f"\n{b.title}")
+    if b.body:
+        click.echo(f"\n{b.body}")
 
 
 @click.command()
@@ -348,26 +357,26 @@ def journal_group() -> None:
 
 @journal_group.command("status")
 @port_option
-@click.option("--json", "as_json", is_flag=True, help="The status as JSON.")
+@json_option("The status as JSON")
 def status(port: str | None, as_json: bool) -> None:
     """Each origin's chain as this node holds it: head, held gaps, forks; free flash."""
     info = lib.status(open_node(port))
     if as_json:
-        click.echo(json.dumps(info))
+        echo_json(info)
         return
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False)
     for title in ("origin", "node", "head", "held", "forks", "head digest"):
         table.add_column(title)
-    for o in info["origins"]:
-        forks = f"[bold red]{o['forks']}[/]" if o["forks"] else "0"
-        who = f"{o['partner']} {o['name']}" if o["name"] else "(not in roster)"
-        table.add_row(o["fp"], who, str(o["head"]), str(o["held"]), forks, o["digest"][:16])
+    for o in info.origins:
+        forks = f"[bold red]{o.forks}[/]" if o.forks else "0"
+        who = f"{o.partner} {o.node}" if o.node else "(not in roster)"
+        table.add_row(o.fingerprint, who, str(o.head), str(o.held), forks, o.head_digest[:16])
     console().print(table)
     click.echo(
-        f"{info['entries']} entries, {info['free'] // 1024} KB free "
-        f"({info['reserve'] // 1024} KB of it kept for a firmware deploy)"
+        f"{info.entries} entries, {info.flash_free_bytes // 1024} KB free "
+        f"({info.flash_reserved_bytes // 1024} KB of it kept for a firmware deploy)"
     )
 
 
@@ -391,14 +400,14 @@ def export_command(port: str | None, file: Path, since_text: str | None) -> None
     since: dict[str, int] = {}
     if since_text:
         try:
-            since = lib.parse_vector(since_text, info["origins"])
+            since = lib.parse_vector(since_text, info.origins)
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="--since") from None
     raws = lib.export(client, since)
     assert client.info is not None
     head = {
-        "cell": info["cell"],
-        "node": info["fp"],
+        "cell": info.cell,
+        "node": info.fingerprint,
         "name": client.info.name,
         "partner": client.info.partner,
         "t": int(time.time()),
@@ -412,7 +421,7 @@ def export_command(port: str | None, file: Path, since_text: str | None) -> None
 @journal_group.command("import")
 @port_option
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per entry.")
+@json_option("One JSON object per entry (per line)")
 def import_command(port: str | None, file: Path, as_json: bool) -> None:
     """Give the node the sealed entries of FILE; report what became of each.
 
@@ -435,7 +444,7 @@ def import_command(port: str | None, file: Path, as_json: bool) -> None:
     for entry_id, outcome in results:
         tally[outcome] = tally.get(outcome, 0) + 1
         if as_json:
-            click.echo(json.dumps({"id": entry_id, "outcome": outcome}))
+            echo_json(ImportOutcome(entry_id, outcome))
         elif outcome != "duplicate":
             click.echo(f"{entry_id} {outcome}")
     summary = ", ".join(f"{n} {name}" for name, n in sorted(tally.items()))

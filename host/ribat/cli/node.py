@@ -1,13 +1,20 @@
 """ribat status and ribat reset."""
 
-import json
 import time
 from typing import TYPE_CHECKING
 
 import click
 
-from ribat import codec
-from ribat.cli.common import console, duration, open_node, port_option, size
+from ribat.cli.common import (
+    console,
+    duration,
+    echo_json,
+    json_option,
+    open_node,
+    port_option,
+    size,
+)
+from ribat.results import NodeStatus
 
 if TYPE_CHECKING:
     from ribat.device.client import NodeInfo
@@ -15,21 +22,21 @@ if TYPE_CHECKING:
 
 @click.command()
 @port_option
-@click.option("--json", "as_json", is_flag=True, help="Print the raw snapshot as JSON.")
+@json_option("The status as JSON")
 def status(port: str | None, as_json: bool) -> None:
     """Show a node's identity, health and link counters at a glance."""
     client = open_node(port)
     info = client.info
     assert info is not None
-    snap = client.request("status")
+    got = NodeStatus.from_node(info, client.request("status"))
     if as_json:
-        click.echo(json.dumps({"node": vars(info), "status": snap}, indent=2))
+        echo_json(got)
         return
     from rich.table import Table
 
-    rejected = snap.get("rx_rejected") or []
-    causes = ", ".join(f"{n} {codec.CAUSES[i]}" for i, n in enumerate(rejected) if n)
-    temp = snap.get("temp_c")
+    h = got.health
+    rejected = sum(h.frames_rejected.values())
+    causes = ", ".join(f"{n} {cause}" for cause, n in h.frames_rejected.items() if n)
     table = Table(box=None, show_header=False, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
@@ -37,27 +44,28 @@ def status(port: str | None, as_json: bool) -> None:
     fallback = " [red](fallback: the active slot did not start)[/]" if info.fallback else ""
     table.add_row("firmware", f"{info.firmware} ({info.revision}), slot {info.slot}{fallback}")
     table.add_row("release", _release_line(info))
-    table.add_row("up", f"{duration(snap['uptime_ms'])} since {snap['reset_cause']} reset")
-    table.add_row("heap", f"{size(snap['heap_free'])} free, {size(snap['heap_used'])} used")
-    table.add_row("flash", f"{size(snap['flash_free'])} free, {size(snap['flash_used'])} used")
-    table.add_row("loop lag", f"{snap['loop_lag_ms']} ms")
+    table.add_row("up", f"{duration(h.uptime_ms)} since {h.reset_cause} reset")
+    table.add_row("heap", f"{size(h.heap_free_bytes)} free, {size(h.heap_used_bytes)} used")
+    table.add_row("flash", f"{size(h.flash_free_bytes)} free, {size(h.flash_used_bytes)} used")
+    table.add_row("loop lag", f"{h.loop_lag_ms} ms")
     table.add_row(
         "link",
-        f"{snap['rx_ok']} frames in, {snap['tx']} out, "
-        f"{sum(rejected)} rejected" + (f" ({causes})" if causes else ""),
+        f"{h.frames_in} frames in, {h.frames_out} out, "
+        f"{rejected} rejected" + (f" ({causes})" if causes else ""),
     )
+    temp = h.temperature_c
     table.add_row("temperature", "no sensor" if temp is None else f"{temp:.1f} °C")
-    pending = snap.get("alerts") or []
+    pending = got.alerts_pending
     if pending:
-        oldest = min(received for _, received in pending)
+        oldest = min(a.received.timestamp() for a in pending)
         table.add_row(
             "alerts",
             f"[bold red]{len(pending)} pending[/], the oldest for "
-            f"{duration(max(0, int(time.time()) - oldest) * 1000)} (`ribat watch`, `ribat ack`)",
+            f"{duration(max(0, int(time.time() - oldest)) * 1000)} (`ribat watch`, `ribat ack`)",
         )
-    if "keys" in snap:
-        table.add_row("keys", snap["keys"])
-        table.add_row("audit head", f"{snap['audit_seq']}:{snap['audit_head']}")
+    if h.keys is not None:
+        table.add_row("keys", h.keys)
+        table.add_row("audit head", f"{h.audit_seq}:{h.audit_head}")
     if info.config_error:
         table.add_row("config", f"[red]{info.config_error}[/]")
     console().print(table)

@@ -12,6 +12,8 @@ from ribat.cli.common import (
     ask_new_pin,
     ask_pin,
     console,
+    echo_json,
+    json_option,
     open_node,
     pin_option,
     plural,
@@ -20,6 +22,7 @@ from ribat.cli.common import (
     write_output,
 )
 from ribat.ops import guard
+from ribat.results import Identity
 
 
 def cell_option(f: common.F) -> common.F:
@@ -33,8 +36,8 @@ def cell_option(f: common.F) -> common.F:
     )(f)
 
 
-def _show_identity(info: dict) -> None:
-    if info["state"] == "unprovisioned":
+def _show_identity(info: Identity) -> None:
+    if info.state == "unprovisioned":
         click.echo("unprovisioned: run `ribat provision` to give this node its keys")
         return
     from rich.table import Table
@@ -42,19 +45,19 @@ def _show_identity(info: dict) -> None:
     table = Table(box=None, show_header=False, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("node", f"{info['name']} ({info['partner']})")
-    table.add_row("fingerprint", f"[bold]{info['fp']}[/]")
-    table.add_row("signing key", f"Ed25519 {info['sign']}")
-    table.add_row("agreement key", f"X25519 {info['kx']}")
-    table.add_row("cell", info["cell"])
+    table.add_row("node", f"{info.name} ({info.partner})")
+    table.add_row("fingerprint", f"[bold]{info.fingerprint}[/]")
+    table.add_row("signing key", f"Ed25519 {info.signing_key}")
+    table.add_row("agreement key", f"X25519 {info.agreement_key}")
+    table.add_row("cell", info.cell or "none")
     roster = (
-        f"version {info['roster']}, {plural(info['members'], 'node')}"
-        if info["roster"]
+        f"version {info.roster_version}, {plural(info.roster_members or 0, 'node')}"
+        if info.roster_version
         else "none"
     )
     table.add_row("roster", roster)
     table.add_row(
-        "state", f"{info['state']}, {info['tries']} of {info['max_tries']} PIN tries used"
+        "state", f"{info.state}, {info.pin_tries_used} of {info.pin_tries_allowed} PIN tries used"
     )
     console().print(table)
 
@@ -91,16 +94,21 @@ def provision(
     pin = ask_new_pin(pin, weak_pin)
     info = guard.provision(client, cell, partner, name, pin, weak_pin)
     click.echo(f"provisioned {info['name']} ({info['partner']}) in cell {info['cell']}", err=True)
-    _show_identity(info)
+    _show_identity(Identity.from_node(info))
 
 
 @click.group("identity", invoke_without_command=True)
 @port_option
+@json_option("The identity as JSON")
 @click.pass_context
-def identity_group(ctx: click.Context, port: str | None) -> None:
+def identity_group(ctx: click.Context, port: str | None, as_json: bool) -> None:
     """Show a node's public identity and fingerprint; `export` it for the roster."""
     if ctx.invoked_subcommand is None:
-        _show_identity(guard.identity(open_node(port)))
+        info = Identity.from_node(guard.identity(open_node(port)))
+        if as_json:
+            echo_json(info)
+        else:
+            _show_identity(info)
 
 
 @identity_group.command("export")

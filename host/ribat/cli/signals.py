@@ -1,17 +1,24 @@
 """ribat signals, ribat check: weak signals on a node (ribat.ops.signals)."""
 
-import json
 import time
 
 import click
 
-from ribat.cli.common import duration, open_node, pin_option, port_option, when
+from ribat.cli.common import (
+    duration,
+    echo_json,
+    json_option,
+    open_node,
+    pin_option,
+    port_option,
+    when,
+)
 from ribat.ops import guard, signals
 
 
 @click.group("signals", invoke_without_command=True)
 @port_option
-@click.option("--json", "as_json", is_flag=True, help="One JSON object a convergence.")
+@json_option("One JSON object a convergence")
 @click.pass_context
 def signals_group(ctx: click.Context, port: str | None, as_json: bool) -> None:
     """The convergences this node raised: another partner reported an indicator one of
@@ -22,8 +29,7 @@ def signals_group(ctx: click.Context, port: str | None, as_json: bool) -> None:
     found, window = signals.convergences(open_node(port))
     now = int(time.time())
     if as_json:
-        for c in found:
-            click.echo(json.dumps(c))
+        echo_json(found)
         return
     if not found:
         click.echo(
@@ -31,11 +37,12 @@ def signals_group(ctx: click.Context, port: str | None, as_json: bool) -> None:
         )
         return
     for c in found:
-        state = f"acknowledged {when(c['acked'])}" if c["acked"] else "PENDING"
+        acked = c.acknowledged
+        state = f"acknowledged {when(acked)}" if acked else "PENDING"
         click.echo(
-            f"{when(c['detected'])}  {c['partner']} ({c['by']}) {c['id']} and yours "
-            f"{c['mine']}: the same indicator, first reported "
-            f"{duration((now - c['first']) * 1000)} ago; {state}"
+            f"{when(c.detected)}  {c.partner} ({c.node}) {c.their_entry} and "
+            f"yours {c.our_entry}: the same indicator, first reported "
+            f"{duration(int(now - c.first_reported.timestamp()) * 1000)} ago; {state}"
         )
 
 
@@ -53,7 +60,7 @@ def ack(port: str | None, pin: str | None) -> None:
 @click.command()
 @port_option
 @pin_option
-@click.option("--json", "as_json", is_flag=True, help="The answer as JSON.")
+@json_option("The answer as JSON")
 @click.argument("indicator", metavar="KIND:VALUE")
 def check(port: str | None, pin: str | None, as_json: bool, indicator: str) -> None:
     """Has another partner of the cell reported INDICATOR within the window? A lookup
@@ -68,10 +75,10 @@ def check(port: str | None, pin: str | None, as_json: bool, indicator: str) -> N
     with guard.unlocked(client, pin):
         got = signals.check(client, indicator)
     if as_json:
-        click.echo(json.dumps(got))
+        echo_json(got)
         return
-    for f in got["found"]:
-        click.echo(f"{f['partner']} ({f['by']}) reported it in {f['id']}, {when(f['t'])}")
-    if not got["found"]:
+    for f in got.reported_by:
+        click.echo(f"{f.partner} ({f.node}) reported it in {f.entry}, {when(f.time)}")
+    if not got.reported_by:
         click.echo("no other partner reported it within the window")
-    click.echo(f"{got['left']} lookups left today", err=True)
+    click.echo(f"{got.lookups_left} lookups left today", err=True)

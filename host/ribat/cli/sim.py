@@ -3,7 +3,7 @@
 import click
 
 from ribat import sim
-from ribat.cli.common import console
+from ribat.cli.common import console, echo_json, json_option
 from ribat.device import boards
 
 
@@ -40,18 +40,27 @@ def start(board: str, name: str | None, fast_link: bool) -> None:
 
 
 @sim_group.command("list")
-def list_() -> None:
+@json_option("One JSON object per virtual board (per line)")
+def list_(as_json: bool) -> None:
     """List virtual boards, running or stopped."""
     from rich.table import Table
 
+    from ribat.results import VirtualBoard
+
+    found = [
+        VirtualBoard(s.name, s.board, s.running, f"sim:{s.name}", s.tty or None, s.pid or None)
+        for s in sim.list_sims()
+    ]
+    if as_json:
+        echo_json(found)
+        return
     table = Table(box=None, header_style="bold")
-    for column in ("NAME", "BOARD", "STATE", "PORT", "PID"):
+    for column in ("NAME", "BOARD", "STATE", "PORT", "DEVICE", "PID"):
         table.add_column(column)
-    for s in sim.list_sims():
-        table.add_row(
-            s.name, s.board, "running" if s.running else "stopped", s.tty or "", str(s.pid or "")
-        )
-    if table.row_count:
+    for b in found:
+        state = "running" if b.running else "stopped"
+        table.add_row(b.name, b.board, state, b.port, b.device or "", str(b.pid or ""))
+    if found:
         console().print(table)
     else:
         click.echo("no virtual boards: start one with `ribat sim start`", err=True)
@@ -82,14 +91,14 @@ def reset(name: str) -> None:
 
 @sim_group.command("panel")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="The panel as JSON.")
+@json_option("The panel as JSON")
 def panel_command(name: str, as_json: bool) -> None:
     """What a virtual board's LED, buzzer and button do, watched for a second."""
-    import json
+    from ribat.results import Panel
 
     seen = sim.panel(name)
     if as_json:
-        click.echo(json.dumps(seen))
+        echo_json(Panel(seen["led"], seen["led_level"], seen["buzzer_beeps"], seen["button"]))
         return
     click.echo(f"LED     {seen['led']} (level {seen['led_level']}%)")
     beeps = seen["buzzer_beeps"]

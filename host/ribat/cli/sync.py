@@ -1,10 +1,9 @@
 """ribat sync: reconcile two nodes' journals through this host."""
 
-import json
-
 import click
 
 from ribat import errors
+from ribat.cli.common import echo_json, json_option
 
 
 def _tally(outcomes: dict[str, int]) -> str:
@@ -20,7 +19,7 @@ def _tally(outcomes: dict[str, int]) -> str:
     metavar="PORT",
     help="A node to sync (give two): serial device, or sim:NAME for a virtual board.",
 )
-@click.option("--json", "as_json", is_flag=True, help="One JSON document, for scripts.")
+@json_option("One JSON document, for scripts")
 def sync(port_names: tuple[str, ...], as_json: bool) -> None:
     """Reconcile the journals of two nodes attached to this host.
 
@@ -41,22 +40,16 @@ def sync(port_names: tuple[str, ...], as_json: bool) -> None:
     with connect(first) as a, connect(second) as b:
         report = lib.sync(a, b)
     if as_json:
-        doc = {
-            "legs": [vars(leg) for leg in report.legs],
-            "witnessed": [{"witness": w, "peer": p, "verdict": v} for w, p, v in report.witnessed],
-            "alarms": report.alarms,
-            "forks": report.forks,
-        }
-        click.echo(json.dumps(doc))
+        echo_json(report)
     else:
         for leg in report.legs:
             line = f"{leg.source} -> {leg.target}: "
             line += _tally(leg.outcomes) if leg.sent else "nothing to send"
-            if leg.full:
+            if leg.target_full:
                 line += f" ({leg.target}'s journal is full: the rest stays with {leg.source})"
             click.echo(line)
-        for w, p, v in report.witnessed:
-            click.echo(f"{w} witnessed {p}'s audit head: {v}")
+        for w in report.witnessed:
+            click.echo(f"{w.witness} witnessed {w.peer}'s audit head: {w.verdict}")
         for fp in report.forks:
             click.echo(f"fork: the two hold different entries at the head of {fp}")
     if report.alarms:

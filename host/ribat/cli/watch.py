@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from ribat.device.client import NodeClient
     from ribat.gateway.bridge import Gateway
+    from ribat.results import Bulletin
 
 RETRY_S = 3.0  # between two tries to reach a node that went away
 LOG_LINES = 8  # the console's last lines kept on screen
@@ -38,7 +39,7 @@ class Console:
         self.view: duty.DutyView | None = None
         self.gateway: Gateway | None = None
         self.log: deque[str] = deque(maxlen=LOG_LINES)
-        self.opened: dict | None = None  # the bulletin shown (a key asked for it)
+        self.opened: Bulletin | None = None  # the bulletin shown (a key asked for it)
         self.stopping = False
         self.lost_told = ""
 
@@ -55,17 +56,18 @@ class Console:
 
     def tell_change(self, c: duty.Change) -> None:
         item = c.item
-        about = f"[{item['id']}] {item.get('ti', '')}"
+        about = f"[{item.get('id')}] {item.get('ti', '')}"
         if c.kind == "alert":
             self.tell(f"ALERT {item['s']} from {item['by']} ({item['from']}): {about}", bell=True)
         elif c.kind == "bulletin":
             self.tell(f"{item['k']} ({item['s']}) from {item['by']} ({item['from']}): {about}")
         elif c.kind == "ack":
             self.tell(f"ACK {c.by} acknowledged {about} after {_ago(c.after_s)}")
-        elif c.kind == "convergence":
+        elif c.convergence is not None:
+            v = c.convergence
             self.tell(
-                f"CONVERGENCE {item['partner']} ({item['by']}) reported in {item['id']} what "
-                f"your {item['mine']} reports: ask them (post --kind request --ref {item['id']})",
+                f"CONVERGENCE {v.partner} ({v.node}) reported in {v.their_entry} what your "
+                f"{v.our_entry} reports: ask them (post --kind request --ref {v.their_entry})",
                 bell=True,
             )
         elif c.kind == "overdue":
@@ -214,8 +216,8 @@ class Console:
             return
         if self.plain:
             o = self.opened
-            click.echo(f"{o['id']} {o['k']} ({o['s']}) from {o['by']} ({o['from']}): {o['ti']}")
-            click.echo(o["b"])
+            click.echo(f"{o.id} {o.kind} ({o.severity}) from {o.node} ({o.partner}): {o.title}")
+            click.echo(o.body)
             self.opened = None
 
     # -- the screen ----------------------------------------------------------------------
@@ -277,15 +279,14 @@ class Console:
                     signals.add_column(col)
                 for c in reversed(view.convergences[-5:]):
                     signals.add_row(
-                        "ok" if c["acked"] else "[yellow]PENDING[/]", f"{c['partner']} {c['by']}",
-                        c["id"], c["mine"], _ago(now - c["first"]),
+                        "ok" if c.acknowledged else "[yellow]PENDING[/]", f"{c.partner} {c.node}",
+                        c.their_entry, c.our_entry, _ago(now - c.first_reported.timestamp()),
                     )  # fmt: skip
                 parts.append(signals)
         if self.opened is not None:
             o = self.opened
-            parts.append(
-                Panel(o["b"] or "", title=f"{o['id']} · {o['ti']} · from {o['by']}", width=80)
-            )
+            title = f"{o.id} · {o.title} · from {o.node}"
+            parts.append(Panel(o.body or "", title=title, width=80))
         parts.append(Text("\n".join(self.log), style="dim"))
         parts.append(
             Text("a acknowledge the pending alerts · 1-9 open a bulletin · q quit", "bold")

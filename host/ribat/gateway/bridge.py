@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from ribat import entry
 from ribat.device.client import NodeClient
 from ribat.errors import PortBusy, RibatError
-from ribat.gateway.broker import connect_to, is_summary, json_doc, topics
+from ribat.gateway.broker import HEARTBEAT_S, connect_to, is_summary, json_doc, topics
 from ribat.ops import journal as lib
 from ribat.ops import sync
 
@@ -74,6 +74,7 @@ class Gateway:
         self.unproven: set[str] = set()  # peers whose last summary did not prove its log
         self.summary_sent = ""
         self.summary_echo = ""  # our summary as the broker sent it back
+        self.summary_at = -HEARTBEAT_S  # when it was last published (monotonic)
         self.garbage_told = 0
         self.mqtt = self._connect(host, port)
 
@@ -262,9 +263,12 @@ class Gateway:
 
     def _publish_summary(self, summary: dict) -> None:
         text = json.dumps(summary, sort_keys=True)
+        now = time.monotonic()
         if text != self.summary_sent:
-            self.last_sent["summary"] = time.monotonic()
-        elif self.summary_echo == text or not self._due("summary"):
+            self.last_sent["summary"] = now
+        elif now - self.summary_at < HEARTBEAT_S and (
+            self.summary_echo == text or not self._due("summary")
+        ):
             return  # sent, and the broker has it (or had no time to send it back)
         # stamped with when it was sent (ms, an int: a Pico's floats are 32-bit), so that
         # a peer's node can tell it from an older one a broker delivers late (the stamp is
@@ -272,6 +276,7 @@ class Gateway:
         stamped = json.dumps({**summary, "sent": int(time.time() * 1000)}, sort_keys=True)
         self.mqtt.publish(self.root + f"summary/{self.fp}", stamped, qos=1, retain=True)
         self.summary_sent = text
+        self.summary_at = now  # unchanged, published again after HEARTBEAT_S: a sign of life
 
     def _ask_again(self, summary: dict) -> None:
         """Subscribe again to an origin's entries when a peer holds some we lack and the

@@ -11,6 +11,8 @@ from ribat.errors import BrokerError
 if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
 
+    from ribat.results import CellAlert, CellConvergence, CellStatus
+
 DEFAULT_PORT = 1883
 
 
@@ -83,10 +85,20 @@ def summaries(host: str, port: int, cell: str, wait_s: float = 1.0) -> dict[str,
     return got
 
 
-def cell_view(docs: dict[str, dict]) -> dict:
+# A gateway publishes its node's summary when it changes and at least this often: a
+# summary older than STALE_S tells of a gateway (or its node) gone quiet.
+HEARTBEAT_S = 60.0
+STALE_S = 3 * HEARTBEAT_S
+
+
+def cell_view(cell: str, docs: dict[str, dict], now: float | None = None) -> "CellStatus":
     """What `ribat cell status` shows of a cell's summaries: per node its entries, what it
-    lacks of each origin against the most advanced node, its held entries, audit head
-    and who witnessed it; forks (two nodes, one seq, two heads) and alarms."""
+    lacks of each origin against the most advanced node, its held entries, audit head,
+    who witnessed it and when it was last heard; forks (two nodes, one seq, two heads),
+    alarms, alerts and convergences."""
+    from ribat.results import CellStatus, NodeSummary, utc
+
+    now = time.time() if now is None else now
     names = {fp: d.get("name") or fp for fp, d in docs.items()}
     best: dict[str, int] = {}
     for d in docs.values():
@@ -95,27 +107,31 @@ def cell_view(docs: dict[str, dict]) -> dict:
     nodes = []
     for fp, d in sorted(docs.items(), key=lambda i: (i[1].get("partner", ""), names[i[0]])):
         vector = d["vector"]
-        lags = [
-            f"{names.get(o, o[:9])} -{n - vector.get(o, 0)}"
-            for o, n in sorted(best.items())
-            if vector.get(o, 0) < n
-        ]
-        seen_by = [
-            f"{names[w]}@{other['witnessed'][fp]['seq']}"
-            for w, other in sorted(docs.items())
-            if fp in (other.get("witnessed") or {})
-        ]
+        sent = d.get("sent")
+        heard = sent / 1000 if isinstance(sent, int) else None
         nodes.append(
-            {
-                "name": names[fp],
-                "partner": d.get("partner", "?"),
-                "entries": sum(vector.values()),
-                "lags": ", ".join(lags),
-                "held": sum(len(v) for v in (d.get("held") or {}).values()),
-                "audit": (d.get("audit") or {}).get("seq", "?"),
-                "witnessed_by": ", ".join(seen_by),
-                "firmware": (d.get("fw") or "?") + (" (trial)" if d.get("trial") else ""),
-            }
+            NodeSummary(
+                name=names[fp],
+                partner=d.get("partner", "?"),
+                fingerprint=fp,
+                firmware=d.get("fw"),
+                on_trial=bool(d.get("trial")),
+                entries=sum(vector.values()),
+                lags={
+                    names.get(o, o[:9]): n - vector.get(o, 0)
+                    for o, n in sorted(best.items())
+                    if vector.get(o, 0) < n
+                },
+                held=sum(len(v) for v in (d.get("held") or {}).values()),
+                audit_seq=(d.get("audit") or {}).get("seq"),
+                witnessed_by={
+                    names[w]: other["witnessed"][fp]["seq"]
+                    for w, other in sorted(docs.items())
+                    if fp in (other.get("witnessed") or {})
+                },
+                last_heard=utc(heard),
+                stale=heard is None or now - heard > STALE_S,
+            )
         )
     forks = []
     for origin in sorted(best):
@@ -137,41 +153,44 @@ def cell_view(docs: dict[str, dict]) -> dict:
         for p, seen in sorted((d.get("witnessed") or {}).items())
         if seen.get("alarm")
     ]
-    return {"nodes": nodes, "forks": forks, "alarms": alarms, "alerts": alert_view(docs, names),
-            "signals": signal_view(docs, names)}  # fmt: skip
+    return CellStatus(cell, nodes, forks, alarms, alert_view(docs, names, now),
+                      signal_view(docs, names, now))  # fmt: skip
 
 
-def signal_view(docs: dict[str, dict], names: dict[str, str], now: float | None = None) -> list:
+def signal_view(
+    docs: dict[str, dict], names: dict[str, str], now: float | None = None
+) -> list["CellConvergence"]:
     """Each convergence the nodes raised (ribat.signals): the partners in it, how long
     since the first report, and per node whether it acknowledged. Two nodes tell the same
     convergence: one row for both."""
+    from ribat.results import CellConvergence, SignalAtNode
+
     now = time.time() if now is None else now
-    out: dict[tuple, dict] = {}
+    out: dict[tuple, CellConvergence] = {}
     for fp, d in sorted(docs.items(), key=lambda i: names[i[0]]):
         for partners, first, acked in d.get("signals") or ():
-            row = out.setdefault((tuple(partners), first), {
-                "partners": list(partners), "age_s": int(now - first), "nodes": []})  # fmt: skip
-            row["nodes"].append({"node": names[fp], "acknowledged": bool(acked)})
+            fresh = CellConvergence(list(partners), int(now - first), [])
+            row = out.setdefault((tuple(partners), first), fresh)
+            row.nodes.append(SignalAtNode(names[fp], bool(acked)))
     return list(out.values())
 
 
-def alert_view(docs: dict[str, dict], names: dict[str, str], now: float | None = None) -> list:
+def alert_view(
+    docs: dict[str, dict], names: dict[str, str], now: float | None = None
+) -> list["CellAlert"]:
     """Each alert the nodes raised, as their summaries tell it: the bulletin, and per
     node that raised it, acknowledged after how long, or pending for how long
     and whether past that node's alert.ack_timeout_s (overdue)."""
+    from ribat.results import AlertAtNode, CellAlert
+
     now = time.time() if now is None else now
-    out: dict[str, dict] = {}
+    out: dict[str, CellAlert] = {}
     for fp, d in sorted(docs.items(), key=lambda i: names[i[0]]):
         timeout = d.get("ack_timeout_s") or 0
         for ident, received, acked in d.get("alerts") or ():
-            alert = out.setdefault(ident, {"id": ident, "nodes": []})
+            alert = out.setdefault(ident, CellAlert(ident, []))
             waited = (acked or now) - received
-            alert["nodes"].append(
-                {
-                    "node": names[fp],
-                    "acknowledged": bool(acked),
-                    "after_s": int(waited),
-                    "overdue": not acked and waited >= timeout,
-                }
+            alert.nodes.append(
+                AlertAtNode(names[fp], bool(acked), int(waited), not acked and waited >= timeout)
             )
     return list(out.values())

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from ribat import entry
 from ribat.device.client import NodeClient
 from ribat.ops import journal, signals
+from ribat.results import Convergence
 
 KEPT = 200  # bulletins kept in view: older ones leave it
 KEPT_CONVERGENCES = 16  # as many as a node keeps
@@ -25,12 +26,13 @@ class Change:
     """Something the console tells: "bulletin" (a new one it may read), "alert" (a new
     one of enough severity from another node: the bell), "ack" (someone acknowledged a
     bulletin in view), "overdue" (an alert waited past alert.ack_timeout_s), "convergence"
-    (another partner reported what this node did: ribat.signals; item is the convergence)."""
+    (another partner reported what this node did: ribat.signals; in .convergence)."""
 
     kind: str
     item: dict
     by: str = ""  # for an ack: who; for an overdue own alert: the partner not answering
     after_s: int = 0  # for an ack or an overdue: how long after the bulletin
+    convergence: Convergence | None = None
 
 
 @dataclass
@@ -44,7 +46,7 @@ class DutyView:
     received: dict[str, int] = field(default_factory=dict)  # alert id -> when it came
     after: int | None = None  # the last record read
     told_overdue: set[tuple[str, str]] = field(default_factory=set)
-    convergences: list[dict] = field(default_factory=list)  # the node's (ribat.ops.signals)
+    convergences: list[Convergence] = field(default_factory=list)  # ribat.ops.signals
     signals_pending: int = 0
 
     def settings(self, values: dict) -> None:
@@ -81,12 +83,12 @@ class DutyView:
         if pending == self.signals_pending:
             return []
         self.signals_pending = pending
-        told = {(c["id"], c["mine"]) for c in self.convergences}
+        told = {(c.their_entry, c.our_entry) for c in self.convergences}
         self.convergences = signals.convergences(client)[0][-KEPT_CONVERGENCES:]
         return [
-            Change("convergence", c)
+            Change("convergence", {}, convergence=c)
             for c in self.convergences
-            if not c["acked"] and (c["id"], c["mine"]) not in told
+            if c.acknowledged is None and (c.their_entry, c.our_entry) not in told
         ]
 
     def _take(self, got: list[dict], now: float) -> list[Change]:

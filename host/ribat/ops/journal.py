@@ -20,6 +20,7 @@ from pathlib import Path
 from ribat import entry
 from ribat.device.client import NodeClient
 from ribat.errors import CellError, DeviceError, RibatError
+from ribat.results import Bulletin, JournalStatus, OriginChain
 
 FORMAT = "ribat-journal v1"
 # A Pico signs in about 1.2 s and verifies in 1.6 s (docs/security.md): a post may also
@@ -75,11 +76,18 @@ def post(
 
 def entries(
     client: NodeClient, since: int = 0, partner: str | None = None, kind: str | None = None
-) -> list[dict]:
-    """The journal's entries with what the node lets us read of each: those sealed to it
-    first (by origin and seq), then the others by the time they were written."""
+) -> list[Bulletin]:
+    """The journal's bulletins with what the node lets us read of each, and who
+    acknowledged each: those sealed to it first (by origin and seq), then the others by
+    the time they were written."""
     out, _ = records_after(client, -1, **list_filters(since, partner, kind))
-    return in_order(out)
+    return bulletins(out)
+
+
+def bulletins(items: list[dict]) -> list[Bulletin]:
+    """The bulletins among a list's items, in a list's order, each with who acknowledged
+    it (from the acknowledgements among items)."""
+    return [Bulletin.from_node(i) for i in with_acks(in_order(items))]
 
 
 def list_filters(since: int = 0, partner: str | None = None, kind: str | None = None) -> dict:
@@ -139,26 +147,27 @@ def with_acks(items: list[dict]) -> list[dict]:
     ]
 
 
-def show(client: NodeClient, entry_id: str) -> dict:
-    return client.request("journal.show", timeout=READ_TIMEOUT_S, id=entry_id)
+def show(client: NodeClient, entry_id: str) -> Bulletin:
+    return Bulletin.from_node(client.request("journal.show", timeout=READ_TIMEOUT_S, id=entry_id))
 
 
 def ack(client: NodeClient, entry_id: str) -> dict:
     return client.request("journal.ack", timeout=READ_TIMEOUT_S, id=entry_id)
 
 
-def status(client: NodeClient) -> dict:
-    return client.request("journal.status")
+def status(client: NodeClient) -> JournalStatus:
+    return JournalStatus.from_node(client.request("journal.status"))
 
 
-def parse_vector(text: str, origins: list[dict]) -> dict[str, int]:
+def parse_vector(text: str, origins: list[OriginChain]) -> dict[str, int]:
     """--since ORIGIN:SEQ,... (ORIGIN: a fingerprint, or its first 8 digits as in entry
     ids) as the node's vector {fingerprint: seq}, given its status's origins."""
     vector: dict[str, int] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         origin, _, seq = part.rpartition(":")
         key = origin.replace("-", "").lower()
-        matches = [o["fp"] for o in origins if o["fp"].replace("-", "").startswith(key)]
+        matches = [o.fingerprint for o in origins
+                   if o.fingerprint.replace("-", "").startswith(key)]  # fmt: skip
         if not origin or not seq.isdigit() or len(matches) != 1:
             raise ValueError(
                 f"{part!r} is not ORIGIN:SEQ with an origin this node holds "

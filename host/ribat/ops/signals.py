@@ -5,6 +5,7 @@ so that a typo is refused before anything is sent."""
 from ribat import indicators
 from ribat.device.client import NodeClient
 from ribat.errors import RibatError
+from ribat.results import Convergence, Lookup
 
 LOOKUP_TIMEOUT_S = 30.0  # the pairwise keys derived first, if the session has not yet
 
@@ -22,19 +23,22 @@ def parse(text: str, partner: str) -> list[str]:
     return [kind, value]
 
 
-def check(client: NodeClient, text: str) -> dict:
-    """Has any other partner of the cell reported this indicator within the window?
-    {"found": [{"id", "partner", "by", "t"}], "left": lookups left today}."""
+def check(client: NodeClient, text: str) -> Lookup:
+    """Has any other partner of the cell reported this indicator within the window? Who,
+    and the lookups left today."""
     assert client.info is not None
     parse(text, client.info.partner)
-    return client.request("signals.check", timeout=LOOKUP_TIMEOUT_S, indicator=text)
+    return Lookup.from_node(
+        client.request("signals.check", timeout=LOOKUP_TIMEOUT_S, indicator=text)
+    )
 
 
-def convergences(client: NodeClient) -> tuple[list[dict], int]:
+def convergences(client: NodeClient) -> tuple[list[Convergence], int]:
     """The node's convergences, newest last, and its window in days."""
     got = client.request("signals.list")
     keys = ("partner", "by", "id", "mine", "first", "detected", "acked")
-    return [dict(zip(keys, c, strict=True)) for c in got["conv"]], got["window_days"]
+    found = [Convergence.from_node(dict(zip(keys, c, strict=True))) for c in got["conv"]]
+    return found, got["window_days"]
 
 
 def acknowledge(client: NodeClient) -> int:

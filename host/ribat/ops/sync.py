@@ -13,33 +13,13 @@ A sync is three steps, each safe to cut at any byte and to run again:
 The relay sees summaries, sealed entries and audit hashes: nothing a node keeps sealed.
 """
 
-from dataclasses import dataclass, field
-
 from ribat.device.client import NodeClient
 from ribat.errors import CellError
 from ribat.ops import journal as lib
+from ribat.results import SyncLeg, SyncReport, Witness
 
 HELLO_TIMEOUT_S = 20.0  # a node reads its audit log for the hashes asked of it
 AUDIT_AT_MAX = 16  # audit hashes a node tells per hello (firmware/ribat/replica.py)
-
-
-@dataclass
-class Leg:
-    """What one side sent the other in a sync."""
-
-    source: str
-    target: str
-    sent: int = 0
-    outcomes: dict[str, int] = field(default_factory=dict)
-    full: bool = False
-
-
-@dataclass
-class Report:
-    legs: list[Leg]
-    witnessed: list[tuple[str, str, str]]  # (witness, peer, verdict)
-    alarms: list[str]  # "witness: peer's audit log ..."
-    forks: list[str]  # origins whose heads differ at one seq between the two
 
 
 def hello(client: NodeClient, audit_at: list[int] | None = None) -> dict:
@@ -60,22 +40,22 @@ def lacks(have: dict, want: dict) -> bool:
     return any(n > want["vector"].get(fp, 0) for fp, n in have["vector"].items())
 
 
-def send(src: NodeClient, dst: NodeClient, src_sum: dict, dst_sum: dict) -> Leg:
+def send(src: NodeClient, dst: NodeClient, src_sum: dict, dst_sum: dict) -> SyncLeg:
     """The entries src holds and dst lacks, from src to dst, frame by frame."""
-    leg = Leg(src_sum["name"], dst_sum["name"])
+    leg = SyncLeg(src_sum["name"], dst_sum["name"], 0, {}, False)
     if lacks(src_sum, dst_sum):
         _give(src, dst, src_sum, dst_sum["vector"], dst_sum["held"], leg)
     return leg
 
 
-def send_head(src: NodeClient, dst: NodeClient, src_sum: dict, origin: str, leg: Leg) -> None:
+def send_head(src: NodeClient, dst: NodeClient, src_sum: dict, origin: str, leg: SyncLeg) -> None:
     """src's entry at the head of origin's chain, to dst, which holds another at that seq."""
     since = {**src_sum["vector"], origin: src_sum["vector"][origin] - 1}
     _give(src, dst, src_sum, since, {}, leg)
 
 
 def _give(
-    src: NodeClient, dst: NodeClient, src_sum: dict, since: dict, held: dict, leg: Leg
+    src: NodeClient, dst: NodeClient, src_sum: dict, since: dict, held: dict, leg: SyncLeg
 ) -> None:
     """src's entries past since, but those held, given to dst; counted in leg."""
     total, frames = lib.export_frames(src, since, held)
@@ -88,7 +68,7 @@ def _give(
     leg.sent += len(given)
     for _, outcome in given:
         leg.outcomes[outcome] = leg.outcomes.get(outcome, 0) + 1
-    leg.full = leg.full or len(given) < total
+    leg.target_full = leg.target_full or len(given) < total
 
 
 def witness(client: NodeClient, peer: dict) -> dict:
@@ -107,7 +87,7 @@ def forks(a: dict, b: dict) -> list[str]:
     ]
 
 
-def sync(a: NodeClient, b: NodeClient) -> Report:
+def sync(a: NodeClient, b: NodeClient) -> SyncReport:
     """Reconcile two nodes of one cell: entries both ways, audit heads witnessed."""
     sa, sb = hello(a), hello(b)
     # again, asking each for its audit line at the seq the other witnessed
@@ -119,13 +99,13 @@ def sync(a: NodeClient, b: NodeClient) -> Report:
     if sa["fp"] == sb["fp"]:
         raise CellError(f"both ports reach the same node ({sa['name']}): give two nodes")
     legs = [send(a, b, sa, sb), send(b, a, sb, sa)]
-    report = Report(legs, [], [], forks(sa, sb))
+    report = SyncReport(legs, [], forks(sa, sb), [])
     for fp in report.forks:  # each keeps the other's head as evidence (journal status)
         send_head(a, b, sa, fp, legs[0])
         send_head(b, a, sb, fp, legs[1])
     for client, me, peer in ((a, sa, sb), (b, sb, sa)):
         result = witness(client, peer)
-        report.witnessed.append((me["name"], peer["name"], result["verdict"]))
+        report.witnessed.append(Witness(me["name"], peer["name"], result["verdict"]))
         if result["alarm"]:
             report.alarms.append(f"{me['name']}: {peer['name']}'s audit log {result['alarm']}")
     return report

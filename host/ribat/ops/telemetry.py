@@ -1,38 +1,36 @@
-"""Telemetry on the host: rows from the node's events, loss counting, CSV and JSONL.
+"""Telemetry on the host: frames from the node's events, loss counting, CSV and JSONL.
 
 A node numbers its events; a gap in the numbers is a frame lost on the way.
 """
 
 import csv
+import dataclasses
 import json
 import time
-from datetime import UTC, datetime
 from typing import IO
 
-from ribat import codec, schema
+from ribat import codec
+from ribat.results import Health, TelemetryFrame, iso, to_json
 
-# A row: the host's time, the event's number, then the node's sample (ribat.schema), its
-# rejections spread over a column per cause.
-FIELDS = [
-    "time",
-    "seq",
-    *(name for name in schema.TELEMETRY if name != "rx_rejected"),
-    *(f"rejected_{cause}" for cause in codec.CAUSES),
-]
+# A CSV row: the host's time, the event's number, then the node's health (ribat.results),
+# its rejections spread over a column per cause.
+HEALTH = [f.name for f in dataclasses.fields(Health) if f.name != "frames_rejected"]
+FIELDS = ["received", "seq", *HEALTH, *(f"rejected_{cause}" for cause in codec.CAUSES)]
 FORMATS = ("csv", "jsonl")
 
 
-def row(event: dict, received: float | None = None) -> dict:
-    """One flat record: the event's fields, rejections by cause, and the host's time."""
-    stamp = datetime.fromtimestamp(received or time.time(), UTC)
-    out: dict[str, object] = {"time": stamp.isoformat(timespec="milliseconds")}
-    out["seq"] = event.get("seq")
-    for name in schema.TELEMETRY:
-        if name != "rx_rejected":
-            out[name] = event.get(name)
-    rejected = event.get("rx_rejected") or []
-    for i, cause in enumerate(codec.CAUSES):
-        out[f"rejected_{cause}"] = rejected[i] if i < len(rejected) else 0
+def frame(event: dict, received: float | None = None) -> TelemetryFrame:
+    """A telemetry event as the frame it tells, stamped with the host's time."""
+    return TelemetryFrame.from_node(event, time.time() if received is None else received)
+
+
+def flat(f: TelemetryFrame) -> dict:
+    """One CSV row of a frame."""
+    out: dict[str, object] = {"received": iso(f.received), "seq": f.seq}
+    for name in HEALTH:
+        out[name] = getattr(f.health, name)
+    for cause, n in f.health.frames_rejected.items():
+        out[f"rejected_{cause}"] = n
     return out
 
 
@@ -52,7 +50,7 @@ class LossCounter:
 
 
 class Recorder:
-    """Writes rows as CSV (with a header) or JSON lines, each line whole and flushed."""
+    """Writes frames as CSV (with a header) or JSON lines, each line whole and flushed."""
 
     def __init__(self, out: IO[str], fmt: str) -> None:
         self.out = out
@@ -61,9 +59,9 @@ class Recorder:
         if self.writer is not None:
             self.writer.writeheader()
 
-    def write(self, record: dict) -> None:
+    def write(self, f: TelemetryFrame) -> None:
         if self.writer is not None:
-            self.writer.writerow(record)
+            self.writer.writerow(flat(f))
         else:
-            self.out.write(json.dumps(record) + "\n")
+            self.out.write(json.dumps(to_json(f)) + "\n")
         self.out.flush()
