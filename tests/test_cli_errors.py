@@ -1,11 +1,13 @@
 """Every error a user can meet: one clear line, a non-zero exit, no traceback unless
 --debug, and nothing changed on the node."""
 
+import json
 import os
 import pty
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -46,8 +48,20 @@ def test_port_busy(node: sim.Sim) -> None:
     brief = {"RIBAT_PORT_WAIT": "1"}  # the default, 30 s, waits out a gateway's round
     with serial.Serial(node.device, exclusive=True):
         for command in ("status", "flash"):
-            busy = ribat(command, "--port", node.device, env=brief)
-            one_clean_line(busy, 3, "in use by another program")
+            busy = ribat(command, "--port", f"sim:{node.name}", env=brief)
+            # the holder named (this test's process), the port as given, said at once
+            waiting, error = busy.err.splitlines()
+            assert waiting.startswith(f"sim:{node.name} is in use by ") and "(pid " in waiting
+            assert "waiting up to 1 s" in waiting
+            assert busy.code == 3 and error.startswith(f"error: sim:{node.name} is in use by ")
+            assert str(os.getpid()) in error and "Traceback" not in busy.err
+        quick = time.monotonic()
+        listed = ribat("boards", "--json")
+        assert time.monotonic() - quick < 5  # boards does not wait for a held port
+        (held,) = [
+            b for b in map(json.loads, listed.out.splitlines()) if b["device"] == node.device
+        ]
+        assert held["port"] == f"sim:{node.name}" and f"pid {os.getpid()}" in held["note"]
         one_clean_line(ribat("status", "-p", node.device, env={"RIBAT_PORT_WAIT": "x"}), 6, "x")
     # a port let go of while a command waits for it is taken
     holder = subprocess.Popen(
@@ -69,10 +83,10 @@ def test_port_disappears_mid_command(node: sim.Sim) -> None:
         text=True,
     )
     assert proc.stdout is not None
-    assert proc.stdout.readline().startswith("time,seq,")  # the header: it is recording
+    assert proc.stdout.readline().startswith("received,seq,")  # the header: it is recording
     sim.stop(node.name)
     _, err = proc.communicate(timeout=30)
-    one_clean_line(Run(proc.returncode, "", err), 4, "disappeared")
+    one_clean_line(Run(proc.returncode, "", err), 4, f"sim:{node.name} disappeared")
 
 
 def test_board_runs_micropython_but_not_ribat(board: sim.Sim) -> None:

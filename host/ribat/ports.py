@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 
 from ribat import sim
+from ribat.device import transport
 from ribat.errors import NoBoard, SeveralBoards
 
 # USB vendor ids of MicroPython boards and of the USB-UART bridges on ESP32 dev kits.
@@ -68,6 +69,7 @@ def resolve(port: str | None) -> str:
                     f"virtual board {name} is stopped: start it with "
                     f"`ribat sim start --name {name}`"
                 )
+            transport.NAMES[virtual.tty] = port  # messages name it as the user did
             return virtual.tty
         return port
     found = candidates()
@@ -76,4 +78,5 @@ def resolve(port: str | None) -> str:
     if len(found) > 1:
         listing = ", ".join(f"{c.name} [{c.label}]" for c in found)
         raise SeveralBoards(f"{len(found)} boards found ({listing}): choose one with --port")
+    transport.NAMES[found[0].port] = found[0].name
     return found[0].port

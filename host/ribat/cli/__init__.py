@@ -191,12 +191,13 @@ def cli(debug: bool, tz: str | None) -> None:
     Nodes keep UTC; times show in the operator's zone (--tz).
     """
     from ribat.cli import common
+    from ribat.device import transport
 
     common.set_zone(tz)
+    # a port another program holds: who, and how long we wait for it, said at once
+    transport.busy_notice = lambda text: click.echo(text, err=True)
     if debug:
         import logging
-
-        from ribat.device import transport
 
         logging.basicConfig(level=logging.DEBUG, format="%(name)s %(message)s")
         transport.wire_log = logging.getLogger("ribat.wire")

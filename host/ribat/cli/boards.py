@@ -7,14 +7,13 @@ import click
 from ribat import ports
 from ribat.cli.common import console, echo_json, json_option
 from ribat.device.client import NodeClient
-from ribat.device.transport import Port
+from ribat.device.transport import Port, holders
 from ribat.errors import NoAnswer, PortBusy, ProtocolMismatch, RibatError
 from ribat.results import Board
 
 PROBE_TIMEOUT_S = 0.5
 NOTES = {
     NoAnswer: "no ribat node answers",
-    PortBusy: "in use by another program",
     ProtocolMismatch: "a ribat node speaking another protocol version",
 }
 
@@ -22,8 +21,13 @@ NOTES = {
 def _probe(candidate: ports.Candidate) -> Board:
     """The port, and the ribat node there if one answers."""
     try:
-        with NodeClient(Port(candidate.port)) as client:
+        # a port another program holds is said so at once, not waited for
+        with NodeClient(Port(candidate.port, name=candidate.name, wait_s=0)) as client:
             info = client.hello(timeout=PROBE_TIMEOUT_S)
+    except PortBusy:
+        note = "in use by " + (", ".join(holders(candidate.port)) or "another program")
+        return Board(candidate.name, candidate.port, candidate.label, None, None, None, None,
+                     note)  # fmt: skip
     except RibatError as e:
         note = NOTES.get(type(e), str(e))
         return Board(candidate.name, candidate.port, candidate.label, None, None, None, None,

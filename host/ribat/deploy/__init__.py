@@ -64,7 +64,7 @@ def _unchanged(
         image = build(board, MpyFormat.from_sys(info.mpy), source, info.revision or "")
         if info.build != image.manifest["build"] or info.board != board.name:
             return None
-        step(f"{client.port.path} runs build {info.build}: verifying its files")
+        step(f"{client.port.name} runs build {info.build}: verifying its files")
         verified = client.request("fw.verify", timeout=VERIFY_TIMEOUT_S)
     except RibatError:
         return None  # no node, an old one, another board: deploy through the REPL
@@ -86,7 +86,7 @@ def _refuse_sealed(client: NodeClient) -> None:
         return
     if state != "unprovisioned":
         raise Sealed(
-            f"{client.port.path} is a provisioned node: it takes signed releases only "
+            f"{client.port.name} is a provisioned node: it takes signed releases only "
             "(`ribat release build` and `sign`, then `ribat flash --bundle FILE`), or a "
             "deploy once wiped"
         )

@@ -101,7 +101,7 @@ def _until_confirmed(
     said = None
     while True:
         if info.firmware != version:
-            raise DeployError(_went_back(client.port.path, version, info))
+            raise DeployError(_went_back(client.port.name, version, info))
         if info.trial is None:
             return "node"
         if confirm:
@@ -109,7 +109,7 @@ def _until_confirmed(
             return "host"
         if time.monotonic() > deadline:
             raise DeployError(
-                f"release {version} runs on {client.port.path} on trial, unconfirmed: "
+                f"release {version} runs on {client.port.name} on trial, unconfirmed: "
                 "confirm it with `ribat flash --confirm`, or let it go back"
             )
         if info.trial != said:

@@ -16,6 +16,7 @@ from ribat.errors import InvalidConfig, NoBoard, PortBusy, PortGone
 
 if TYPE_CHECKING:
     import logging
+    from collections.abc import Callable
 
 BAUDRATE = 115200
 # How long a port another program holds is waited for, unless $RIBAT_PORT_WAIT says: a
@@ -33,19 +34,69 @@ def _held_elsewhere(e: Exception) -> bool:
     return code in (errno.EBUSY, errno.EAGAIN) or "exclusively lock" in text or "busy" in text
 
 
-def _open_error(path: str, e: Exception) -> Exception:
+def holders(path: str) -> list[str]:
+    """The programs that have path open, as "name (pid N)", where the system tells (Linux's
+    /proc; only those of this user are visible, others' are left out)."""
+    found = []
+    try:
+        target = os.path.realpath(path)
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return []
+    for pid in pids:
+        if int(pid) == os.getpid():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            if not any(os.path.realpath(f"/proc/{pid}/fd/{fd}") == target for fd in fds):
+                continue
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+        except OSError:
+            continue
+        found.append(f"{_program(argv)} (pid {pid})")
+    return found
+
+
+def _program(argv: list[str]) -> str:
+    """What people call a command line: `python -m ribat gateway` is "ribat gateway"."""
+    if not argv:
+        return "?"
+    words = [os.path.basename(a) for a in argv[:4]]
+    if words[0].startswith("python") and len(words) > 2 and argv[1] == "-m":
+        words = words[2:]
+    elif words[0].startswith("python") and len(words) > 1:
+        words = words[1:]
+    return " ".join(words[:2])
+
+
+def _busy_text(name: str, path: str) -> str:
+    who = holders(path)
+    return f"{name} is in use by " + (", ".join(who) if who else "another program")
+
+
+def _open_error(name: str, path: str, e: Exception) -> Exception:
     code = getattr(e, "errno", None)
     text = str(e)
     if _held_elsewhere(e):
         return PortBusy(
-            f"{path} is in use by another program: close it (mpremote, a terminal,"
-            " another ribat) and try again"
+            f"{_busy_text(name, path)}: close it (mpremote, a terminal, a gateway, another "
+            "ribat) and try again, or wait longer ($RIBAT_PORT_WAIT seconds)"
         )
     if code == errno.ENOENT or "No such file" in text or "could not open port" in text:
-        return NoBoard(f"no serial port {path}: see `ribat boards` for the ones there are")
+        return NoBoard(f"no serial port {name}: see `ribat boards` for the ones there are")
     if code == errno.EACCES:
-        return PortBusy(f"no permission to open {path}: add your user to the 'dialout' group")
-    return NoBoard(f"cannot open {path}: {e}")
+        return PortBusy(f"no permission to open {name}: add your user to the 'dialout' group")
+    return NoBoard(f"cannot open {name}: {e}")
+
+
+# The ports as the user named them (sim:NAME) by device path, for messages: filled in by
+# ribat.ports.resolve.
+NAMES: dict[str, str] = {}
+
+# Told once when a port is found held and waited for (ribat.cli prints it on stderr); the
+# library prints nothing itself.
+busy_notice: "Callable[[str], None] | None" = None
 
 
 def busy_wait_s() -> float:
@@ -64,17 +115,28 @@ def busy_wait_s() -> float:
 class Port:
     """An open serial port. Use as a context manager, or close() it."""
 
-    def __init__(self, path: str, baudrate: int = BAUDRATE) -> None:
+    def __init__(
+        self, path: str, baudrate: int = BAUDRATE, name: str | None = None,
+        wait_s: float | None = None,
+    ) -> None:  # fmt: skip
+        """path: the device; name: the port as the user gave it (sim:NAME), for messages;
+        wait_s: how long a port another program holds is waited for (busy_wait_s)."""
         self.path = path
+        self.name = name or NAMES.get(path, path)
         # A port held for a moment (a gateway's round) is waited for, briefly.
-        deadline = time.monotonic() + busy_wait_s()
+        wait = busy_wait_s() if wait_s is None else wait_s
+        deadline = time.monotonic() + wait
+        told = False
         while True:
             try:
                 self.serial = serial.Serial(path, baudrate=baudrate, timeout=0, exclusive=True)
                 return
             except (serial.SerialException, OSError, ValueError) as e:
                 if not _held_elsewhere(e) or time.monotonic() > deadline:
-                    raise _open_error(path, e) from e
+                    raise _open_error(self.name, path, e) from e
+                if not told and busy_notice is not None and wait >= 1:
+                    busy_notice(f"{_busy_text(self.name, path)}: waiting up to {wait:g} s for it")
+                told = True
             time.sleep(0.05)
 
     def __enter__(self) -> "Port":
@@ -90,7 +152,7 @@ class Port:
             pass
 
     def _gone(self, e: Exception) -> PortGone:
-        return PortGone(f"{self.path} disappeared (board unplugged, reset or stopped): {e}")
+        return PortGone(f"{self.name} disappeared (board unplugged, reset or stopped): {e}")
 
     def write(self, data: bytes) -> None:
         if wire_log is not None:
