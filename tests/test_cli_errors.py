@@ -230,3 +230,16 @@ def test_a_wire_to_a_stopped_board_says_so(new_sim: NewSim) -> None:
     sim.stop(b.name)
     run = ribat("sim", "wire", a.name, b.name)
     assert run.code == 9 and "is not running" in run.err and "Errno" not in run.err
+
+
+def test_a_restart_mid_command_is_told_at_once(node: sim.Sim) -> None:
+    """A node that restarts (a power cut) while a command waits on it is noticed when it
+    announces itself again: the command says so, rather than waiting out its timeout."""
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "ribat", "list", "--follow", "-p", f"sim:{node.name}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(2.0)  # listing, then following
+    sim.power_cycle(node.name)
+    _, err = follow.communicate(timeout=30)
+    one_clean_line(Run(follow.returncode, "", err), 4, f"sim:{node.name} restarted")

@@ -30,7 +30,7 @@ class Deployer:
 
     def __init__(self, port: Port) -> None:
         self.repl = RawRepl(port)
-        self.path = port.path
+        self.path = port.name
 
     def probe(self) -> BoardReport:
         # A soft reset into the raw REPL (main.py does not run there): an interrupted

@@ -160,7 +160,7 @@ class NodeClient:
                     known = self.info.boot if self.info is not None else None
                     if meta.get("event") == "boot" and known not in (None, meta.get("boot")):
                         raise BoardRestarted(
-                            f"{self.port.path} restarted ({meta.get('reset_cause')} "
+                            f"{self.port.name} restarted ({meta.get('reset_cause')} "
                             "reset) before it answered"
                         )
                 elif frame.seq == seq and frame.kind in (codec.RESPONSE, codec.ERROR):
@@ -212,14 +212,24 @@ class NodeClient:
         try:
             frame = self._wait(self.seq, timeout)
         except BoardRestarted as e:
-            raise BoardRestarted(f"{e} {op!r}: ask again") from None
+            raise BoardRestarted(f"{e} {doing(op)}: try again") from None
         if frame is None:
-            raise NoAnswer(f"no answer from {self.port.path} to {op!r} within {timeout:g} s")
+            raise NoAnswer(
+                f"no answer from {self.port.name} {doing(op)} within {timeout:g} s: "
+                "is it busy, or stuck? (`ribat status`, `ribat reset`)"
+            )
         assert frame.meta is not None
         if frame.kind == codec.ERROR:
             cause = frame.meta.get("error", "")
             error = REFUSALS.get(cause, DeviceError)
-            raise error(f"the node refused {op!r}: {frame.meta.get('message')}", cause)
+            if cause == "memory":
+                raise error(
+                    f"{self.port.name} ran short of memory {doing(op)}: try again; if it "
+                    "persists, restart the node (`ribat reset`) to free its heap",
+                    cause,
+                )
+            why = frame.meta.get("message")
+            raise error(f"{self.port.name} refused {_DOING.get(op, repr(op))}: {why}", cause)
         return frame.meta, frame.data
 
     def hello(self, timeout: float = HELLO_TIMEOUT_S) -> NodeInfo:
@@ -244,7 +254,7 @@ class NodeClient:
                 if self.prompted:
                     raise
             if time.monotonic() >= deadline:
-                raise NoAnswer(f"{self.port.path} did not come back within {timeout:g} s")
+                raise NoAnswer(f"{self.port.name} did not come back within {timeout:g} s")
 
     def _watch_for_boot(self, timeout: float) -> None:
         """Read what the node says for up to timeout, stopping early when it starts."""
@@ -271,6 +281,32 @@ def last_words(text: str) -> str:
     lines = [line.strip() for line in text.splitlines()]
     meaningful = [line for line in lines if line and not line.startswith(_CHATTER)]
     return meaningful[-1] if meaningful else ""
+
+
+# What each request is to the person who asked (people know what they did, not its name
+# on the wire): "for posting the bulletin". Others: "for 'op'".
+_DOING = {
+    "hello": "greeting it", "status": "reading its status", "reset": "restarting it",
+    "config.get": "reading its configuration", "config.set": "changing its configuration",
+    "identity": "reading its identity", "provision": "provisioning it",
+    "roster.load": "loading the roster", "cell.pairs": "deriving its pairwise keys",
+    "unlock": "unlocking it", "lock": "locking it", "pin.change": "changing the PIN",
+    "pin.key": "the PIN check", "wipe": "wiping it", "audit.read": "reading its audit log",
+    "journal.post": "posting the bulletin", "journal.list": "listing its journal",
+    "journal.show": "reading the bulletin", "journal.ack": "acknowledging the bulletin",
+    "journal.status": "reading its journal's status", "journal.export": "exporting entries",
+    "journal.next": "exporting entries", "journal.import": "importing entries",
+    "journal.put": "importing entries", "journal.end": "importing entries",
+    "sync.hello": "the sync summary", "sync.witness": "witnessing its peer's audit head",
+    "signals.check": "the lookup", "signals.list": "listing its convergences",
+    "signals.ack": "acknowledging the convergences", "fw.verify": "checking its firmware",
+    "fw.offer": "offering the release", "fw.put": "sending the release",
+    "fw.commit": "installing the release", "fw.confirm": "confirming the release",
+}  # fmt: skip
+
+
+def doing(op: str) -> str:
+    return "for " + _DOING.get(op, repr(op))
 
 
 def connect(path: str) -> NodeClient:

@@ -78,7 +78,7 @@ class RawRepl:
             if watch_restarts:
                 tail = self.pending[max(0, scanned - 20) :]
                 if any(sign in tail for sign in RESTART_SIGNS):
-                    raise BoardRestarted(f"{self.port.path} restarted while running code")
+                    raise BoardRestarted(f"{self.port.name} restarted while running code")
             scanned = len(self.pending)
             now = time.monotonic()
             left = min(heard + silence, start + overall) - now
@@ -102,7 +102,7 @@ class RawRepl:
 
     def _no_answer(self, doing: str) -> NoAnswer:
         return NoAnswer(
-            f"no answer from the REPL on {self.port.path} while trying to {doing}: is it a "
+            f"no answer from the REPL on {self.port.name} while trying to {doing}: is it a "
             "MicroPython board? Check the port, or power-cycle the board"
         )
 
