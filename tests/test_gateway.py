@@ -314,3 +314,31 @@ def test_a_summary_the_broker_delivers_late_is_no_false_alarm(
     with connect(ma.device) as client:  # a host relay's summary, unstamped: never stale
         verdict = sync.witness(client, {"fp": fr_fp, "audit": older["audit"]})["verdict"]
     assert verdict.startswith("truncated"), verdict
+
+
+def test_the_gateway_tells_a_broker_lost_and_found_and_a_stale_peer(
+    new_sim: NewSim, broker: Broker, tmp_path: Path
+) -> None:
+    """Its log says when the broker goes and comes back, and when a peer's summary has not
+    been published again for longer than a running gateway would let it (STALE_S)."""
+    from ribat.gateway.broker import STALE_S, parse_broker, summaries
+    from ribat.simcell import broker as sim_broker
+
+    ma, fr = make_cell(new_sim, tmp_path, [("MA", "rabat-1"), ("FR", "paris-1")])
+    fr_fp = _fp(fr)
+    host, port = parse_broker(broker.url)
+    with connect(ma.device) as client:
+        cell_id = sync.hello(client)["cell"]
+    assert ribat("gateway", "-p", fr.device, "--broker", broker.url, "--rounds", "2").code == 0
+    quiet = summaries(host, port, cell_id)[fr_fp]
+    quiet["sent"] -= int((STALE_S + 120) * 1000)  # as if paris-1's gateway stopped 5 min ago
+    publish(broker, [(f"ribat/{cell_id}/summary/{fr_fp}", json.dumps(quiet).encode())], fr_fp)
+    with gateway(ma, broker) as proc:
+        wait_line(proc, "paris-1's summary is stale: not heard for 5 min")
+        broker.stop()
+        wait_line(proc, f"broker at {host}:{port} lost")
+        again = sim_broker.start(broker.folder, port=port)
+        try:
+            wait_line(proc, f"broker at {host}:{port} found again")
+        finally:
+            again.stop()

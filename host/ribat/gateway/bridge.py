@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING
 from ribat import entry
 from ribat.device.client import NodeClient
 from ribat.errors import PortBusy, RibatError
-from ribat.gateway.broker import HEARTBEAT_S, connect_to, is_summary, json_doc, topics
+from ribat.gateway.broker import (
+    HEARTBEAT_S,
+    STALE_S,
+    connect_to,
+    is_summary,
+    json_doc,
+    topics,
+)
 from ribat.ops import journal as lib
 from ribat.ops import sync
 
@@ -76,6 +83,11 @@ class Gateway:
         self.summary_echo = ""  # our summary as the broker sent it back
         self.summary_at = -HEARTBEAT_S  # when it was last published (monotonic)
         self.garbage_told = 0
+        self.stale: set[str] = set()  # peers whose summaries went stale (told once)
+        # told from the broker's thread, logged by the rounds' (the log is not thread-safe)
+        self.notes: queue.Queue[str] = queue.Queue()
+        self.broker_lost = False
+        self.closing = False
         self.mqtt = self._connect(host, port)
 
     # -- the broker ------------------------------------------------------------------------
@@ -89,15 +101,32 @@ class Gateway:
         client.username_pw_set(self.fp)  # what a broker ACL keys on (%u)
         client.reconnect_delay_set(*RECONNECT_S)
         client.on_message = lambda _c, _u, msg: self.inbox.put((msg.topic, msg.payload))
-        client.on_connect = lambda c, _u, _f, rc, _p: (
+        where = f"{host}:{port}"
+
+        def on_connect(c: "mqtt.Client", _u: object, _f: object, rc: object, _p: object) -> None:
+            if getattr(rc, "is_failure", False):
+                self.notes.put(f"the broker at {where} refused us: {rc}")
+                return
             c.subscribe([(self.root + "summary/+", 1), (self.root + "entry/#", 1)])
-            if not rc.is_failure
-            else None
-        )
+            if self.broker_lost:
+                self.notes.put(f"broker at {where} found again")
+            self.broker_lost = False
+
+        def on_disconnect(_c: object, _u: object, _f: object, rc: object, _p: object) -> None:
+            if not self.broker_lost and not self.closing:
+                self.notes.put(
+                    f"broker at {where} lost ({rc}): trying again every "
+                    f"{RECONNECT_S[0]}-{RECONNECT_S[1]} s; the node keeps its entries"
+                )
+            self.broker_lost = True
+
+        client.on_connect = on_connect
+        client.on_disconnect = on_disconnect
         connect_to(client, host, port, keepalive=30)
         return client
 
     def close(self) -> None:
+        self.closing = True
         self.mqtt.loop_stop()
         self.mqtt.disconnect()
 
@@ -146,6 +175,9 @@ class Gateway:
         broker lacks of this node's own chain, witness the peers, publish the summary.
         None if the node's port was in use (the next round tries again)."""
         self._drain()
+        while not self.notes.empty():
+            self.log(f"{self.name}: {self.notes.get_nowait()}")
+        self._tell_stale()
         if self.counters.garbage > self.garbage_told:
             ignored = self.counters.garbage - self.garbage_told
             self.log(f"{self.name}: {ignored} messages ignored: not what their topic says")
@@ -168,6 +200,22 @@ class Gateway:
         self._ask_again(summary)
         self.counters.rounds += 1
         return summary
+
+    def _tell_stale(self) -> None:
+        """A peer not heard for STALE_S (its gateway publishes at least every HEARTBEAT_S),
+        and heard again, told once each."""
+        now = time.time()
+        for fp, doc in self.peers.items():
+            quiet = now - doc["sent"] / 1000
+            name = doc.get("name") or fp
+            if quiet > STALE_S and fp not in self.stale:
+                self.stale.add(fp)
+                self.log(
+                    f"{self.name}: {name}'s summary is stale: not heard for {quiet / 60:.0f} min"
+                )
+            elif quiet <= STALE_S and fp in self.stale:
+                self.stale.discard(fp)
+                self.log(f"{self.name}: {name} heard again")
 
     def _hello(self, node: NodeClient) -> dict:
         # the hashes of our audit log at the seqs our peers witnessed, for them to check

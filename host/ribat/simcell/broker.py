@@ -52,11 +52,13 @@ def binary() -> str:
     raise SimError("mosquitto is not installed: `apt-get install mosquitto` (make test does)")
 
 
-def start(folder: Path, acl: bool = True) -> Broker:
-    """Start mosquitto on 127.0.0.1 with its files in folder; once it accepts connections."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def start(folder: Path, acl: bool = True, port: int = 0) -> Broker:
+    """Start mosquitto on 127.0.0.1 (on port, or a free one) with its files in folder;
+    once it accepts connections."""
+    if not port:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
     folder.mkdir(parents=True, exist_ok=True)
     lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false"]
     if os.geteuid() == 0:
