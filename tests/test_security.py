@@ -242,6 +242,21 @@ def test_session_runs_commands_and_ends_on_lock(node: sim.Sim, cell_dir: Path) -
     assert [e["ev"] for e in audit_entries(node)][-2:] == ["unlock", "lock"]
 
 
+def test_a_command_given_a_pin_costs_the_log_one_session_entry(
+    node: sim.Sim, cell_dir: Path
+) -> None:
+    """--pin unlocks for one command: an "unlock" entry that says so, the command's own
+    entries, and no "lock" (20 commands used to cost 60 entries of a 400 budget)."""
+    provision(node, "paris-4")
+    before = len(audit_entries(node))
+    for _ in range(3):
+        assert ribat("cell", "pairs", "-p", node.device, "--pin", PIN).code == 0  # reads keys
+    added = audit_entries(node)[before:]
+    assert [e["ev"] for e in added] == ["unlock"] * 3, added
+    assert all(e["d"] == {"once": True} for e in added)
+    assert node_state(node)["state"] == "locked"
+
+
 def wait_locked(board: sim.Sim, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

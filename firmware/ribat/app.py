@@ -96,6 +96,7 @@ class Node:
         self.quiet_wires: list = []  # the board's wires with no peer answering
         self.staged: "dict | None" = None  # a release being received (ribat.update)
         self.trial: "int | None" = None  # starts of a release on trial (ribat.update)
+        self.once = False  # the session is for one command (ribat.guard.unlock)
         self.reverted: "dict | None" = None  # the last release, if it went back
         self.floor: "str | None" = None  # the highest release this node confirmed
         if self.keyring.identity is not None:
@@ -175,13 +176,14 @@ class Node:
         """Restart the board once the answer to the request at hand has left."""
         asyncio.create_task(_reset(self.board, hard))
 
-    def lock(self, why: str) -> None:
+    def lock(self, why: str, quiet: bool = False) -> None:
         # Locked, the node cannot sign a fold, yet its sync keeps recording: leave it the
         # most room (a fold only for a fair gain: a signature and a rewrite of the log).
         budget: int = self.config.get("audit.max_entries")  # type: ignore[assignment]
         self.audit.fold(self.keyring, budget, budget // 2 + budget // 8)
         self.keyring.lock()
-        self.audit.append("lock", {"why": why})
+        if not quiet:
+            self.audit.append("lock", {"why": why})
         keys.unload_crypto()
         gc.collect()
 

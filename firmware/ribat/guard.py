@@ -95,7 +95,10 @@ def unlock(node, meta: dict, data: bytes) -> dict:
     if not store.exists(journal.ALERTS):  # a node provisioned before it had a watch
         node.alerts_do("start")
     node.touch()
-    node.audit.append("unlock")
+    # A session for one command (--pin) costs the log one entry: its lock, asked at once,
+    # goes unrecorded (any other end of it, idle or the port let go, is recorded).
+    node.once = meta.get("once") is True
+    node.audit.append("unlock", {"once": True} if node.once else None)
     node.audit.fold(node.keyring, node.config.get("audit.max_entries"))
     return {"state": "unlocked", "idle_s": node.config.get("pin.idle_s")}
 
@@ -123,7 +126,7 @@ def _check_pin(node, pin: str) -> bytes:
 
 def lock(node, meta: dict, data: bytes) -> dict:
     if node.keyring.state == "unlocked":
-        node.lock("request")
+        node.lock("request", quiet=node.once)
     return {"state": node.keyring.state}
 
 

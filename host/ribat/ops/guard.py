@@ -98,9 +98,13 @@ def exported_identity(client: NodeClient) -> dict:
     return doc
 
 
-def unlock(client: NodeClient, pin: str) -> dict:
-    """Unlock the node; the client's next requests are the session's (MAC'd, numbered)."""
+def unlock(client: NodeClient, pin: str, once: bool = False) -> dict:
+    """Unlock the node; the client's next requests are the session's (MAC'd, numbered).
+    once: a session for one command, locked at once after (its audit entry says so, and
+    the lock asked for then costs none)."""
     args, mac_key = pin_channel(client, pin=pin)
+    if once:
+        args["once"] = True
     reply = client.request("unlock", timeout=PIN_TIMEOUT_S, **args)
     client.open_session(mac_key)
     return reply
@@ -119,7 +123,7 @@ def unlocked(client: NodeClient, pin: str | None) -> Iterator[None]:
     if pin is None:
         yield
         return
-    unlock(client, pin)
+    unlock(client, pin, once=True)
     try:
         yield
     finally:
