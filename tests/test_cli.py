@@ -3,6 +3,10 @@
 import csv
 import io
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from conftest import ribat
@@ -153,3 +157,19 @@ def test_reset_command(node: sim.Sim) -> None:
         run = ribat("reset", *args, *p(node))
         assert run.code == 0 and "restarted and answers" in run.err, run.err
     assert "since hard reset" in ribat("status", *p(node)).out
+
+
+def test_ctrl_c_ends_a_recording_whole_with_status_130(node: sim.Sim, tmp_path: Path) -> None:
+    """Ctrl-C exits 130 everywhere; a recording stopped so keeps every row whole."""
+    ribat("config", "set", "telemetry.interval_ms", "100", *p(node))
+    out = tmp_path / "t.csv"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ribat", "telemetry", "record", "-o", str(out), *p(node)],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(2.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130 and "recorded" in err and "Traceback" not in err, err
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert rows and all(r["rejected_auth"] == "0" for r in rows)  # the last row whole

@@ -235,9 +235,12 @@ def test_wipe_asks_first_and_erases_keys(node: sim.Sim, cell_dir: Path) -> None:
 
 def test_session_runs_commands_and_ends_on_lock(node: sim.Sim, cell_dir: Path) -> None:
     provision(node, "paris-2")
-    r = ribat("unlock", "-p", node.device, "--pin", PIN, stdin="cell pairs\nidentity\nlock\n")
+    script = "help\ncell pairs\nidentity\npost --title 'unclosed\nlock\n"
+    r = ribat("unlock", "-p", node.device, "--pin", PIN, stdin=script)
     assert r.code == 0, r.err
     assert "paris-2" in r.out and "unlocked" in r.out and "locked" in r.err
+    assert "Commands:" in r.out and "In this session" in r.err  # help
+    assert "close the quote" in r.err and "Traceback" not in r.err
     assert node_state(node)["state"] == "locked"
     assert [e["ev"] for e in audit_entries(node)][-2:] == ["unlock", "lock"]
 

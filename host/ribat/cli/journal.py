@@ -242,37 +242,35 @@ def _follow(
 ) -> None:  # fmt: skip
     """Print what the node stores from now on: each bulletin the filters keep, and each
     acknowledgement; until Ctrl-C."""
-    try:
-        while True:
-            time.sleep(FOLLOW_S)
-            if client.request("status")["records"] - 1 <= last:
+    # (Ctrl-C ends it: exit status 130, as everywhere)
+    while True:
+        time.sleep(FOLLOW_S)
+        if client.request("status")["records"] - 1 <= last:
+            continue
+        got, last = lib.records_after(client, last, **filters)
+        for item in got:
+            if item.get("k") == entry.SIGNAL:
+                continue  # the node's own bookkeeping: `ribat signals` tells what matters
+            if item.get("k") == entry.ACK:
+                for ref in item.get("r", ()):
+                    ack = AckEvent(ref, item["by"], item["from"], utc(item["t"]))  # type: ignore[arg-type]
+                    if as_json:
+                        echo_json(ack)
+                    else:
+                        click.echo(f"{when(ack.time)}  {ref} acknowledged by {ack.node}")
                 continue
-            got, last = lib.records_after(client, last, **filters)
-            for item in got:
-                if item.get("k") == entry.SIGNAL:
-                    continue  # the node's own bookkeeping: `ribat signals` tells what matters
-                if item.get("k") == entry.ACK:
-                    for ref in item.get("r", ()):
-                        ack = AckEvent(ref, item["by"], item["from"], utc(item["t"]))  # type: ignore[arg-type]
-                        if as_json:
-                            echo_json(ack)
-                        else:
-                            click.echo(f"{when(ack.time)}  {ref} acknowledged by {ack.node}")
-                    continue
-                b = Bulletin.from_node({**item, "acks": []})
-                if not wanted(b):
-                    continue
-                if as_json:
-                    echo_json(b)
-                elif b.state == "readable":
-                    click.echo(
-                        f"{when(b.written or b.expires)}  {b.id}  {b.partner} {b.node}  "
-                        f"{b.kind} ({b.severity})  {b.title}"
-                    )
-                else:
-                    click.echo(f"{b.id}  {b.partner} {b.node}  {b.state}")
-    except KeyboardInterrupt:
-        pass
+            b = Bulletin.from_node({**item, "acks": []})
+            if not wanted(b):
+                continue
+            if as_json:
+                echo_json(b)
+            elif b.state == "readable":
+                click.echo(
+                    f"{when(b.written or b.expires)}  {b.id}  {b.partner} {b.node}  "
+                    f"{b.kind} ({b.severity})  {b.title}"
+                )
+            else:
+                click.echo(f"{b.id}  {b.partner} {b.node}  {b.state}")
 
 
 def _print_bulletins(shown: list[Bulletin], as_json: bool) -> None:

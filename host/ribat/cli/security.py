@@ -153,11 +153,24 @@ def unlock(port: str | None, pin: str | None) -> None:
                 line = input(f"{info.name}> " if interactive else "")
             except EOFError:
                 break
-            args = shlex.split(line)
+            try:
+                args = shlex.split(line)
+            except ValueError as e:  # an unclosed quote
+                click.echo(f"error: {e}: close the quote", err=True)
+                continue
             if not args:
                 continue
             if args[0] in ("lock", "exit", "quit"):
                 break
+            if args[0] in ("help", "?"):
+                run(["--help"], session)
+                click.echo(
+                    "\nIn this session: a command as after `ribat`, without --port or --pin "
+                    "(`list`, `show ID`, `post ...`, `audit show`); COMMAND --help for one; "
+                    "`lock` (or end of input) ends it.",
+                    err=True,
+                )
+                continue
             if args[0] in ("unlock", "sim", "flash", "boards"):
                 click.echo(f"error: `{args[0]}` does not run inside a session", err=True)
                 continue

@@ -90,22 +90,20 @@ def watch(port: str | None, seconds: float | None, as_json: bool) -> None:
     with live or contextlib.nullcontext():
         if live is not None:
             live.update(f"[dim]{node}: waiting for the first telemetry frame…[/]", refresh=True)
-        try:
-            while end is None or time.monotonic() < end:
-                event = client.next_event(WAIT_S)
-                if event is None or event.get("event") != "telemetry":
-                    continue
-                f = tm.frame(event)
-                now = time.monotonic()
-                first = first or now
-                losses.see(f.seq)
-                if live is None:
-                    echo_json(f)
-                    continue
-                rate = (losses.received - 1) / (now - first) if now > first else 0.0
-                live.update(_table(node, f, losses, rate), refresh=True)
-        except KeyboardInterrupt:
-            pass
+        # (Ctrl-C: the last view stays on screen, and the exit status is 130)
+        while end is None or time.monotonic() < end:
+            event = client.next_event(WAIT_S)
+            if event is None or event.get("event") != "telemetry":
+                continue
+            f = tm.frame(event)
+            now = time.monotonic()
+            first = first or now
+            losses.see(f.seq)
+            if live is None:
+                echo_json(f)
+                continue
+            rate = (losses.received - 1) / (now - first) if now > first else 0.0
+            live.update(_table(node, f, losses, rate), refresh=True)
 
 
 @telemetry_group.command()
@@ -127,6 +125,7 @@ def record(port: str | None, fmt: str, seconds: float | None, out: Path | None) 
     losses = tm.LossCounter()
     end = time.monotonic() + seconds if seconds is not None else None
     stream = open(out, "w", newline="") if out else sys.stdout  # noqa: SIM115
+    interrupted = False
     try:
         recorder = tm.Recorder(stream, fmt)
         while end is None or time.monotonic() < end:
@@ -137,9 +136,11 @@ def record(port: str | None, fmt: str, seconds: float | None, out: Path | None) 
             losses.see(f.seq)
             recorder.write(f)
     except KeyboardInterrupt:
-        pass
+        interrupted = True  # every row written whole; told, then exit status 130
     finally:
         if out:
             stream.close()
     where = f" to {out}" if out else ""
     click.echo(f"recorded {losses.received} frames{where}, {losses.lost} lost", err=True)
+    if interrupted:
+        raise KeyboardInterrupt
