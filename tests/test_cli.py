@@ -173,3 +173,23 @@ def test_ctrl_c_ends_a_recording_whole_with_status_130(node: sim.Sim, tmp_path: 
     assert proc.returncode == 130 and "recorded" in err and "Traceback" not in err, err
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert rows and all(r["rejected_auth"] == "0" for r in rows)  # the last row whole
+
+
+def complete(words: str) -> list[str]:
+    """What ribat's bash completion offers for the last of words."""
+    parts = words.split(" ")
+    env = {"_RIBAT_COMPLETE": "bash_complete", "COMP_WORDS": words,
+           "COMP_CWORD": str(len(parts) - 1)}  # fmt: skip
+    r = ribat(env=env)
+    return [line.split(",", 1)[1] for line in r.out.splitlines()]
+
+
+def test_shell_completion_knows_config_keys_values_and_boards(node: sim.Sim) -> None:
+    assert complete("ribat config get telemetry.") == [
+        "telemetry.enabled",
+        "telemetry.interval_ms",
+    ]
+    assert complete("ribat config set alert.min_severity ") == ["priority", "flash"]
+    assert complete("ribat config set alert.buzzer ") == ["true", "false"]
+    assert f"sim:{node.name}" in complete("ribat status -p sim:")
+    assert node.name in complete("ribat sim panel ")

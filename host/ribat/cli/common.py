@@ -19,11 +19,33 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def complete_port(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[click.shell_completion.CompletionItem]:
+    """Shell completion of --port: the boards `ribat boards` would list, as --port takes
+    them (sim:NAME for a running virtual board)."""
+    from ribat import ports
+
+    names = [c.name for c in ports.candidates()]
+    return [click.shell_completion.CompletionItem(n) for n in names if n.startswith(incomplete)]
+
+
+def complete_sim(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[click.shell_completion.CompletionItem]:
+    """Shell completion of a virtual board's name."""
+    from ribat import sim
+
+    names = [s.name for s in sim.list_sims()]
+    return [click.shell_completion.CompletionItem(n) for n in names if n.startswith(incomplete)]
+
+
 def port_option(f: F) -> F:
     return click.option(
         "--port",
         "-p",
         metavar="PORT",
+        shell_complete=complete_port,
         help="Serial device, or sim:NAME for a virtual board. Default: the only board found.",
     )(f)
 

@@ -19,6 +19,23 @@ def config_group() -> None:
     atomically, and read back."""
 
 
+def _complete_key(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[click.shell_completion.CompletionItem]:
+    """Shell completion of config keys; for `set`, of a key's value where it has a few."""
+    given: tuple[str, ...] = tuple(ctx.params.get(param.name or "") or ())
+    item = click.shell_completion.CompletionItem
+    if param.name == "pairs" and len(given) % 2 == 1:  # a value: of the key before it
+        key: tuple = next((k for k in schema.KEYS if k[0] == given[-1]), ())
+        values: tuple = ()
+        if key and key[1] == schema.BOOL:
+            values = ("true", "false")
+        elif key and key[1] == schema.CHOICE:
+            values = tuple(key[3])
+        return [item(v) for v in values if v.startswith(incomplete)]
+    return [item(k[0]) for k in schema.KEYS if k[0].startswith(incomplete)]
+
+
 def _values(port: str | None) -> tuple[dict, str]:
     client = open_node(port)
     assert client.info is not None
@@ -49,7 +66,7 @@ def show(port: str | None, as_json: bool) -> None:
 
 @config_group.command()
 @port_option
-@click.argument("key")
+@click.argument("key", shell_complete=_complete_key)
 def get(port: str | None, key: str) -> None:
     """Print one key's value."""
     cfg.entry(key)
@@ -65,7 +82,10 @@ def _report(values: dict, keys: list[str]) -> None:
 @config_group.command("set")
 @port_option
 @pin_option
-@click.argument("pairs", nargs=-1, required=True, metavar="KEY VALUE [KEY VALUE]...")
+@click.argument(
+    "pairs", nargs=-1, required=True, metavar="KEY VALUE [KEY VALUE]...",
+    shell_complete=_complete_key,
+)  # fmt: skip
 def set_(port: str | None, pin: str | None, pairs: tuple[str, ...]) -> None:
     """Set one or more keys; all of them are applied, or none.
 
@@ -90,7 +110,7 @@ def _change(port: str | None, pin: str | None, updates: dict, unset: list[str]) 
 @config_group.command()
 @port_option
 @pin_option
-@click.argument("keys", nargs=-1, required=True)
+@click.argument("keys", nargs=-1, required=True, shell_complete=_complete_key)
 def unset(port: str | None, pin: str | None, keys: tuple[str, ...]) -> None:
     """Return keys to their defaults (guarded keys as for `set`)."""
     values = _change(port, pin, {}, list(keys))

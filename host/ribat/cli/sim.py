@@ -3,7 +3,7 @@
 import click
 
 from ribat import sim
-from ribat.cli.common import console, echo_json, json_option
+from ribat.cli.common import complete_sim, console, echo_json, json_option
 from ribat.device import boards
 
 
@@ -67,7 +67,7 @@ def list_(as_json: bool) -> None:
 
 
 @sim_group.command()
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, shell_complete=complete_sim)
 @click.option("--all", "all_", is_flag=True, help="Stop every running virtual board.")
 @click.option("--erase", is_flag=True, help="Also delete its flash image and settings.")
 def stop(names: tuple[str, ...], all_: bool, erase: bool) -> None:
@@ -82,7 +82,7 @@ def stop(names: tuple[str, ...], all_: bool, erase: bool) -> None:
 
 
 @sim_group.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_sim)
 def reset(name: str) -> None:
     """Power-cycle a virtual board: the interpreter dies wherever it is and boots again."""
     sim.power_cycle(name)
@@ -90,7 +90,7 @@ def reset(name: str) -> None:
 
 
 @sim_group.command("panel")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_sim)
 @json_option("The panel as JSON")
 def panel_command(name: str, as_json: bool) -> None:
     """What a virtual board's LED, buzzer and button do, watched for a second."""
@@ -107,7 +107,7 @@ def panel_command(name: str, as_json: bool) -> None:
 
 
 @sim_group.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_sim)
 @click.option("--hold", default=0.3, metavar="S", help="Seconds the button is held down.")
 def press(name: str, hold: float) -> None:
     """Press a virtual board's button (its BOOTSEL, on a Pico), and let it go."""
@@ -116,7 +116,7 @@ def press(name: str, hold: float) -> None:
 
 
 @sim_group.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_sim)
 @click.option("--advance", metavar="DURATION", help="Move its clock ahead: 45s, 90m, 12h, 3d.")
 def clock(name: str, advance: str | None) -> None:
     """A virtual board's clock (UTC), moved ahead if asked: days pass for its node as they
@@ -280,8 +280,8 @@ def cell_stop(erase: bool) -> None:
 
 
 @sim_group.command("wire")
-@click.argument("name")
-@click.argument("other")
+@click.argument("name", shell_complete=complete_sim)
+@click.argument("other", shell_complete=complete_sim)
 def wire_command(name: str, other: str) -> None:
     """Connect a free UART of each of two virtual boards (a Pico has two; at 115200 baud's
     pace): their nodes sync over it with no host in the loop."""
@@ -290,8 +290,8 @@ def wire_command(name: str, other: str) -> None:
 
 
 @sim_group.command("unwire")
-@click.argument("name")
-@click.argument("other", required=False)
+@click.argument("name", shell_complete=complete_sim)
+@click.argument("other", required=False, shell_complete=complete_sim)
 def unwire_command(name: str, other: str | None) -> None:
     """Cut a virtual board's wire to OTHER, or all its wires."""
     was = sim.unwire(name, other)
