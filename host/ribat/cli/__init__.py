@@ -93,6 +93,11 @@ COMMANDS = {
         "gateway",
         "Bridge a node's sync traffic and telemetry to an MQTT broker.",
     ),
+    "metrics": (
+        "ribat.cli.metrics",
+        "metrics",
+        "Serve a node's or a cell's state as Prometheus metrics.",
+    ),
     "watch": (
         "ribat.cli.watch",
         "watch",

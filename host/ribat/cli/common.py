@@ -14,6 +14,7 @@ from ribat import ports
 from ribat.device.client import NodeClient, connect
 
 if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
     from rich.console import Console
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -21,23 +22,27 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def complete_port(
     ctx: click.Context, param: click.Parameter, incomplete: str
-) -> list[click.shell_completion.CompletionItem]:
+) -> "list[CompletionItem]":
     """Shell completion of --port: the boards `ribat boards` would list, as --port takes
     them (sim:NAME for a running virtual board)."""
+    from click.shell_completion import CompletionItem
+
     from ribat import ports
 
     names = [c.name for c in ports.candidates()]
-    return [click.shell_completion.CompletionItem(n) for n in names if n.startswith(incomplete)]
+    return [CompletionItem(n) for n in names if n.startswith(incomplete)]
 
 
 def complete_sim(
     ctx: click.Context, param: click.Parameter, incomplete: str
-) -> list[click.shell_completion.CompletionItem]:
+) -> "list[CompletionItem]":
     """Shell completion of a virtual board's name."""
+    from click.shell_completion import CompletionItem
+
     from ribat import sim
 
     names = [s.name for s in sim.list_sims()]
-    return [click.shell_completion.CompletionItem(n) for n in names if n.startswith(incomplete)]
+    return [CompletionItem(n) for n in names if n.startswith(incomplete)]
 
 
 def port_option(f: F) -> F:

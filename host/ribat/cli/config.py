@@ -2,6 +2,7 @@
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -10,6 +11,9 @@ from ribat.cli.common import console, open_node, pin_option, port_option
 from ribat.errors import InvalidConfig
 from ribat.ops import config as cfg
 from ribat.ops import guard
+
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
 
 
 @click.group("config")
@@ -21,10 +25,12 @@ def config_group() -> None:
 
 def _complete_key(
     ctx: click.Context, param: click.Parameter, incomplete: str
-) -> list[click.shell_completion.CompletionItem]:
+) -> "list[CompletionItem]":
     """Shell completion of config keys; for `set`, of a key's value where it has a few."""
+    from click.shell_completion import CompletionItem
+
     given: tuple[str, ...] = tuple(ctx.params.get(param.name or "") or ())
-    item = click.shell_completion.CompletionItem
+    item = CompletionItem
     if param.name == "pairs" and len(given) % 2 == 1:  # a value: of the key before it
         key: tuple = next((k for k in schema.KEYS if k[0] == given[-1]), ())
         values: tuple = ()
