@@ -193,3 +193,25 @@ def test_shell_completion_knows_config_keys_values_and_boards(node: sim.Sim) -> 
     assert complete("ribat config set alert.buzzer ") == ["true", "false"]
     assert f"sim:{node.name}" in complete("ribat status -p sim:")
     assert node.name in complete("ribat sim panel ")
+
+
+def test_telemetry_plot_of_a_recording_and_live(node: sim.Sim, tmp_path: Path) -> None:
+    ribat("config", "set", "telemetry.interval_ms", "100", *p(node))
+    for fmt in ("csv", "jsonl"):
+        rec = tmp_path / f"t.{fmt}"
+        ribat(
+            "telemetry", "record", "--format", fmt, "--duration", "1.5", "-o", str(rec), *p(node)
+        )
+        png = tmp_path / f"{fmt}.png"
+        r = ribat("telemetry", "plot", str(rec), "--out", str(png))
+        assert r.code == 0, r.err
+        heap = next(line for line in r.out.splitlines() if "heap free" in line)
+        assert any(c in heap for c in "▁▂▃▄▅▆▇█") and " KB, now " in heap
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    r = ribat("telemetry", "plot", *p(node), "--duration", "1.2")
+    assert r.code == 0 and "frames" in r.out and "alerts pending" in r.out, r.err
+    junk = tmp_path / "junk.csv"
+    junk.write_text("a,b\n1,2\n")
+    r = ribat("telemetry", "plot", str(junk), "--out", str(tmp_path / "x.png"))
+    assert r.code == 2 and "not a telemetry recording" in r.err and len(r.err.splitlines()) <= 4
+    assert not (tmp_path / "x.png").exists()

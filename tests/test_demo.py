@@ -22,7 +22,7 @@ def test_demo_runs_every_step(tmp_path: Path) -> None:
     for step in range(1, 13):
         assert f"{step}/12" in out
     assert "runs from slot a" in out  # deployed
-    assert "telemetry · frame" in out  # watched
+    assert "telemetry frame" in out  # watched
     assert "provisioned rabat-1 (MA)" in out and "roster version 1 loaded" in out
     assert "rabat-1 locked" in out  # the session ended
     assert "power-cycled demo" in out

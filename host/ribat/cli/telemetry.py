@@ -144,3 +144,62 @@ def record(port: str | None, fmt: str, seconds: float | None, out: Path | None) 
     click.echo(f"recorded {losses.received} frames{where}, {losses.lost} lost", err=True)
     if interrupted:
         raise KeyboardInterrupt
+
+
+@telemetry_group.command()
+@click.argument(
+    "file", required=False, type=click.Path(dir_okay=False, exists=True, path_type=Path)
+)
+@port_option
+@duration_option
+@click.option(
+    "--out", "-o", type=click.Path(dir_okay=False, path_type=Path),
+    help="Also draw it as a PNG picture (needs the plot extra: pip install 'ribat[plot]').",
+)  # fmt: skip
+def plot(file: Path | None, port: str | None, seconds: float | None, out: Path | None) -> None:
+    """Heap, journal size, link errors and alerts over time: of a recording FILE (CSV or
+    JSON lines, from `record`), or live from --port (until --duration or Ctrl-C), as a
+    compact chart in the terminal, and as a picture with --out."""
+    if file is not None and port is not None:
+        raise click.UsageError("give a recording FILE or --port, not both")
+    if file is not None:
+        try:
+            frames = tm.read_recording(file)
+        except tm.BadRecording as e:
+            raise click.BadParameter(str(e), param_hint="FILE") from None
+        title, interrupted = f"{file.name}", False
+    else:
+        frames, title, interrupted = _live(port, seconds)
+    for line in tm.chart_lines(frames):
+        click.echo(line)
+    if out is not None:
+        if not frames:
+            raise click.UsageError("no frames to draw")
+        tm.plot_png(frames, out, title)
+        click.echo(f"drawn to {out}", err=True)
+    if interrupted:
+        raise KeyboardInterrupt  # drawn all the same; the exit status says how it ended
+
+
+def _live(port: str | None, seconds: float | None) -> tuple[list[TelemetryFrame], str, bool]:
+    """Frames from the node on port, the chart redrawn as each comes, until seconds or
+    Ctrl-C (whether it came: the chart and the picture are drawn all the same)."""
+    from rich.live import Live
+    from rich.text import Text
+
+    client = open_node(port)
+    assert client.info is not None
+    title = f"{client.info.name} ({client.info.partner})"
+    frames: list[TelemetryFrame] = []
+    interrupted = False
+    end = time.monotonic() + seconds if seconds is not None else None
+    with Live(console=console(), auto_refresh=False, transient=True) as live:
+        try:
+            while end is None or time.monotonic() < end:
+                event = client.next_event(WAIT_S)
+                if event is not None and event.get("event") == "telemetry":
+                    frames.append(tm.frame(event))
+                    live.update(Text("\n".join([title, *tm.chart_lines(frames)])), refresh=True)
+        except KeyboardInterrupt:
+            interrupted = True
+    return frames, title, interrupted

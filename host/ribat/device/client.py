@@ -222,9 +222,10 @@ class NodeClient:
         if frame.kind == codec.ERROR:
             cause = frame.meta.get("error", "")
             error = REFUSALS.get(cause, DeviceError)
-            if cause == "memory":
+            if cause == "memory":  # what the user can do: less where it is theirs to give
+                remedy = "post a shorter one" if op == "journal.post" else "try again"
                 raise error(
-                    f"{self.port.name} ran short of memory {doing(op)}: try again; if it "
+                    f"{self.port.name} ran short of memory {doing(op)}: {remedy}; if it "
                     "persists, restart the node (`ribat reset`) to free its heap",
                     cause,
                 )

@@ -5,11 +5,17 @@ A node numbers its events; a gap in the numbers is a frame lost on the way.
 
 import csv
 import dataclasses
+import io
 import json
 import time
+import typing
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
 from typing import IO
 
 from ribat import codec
+from ribat.errors import RibatError, Unsupported
 from ribat.results import Health, TelemetryFrame, iso, to_json
 
 # A CSV row: the host's time, the event's number, then the node's health (ribat.results),
@@ -65,3 +71,118 @@ class Recorder:
         else:
             self.out.write(json.dumps(to_json(f)) + "\n")
         self.out.flush()
+
+
+# -- reading a recording, and drawing it --------------------------------------------------
+
+# What a plot shows of the frames, each a quantity over time: (title, unit, of a frame).
+SERIES: tuple[tuple[str, str, Callable[[Health], float]], ...] = (
+    ("heap free", "KB", lambda h: h.heap_free_bytes / 1024),
+    ("flash used (journal)", "KB", lambda h: h.flash_used_bytes / 1024),
+    ("link errors", "frames", lambda h: sum(h.frames_rejected.values())),
+    ("alerts pending", "", lambda h: h.alerts_pending),
+)
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+class BadRecording(RibatError):
+    """A file that is not a telemetry recording (`ribat telemetry record`)."""
+
+
+def read_recording(path: Path) -> list[TelemetryFrame]:
+    """The frames of a recording, CSV or JSON lines, as `record` writes them."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise BadRecording(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        if text.startswith("{"):
+            return [_from_json(json.loads(line)) for line in text.splitlines() if line.strip()]
+        return [_from_row(row) for row in csv.DictReader(io.StringIO(text))]
+    except (ValueError, KeyError, TypeError):
+        raise BadRecording(
+            f"{path} is not a telemetry recording: make one with `ribat telemetry record`"
+        ) from None
+
+
+def _from_json(doc: dict) -> TelemetryFrame:
+    h = doc["health"]
+    return TelemetryFrame(datetime.fromisoformat(doc["received"]), doc["seq"], Health(**h))
+
+
+def _from_row(row: dict) -> TelemetryFrame:
+    values: dict[str, object] = {}
+    for name, hint in typing.get_type_hints(Health).items():
+        if name == "frames_rejected":
+            values[name] = {c: int(row[f"rejected_{c}"]) for c in codec.CAUSES}
+            continue
+        text = row[name]
+        kinds = typing.get_args(hint) or (hint,)
+        if text == "":
+            values[name] = None
+        else:
+            values[name] = int(text) if int in kinds else float(text) if float in kinds else text
+    return TelemetryFrame(datetime.fromisoformat(row["received"]), int(row["seq"]),
+                          Health(**values))  # type: ignore[arg-type]  # fmt: skip
+
+
+def sparkline(values: list[float], width: int) -> str:
+    """values as one line of width block characters (the mean of each column's share)."""
+    if not values:
+        return ""
+    cols = [values[i * len(values) // width : (i + 1) * len(values) // width or None]
+            for i in range(min(width, len(values)))]  # fmt: skip
+    means = [sum(c) / len(c) for c in cols if c]
+    low, high = min(means), max(means)
+    span = (high - low) or 1.0
+    return "".join(SPARKS[int((m - low) / span * (len(SPARKS) - 1))] for m in means)
+
+
+def chart_lines(frames: list[TelemetryFrame], width: int = 60) -> list[str]:
+    """The recording as a compact chart for a terminal: per series, its sparkline, its
+    range and its last value."""
+    if not frames:
+        return ["no frames"]
+    first, last = frames[0].received, frames[-1].received
+    lines = [f"{len(frames)} frames, {iso(first)} to {iso(last)}"]
+    for title, unit, of in SERIES:
+        values = [of(f.health) for f in frames]
+        unit = f" {unit}" if unit else ""
+        lines.append(
+            f"{title:>21}  {sparkline(values, width)}  {min(values):.0f}-{max(values):.0f}"
+            f"{unit}, now {values[-1]:.0f}"
+        )
+    return lines
+
+
+def plot_png(frames: list[TelemetryFrame], out: Path, title: str) -> None:
+    """The recording as a picture: one panel per series over time (matplotlib, if the
+    `plot` extra is installed)."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise Unsupported(
+            "a picture needs matplotlib: pip install 'ribat[plot]' (the terminal chart "
+            "needs nothing: leave out --out)"
+        ) from None
+    matplotlib.use("Agg")  # no display: a file
+    import matplotlib.pyplot as plt
+
+    times = [f.received for f in frames]
+    fig, axes = plt.subplots(len(SERIES), 1, sharex=True, figsize=(10, 2.2 * len(SERIES)))
+    for ax, (name, unit, of) in zip(axes, SERIES, strict=True):
+        ax.plot(times, [of(f.health) for f in frames], drawstyle="steps-post")
+        ax.set_ylabel(f"{name}\n({unit})" if unit else name)
+        ax.grid(alpha=0.3)
+    import matplotlib.dates as mdates
+
+    locator = mdates.AutoDateLocator()
+    axes[-1].xaxis.set_major_locator(locator)
+    axes[-1].xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    axes[0].set_title(title)
+    axes[-1].set_xlabel("time (UTC)")
+    fig.tight_layout()
+    tmp = out.with_name(out.name + ".tmp")
+    fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    tmp.replace(out)  # whole or not at all
