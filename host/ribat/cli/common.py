@@ -16,6 +16,7 @@ from ribat.device.client import NodeClient, connect
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
     from rich.console import Console
+    from rich.progress import Progress
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -214,8 +215,10 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         bar.add_task(label, total=None)
 
     def progress(done: int, total: int) -> None:
+        global _bar
         if bar is not None:
             bar.start()
+            _bar = bar
             bar.update(bar.task_ids[0], completed=done, total=total or None)
 
     try:
@@ -223,6 +226,18 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
     finally:
         if bar is not None:
             bar.stop()
+        _bar = None
+
+
+_bar: "Progress | None" = None  # the progress bar on screen, which say() prints above
+
+
+def say(message: str) -> None:
+    """A step line on stderr; above the progress bar if one is drawn (not into it)."""
+    if _bar is not None:
+        _bar.console.print(message, markup=False, highlight=False, soft_wrap=True)
+    else:
+        click.echo(message, err=True)
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

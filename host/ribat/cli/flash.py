@@ -5,14 +5,11 @@ from pathlib import Path
 import click
 
 from ribat import deploy, ports
-from ribat.cli.common import progress_bar, size
+from ribat.cli.common import progress_bar, say, size
+from ribat.device.transport import named
 from ribat.errors import DeployError, RibatError
 
 OK = click.style("✓", fg="green")
-
-
-def say(message: str) -> None:
-    click.echo(message, err=True)
 
 
 @click.command()
@@ -93,13 +90,13 @@ def flash(
         return
     if plan.up_to_date:
         say(
-            f"{OK} {path} already runs firmware {result.firmware} (slot {plan.slot}), "
+            f"{OK} {named(path)} already runs firmware {result.firmware} (slot {plan.slot}), "
             f"every file checked on the node: nothing sent, in {result.seconds:.2f} s"
         )
         return
     files = len(plan.transfer) + len(plan.copy)
     say(
-        f"{OK} firmware {result.firmware} runs from slot {plan.slot} on {path}: "
+        f"{OK} firmware {result.firmware} runs from slot {plan.slot} on {named(path)}: "
         f"{files} files written ({len(plan.transfer)} sent, {size(result.sent_bytes)}), "
         f"{len(plan.remove)} removed, in {result.seconds:.2f} s"
     )
@@ -113,7 +110,7 @@ def _release(paths: list[str], bundle_file: Path, confirm: bool) -> None:
     def done(o: update.Outcome) -> None:
         resumed = f", resumed at byte {o.resumed_at}" if o.resumed_at else ""
         say(
-            f"{OK} {o.path}: release {o.version} (was {o.previous}) confirmed by the "
+            f"{OK} {named(o.path)}: release {o.version} (was {o.previous}) confirmed by the "
             f"{o.confirmed_by}; {size(o.sent_bytes)} sent{resumed}, in {o.seconds:.1f} s"
         )
 
@@ -124,8 +121,8 @@ def _release(paths: list[str], bundle_file: Path, confirm: bool) -> None:
                                lambda message: say(f"→ {message}"), done)  # fmt: skip
             except RibatError:
                 if len(paths) > 1:
-                    left = ", ".join(paths[n + 1 :]) or "none"
-                    say(f"✗ the rollout stops at {path}; not updated: {left}")
+                    left = ", ".join(map(named, paths[n + 1 :])) or "none"
+                    say(f"✗ the rollout stops at {named(path)}; not updated: {left}")
                 raise
 
 
@@ -134,9 +131,9 @@ def _confirm(path: str) -> None:
 
     info = update.confirm_running(path)
     if info.trial is None:
-        say(f"{OK} {path} runs release {info.firmware}, confirmed")
+        say(f"{OK} {named(path)} runs release {info.firmware}, confirmed")
     else:
-        raise DeployError(f"{path} still runs {info.firmware} on trial: confirm again")
+        raise DeployError(f"{named(path)} still runs {info.firmware} on trial: confirm again")
 
 
 def _show_plan(plan: deploy.Plan) -> None:

@@ -115,6 +115,7 @@ def identity_group(ctx: click.Context, port: str | None, as_json: bool) -> None:
 @port_option
 @click.option(
     "--out",
+    "-o",
     type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
     default="-",
     help="File to write (default: standard output).",

@@ -32,7 +32,7 @@ from ribat.deploy.plan import Plan, check_board, check_space, make_plan
 from ribat.deploy.writer import VERIFY_TIMEOUT_S, Deployer, Progress, Step
 from ribat.device import boards
 from ribat.device.client import HELLO_TIMEOUT_S, NodeClient
-from ribat.device.transport import Port
+from ribat.device.transport import Port, named
 from ribat.digest import files_digest
 from ribat.errors import DeployError, NoAnswer, RibatError, Sealed
 from ribat.ops import guard
@@ -115,7 +115,7 @@ def deploy(
         _refuse_sealed(client)
         deployer = Deployer(port)
         try:
-            step(f"probing {path}")
+            step(f"probing {named(path)}")
             report = deployer.probe()
             board = check_board(report, board_name, path)
             step(
@@ -139,7 +139,7 @@ def deploy(
         except NoAnswer:
             said = client.boot_words()
             raise DeployError(
-                f"the firmware was written but the node on {path} does not answer"
+                f"the firmware was written but the node on {named(path)} does not answer"
                 + (f" (it said: {said})" if said else "")
                 + f": see its output with `mpremote connect {path} repl`, or deploy again"
             ) from None

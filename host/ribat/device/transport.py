@@ -94,6 +94,12 @@ def _open_error(name: str, path: str, e: Exception) -> Exception:
 # ribat.ports.resolve.
 NAMES: dict[str, str] = {}
 
+
+def named(path: str) -> str:
+    """A device path as the user named its port (sim:NAME), for messages."""
+    return NAMES.get(path, path)
+
+
 # Told once when a port is found held and waited for (ribat.cli prints it on stderr); the
 # library prints nothing itself.
 busy_notice: "Callable[[str], None] | None" = None
@@ -122,7 +128,7 @@ class Port:
         """path: the device; name: the port as the user gave it (sim:NAME), for messages;
         wait_s: how long a port another program holds is waited for (busy_wait_s)."""
         self.path = path
-        self.name = name or NAMES.get(path, path)
+        self.name = name or named(path)
         # A port held for a moment (a gateway's round) is waited for, briefly.
         wait = busy_wait_s() if wait_s is None else wait_s
         deadline = time.monotonic() + wait
