@@ -15,8 +15,16 @@ PEER_PORT="sim:$PEER"
 bold=$(tput bold 2>/dev/null || true)
 plain=$(tput sgr0 2>/dev/null || true)
 step() { printf '\n%s==> %s%s\n' "$bold" "$*" "$plain"; }
-run() { printf '$ ribat %s\n' "$*"; "$RIBAT" "$@"; }
-run_quiet() { printf '$ ribat %s\n' "$*" >&2; "$RIBAT" "$@"; }  # its output: for the script
+# A command as it can be copied: words with spaces or quotes in single quotes.
+shown() {
+  local out="" a q="'"
+  for a in "$@"; do
+    if [[ "$a" =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then out+=" $a"; else out+=" '${a//$q/$q\\$q$q}'"; fi
+  done
+  printf '$ ribat%s\n' "$out"
+}
+run() { shown "$@"; "$RIBAT" "$@"; }
+run_quiet() { shown "$@" >&2; "$RIBAT" "$@"; }  # its output: for the script
 CELL=$(mktemp -d)
 trap '"$RIBAT" sim stop "$NAME" >/dev/null 2>&1 || true; "$RIBAT" sim stop "$PEER" --erase >/dev/null 2>&1 || true; rm -rf "$CELL"' EXIT
 
@@ -85,3 +93,6 @@ run sim stop "$PEER" --erase
 run sim stop "$NAME"
 echo "(rabat's flash is kept: \`ribat sim start --name $NAME\` brings it back)"
 trap - EXIT
+rm -rf "$CELL"  # the demo cell's authority: its private key does not outlive the demo
+echo "(the demo's cell authority, its private key among it, was in $CELL and is deleted:"
+echo " a real cell's is made by \`ribat cell init\` and kept offline)"

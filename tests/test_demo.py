@@ -33,3 +33,11 @@ def test_demo_runs_every_step(tmp_path: Path) -> None:
     assert "Shared with the French service" in out  # read where released
     assert "not released to FR" in out
     assert "Only Moroccan eyes" not in done.stdout.split("11/12")[1]  # sealed to Paris
+    # the commands shown can be copied as they are: their quotes kept
+    assert "--title 'Joint watch list, 31 Dec'" in out
+    # the demo cell's private key does not outlive the demo, and it says so
+    cell = next(
+        line for line in out.splitlines() if "cell authority" in line and " was in " in line
+    )
+    folder = cell.split(" was in ")[1].split(" and is deleted")[0]
+    assert folder.startswith("/") and not os.path.exists(folder)
