@@ -10,7 +10,7 @@ import types
 import typing
 from pathlib import Path
 
-from conftest import PIN, NewSim, make_cell, ribat
+from conftest import PIN, NewSim, make_cell, release_bundle, ribat
 from ribat import results, sim
 
 DOC = Path(__file__).parent.parent / "docs" / "json.md"
@@ -174,3 +174,13 @@ def test_every_json_output_speaks_its_schema(new_sim: NewSim, tmp_path: Path) ->
     (panel,) = lines("sim", "panel", ma.name, "--json")
     conforms(panel, results.Panel)
     assert sim.find(ma.name) is not None
+
+
+def test_a_release_bundle_as_json(tmp_path: Path) -> None:
+    key = tmp_path / "rel.key"
+    assert ribat("release", "key", "-o", str(key)).code == 0
+    bundle = release_bundle(tmp_path, "0.3.0", key=key)
+    (doc,) = lines("release", "show", str(bundle), "--json")
+    conforms(doc, results.Release)
+    assert doc["version"] == "0.3.0" and doc["builds"][0]["board"] == "virtual-rp2-pico"
+    assert doc["signer_key"] and len(doc["signer_key"]) == 64

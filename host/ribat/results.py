@@ -503,6 +503,28 @@ class CellStatus:
     convergences: list[CellConvergence]
 
 
+# -- releases -------------------------------------------------------------------------
+
+
+@dataclass
+class ReleaseBuild:
+    board: str
+    mpy: str  # the .mpy version it was compiled for ("6.3")
+    build: str  # its build id (the hash of its files)
+    size_bytes: int
+
+
+@dataclass
+class Release:
+    """`ribat release show --json`: what a signed bundle holds."""
+
+    version: str
+    revision: str | None
+    min_version: str | None  # the oldest release it may replace; null: any older
+    signer_key: str | None  # Ed25519, hex; null: not signed yet
+    builds: list[ReleaseBuild]
+
+
 # -- virtual boards -------------------------------------------------------------------
 
 
@@ -545,6 +567,7 @@ SCHEMAS: dict[str, type] = {
     "check": Lookup,
     "cell roster show": Roster,
     "cell status": CellStatus,
+    "release show": Release,
     "sim list": VirtualBoard,
     "sim panel": Panel,
 }

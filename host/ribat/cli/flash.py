@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 
 from ribat import deploy, ports
-from ribat.cli.common import progress_bar, say, size
+from ribat.cli.common import plural, progress_bar, say, size
 from ribat.device.transport import named
 from ribat.errors import DeployError, RibatError
 
@@ -97,7 +97,7 @@ def flash(
     files = len(plan.transfer) + len(plan.copy)
     say(
         f"{OK} firmware {result.firmware} runs from slot {plan.slot} on {named(path)}: "
-        f"{files} files written ({len(plan.transfer)} sent, {size(result.sent_bytes)}), "
+        f"{plural(files, 'file')} written ({len(plan.transfer)} sent, {size(result.sent_bytes)}), "
         f"{len(plan.remove)} removed, in {result.seconds:.2f} s"
     )
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from ribat.cli.common import size
+from ribat.cli.common import echo_json, json_option, size
 
 
 @click.group("release")
@@ -115,12 +115,19 @@ def sign(bundle_file: Path, key_file: Path) -> None:
 
 @release_group.command("show")
 @click.argument("bundle_file", type=click.Path(dir_okay=False, path_type=Path))
-def show(bundle_file: Path) -> None:
+@json_option("The bundle as JSON")
+def show(bundle_file: Path, as_json: bool) -> None:
     """What a bundle holds: its version, its builds, who signed it."""
     from ribat.deploy import bundle
+    from ribat.results import Release, ReleaseBuild
 
     release = bundle.read(bundle_file)
     m = release.manifest
+    if as_json:
+        builds = [ReleaseBuild(t["board"], t["mpy"], t["build"], t["size"]) for t in m["targets"]]
+        echo_json(Release(m["firmware"], m.get("revision"), m.get("min_version"),
+                          release.signer_key or None, builds))  # fmt: skip
+        return
     click.echo(f"release {m['firmware']} (revision {m.get('revision')})")
     click.echo(f"replaces: {m.get('min_version') or 'any older release'}")
     click.echo(f"signed by: {release.signer_key or '(unsigned)'}")
