@@ -138,8 +138,16 @@ def test_every_json_output_speaks_its_schema(new_sim: NewSim, tmp_path: Path) ->
     assert ribat("journal", "export", *pa, str(export)).code == 0
     for outcome in lines("journal", "import", *pf, str(export), "--json"):
         conforms(outcome, results.ImportOutcome)
-    for e in lines("audit", "show", *pa, "--json"):
+    log = lines("audit", "show", *pa, "--json")
+    for e in log:
         conforms(e, results.AuditEntry)
+    assert [e["seq"] for e in lines("audit", "show", *pa, "--since", "3", "--json")] == [
+        e["seq"] for e in log if e["seq"] > 3
+    ]
+    assert len(lines("audit", "show", *pa, "--since", "1h", "--json")) == len(log)
+    assert lines("audit", "show", *pa, "--since", "2099-01-01", "--json") == []
+    posts = lines("audit", "show", *pa, "--event", "post", "--since", "10m", "--json")
+    assert [e["event"] for e in posts] == ["post"] and posts[0]["details"]["id"]
     (ident,) = lines("identity", *pa, "--json")
     conforms(ident, results.Identity)
     assert ident["name"] == "rabat-1" and ident["state"] == "locked"

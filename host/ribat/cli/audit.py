@@ -13,6 +13,7 @@ from ribat.cli.common import (
     json_option,
     open_node,
     port_option,
+    since_time,
     when,
     write_output,
 )
@@ -46,14 +47,18 @@ def _witness(text: str | None) -> tuple[int, str] | None:
 
 @audit_group.command("show")
 @port_option
-@click.option("--since", type=int, default=0, help="Only entries after this sequence number.")
+@click.option("--since", metavar="SEQ|TIME",
+              help="Only entries after this sequence number, or since this time (2h, 3d, "
+              "2026-11-24T08:00).")  # fmt: skip
 @click.option("--event", "events", multiple=True, metavar="EVENT",
               help="Only entries of this event (repeatable): unlock, post, update...")  # fmt: skip
 @json_option("One JSON object per entry (per line)")
-def show(port: str | None, since: int, events: tuple[str, ...], as_json: bool) -> None:
+def show(port: str | None, since: str | None, events: tuple[str, ...], as_json: bool) -> None:
     """List the audit entries."""
     from rich.table import Table
 
+    after_seq = int(since) if since and since.isdigit() else 0
+    after_time = since_time(since) if since and not since.isdigit() else 0
     log, _ = guard.read_audit(open_node(port))
     shown = []
     for line in guard.audit_lines(log):
@@ -61,7 +66,8 @@ def show(port: str | None, since: int, events: tuple[str, ...], as_json: bool) -
         if e is None:
             continue
         got = AuditEntry.from_line(e, signed.body_of(e))
-        if got.seq > since and (not events or got.event in events):
+        late = got.time is None or got.time.timestamp() >= after_time
+        if got.seq > after_seq and late and (not events or got.event in events):
             shown.append(got)
     if as_json:
         echo_json(shown)

@@ -259,6 +259,28 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
+def since_time(text: str | None) -> int:
+    """--since: a duration back from now (2h, 3d) or a date and time (the operator's
+    zone unless it names one), as Unix time; 0 if not given."""
+    if text is None:
+        return 0
+    import re
+    import time
+
+    if re.fullmatch(r"\d+[smhd]", text.strip()):
+        return int(time.time()) - parse_duration(text, "--since")
+    try:
+        at = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r}: give a duration back from now (2h, 3d) or a date (2026-11-24T08:00)",
+            param_hint="--since",
+        ) from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=zone) if zone else at.astimezone()
+    return int(at.timestamp())
+
+
 def parse_duration(text: str, what: str) -> int:
     """A duration as people write it (45s, 90m, 12h, 30d; bare: seconds) for option what."""
     import re

@@ -1,7 +1,5 @@
 """ribat post, list, show, ack and journal: the cell's bulletins on a node."""
 
-import datetime
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -20,6 +18,7 @@ from ribat.cli.common import (
     parse_duration,
     pin_option,
     port_option,
+    since_time,
     when,
 )
 from ribat.cli.security import cell_option
@@ -31,25 +30,6 @@ if TYPE_CHECKING:
     from ribat.device.client import NodeClient
 
 FOLLOW_S = 1.0  # how often --follow looks for new records
-
-
-def _since(text: str | None) -> int:
-    """--since: a duration back from now (2h, 3d) or a date and time (the operator's
-    zone unless it names one)."""
-    if text is None:
-        return 0
-    if re.fullmatch(r"\d+[smhd]", text.strip()):
-        return int(time.time()) - parse_duration(text, "--since")
-    try:
-        at = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r}: give a duration back from now (2h, 3d) or a date (2026-11-24T08:00)",
-            param_hint="--since",
-        ) from None
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=common.zone) if common.zone else at.astimezone()
-    return int(at.timestamp())
 
 
 def _id_arg(text: str) -> str:
@@ -213,7 +193,7 @@ def list_command(
     --severity and --search then match nothing, as nothing can be read.
     """
     client = open_node(port)
-    filters = lib.list_filters(_since(since), partner and partner.upper(), kind)
+    filters = lib.list_filters(since_time(since), partner and partner.upper(), kind)
 
     def wanted(b: Bulletin) -> bool:
         if severity is not None and b.severity not in SEVERITIES[SEVERITIES.index(severity) :]:
