@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 TYPINGS := .typings
 STUBS := $(TYPINGS)/.installed
 
-.PHONY: all demo test pytest check lint typecheck bench fidelity format clean mosquitto
+.PHONY: all demo test pytest check lint typecheck bench fidelity format clean mosquitto chip
 
 all: test
 
@@ -44,10 +44,22 @@ mosquitto:
 		|| { $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
 		     $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq mosquitto >/dev/null; }; }
 
+# The emulated RP2040 (tests marked chip): Node.js from the distribution's packages, then
+# rp2040js from npm into ribat's cache. The firmware and boot ROM it runs are the user's
+# (ribat.sim.chip says where it looks); without them those tests are skipped, saying why.
+chip: $(STAMP)
+	@command -v node >/dev/null && command -v npm >/dev/null || { \
+		echo "installing Node.js and npm (the emulated RP2040 runs under them)"; \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq nodejs npm >/dev/null \
+		|| { $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && \
+		     $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq nodejs npm >/dev/null; }; } \
+		|| echo "no Node.js: the tests marked chip will be skipped"
+	@$(BIN)/python -m ribat.sim.chip
+
 # Workers: each test has its own virtual boards and RIBAT_HOME, and most of a test's time
 # is spent waiting on its boards, so twice the cores keeps them busy.
 JOBS ?= $(shell echo $$(( $$(nproc) * 2 )))
-pytest: $(STAMP) mosquitto
+pytest: $(STAMP) mosquitto chip
 	$(BIN)/python -m pytest -n $(JOBS)
 
 check: lint typecheck

@@ -91,7 +91,7 @@ class Node:
         self.export_plan: "list | None" = None  # an export under way (journal.export)
         self.export_held: dict = {}  # origin -> seqs its receiver holds already
         self.intake = None  # an import under way (journal.import)
-        self.watchdog = False  # armed (once provisioned: on_watch), until a hard reset
+        self.watchdog: "object | None" = None  # the WDT, armed by on_watch until a hard reset
         self.wires: list = []  # the peers on the board's wires that answered (ribat.wire)
         self.quiet_wires: list = []  # the board's wires with no peer answering
         self.staged: "dict | None" = None  # a release being received (ribat.update)
@@ -167,6 +167,12 @@ class Node:
         keys.unload("update")
         keys.unload("vault")
         gc.collect()
+
+    def feed(self) -> None:
+        """Feed the watchdog: the watch does each second; a request whose work outlasts
+        its window (an unlock on an RP2040: some 7 s) does between its steps."""
+        if self.watchdog is not None:
+            self.watchdog.feed()  # type: ignore[attr-defined]
 
     def touch(self) -> None:
         """A request came: an unlocked session is not idle."""
@@ -249,17 +255,15 @@ async def on_watch(node: Node) -> None:
     board = node.board
     config = node.config
     pressed = False
-    lit = sounding = dog = None
+    lit = sounding = None
     t = seen = 0
     while True:
         await asyncio.sleep_ms(_TICK_MS)
         t += _TICK_MS
         if t % 1000 == 0:
-            if dog is None and node.keyring.identity is not None:
-                dog = board.watchdog(_WATCHDOG_MS)
-                node.watchdog = True
-            if dog is not None:
-                dog.feed()
+            if node.watchdog is None and node.keyring.identity is not None:
+                node.watchdog = board.watchdog(_WATCHDOG_MS)
+            node.feed()
             if node.trial is not None and t >= _TRIAL_OK_MS:
                 node.confirm_trial("self")
             # what came is read once the journal is quiet for a second: an import's

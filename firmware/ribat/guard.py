@@ -86,9 +86,12 @@ def unlock(node, meta: dict, data: bytes) -> dict:
     """The PIN, sealed under the PIN key the node gave for it: right, the node is unlocked
     for a session whose requests carry the MAC key derived with it (ribat.session)."""
     pin_key, mac_key = _keywork().open_channel(node.keyring, meta)
+    node.feed()  # each step inside the watchdog's 8 s; on an RP2040 all of them are not
     pin = _keywork().sealed_pin(pin_key, meta, "pin")
     secrets = _check_pin(node, pin)
+    node.feed()
     node.keyring.unlock(secrets, mac_key)
+    node.feed()
     for name in ("keywork", "x25519", "vault"):  # a session's key work is in ribat.pairs
         keys.unload(name)
     node.make_room_for_session()
@@ -107,7 +110,7 @@ def _check_pin(node, pin: str) -> bytes:
     """The sealed secrets, if pin is right; a wrong one is counted, recorded, and the last
     allowed one wipes the node."""
     keyring = node.keyring
-    secrets, tries = _keywork().check_pin(keyring, pin)
+    secrets, tries = _keywork().check_pin(keyring, pin, node.feed)
     if secrets is not None:
         return secrets
     left = node.config.get("pin.max_tries") - tries
@@ -136,7 +139,7 @@ def pin_change(node, meta: dict, data: bytes) -> dict:
     new = _keywork().sealed_pin(pin_key, meta, "new")
     weak = _keywork().new_pin(new, meta)
     secrets = _check_pin(node, pin)
-    _keywork().change_pin(node.keyring, secrets, new)
+    _keywork().change_pin(node.keyring, secrets, new, node.feed)
     node.audit.append("pin-change", {"weak": True} if weak else None)
     return {}
 
@@ -159,11 +162,11 @@ def wipe(node, meta: dict, data: bytes) -> dict:
     node.keyring.wipe()
     node.open_journal()
     gc.collect()
-    if node.watchdog:
+    if node.watchdog is not None:
         # armed until a hard reset: an unprovisioned node's REPL (a deploy, mpremote)
         # would be reset under its user
         node.reset_soon(True)
-    return {"state": node.keyring.state, "restart": node.watchdog}
+    return {"state": node.keyring.state, "restart": node.watchdog is not None}
 
 
 def roster_load(node, meta: dict, data: bytes) -> dict:

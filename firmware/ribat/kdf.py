@@ -57,17 +57,21 @@ def hkdf(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
     return out[:length]
 
 
-def pbkdf2(password: bytes, salt: bytes, iterations: int, length: int = 32) -> bytes:
-    """PBKDF2-HMAC-SHA256 (RFC 8018 5.2): length bytes from password and salt."""
+def pbkdf2(password: bytes, salt: bytes, iterations: int, length: int = 32, tick=None) -> bytes:
+    """PBKDF2-HMAC-SHA256 (RFC 8018 5.2): length bytes from password and salt. tick(), if
+    given, is called every 512 iterations (a node feeds its watchdog: on an RP2040 a PIN
+    check outlasts the watchdog's 8 s)."""
     inner, outer = _pads(password)
     out = b""
     n = 1
     while len(out) < length:
         u = _hmac_pads(inner, outer, salt + n.to_bytes(4, "big"))
         acc = int.from_bytes(u, "big")
-        for _ in range(iterations - 1):
+        for i in range(iterations - 1):
             u = _hmac_pads(inner, outer, u)
             acc ^= int.from_bytes(u, "big")
+            if tick is not None and i & 511 == 511:
+                tick()
         out += acc.to_bytes(32, "big")
         n += 1
     return out[:length]

@@ -30,26 +30,26 @@ def _x25519():
     return x25519
 
 
-def _box_key(pin: str, salt: bytes, iterations: int, uid: bytes) -> bytes:
+def _box_key(pin: str, salt: bytes, iterations: int, uid: bytes, feed=None) -> bytes:
     """The key that seals the secrets: the PIN stretched by PBKDF2 with the per-node salt
     and the board's unique id, expanded by HKDF to an AES key and an HMAC key."""
-    kek = kdf.pbkdf2(pin.encode(), salt + uid, iterations)
+    kek = kdf.pbkdf2(pin.encode(), salt + uid, iterations, 32, feed)
     return kdf.hkdf(kek, salt, b"ribat-seal v1", 64)
 
 
-def seal(pin: str, uid: bytes, secrets: bytes) -> bytes:
+def seal(pin: str, uid: bytes, secrets: bytes, feed=None) -> bytes:
     salt = os.urandom(_SALT)
     header = _MAGIC + PIN_ITERATIONS.to_bytes(4, "big") + salt
-    key = _box_key(pin, salt, PIN_ITERATIONS, uid)
+    key = _box_key(pin, salt, PIN_ITERATIONS, uid, feed)
     return header + aead.seal(key, secrets, header + uid)
 
 
-def unseal(pin: str, uid: bytes, blob: bytes) -> "bytes | None":
+def unseal(pin: str, uid: bytes, blob: bytes, feed=None) -> "bytes | None":
     header = blob[:_HEADER]
     if len(blob) < _HEADER or header[:4] != _MAGIC:
         return None
     iterations = int.from_bytes(header[4:8], "big")
-    key = _box_key(pin, header[8:_HEADER], iterations, uid)
+    key = _box_key(pin, header[8:_HEADER], iterations, uid, feed)
     return aead.open_box(key, blob[_HEADER:], header + uid)
 
 
@@ -117,22 +117,24 @@ def restore_tries(node, max_tries: int) -> None:
         node.audit.append("wipe", {"why": "lockout"})
 
 
-def check_pin(keyring, pin: str) -> tuple:
+def check_pin(keyring, pin: str, feed) -> tuple:
     """(the secrets if pin opens the seal, else None; wrong PINs in a row now). The try
-    is on flash before the seal is tried."""
+    is on flash before the seal is tried. feed() keeps the watchdog fed between steps."""
     keyring.need("locked")
     tries = keyring.tries() + 1
     keep(keyring, tries=tries)
+    feed()
     blob = sealed(keyring)
-    secrets = None if blob is None else unseal(pin, keyring.uid, blob)
+    secrets = None if blob is None else unseal(pin, keyring.uid, blob, feed)
+    feed()
     if secrets is None:
         return None, tries
     keep(keyring, tries=0)
     return secrets, 0
 
 
-def change_pin(keyring, secrets: bytes, new_pin: str) -> None:
-    keep(keyring, sealed=seal(new_pin, keyring.uid, secrets))
+def change_pin(keyring, secrets: bytes, new_pin: str, feed) -> None:
+    keep(keyring, sealed=seal(new_pin, keyring.uid, secrets, feed))
 
 
 def load_roster(keyring, data: bytes) -> dict:

@@ -70,6 +70,7 @@ def resolve(port: str | None) -> str:
                     f"`ribat sim start --name {name}`"
                 )
             transport.NAMES[virtual.tty] = port  # messages name it as the user did
+            transport.SLOWNESS[virtual.tty] = sim.slowness(virtual.board)
             return virtual.tty
         return port
     found = candidates()

@@ -17,10 +17,11 @@ def sim_group() -> None:
 @click.option(
     "--board",
     "-b",
-    type=click.Choice(list(boards.virtual_names())),
+    type=click.Choice([*boards.virtual_names(), *boards.emulated_names()]),
     default="pico",
     show_default=True,
-    help="Which board to emulate.",
+    help="Which board to emulate (emulated-pico: MicroPython's real RP2040 firmware on an "
+    "emulated chip; the others: its unix port).",
 )
 @click.option("--name", "-n", help="Name of the virtual board (default: sim1, sim2...).")
 @click.option(

@@ -92,6 +92,20 @@ def _refuse_sealed(client: NodeClient) -> None:
         )
 
 
+def _emulated_board(path: str) -> str | None:
+    """The board of an emulated chip on path (sim:NAME): its firmware reports itself as
+    the real board, and the board it is (ribat.sim.chip) is known to the host alone."""
+    name = named(path)
+    if not name.startswith("sim:"):
+        return None
+    from ribat import sim
+
+    found = sim.find(name[4:])
+    if found is None or not boards.load(found.board).engine:
+        return None
+    return found.board
+
+
 def deploy(
     path: str,
     board_name: str | None = None,
@@ -103,6 +117,7 @@ def deploy(
     """Deploy the firmware to the board on path; see the module's docstring. A provisioned
     node is refused (Sealed): it takes signed releases only (ribat.deploy.update)."""
     started = time.monotonic()
+    board_name = board_name or _emulated_board(path)
     # One port from probe to the node's first answer: a board's output while no host has
     # its port open is lost, and what it prints as it restarts is the best diagnosis.
     with Port(path) as port:

@@ -63,7 +63,13 @@ class Board:
 
     @property
     def virtual(self) -> bool:
-        return bool(self.emulates)
+        """A virtual board: MicroPython's unix port posing as the board it emulates."""
+        return bool(self.emulates) and not self.engine
+
+    @property
+    def engine(self) -> str:
+        """For a board run on an emulated chip (ribat.sim.chip): its emulator ("rp2040")."""
+        return str(self.facts.get("engine", ""))
 
     def hal_file(self) -> Path:
         return _folder(self.hal) / "hal.py"
@@ -126,6 +132,12 @@ def virtual_names() -> dict[str, str]:
         "pico-w": "virtual-rp2-pico-w",
         "esp32": "virtual-esp32-generic",
     }
+
+
+def emulated_names() -> dict[str, str]:
+    """Short names for the boards whose real firmware runs on an emulated chip
+    (ribat.sim.chip): `ribat sim start --board emulated-pico`."""
+    return {"emulated-pico": "emulated-rp2-pico"}
 
 
 def identify(platform: str, machine: str, sim_board: str | None) -> Board | None:

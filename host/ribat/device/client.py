@@ -146,7 +146,7 @@ class NodeClient:
         the board's REPL prompts instead (no node runs to answer). BoardRestarted at once
         if the node announces a start other than the one that said hello: what was asked
         of the node before is lost with it."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * self.port.slowness
         self.prompted = False
         while (left := deadline - time.monotonic()) > 0:
             if self.prompted:

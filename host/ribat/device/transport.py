@@ -93,6 +93,10 @@ def _open_error(name: str, path: str, e: Exception) -> Exception:
 # The ports as the user named them (sim:NAME) by device path, for messages: filled in by
 # ribat.ports.resolve.
 NAMES: dict[str, str] = {}
+# How much longer than a real board's a board on a device takes (an emulated chip runs its
+# firmware some 2 to 3 times slower than the chip): its answers are waited for that much
+# longer. Filled in by ribat.ports.resolve.
+SLOWNESS: dict[str, float] = {}
 
 
 def named(path: str) -> str:
@@ -129,6 +133,7 @@ class Port:
         wait_s: how long a port another program holds is waited for (busy_wait_s)."""
         self.path = path
         self.name = name or named(path)
+        self.slowness = SLOWNESS.get(path, 1.0)
         # A port held for a moment (a gateway's round) is waited for, briefly.
         wait = busy_wait_s() if wait_s is None else wait_s
         deadline = time.monotonic() + wait

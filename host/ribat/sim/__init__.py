@@ -105,9 +105,9 @@ def start(name: str | None = None, board: str = "pico", fast_link: bool = False)
     from ribat.device import boards
 
     name = name or _free_name()
-    board_name = boards.virtual_names().get(board, board)
+    board_name = {**boards.virtual_names(), **boards.emulated_names()}.get(board, board)
     facts = boards.load(board_name)
-    if not facts.virtual:
+    if not (facts.virtual or facts.engine):
         raise SimError(
             f"{board_name} is a real board; a virtual one is one of: "
             + ", ".join(boards.virtual_names())
@@ -127,11 +127,28 @@ def start(name: str | None = None, board: str = "pico", fast_link: bool = False)
     log = d / "log"
     if log.exists() and log.stat().st_size > 1 << 20:
         os.replace(log, d / "log.1")
-    launch("ribat.sim.supervisor", d, ["fast" if fast_link else "board"], log,
-           f"virtual board {name}")  # fmt: skip
+    if facts.engine == "rp2040":  # the real firmware on an emulated chip
+        launch("ribat.sim.chip.supervisor", d, [], log, f"emulated board {name}", CHIP_START_S)
+    else:
+        launch("ribat.sim.supervisor", d, ["fast" if fast_link else "board"], log,
+               f"virtual board {name}")  # fmt: skip
     sim = find(name)
     assert sim is not None
     return sim
+
+
+# An emulated chip runs the firmware 2 to 3 times slower than the chip (more on a loaded
+# host): what is asked of it is waited for this much longer than of a board.
+CHIP_SLOWNESS = 5.0
+
+
+def slowness(board_name: str) -> float:
+    from ribat.device import boards
+
+    return CHIP_SLOWNESS if boards.load(board_name).engine else 1.0
+
+
+CHIP_START_S = 330.0  # the first start of an emulated chip may install rp2040js with npm
 
 
 def launch(

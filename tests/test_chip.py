@@ -1,0 +1,103 @@
+"""MicroPython's real RP2040 firmware on the emulated chip (ribat.sim.chip): an unmodified
+mpremote and the node's own tools reach it through its pseudo-terminal as they would a
+Pico's USB port; its serial flash formats littlefs and keeps it across power cuts; the
+node deploys, provisions, posts and reads there, and a post cut by a power loss in the
+middle of a flash operation loses nothing else.
+
+These run where Node.js, the UF2 and the boot ROM are found (ribat.sim.chip says where it
+looks); elsewhere they are skipped, saying what is missing."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import ribat
+from ribat import sim
+from ribat.sim import chip
+
+WHY = chip.available()
+pytestmark = [pytest.mark.chip, pytest.mark.skipif(WHY is not None, reason=WHY or "")]
+PIN = "correct-horse-1"
+# rp2040js where `make chip` put it (the tests' own cache folder is new each run)
+USER_CACHE = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+
+
+@pytest.fixture
+def pico(monkeypatch: pytest.MonkeyPatch) -> Iterator[sim.Sim]:
+    monkeypatch.setenv("XDG_CACHE_HOME", USER_CACHE)
+    board = sim.start(None, "emulated-pico")
+    try:
+        yield board
+    finally:
+        sim.stop(board.name, erase=True)
+
+
+def mpremote(device: str, code: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "mpremote", "connect", device, "exec", code],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.strip()
+
+
+def test_the_stock_firmware_runs_and_its_flash_keeps_files(pico: sim.Sim) -> None:
+    got = mpremote(
+        pico.device, "import os, sys; print(sys.implementation._machine, os.statvfs('/')[2])"
+    )
+    assert got == "Raspberry Pi Pico with RP2040 352"  # littlefs formatted by the firmware
+    mpremote(pico.device, "f = open('kept.txt', 'w'); f.write('across power cuts'); f.close()")
+    sim.power_cycle(pico.name)
+    time.sleep(1)
+    assert mpremote(pico.device, "print(open('kept.txt').read())") == "across power cuts"
+    sim.stop(pico.name)
+    again = sim.start(pico.name, "emulated-pico")
+    assert mpremote(again.device, "print(open('kept.txt').read())") == "across power cuts"
+    status = sim.control(pico.name, {"op": "status"})
+    assert status["engine"] == "rp2040" and status["flash_writes"] == 0  # nothing rewritten
+    assert status["chip_ms"] > 0
+
+
+def run(*args: str, timeout: float = 300) -> str:
+    r = ribat(*args, timeout=timeout)
+    assert r.code == 0, (args, r.err)
+    return r.out
+
+
+def test_a_node_on_the_chip_posts_reads_and_survives_a_cut_mid_write(
+    pico: sim.Sim, tmp_path: Path
+) -> None:
+    port = ("-p", f"sim:{pico.name}")
+    run("flash", *port)
+    cell = tmp_path / "cell"
+    run("cell", "init", str(cell))
+    run("provision", *port, "--cell", str(cell), "--partner", "MA", "--name", "rabat-1",
+        "--pin", PIN)  # fmt: skip
+    run("identity", "export", *port, "-o", str(tmp_path / "me.json"))
+    run("cell", "roster", "add", "--cell", str(cell), str(tmp_path / "me.json"))
+    run("cell", "load", "--cell", str(cell), *port)
+    first = run("post", *port, "--pin", PIN, "--kind", "notice", "--to", "MA", "--title",
+                "on the chip", "--body", "kept whole").strip()  # fmt: skip
+    (shown,) = map(json.loads, run("show", *port, "--pin", PIN, first, "--json").splitlines())
+    assert shown["body"] == "kept whole" and shown["state"] == "readable"
+
+    # the power goes in the middle of a flash operation of the next post
+    sim.control(pico.name, {"op": "cut_after_flash_writes", "n": 2})
+    cut = ribat("post", *port, "--pin", PIN, "--kind", "notice", "--to", "MA", "--title",
+                "cut", "--body", "x" * 500, timeout=300)  # fmt: skip
+    assert cut.code != 0 and "Traceback" not in cut.err
+    assert sim.control(pico.name, {"op": "status"})["power_cuts"] == 1
+    deadline = time.monotonic() + 120
+    while ribat("status", *port).code != 0:
+        assert time.monotonic() < deadline, "the node did not come back"
+        time.sleep(2)
+    run("audit", "verify", *port)
+    listed = [json.loads(line) for line in run("list", *port, "--pin", PIN, "--json").splitlines()]
+    assert listed[0]["id"] == first and listed[0]["title"] == "on the chip"
+    assert len(listed) in (1, 2) and all(b["state"] == "readable" for b in listed)
