@@ -241,7 +241,7 @@ class NodeClient:
         """hello, repeated until a node that is resetting has started and answers (from a
         boot other than not_boot, when given); given up early if the board reaches its REPL
         prompt instead (the application stopped)."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * self.port.slowness
         while True:
             left = deadline - time.monotonic()
             try:
@@ -259,7 +259,7 @@ class NodeClient:
 
     def _watch_for_boot(self, timeout: float) -> None:
         """Read what the node says for up to timeout, stopping early when it starts."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * self.port.slowness
         while (left := deadline - time.monotonic()) > 0:
             for frame in self._frames(left):
                 if frame.kind == codec.EVENT:

