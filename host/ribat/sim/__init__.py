@@ -137,9 +137,9 @@ def start(name: str | None = None, board: str = "pico", fast_link: bool = False)
     return sim
 
 
-# An emulated chip runs the firmware 2 to 3 times slower than the chip (more on a loaded
-# host): what is asked of it is waited for this much longer than of a board.
-CHIP_SLOWNESS = 5.0
+# An emulated chip runs the firmware at 45% of the chip's speed here, at a fifth on a
+# loaded host: what is asked of it is waited for this much longer than of a board.
+CHIP_SLOWNESS = 10.0
 
 
 def slowness(board_name: str) -> float:
