@@ -28,20 +28,16 @@ a board that the unix port lacks:
 Control requests arrive on a Unix socket, one JSON object per connection (see _control).
 """
 
-import errno
 import hashlib
-import json
 import os
 import select
-import signal
-import socket
 import struct
 import sys
 import time
 from pathlib import Path
 
 from ribat.device import boards
-from ribat.sim import paths
+from ribat.sim import process
 from ribat.sim.interpreter import Interpreter, rom_env
 from ribat.sim.pace import Pace
 from ribat.sim.usb import UsbPort
@@ -113,22 +109,9 @@ class Supervisor:
         ahead = int(self.clock_file.read_text()) if self.clock_file.exists() else 0
         self.panel.write_bytes(struct.pack("<11I", NO_CUT, *[0] * 9, ahead))
         self.tty = self.usb.open()
-        self.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            self.control.bind(paths.control_address(self.dir))
-        except OSError as e:
-            if e.errno != errno.EADDRINUSE:
-                raise
-            raise RuntimeError(
-                f"another supervisor already runs virtual board {self.name} (its state folder "
-                "may have been deleted under it): end it with `pkill -f ribat.sim.supervisor`"
-            ) from None
-        self.control.listen(4)
+        self.control = process.listen(self.dir)
         self.wires = [WireEnd(self.dir, i, self.wire_rate) for i in range(self.board.wires)]
-        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK)
-        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
-        signal.signal(signal.SIGTERM, lambda *_: self._stop())
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self.wake_r = process.signals(self._stop)
         return self.tty
 
     # -- resets ----------------------------------------------------------------------------
@@ -341,18 +324,7 @@ class Supervisor:
         return free[0].connect(other, other_board.wires, self.name)
 
     def _on_control(self) -> None:
-        conn, _ = self.control.accept()
-        with conn:
-            conn.settimeout(1.0)
-            try:
-                request = json.loads(conn.makefile("rb").readline())
-                reply = self._control(request)
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                reply = {"error": str(e)}
-            try:
-                conn.sendall(json.dumps(reply).encode() + b"\n")
-            except OSError:
-                pass
+        process.answer(self.control, self._control)
 
     def _stop(self) -> None:
         self.stopping = True
@@ -447,25 +419,8 @@ class Supervisor:
 def main(argv: list[str]) -> int:
     """argv: SIM_DIR [READY_FD [fast]]"""
     sim_dir = Path(argv[1])
-    ready = int(argv[2]) if len(argv) > 2 else -1
     sup = Supervisor(sim_dir, fast_link=argv[3:4] == ["fast"])
-    try:
-        tty_path = sup.prepare()
-    except Exception as e:  # reported to `ribat sim start`, which is waiting for us
-        if ready >= 0:
-            os.write(ready, json.dumps({"error": str(e)}).encode() + b"\n")
-        raise
-    paths.write_state(
-        sim_dir, {"name": sup.name, "board": sup.board.name, "tty": tty_path, "pid": os.getpid()}
-    )
-    if ready >= 0:
-        os.write(ready, json.dumps({"tty": tty_path}).encode() + b"\n")
-        os.close(ready)
-    try:
-        sup.run()
-    finally:
-        paths.clear_state(sim_dir)
-    return 0
+    return process.main(sim_dir, process.ready_fd(argv), sup)
 
 
 if __name__ == "__main__":

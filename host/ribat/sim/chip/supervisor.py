@@ -13,13 +13,10 @@ holds every program and erase done until then), and arms a cut in the middle of 
 operation. Control requests come on a Unix socket, as for the other virtual boards.
 """
 
-import errno
 import hashlib
 import json
 import os
 import select
-import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -28,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ribat.device import boards
-from ribat.sim import chip, paths
+from ribat.sim import chip, process
 from ribat.sim.interpreter import set_nonblocking
 from ribat.sim.pace import Pace
 from ribat.sim.usb import UsbPort
@@ -66,20 +63,8 @@ class ChipSupervisor:
         self.modules = chip.install()
         self.panel.write_bytes(struct.pack("<11I", 0xFFFFFFFF, *[0] * 10))
         self.tty = self.usb.open()
-        self.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            self.control.bind(paths.control_address(self.dir))
-        except OSError as e:
-            if e.errno != errno.EADDRINUSE:
-                raise
-            raise RuntimeError(
-                f"another supervisor already runs virtual board {self.name}"
-            ) from None
-        self.control.listen(4)
-        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK)
-        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
-        signal.signal(signal.SIGTERM, lambda *_: self._stop())
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self.control = process.listen(self.dir)
+        self.wake_r = process.signals(self._stop)
         return self.tty
 
     # -- power -----------------------------------------------------------------------------
@@ -255,17 +240,7 @@ class ChipSupervisor:
         return {"error": f"the emulated chip does not do {op!r}"}
 
     def _on_control(self) -> None:
-        conn, _ = self.control.accept()
-        with conn:
-            conn.settimeout(1.0)
-            try:
-                reply = self._control(json.loads(conn.makefile("rb").readline()))
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                reply = {"error": str(e)}
-            try:
-                conn.sendall(json.dumps(reply).encode() + b"\n")
-            except OSError:
-                pass
+        process.answer(self.control, self._control)
 
     def _stop(self) -> None:
         self.stopping = True
@@ -330,25 +305,7 @@ class ChipSupervisor:
 def main(argv: list[str]) -> int:
     """argv: SIM_DIR [READY_FD]"""
     sim_dir = Path(argv[1])
-    ready = int(argv[2]) if len(argv) > 2 else -1
-    sup = ChipSupervisor(sim_dir)
-    try:
-        tty_path = sup.prepare()
-    except Exception as e:  # reported to `ribat sim start`, which is waiting for us
-        if ready >= 0:
-            os.write(ready, json.dumps({"error": str(e)}).encode() + b"\n")
-        raise
-    paths.write_state(
-        sim_dir, {"name": sup.name, "board": sup.board.name, "tty": tty_path, "pid": os.getpid()}
-    )
-    if ready >= 0:
-        os.write(ready, json.dumps({"tty": tty_path}).encode() + b"\n")
-        os.close(ready)
-    try:
-        sup.run()
-    finally:
-        paths.clear_state(sim_dir)
-    return 0
+    return process.main(sim_dir, process.ready_fd(argv), ChipSupervisor(sim_dir))
 
 
 if __name__ == "__main__":
