@@ -66,6 +66,11 @@ class Plan:
         return not (self.transfer or self.copy or self.remove or self.loader or self.switch)
 
 
+# The least heap a node runs in: an unlocked session holds some 135 KB on the virtual
+# boards (64-bit objects; docs/security.md), the Pico W's 160 KB is the tightest that works.
+NODE_HEAP_MIN = 150 * 1024
+
+
 def check_board(report: BoardReport, board_name: str | None, path: str) -> boards.Board:
     """The board definition to deploy for, once we know the board can run ribat."""
     board = boards.load(board_name) if board_name else None
@@ -83,6 +88,14 @@ def check_board(report: BoardReport, board_name: str | None, path: str) -> board
         raise Unsupported(
             f"--board {board.name} is a {expected} board but {path} reports {report.platform}: "
             "choose the board that is there"
+        )
+    if board.heap_bytes < NODE_HEAP_MIN:
+        raise Unsupported(
+            f"{path} is {board.description}: {board.heap_bytes // 1024} KB of heap, where a "
+            f"ribat node needs {NODE_HEAP_MIN // 1024} KB or more (an operator's session "
+            "holds its keys and the journal's code): use a Raspberry Pi Pico or Pico W, or "
+            "an ESP32 with PSRAM (a WROVER module, an ESP32-S3 with PSRAM) running "
+            "MicroPython's SPIRAM firmware"
         )
     if report.version < board.micropython_min:
         need = ".".join(str(x) for x in board.micropython_min)
