@@ -1,14 +1,16 @@
 """The node's cryptography timed on the emulated RP2040 (ribat.sim.chip), in the chip's own
 clock, beside the RP2040 estimates bench/security.py derives from the unix port.
 
-    .venv/bin/python bench/chip.py
+    .venv/bin/python bench/chip.py [--deploy]
 
 A fresh emulated Pico runs MicroPython's stock firmware; the shared modules are compiled
 for it (mpy-cross, armv6m) and copied with mpremote, then a script times each operation
 with time.ticks_ms() there: the chip's clock counts its cycles, however slowly this host
 emulates it. The anchor of bench/security.py's scaling (65 pi digits, 203 ms estimated on
 an RP2040 from published perfbench figures) runs too, so the estimate's premise is
-measured as well. Printed, never asserted.
+measured as well. With --deploy, also `ribat flash` against `mpremote fs cp -r` of the
+same tree on the emulated Pico (full, no change, one module changed: bench/
+deploy_vs_mpremote.py's rounds, one of each), in wall time. Printed, never asserted.
 """
 
 import json
@@ -106,5 +108,27 @@ def main() -> None:
         print(f"{name:24} {ms:7d} ms {shown:>10}")
 
 
+def deploy_figures() -> None:
+    """ribat flash against mpremote on the emulated Pico (bench/deploy_vs_mpremote.py)."""
+    import deploy_vs_mpremote as anchor
+
+    from ribat.device import boards
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = anchor.source_tree(Path(tmp), boards.load("emulated-rp2-pico"))
+        sim.start("bench-chip-deploy", "emulated-pico")
+        try:
+            got = anchor.deploy_bench("bench-chip-deploy", "emulated-pico", tree, 1)
+        finally:
+            sim.stop("bench-chip-deploy", erase=True)
+    s, wire = got["seconds"], got["wire_bytes"]
+    for what, key in (("full deploy", "full"), ("no change", "same"), ("one module", "one")):
+        print(f"{what:12} ribat flash {s['ribat_' + key]:6.2f} s ({wire['ribat_' + key]} B)  "
+              f"mpremote {s['mpremote_' + key]:6.2f} s ({wire['mpremote_' + key]} B)  "
+              f"ratio {s['mpremote_' + key] / s['ribat_' + key]:.2f}")  # fmt: skip
+
+
 if __name__ == "__main__":
     main()
+    if "--deploy" in sys.argv[1:]:
+        deploy_figures()
