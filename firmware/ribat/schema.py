@@ -53,6 +53,8 @@ TELEMETRY = (
     "keys",  # unprovisioned, locked, unlocked, locked out
     "audit_seq",
     "audit_head",
+    "alerts",  # [id, received] of each alert pending (ribat.alerts); no severity: a
+    # gateway publishes the status
 )
 
 # Keys that only an unlocked session may change on a provisioned node: a locked node is

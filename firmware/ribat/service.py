@@ -117,9 +117,6 @@ def ping(node, meta: dict, data: bytes) -> dict:
 def status(node, meta: dict, data: bytes) -> dict:
     sample = node.sampler.sample(collect=True)
     sample["records"] = node.journal.count  # a console reads what is new (after=)
-    # [id, received] of each alert pending (ribat.alerts); no severity: a gateway
-    # publishes the status
-    sample["alerts"] = [[a[0], a[2]] for a in node.alert_pending]
     sample["signals"] = node.signals_pending  # convergences not acknowledged
     if node.wires:
         sample["wires"] = [w.summary() for w in node.wires]

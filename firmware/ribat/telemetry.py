@@ -80,6 +80,7 @@ class Sampler:
             node.keyring.state,
             node.audit.seq,
             node.audit.head,
+            [[a[0], a[2]] for a in node.alert_pending],
         )
         return dict(zip(schema.TELEMETRY, values))
 
@@ -98,5 +99,4 @@ async def push(node) -> None:
         if config.get("telemetry.enabled"):
             meta = node.sampler.sample()
             meta["event"] = "telemetry"
-            meta["alerts"] = len(node.alert_pending)  # a count: status lists them
             node.link.event(meta)

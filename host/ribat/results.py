@@ -85,7 +85,6 @@ class Health:
 
     @classmethod
     def from_node(cls, m: dict) -> "Health":
-        alerts = m.get("alerts") or 0  # status lists them, a telemetry frame counts them
         return cls(
             uptime_ms=m["uptime_ms"],
             reset_cause=m["reset_cause"],
@@ -102,7 +101,7 @@ class Health:
             keys=m.get("keys"),
             audit_seq=m.get("audit_seq"),
             audit_head=m.get("audit_head"),
-            alerts_pending=len(alerts) if isinstance(alerts, list) else int(alerts),
+            alerts_pending=len(m.get("alerts") or ()),
         )
 
 

@@ -23,7 +23,6 @@ from ribat.results import TelemetryFrame
 if TYPE_CHECKING:
     from rich.table import Table
 
-WAIT_S = 0.25  # how often the loops look up from waiting for a frame
 
 
 @click.group("telemetry")
@@ -84,18 +83,13 @@ def watch(port: str | None, seconds: float | None, as_json: bool) -> None:
     assert client.info is not None
     node = f"{client.info.name} ({client.info.partner})"
     losses = tm.LossCounter()
-    end = time.monotonic() + seconds if seconds is not None else None
     first = 0.0  # when the first frame came: the rate counts from there
     live = None if as_json else Live(console=console(), auto_refresh=False, transient=False)
     with live or contextlib.nullcontext():
         if live is not None:
             live.update(f"[dim]{node}: waiting for the first telemetry frame…[/]", refresh=True)
         # (Ctrl-C: the last view stays on screen, and the exit status is 130)
-        while end is None or time.monotonic() < end:
-            event = client.next_event(WAIT_S)
-            if event is None or event.get("event") != "telemetry":
-                continue
-            f = tm.frame(event)
+        for f in tm.frames(client, seconds):
             now = time.monotonic()
             first = first or now
             losses.see(f.seq)
@@ -123,16 +117,11 @@ def record(port: str | None, fmt: str, seconds: float | None, out: Path | None) 
         out = None
     client = open_node(port)
     losses = tm.LossCounter()
-    end = time.monotonic() + seconds if seconds is not None else None
     stream = open(out, "w", newline="") if out else sys.stdout  # noqa: SIM115
     interrupted = False
     try:
         recorder = tm.Recorder(stream, fmt)
-        while end is None or time.monotonic() < end:
-            event = client.next_event(WAIT_S)
-            if event is None or event.get("event") != "telemetry":
-                continue
-            f = tm.frame(event)
+        for f in tm.frames(client, seconds):
             losses.see(f.seq)
             recorder.write(f)
     except KeyboardInterrupt:
@@ -192,14 +181,11 @@ def _live(port: str | None, seconds: float | None) -> tuple[list[TelemetryFrame]
     title = f"{client.info.name} ({client.info.partner})"
     frames: list[TelemetryFrame] = []
     interrupted = False
-    end = time.monotonic() + seconds if seconds is not None else None
     with Live(console=console(), auto_refresh=False, transient=True) as live:
         try:
-            while end is None or time.monotonic() < end:
-                event = client.next_event(WAIT_S)
-                if event is not None and event.get("event") == "telemetry":
-                    frames.append(tm.frame(event))
-                    live.update(Text("\n".join([title, *tm.chart_lines(frames)])), refresh=True)
+            for f in tm.frames(client, seconds):
+                frames.append(f)
+                live.update(Text("\n".join([title, *tm.chart_lines(frames)])), refresh=True)
         except KeyboardInterrupt:
             interrupted = True
     return frames, title, interrupted

@@ -5,29 +5,43 @@ A node numbers its events; a gap in the numbers is a frame lost on the way.
 
 import csv
 import dataclasses
+import functools
 import io
 import json
 import time
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from ribat import codec
 from ribat.errors import RibatError, Unsupported
 from ribat.results import Health, TelemetryFrame, iso, to_json
+
+if TYPE_CHECKING:
+    from ribat.device.client import NodeClient
 
 # A CSV row: the host's time, the event's number, then the node's health (ribat.results),
 # its rejections spread over a column per cause.
 HEALTH = [f.name for f in dataclasses.fields(Health) if f.name != "frames_rejected"]
 FIELDS = ["received", "seq", *HEALTH, *(f"rejected_{cause}" for cause in codec.CAUSES)]
 FORMATS = ("csv", "jsonl")
+WAIT_S = 0.25  # how often the wait for a frame looks up (a duration's end, Ctrl-C)
 
 
 def frame(event: dict, received: float | None = None) -> TelemetryFrame:
     """A telemetry event as the frame it tells, stamped with the host's time."""
     return TelemetryFrame.from_node(event, time.time() if received is None else received)
+
+
+def frames(client: "NodeClient", seconds: float | None) -> Iterator[TelemetryFrame]:
+    """The frames the node pushes, as they come, for seconds (None: until interrupted)."""
+    end = time.monotonic() + seconds if seconds is not None else None
+    while end is None or time.monotonic() < end:
+        event = client.next_event(WAIT_S)
+        if event is not None and event.get("event") == "telemetry":
+            yield frame(event)
 
 
 def flat(f: TelemetryFrame) -> dict:
@@ -112,7 +126,7 @@ def _from_json(doc: dict) -> TelemetryFrame:
 
 def _from_row(row: dict) -> TelemetryFrame:
     values: dict[str, object] = {}
-    for name, hint in typing.get_type_hints(Health).items():
+    for name, hint in _health_types().items():
         if name == "frames_rejected":
             values[name] = {c: int(row[f"rejected_{c}"]) for c in codec.CAUSES}
             continue
@@ -124,6 +138,11 @@ def _from_row(row: dict) -> TelemetryFrame:
             values[name] = int(text) if int in kinds else float(text) if float in kinds else text
     return TelemetryFrame(datetime.fromisoformat(row["received"]), int(row["seq"]),
                           Health(**values))  # type: ignore[arg-type]  # fmt: skip
+
+
+@functools.cache
+def _health_types() -> dict:
+    return typing.get_type_hints(Health)
 
 
 def sparkline(values: list[float], width: int) -> str:
@@ -166,7 +185,10 @@ def plot_png(frames: list[TelemetryFrame], out: Path, title: str) -> None:
             "needs nothing: leave out --out)"
         ) from None
     matplotlib.use("Agg")  # no display: a file
+    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
+
+    from ribat.files import write_whole
 
     times = [f.received for f in frames]
     fig, axes = plt.subplots(len(SERIES), 1, sharex=True, figsize=(10, 2.2 * len(SERIES)))
@@ -174,15 +196,13 @@ def plot_png(frames: list[TelemetryFrame], out: Path, title: str) -> None:
         ax.plot(times, [of(f.health) for f in frames], drawstyle="steps-post")
         ax.set_ylabel(f"{name}\n({unit})" if unit else name)
         ax.grid(alpha=0.3)
-    import matplotlib.dates as mdates
-
     locator = mdates.AutoDateLocator()
     axes[-1].xaxis.set_major_locator(locator)
     axes[-1].xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     axes[0].set_title(title)
     axes[-1].set_xlabel("time (UTC)")
     fig.tight_layout()
-    tmp = out.with_name(out.name + ".tmp")
-    fig.savefig(tmp, format="png", dpi=100)
+    picture = io.BytesIO()
+    fig.savefig(picture, format="png", dpi=100)
     plt.close(fig)
-    tmp.replace(out)  # whole or not at all
+    write_whole(out, picture.getvalue())
