@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import PIN, Broker, NewSim, make_cell, ribat
@@ -99,3 +100,13 @@ def test_metrics_refuses_what_it_cannot_serve() -> None:
     assert r.code == 2 and "give [HOST]:PORT" in r.err
     r = ribat("metrics", "--broker", "mqtt://127.0.0.1:1")
     assert r.code == 2 and "--cell" in r.err
+
+
+def test_a_port_given_wins_over_the_cells_broker_in_the_environment(
+    new_sim: NewSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shell set up for a cell exports $RIBAT_BROKER; `metrics -p` asks for one node."""
+    (ma,) = make_cell(new_sim, tmp_path, [("MA", "rabat-1")])
+    monkeypatch.setenv("RIBAT_BROKER", "mqtt://127.0.0.1:1")
+    with exporter("-p", f"sim:{ma.name}") as url:
+        assert scrape(url)["ribat_port_up", (("port", f"sim:{ma.name}"),)] == 1

@@ -3,6 +3,7 @@
 import time
 
 import click
+from click.core import ParameterSource
 
 from ribat.cli.common import port_option
 
@@ -34,6 +35,9 @@ def metrics(port: str | None, broker: str | None, cell_dir: str | None, listen: 
 
     host, number = _listen(listen)
     registry = CollectorRegistry()
+    ctx = click.get_current_context()
+    if port is not None and ctx.get_parameter_source("broker") is ParameterSource.ENVIRONMENT:
+        broker = None  # --port asks for one node: $RIBAT_BROKER (a cell's shell) is not it
     if broker is not None:
         if port is not None:
             raise click.UsageError("give --port (one node) or --broker (the cell), not both")
@@ -45,17 +49,17 @@ def metrics(port: str | None, broker: str | None, cell_dir: str | None, listen: 
         from ribat.cli.gateway import broker_address
         from ribat.ops.metrics import BrokerCollector
 
-        source = BrokerCollector(*broker_address(broker), Cell.open(Path(cell_dir)).id)
-        what = f"cell {source.cell} from {broker}"
+        cell = Cell.open(Path(cell_dir)).id
+        registry.register(BrokerCollector(*broker_address(broker), cell))
+        what = f"cell {cell} from {broker}"
     else:
         from ribat import ports
-        from ribat.device import transport
+        from ribat.device.transport import named
         from ribat.ops.metrics import PortCollector
 
-        device = ports.resolve(port)  # a clear error now for a port that is not there
-        source = PortCollector(transport.NAMES.get(device, device))  # type: ignore[assignment]
-        what = f"the node on {source.port}"
-    registry.register(source)
+        name = named(ports.resolve(port))  # a clear error now for a port that is not there
+        registry.register(PortCollector(name))
+        what = f"the node on {name}"
     try:
         server, _ = start_http_server(number, host, registry)
     except OSError as e:

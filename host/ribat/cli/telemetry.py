@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 
-
 @click.group("telemetry")
 def telemetry_group() -> None:
     """A node's live telemetry: the frames it pushes every telemetry.interval_ms."""

@@ -9,7 +9,6 @@ Names follow Prometheus's conventions: base units (seconds, bytes), _total for c
 one metric per quantity with the node and partner as labels.
 """
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -24,9 +23,11 @@ PREFIX = "ribat_"
 NODE = ("node", "partner")
 
 
-def health_metrics(node: str, partner: str, h: Health, extra: dict) -> Iterator["Metric"]:
-    """A node's health as metrics; extra: journal_records, convergences_pending (a status
-    has them, a telemetry frame not)."""
+def health_metrics(
+    node: str, partner: str, h: Health, records: int | None, convergences: int | None
+) -> Iterator["Metric"]:
+    """A node's health as metrics, with its journal's records and the convergences pending
+    where the sample tells them (a status does)."""
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
     who = [node, partner]
@@ -37,7 +38,6 @@ def health_metrics(node: str, partner: str, h: Health, extra: dict) -> Iterator[
             g.add_metric(who, value)
             yield g
 
-    yield from gauge("up", "1: the node answered (or its gateway published) lately", 1)
     yield from gauge("uptime_seconds", "Since the node's last reset", h.uptime_ms / 1000)
     yield from gauge("heap_free_bytes", "MicroPython heap free", h.heap_free_bytes)
     yield from gauge("heap_used_bytes", "MicroPython heap in use", h.heap_used_bytes)
@@ -47,9 +47,8 @@ def health_metrics(node: str, partner: str, h: Health, extra: dict) -> Iterator[
     yield from gauge("temperature_celsius", "The chip's temperature", h.temperature_c)
     yield from gauge("alerts_pending", "Alerts calling for an acknowledgement", h.alerts_pending)
     yield from gauge("audit_seq", "The audit log's head (its sequence number)", h.audit_seq)
-    for key, doc in (("journal_records", "Records in the node's journal"),
-                     ("convergences_pending", "Convergences not acknowledged")):  # fmt: skip
-        yield from gauge(key, doc, extra.get(key))
+    yield from gauge("journal_records", "Records in the node's journal", records)
+    yield from gauge("convergences_pending", "Convergences not acknowledged", convergences)
     state = GaugeMetricFamily(
         PREFIX + "key_state", "1 for the node's key state", labels=[*NODE, "state"]
     )
@@ -117,23 +116,20 @@ class PortCollector:
         from ribat.errors import RibatError
         from ribat.results import NodeStatus
 
+        up = GaugeMetricFamily(PREFIX + "port_up", "1: the node on the port answered",
+                               labels=["port"])  # fmt: skip
         try:
             with connect(ports.resolve(self.port)) as client:
                 assert client.info is not None
                 got = NodeStatus.from_node(client.info, client.request("status"))
         except RibatError:  # away, busy, restarting: down for this scrape
-            down = GaugeMetricFamily(PREFIX + "port_up", "1: the node on the port answered",
-                                     labels=["port"])  # fmt: skip
-            down.add_metric([self.port], 0)
-            yield down
+            up.add_metric([self.port], 0)
+            yield up
             return
-        up = GaugeMetricFamily(PREFIX + "port_up", "1: the node on the port answered",
-                               labels=["port"])  # fmt: skip
         up.add_metric([self.port], 1)
         yield up
-        extra = {"journal_records": got.journal_records,
-                 "convergences_pending": got.convergences_pending}  # fmt: skip
-        yield from health_metrics(got.name, got.partner, got.health, extra)
+        yield from health_metrics(got.name, got.partner, got.health, got.journal_records,
+                                  got.convergences_pending)  # fmt: skip
 
 
 class BrokerCollector:
@@ -145,7 +141,7 @@ class BrokerCollector:
 
         from ribat.gateway.broker import connect_to, json_doc, topics
 
-        self.host, self.port, self.cell = host, port, cell
+        self.cell = cell
         self.root = topics(cell)
         self.lock = threading.Lock()
         self.telemetry: dict[str, tuple[float, dict]] = {}  # fp -> (when, status)
@@ -167,19 +163,14 @@ class BrokerCollector:
         client.on_connect = lambda c, _u, _f, _rc, _p: c.subscribe(
             [(self.root + "telemetry/+", 0), (self.root + "summary/+", 1)]
         )
-        connect_to(client, host, port, keepalive=30)
-        self.client = client
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+        connect_to(client, host, port, keepalive=30)  # (its thread ends with the process)
 
     def collect(self) -> Iterator["Metric"]:
         from ribat.gateway.broker import STALE_S, cell_view
 
         now = time.time()
         with self.lock:
-            docs = {fp: json.loads(json.dumps(d)) for fp, d in self.summaries.items()}
+            docs = dict(self.summaries)  # (a new summary replaces its doc, never changes it)
             telemetry = dict(self.telemetry)
         yield from cell_metrics(cell_view(self.cell, docs), now)
         for fp, (when, sample) in telemetry.items():
@@ -190,6 +181,5 @@ class BrokerCollector:
                 health = Health.from_node(sample)
             except (KeyError, TypeError):
                 continue  # not a status
-            extra = {"journal_records": sample.get("records"),
-                     "convergences_pending": sample.get("signals")}  # fmt: skip
-            yield from health_metrics(d.get("name") or fp, d.get("partner", "?"), health, extra)
+            yield from health_metrics(d.get("name") or fp, d.get("partner", "?"), health,
+                                      sample.get("records"), sample.get("signals"))  # fmt: skip
