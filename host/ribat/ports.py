@@ -79,5 +79,6 @@ def resolve(port: str | None) -> str:
     if len(found) > 1:
         listing = ", ".join(f"{c.name} [{c.label}]" for c in found)
         raise SeveralBoards(f"{len(found)} boards found ({listing}): choose one with --port")
-    transport.NAMES[found[0].port] = found[0].name
+    if found[0].sim_name:
+        return resolve(found[0].name)  # as if named: what the host knows of it, kept
     return found[0].port

@@ -132,7 +132,7 @@ def deploy(
         try:
             step(f"probing {named(path)}")
             report = deployer.probe()
-            board = check_board(report, board_name, path)
+            board = check_board(report, board_name, named(path))
             step(
                 f"building firmware for {board.name} (MicroPython {report.micropython}, "
                 f".mpy v{report.mpy})"

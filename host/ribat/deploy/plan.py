@@ -71,14 +71,15 @@ class Plan:
 NODE_HEAP_MIN = 150 * 1024
 
 
-def check_board(report: BoardReport, board_name: str | None, path: str) -> boards.Board:
-    """The board definition to deploy for, once we know the board can run ribat."""
+def check_board(report: BoardReport, board_name: str | None, port: str) -> boards.Board:
+    """The board definition to deploy for, once we know the board can run ribat; port:
+    the board's port as the user named it, for messages."""
     board = boards.load(board_name) if board_name else None
     found = boards.identify(report.platform, report.machine, report.sim_board)
     if board is None:
         if found is None:
             raise Unsupported(
-                f"{path} runs MicroPython {report.micropython} on {report.machine!r} "
+                f"{port} runs MicroPython {report.micropython} on {report.machine!r} "
                 f"({report.platform}), a board ribat has no definition for: name one with "
                 f"--board ({', '.join(boards.names())}), or add yours (RIBAT_BOARDS_PATH)"
             )
@@ -86,12 +87,12 @@ def check_board(report: BoardReport, board_name: str | None, path: str) -> board
     expected = "linux" if board.virtual else board.port
     if report.platform != expected:
         raise Unsupported(
-            f"--board {board.name} is a {expected} board but {path} reports {report.platform}: "
+            f"--board {board.name} is a {expected} board but {port} reports {report.platform}: "
             "choose the board that is there"
         )
     if board.heap_bytes < NODE_HEAP_MIN:
         raise Unsupported(
-            f"{path} is {board.description}: {board.heap_bytes // 1024} KB of heap, where a "
+            f"{port} is {board.description}: {board.heap_bytes // 1024} KB of heap, where a "
             f"ribat node needs {NODE_HEAP_MIN // 1024} KB or more (an operator's session "
             "holds its keys and the journal's code): use a Raspberry Pi Pico or Pico W, or "
             "an ESP32 with PSRAM (a WROVER module, an ESP32-S3 with PSRAM) running "
@@ -100,7 +101,7 @@ def check_board(report: BoardReport, board_name: str | None, path: str) -> board
     if report.version < board.micropython_min:
         need = ".".join(str(x) for x in board.micropython_min)
         raise Unsupported(
-            f"{path} runs MicroPython {report.micropython}; ribat needs {need} or later on "
+            f"{port} runs MicroPython {report.micropython}; ribat needs {need} or later on "
             f"{board.name}: update MicroPython on the board first (see the README, "
             "'With a real board')"
         )

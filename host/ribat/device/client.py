@@ -215,8 +215,9 @@ class NodeClient:
             raise BoardRestarted(f"{e} {doing(op)}: try again") from None
         if frame is None:
             raise NoAnswer(
-                f"no answer from {self.port.name} {doing(op)} within {timeout:g} s: "
-                "is it busy, or stuck? (`ribat status`, `ribat reset`)"
+                f"no answer from {self.port.name} {doing(op)} within "
+                f"{timeout * self.port.slowness:g} s: is it busy, or stuck? (`ribat status`, "
+                "`ribat reset`)"
             )
         assert frame.meta is not None
         if frame.kind == codec.ERROR:
@@ -230,7 +231,7 @@ class NodeClient:
                     cause,
                 )
             why = frame.meta.get("message")
-            raise error(f"{self.port.name} refused {_DOING.get(op, repr(op))}: {why}", cause)
+            raise error(f"{self.port.name} refused {action(op)}: {why}", cause)
         return frame.meta, frame.data
 
     def hello(self, timeout: float = HELLO_TIMEOUT_S) -> NodeInfo:
@@ -255,7 +256,8 @@ class NodeClient:
                 if self.prompted:
                     raise
             if time.monotonic() >= deadline:
-                raise NoAnswer(f"{self.port.name} did not come back within {timeout:g} s")
+                waited = timeout * self.port.slowness
+                raise NoAnswer(f"{self.port.name} did not come back within {waited:g} s")
 
     def _watch_for_boot(self, timeout: float) -> None:
         """Read what the node says for up to timeout, stopping early when it starts."""
@@ -306,8 +308,13 @@ _DOING = {
 }  # fmt: skip
 
 
+def action(op: str) -> str:
+    """What request op is to the person who asked: "posting the bulletin"."""
+    return _DOING.get(op, repr(op))
+
+
 def doing(op: str) -> str:
-    return "for " + _DOING.get(op, repr(op))
+    return "for " + action(op)
 
 
 def connect(path: str) -> NodeClient:
