@@ -87,12 +87,13 @@ def test_a_node_on_the_chip_posts_reads_and_survives_a_cut_mid_write(
     (shown,) = map(json.loads, run("show", *port, "--pin", PIN, first, "--json").splitlines())
     assert shown["body"] == "kept whole" and shown["state"] == "readable"
 
-    # the power goes in the middle of a flash operation of the next post
+    # the power goes in the middle of one of the next post's flash operations (its PIN
+    # try counted, its audit entries, its record: the third of them)
     sim.control(pico.name, {"op": "cut_after_flash_writes", "n": 2})
     cut = ribat("post", *port, "--pin", PIN, "--kind", "notice", "--to", "MA", "--title",
                 "cut", "--body", "x" * 500, timeout=300)  # fmt: skip
     assert cut.code != 0 and "Traceback" not in cut.err
-    assert sim.control(pico.name, {"op": "status"})["power_cuts"] == 1
+    assert sim.control(pico.name, {"op": "status"})["power_cuts"] == 1, cut.err
     deadline = time.monotonic() + 120
     while ribat("status", *port).code != 0:
         assert time.monotonic() < deadline, "the node did not come back"

@@ -251,6 +251,11 @@ def panel(name: str, watch_s: float = 1.0) -> dict:
     """What a virtual board's LED, buzzer and button do, watched for watch_s: the LED's
     level now, its changes per second, and the pattern they make (ribat.app.PATTERNS)."""
     first = last = control(name, {"op": "status"})
+    if first.get("engine"):
+        raise SimError(
+            f"{name} is an emulated chip: its LED, buzzer and button are the chip's pins, "
+            "which are not watched yet (the board layer drives them all the same)"
+        )
     lit = samples = 0
     end = time.monotonic() + watch_s
     while time.monotonic() < end:  # how much of the time it is lit, by samples

@@ -342,10 +342,6 @@ class Supervisor:
             if self.stopping and self.child is None:
                 break
             now = time.monotonic()
-            # An open port shows its hang-up on the host fd itself; a closed one has to be
-            # looked at again and again to see it opened.
-            if not usb.connected and now >= usb.next_poll:
-                usb.poll()
             handlers = {
                 self.control.fileno(): self._on_control,
                 self.wake_r: self._on_signal,
@@ -358,9 +354,7 @@ class Supervisor:
             p = select.poll()
             for fd in handlers:
                 p.register(fd, select.POLLIN)
-            if usb.connected:
-                p.register(usb.fd, select.POLLIN | (select.POLLOUT if usb.tx else 0))
-                handlers[usb.fd] = self._on_host_event
+            timeout = usb.watch(p, handlers, self._on_host_event, now, IDLE_S)
             child = self.child
             if child is not None:
                 if usb.backlog < TX_LIMIT:
@@ -372,12 +366,8 @@ class Supervisor:
                 handlers[child.pidfd] = self._on_exit
             if now >= self.next_dog:
                 self._watch_dog(now)
-            timeout = IDLE_S if usb.connected else max(0.0, usb.next_poll - now)
             timeout = min(timeout, max(0.0, self.next_dog - now))
-            if usb.tx:
-                timeout = min(timeout, 0.05)
-            dues = [self.to_board.next_due(), usb.pace.next_due()]
-            for due in dues + [w.next_due() for w in self.wires]:
+            for due in [self.to_board.next_due()] + [w.next_due() for w in self.wires]:
                 if due is not None:
                     timeout = min(timeout, max(0.0, due - now))
             if child is not None and not child.booted:
@@ -392,8 +382,6 @@ class Supervisor:
             usb.deliver()
             for wire in self.wires:
                 wire.deliver(time.monotonic())
-            if usb.tx:
-                usb.flush()
         for wire in self.wires:
             wire.close()
         self._log("stopped")

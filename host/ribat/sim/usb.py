@@ -13,6 +13,7 @@ import os
 import select
 import time
 import tty
+from collections.abc import Callable
 from pathlib import Path
 
 from ribat.sim.interpreter import set_nonblocking
@@ -58,14 +59,32 @@ class UsbPort:
         self.pace.push(data, time.monotonic())
 
     def deliver(self) -> None:
-        """Hand the host what has crossed the link by now."""
+        """Hand the host what has crossed the link by now, and what it did not take yet."""
         data = self.pace.arrived(time.monotonic())
-        if not data:
-            return
-        if not self.tx:
-            self.tx_since = time.monotonic()
-        self.tx += data
+        if data:
+            if not self.tx:
+                self.tx_since = time.monotonic()
+            self.tx += data
         self.flush()
+
+    def watch(
+        self, p: "select.poll", handlers: dict, on_event: Callable[[], None], now: float,
+        idle: float,
+    ) -> float:  # fmt: skip
+        """Ready the host's side for one turn of a supervisor's loop: an open port polled
+        (for writing too while output waits), a closed one looked at (again) to see it
+        opened, since only an open one shows its hang-up on the fd. The longest the loop
+        may then sleep for the host's sake, idle at most."""
+        if not self.connected and now >= self.next_poll:
+            self.poll()
+        if self.connected:
+            p.register(self.fd, select.POLLIN | (select.POLLOUT if self.tx else 0))
+            handlers[self.fd] = on_event
+        wait = idle if self.connected else max(0.0, self.next_poll - now)
+        due = self.pace.next_due()
+        if due is not None:
+            wait = min(wait, max(0.0, due - now))
+        return min(wait, 0.05) if self.tx else wait
 
     def flush(self) -> None:
         while self.tx:

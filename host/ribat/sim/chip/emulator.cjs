@@ -4,9 +4,10 @@
 //
 // stdin: bytes from the host into the USB CDC (flow-controlled by the CDC's own FIFO: a
 // byte waits here rather than overrun it); stdout: what the firmware writes to its USB CDC.
-// stderr: lines "@ribat {json}" are reports for the supervisor (booted, flash operations,
-// chip time); anything else is a log line. Control lines come in as JSON on the file
-// descriptor $RIBAT_CHIP_CONTROL_FD, if set.
+// stderr: lines "@ribat {json}" are reports for the supervisor (every half second the chip
+// time and flash operations; a watchdog reset's registers); anything else is a log line.
+// Control lines (a power cut to arm) come in as JSON on the file descriptor
+// $RIBAT_CHIP_CONTROL_FD, if set.
 //
 // FLASH_IMAGE is the chip's 2 MB serial flash: made from UF2 when it does not exist, kept
 // up to date operation by operation (a page program, a sector erase), so that killing
@@ -15,6 +16,7 @@
 "use strict";
 
 const fs = require("fs");
+const net = require("net");
 const { BasePeripheral, ConsoleLogger, LogLevel, Simulator, USBCDC } = require("rp2040js");
 
 const [bootromPath, flashPath, uidHex, uf2Path] = process.argv.slice(2);
@@ -249,7 +251,6 @@ wdt.onWatchdogTrigger = () => {
 const cdc = new USBCDC(mcu.usbCtrl);
 const FIFO_ROOM = 512; // the CDC's receive FIFO: bytes past it would be lost
 const waiting = []; // host bytes not yet in the FIFO
-cdc.onDeviceConnected = () => report({ usb: "connected", chip_ms: chipMs() });
 cdc.onSerialData = (buffer) => process.stdout.write(Buffer.from(buffer));
 function feed() {
   while (waiting.length && cdc.txFIFO.itemCount < FIFO_ROOM) cdc.sendSerialByte(waiting.shift());
@@ -262,11 +263,10 @@ process.stdin.on("end", () => process.exit(0));
 
 // -- control ---------------------------------------------------------------------------------
 
-function chipMs() {
-  return Math.round(simulator.clock.nanos / 1e6);
-}
 const controlFd = Number(process.env.RIBAT_CHIP_CONTROL_FD || -1);
-const control = controlFd >= 0 ? fs.createReadStream(null, { fd: controlFd }) : null;
+// (a pipe read by the event loop, not by fs's threads: a thread blocked in its read would
+// keep this process from ending at a power cut or a watchdog reset)
+const control = controlFd >= 0 ? new net.Socket({ fd: controlFd, readable: true }) : null;
 let pending = "";
 control?.on("data", (chunk) => {
   pending += chunk.toString();
@@ -275,9 +275,6 @@ control?.on("data", (chunk) => {
     const doc = JSON.parse(pending.slice(0, nl));
     pending = pending.slice(nl + 1);
     if ("cut_after_flash_ops" in doc) flash.cutAfter = doc.cut_after_flash_ops ?? -1;
-    if (doc.status) {
-      report({ status: { chip_ms: chipMs(), flash_ops: flash.ops, wall_ms: Date.now() - started } });
-    }
   }
 });
 control?.on("error", () => {});
@@ -318,5 +315,9 @@ function run() {
   setImmediate(run);
 }
 
+setInterval(() => {
+  const chip_ms = Math.round(clock.nanos / 1e6);
+  report({ status: { chip_ms, flash_ops: flash.ops, wall_ms: Date.now() - started } });
+}, 500);
 mcu.core.PC = FLASH_START; // boot2, as the ROM would jump to it
 run();

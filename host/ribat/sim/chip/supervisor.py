@@ -17,12 +17,12 @@ import hashlib
 import json
 import os
 import select
-import struct
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from ribat.device import boards
 from ribat.sim import chip, process
@@ -34,7 +34,6 @@ REPORT = b"@ribat "  # a report line of the emulator on stderr
 POWER_CUT_EXIT = 75  # the emulator's exit status for a cut armed in a flash operation
 WATCHDOG_RESET_EXIT = 76  # ... for a reset by the watchdog (a timeout, or machine.reset())
 FORCED = 2  # the watchdog's REASON: FORCE (machine.reset()); TIMER is 1
-STATUS_S = 0.5  # how often the emulator is asked for its chip time
 IDLE_S = 0.2
 
 
@@ -61,7 +60,7 @@ class ChipSupervisor:
         self.uf2, self.rom = chip.firmware_files()
         self.node = chip.node()
         self.modules = chip.install()
-        self.panel.write_bytes(struct.pack("<11I", 0xFFFFFFFF, *[0] * 10))
+        self.panel.write_bytes(bytes(44))  # (where UsbPort says whether a host holds the port)
         self.tty = self.usb.open()
         self.control = process.listen(self.dir)
         self.wake_r = process.signals(self._stop)
@@ -87,7 +86,6 @@ class ChipSupervisor:
             set_nonblocking(stream.fileno())
         self.pidfd = os.pidfd_open(self.child.pid)
         self.stderr_buf = b""
-        self.next_status = time.monotonic()
         self._log(f"chip on (reset cause {self.reset_cause}), emulator pid {self.child.pid}")
 
     def _kill(self) -> None:
@@ -165,26 +163,24 @@ class ChipSupervisor:
             return  # the chip just lost power
         del self.to_chip[:n]
 
-    def _on_stdout(self) -> None:
-        child = self.child
-        if child is None or child.stdout is None:
-            return
+    @staticmethod
+    def _take(stream: "IO[bytes] | None") -> bytes:
+        """What the emulator wrote on stream by now (b"" if nothing, or it is gone)."""
         try:
-            data = os.read(child.stdout.fileno(), 65536)
-        except (BlockingIOError, OSError):
-            return
-        if data:
-            self.usb.send(data)
+            return os.read(stream.fileno(), 65536) if stream is not None else b""
+        except OSError:  # (BlockingIOError among them)
+            return b""
+
+    def _on_stdout(self) -> None:
+        if self.child is not None:
+            data = self._take(self.child.stdout)
+            if data:
+                self.usb.send(data)
 
     def _on_stderr(self) -> None:
-        child = self.child
-        if child is None or child.stderr is None:
+        if self.child is None:
             return
-        try:
-            data = os.read(child.stderr.fileno(), 65536)
-        except (BlockingIOError, OSError):
-            return
-        self.stderr_buf += data
+        self.stderr_buf += self._take(self.child.stderr)
         *lines, self.stderr_buf = self.stderr_buf.split(b"\n")
         for line in lines:
             if line.startswith(REPORT):
@@ -202,7 +198,6 @@ class ChipSupervisor:
 
     def status(self) -> dict:
         child = self.child
-        panel = self.panel.read_bytes()
         return {
             "name": self.name,
             "board": self.board.name,
@@ -216,8 +211,6 @@ class ChipSupervisor:
             "chip_ms": self.chip["chip_ms"],  # the chip's own clock since its last power-on
             "chip_wall_ms": self.chip["wall_ms"],  # this host's, over the same run
             "flash_writes": self.chip["flash_ops"],
-            "led": 0, "led_changes": 0, "buzzer": False, "buzzer_beeps": 0,
-            "button": panel[8] == 1, "clock_ahead_s": 0,
             "link_bytes_per_s": self.usb.pace.rate,
             "wires": [],
             **self.stats,
@@ -256,8 +249,6 @@ class ChipSupervisor:
         usb = self.usb
         while not self.stopping:
             now = time.monotonic()
-            if not usb.connected and now >= usb.next_poll:
-                usb.poll()
             handlers: dict[int, Callable[[], None]] = {
                 self.control.fileno(): self._on_control,
                 self.wake_r: self._on_signal,
@@ -265,9 +256,7 @@ class ChipSupervisor:
             p = select.poll()
             for fd in handlers:
                 p.register(fd, select.POLLIN)
-            if usb.connected:
-                p.register(usb.fd, select.POLLIN | (select.POLLOUT if usb.tx else 0))
-                handlers[usb.fd] = self._on_host_event
+            timeout = usb.watch(p, handlers, self._on_host_event, now, IDLE_S)
             child = self.child
             if child is not None:
                 assert child.stdout is not None and child.stderr is not None
@@ -279,23 +268,12 @@ class ChipSupervisor:
                 if self.to_chip and child.stdin is not None:
                     p.register(child.stdin.fileno(), select.POLLOUT)
                     handlers[child.stdin.fileno()] = self._feed
-                if now >= self.next_status:
-                    self._tell({"status": True})
-                    self.next_status = now + STATUS_S
-            timeout = IDLE_S if usb.connected else max(0.0, usb.next_poll - now)
-            due = usb.pace.next_due()
-            if due is not None:
-                timeout = min(timeout, max(0.0, due - now))
-            if usb.tx:
-                timeout = min(timeout, 0.05)
             for fd, _ in p.poll(timeout * 1000):
                 if fd in handlers:
                     handlers[fd]()
                 if self.child is not child:
                     break  # powered off and on: the other events are the old chip's
             usb.deliver()
-            if usb.tx:
-                usb.flush()
         self._log("stopped")
 
     def _on_signal(self) -> None:
