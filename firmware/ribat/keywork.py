@@ -119,14 +119,12 @@ def restore_tries(node, max_tries: int) -> None:
 
 def check_pin(keyring, pin: str, feed) -> tuple:
     """(the secrets if pin opens the seal, else None; wrong PINs in a row now). The try
-    is on flash before the seal is tried. feed() keeps the watchdog fed between steps."""
+    is on flash before the seal is tried. feed() keeps the watchdog fed through PBKDF2."""
     keyring.need("locked")
     tries = keyring.tries() + 1
     keep(keyring, tries=tries)
-    feed()
     blob = sealed(keyring)
     secrets = None if blob is None else unseal(pin, keyring.uid, blob, feed)
-    feed()
     if secrets is None:
         return None, tries
     keep(keyring, tries=0)

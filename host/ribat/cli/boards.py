@@ -18,22 +18,20 @@ NOTES = {
 }
 
 
-def _probe(candidate: ports.Candidate) -> Board:
-    """The port, and the ribat node there if one answers."""
+def _probe(c: ports.Candidate) -> Board:
+    """The port, and the ribat node there if one answers (why not, if none does)."""
     try:
         # a port another program holds is said so at once, not waited for
-        with NodeClient(Port(candidate.port, name=candidate.name, wait_s=0)) as client:
+        with NodeClient(Port(c.port, name=c.name, wait_s=0)) as client:
             info = client.hello(timeout=PROBE_TIMEOUT_S)
     except PortBusy:
-        note = "in use by " + (", ".join(holders(candidate.port)) or "another program")
-        return Board(candidate.name, candidate.port, candidate.label, None, None, None, None,
-                     note)  # fmt: skip
+        note = "in use by " + (", ".join(holders(c.port)) or "another program")
     except RibatError as e:
         note = NOTES.get(type(e), str(e))
-        return Board(candidate.name, candidate.port, candidate.label, None, None, None, None,
-                     note)  # fmt: skip
-    return Board(candidate.name, candidate.port, candidate.label, info.name, info.partner,
-                 info.firmware, info.revision, None)  # fmt: skip
+    else:
+        return Board(c.name, c.port, c.label, info.name, info.partner, info.firmware,
+                     info.revision, None)  # fmt: skip
+    return Board(c.name, c.port, c.label, None, None, None, None, note)
 
 
 @click.command()

@@ -193,16 +193,17 @@ def list_command(
     --severity and --search then match nothing, as nothing can be read.
     """
     client = open_node(port)
+    me = client.info.name if client.info else None
     filters = lib.list_filters(since_time(since), partner and partner.upper(), kind)
+    enough = entry.SEVERITIES[entry.SEVERITIES.index(severity) :] if severity else ()
 
     def wanted(b: Bulletin) -> bool:
-        if severity is not None and b.severity not in SEVERITIES[SEVERITIES.index(severity) :]:
+        if severity is not None and b.severity not in enough:
             return False
         if unacked and not (b.awaiting_ack and b.node != me):
             return False
         return search is None or search.lower() in (b.title or "").lower()
 
-    me = client.info.name if client.info else None
     with guard.unlocked(client, pin):
         got, last = lib.records_after(client, -1, **filters)
         shown = [b for b in lib.bulletins(got) if wanted(b)]
@@ -211,9 +212,6 @@ def list_command(
         _print_bulletins(shown, as_json)
         if follow:
             _follow(client, last, filters, wanted, as_json)
-
-
-SEVERITIES = entry.SEVERITIES
 
 
 def _follow(
