@@ -84,6 +84,8 @@ if OP in ("signature", "verification", "key agreement"):
     pub = ed25519.public_key(seed)
     peer = x25519.public_key(os.urandom(32)) if OP == "key agreement" else None
     sig = ed25519.sign(seed, b"m" * 200, pub) if OP == "verification" else None
+if OP == "X25519":
+    peer = x25519.public_key(os.urandom(32))
 if OP == "PIN check":
     sealed = keywork.seal("493817", b"uid-of-a-board", bytes(64))
 if OP in ("PIN key", "unlock"):  # the node's share of an unlock (ribat.session)
@@ -114,6 +116,8 @@ def run():
     elif OP == "signature": ed25519.sign(seed, b"m" * 200, pub)
     elif OP == "verification": assert ed25519.verify(pub, b"m" * 200, sig)
     elif OP == "key agreement": kdf.hkdf(x25519.x25519(seed, peer), b"cell", b"pair", 32)
+    elif OP == "X25519": x25519.x25519(seed, peer)  # (bench/chip.py's; the rest: OPS)
+    elif OP == "PBKDF2": kdf.pbkdf2(b"493817", b"s" * 24, 6144)
     elif OP == "PIN check": assert keywork.unseal("493817", b"uid-of-a-board", sealed) is not None
     elif OP == "PIN key": keywork.pin_key(keyring)
     elif OP == "unlock":
