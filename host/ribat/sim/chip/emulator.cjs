@@ -252,8 +252,24 @@ const cdc = new USBCDC(mcu.usbCtrl);
 const FIFO_ROOM = 512; // the CDC's receive FIFO: bytes past it would be lost
 const waiting = []; // host bytes not yet in the FIFO
 cdc.onSerialData = (buffer) => process.stdout.write(Buffer.from(buffer));
+// A host NAKs the firmware's OUT buffer until it has bytes to send. rp2040js's CDC answers it
+// at once, empty when it has none: the firmware takes the empty packet, arms its buffer again,
+// and so on every 45 us of the chip's time, in its USB interrupt: two thirds of the chip's
+// cycles went there (a Python loop ran 3x slower than with interrupts off). So an armed
+// buffer waits here for the host's bytes.
+let armedOut = 0; // the size of the OUT buffer the firmware armed while none were waiting
+const answerRead = mcu.usbCtrl.onEndpointRead;
+mcu.usbCtrl.onEndpointRead = (endpoint, size) => {
+  if (endpoint === cdc.outEndpoint && cdc.txFIFO.itemCount === 0) armedOut = size;
+  else answerRead(endpoint, size);
+};
 function feed() {
   while (waiting.length && cdc.txFIFO.itemCount < FIFO_ROOM) cdc.sendSerialByte(waiting.shift());
+  if (armedOut && cdc.txFIFO.itemCount) {
+    const size = armedOut;
+    armedOut = 0;
+    answerRead(cdc.outEndpoint, size);
+  }
 }
 process.stdin.on("data", (chunk) => {
   for (const b of chunk) waiting.push(b);
