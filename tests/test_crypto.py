@@ -1,6 +1,11 @@
 """The node's cryptography against the standards' test vectors, on MicroPython (at a Pico's
-heap size) and on CPython: one script, both interpreters."""
+heap size) and on CPython: one script, both interpreters. X25519 and Ed25519 are two
+implementations: the node's, in machine-code field arithmetic (firmware/ribat/fe25519.py),
+under MicroPython, and the reference in Python's integers (host/ribat), under CPython and,
+beside the node's, under MicroPython; random inputs hold them to each other and to
+`cryptography`'s (OpenSSL's)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -121,11 +126,15 @@ def test_vectors_on_micropython() -> None:
     micropython(VECTORS)
 
 
+# Under CPython the firmware's ribat package, with the host's modules before its own where
+# both have one (the reference X25519 and Ed25519), and a cryptolib over `cryptography`.
+HOST_FIRST = f"import ribat; ribat.__path__.insert(0, {str(ROOT / 'host' / 'ribat')!r})\n"
+
+
 def test_vectors_on_cpython() -> None:
-    # The firmware's ribat package first on the path, and a cryptolib over `cryptography`.
     path = os.pathsep.join([str(FIRMWARE), str(ROOT / "tests" / "support")])
     done = subprocess.run(
-        [sys.executable, "-c", VECTORS],
+        [sys.executable, "-c", HOST_FIRST + VECTORS],
         capture_output=True,
         text=True,
         timeout=120,
@@ -153,3 +162,75 @@ def test_kdf_agrees_with_cpython_standard_library() -> None:
     for iterations, length in ((2, 32), (1000, 20), (3, 70)):
         want = hashlib.pbkdf2_hmac("sha256", b"pin", b"salt", iterations, length)
         assert kdf.pbkdf2(b"pin", b"salt", iterations, length) == want
+
+
+# Runs under MicroPython: the node's X25519 and Ed25519 and the reference (the host's
+# modules, loaded by file under other names) on the same random inputs; prints JSON lines
+# for the test to check against `cryptography`.
+CROSS = r"""
+import json, os, sys
+from binascii import hexlify
+from ribat import ed25519, fe25519, x25519
+sys.path.insert(0, "HOST")
+import ed25519 as ref_ed25519, x25519 as ref_x25519
+sys.path.pop(0)
+assert ref_x25519 is not x25519 and ref_ed25519 is not ed25519
+P = fe25519.P
+EDGES = ((0, 2**256 - 1), (1, P - 1), (P - 1, P - 1), (P, 2**255), (P + 1, 19),
+         (2**256 - 1, 2**256 - 1))
+def rand():
+    return int.from_bytes(os.urandom(32), "little")
+def fe(n):
+    return bytearray(n.to_bytes(32, "little"))
+for i in range(300):  # the field's operations against Python's integers, edges first
+    x, y = EDGES[i] if i < len(EDGES) else (rand(), rand())
+    a, b, o = fe(x), fe(y), bytearray(32)
+    fe25519.mul(o, a, b, fe25519.R); assert fe25519.value(o) == x * y % P, ("mul", x, y)
+    fe25519._mul(o, a, b, fe25519.R); assert fe25519.value(o) == x * y % P, ("_mul", x, y)
+    fe25519.add(o, a, b); assert fe25519.value(o) == (x + y) % P, ("add", x, y)
+    fe25519.sub(o, a, b); assert fe25519.value(o) == (x - y) % P, ("sub", x, y)
+    fe25519.mul(a, a, a, fe25519.R); assert fe25519.value(a) == x * x % P, ("square", x)
+    if y % P:
+        fe25519.invert(o, b); assert fe25519.value(o) * y % P == 1, ("invert", y)
+from ribat import sha512
+assert sha512.digest is sha512._machine_digest
+for n in (0, 1, 111, 112, 127, 128, 129, 239, 240, 256, 1000):  # the padding's edges
+    data = os.urandom(n)
+    assert sha512.digest(data) == sha512.pure_digest(data), ("sha512", n)
+for i in range(6):
+    seed, peer, msg = os.urandom(32), os.urandom(32), os.urandom(i * 40)
+    pub = x25519.public_key(peer)
+    shared = x25519.x25519(seed, pub)
+    assert shared == ref_x25519.x25519(seed, pub) and pub == ref_x25519.public_key(peer)
+    sign_pub = ed25519.public_key(seed)
+    sig = ed25519.sign(seed, msg)
+    assert sign_pub == ref_ed25519.public_key(seed) and sig == ref_ed25519.sign(seed, msg)
+    assert ed25519.verify(sign_pub, msg, sig) and ref_ed25519.verify(sign_pub, msg, sig)
+    assert not ed25519.verify(sign_pub, msg + b"!", sig)
+    print(json.dumps({k: hexlify(v).decode() for k, v in (("seed", seed), ("peer", peer),
+        ("pub", pub), ("shared", shared), ("msg", msg), ("sign_pub", sign_pub), ("sig", sig),
+        ("sha512", sha512.digest(msg)))}))
+print("OK")
+"""
+
+
+def test_node_curves_agree_with_the_reference_and_openssl() -> None:
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    raw = (Encoding.Raw, PublicFormat.Raw)
+    out = micropython(CROSS.replace("HOST", str(ROOT / "host" / "ribat")))
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert len(rows) == 6
+    for row in rows:
+        v = {k: bytes.fromhex(x) for k, x in row.items()}
+        peer = x25519.X25519PrivateKey.from_private_bytes(v["peer"])
+        assert peer.public_key().public_bytes(*raw) == v["pub"]
+        mine = x25519.X25519PrivateKey.from_private_bytes(v["seed"])
+        assert mine.exchange(x25519.X25519PublicKey.from_public_bytes(v["pub"])) == v["shared"]
+        signer = ed25519.Ed25519PrivateKey.from_private_bytes(v["seed"])
+        assert signer.public_key().public_bytes(*raw) == v["sign_pub"]
+        assert signer.sign(v["msg"]) == v["sig"]  # Ed25519 is deterministic
+        assert hashlib.sha512(v["msg"]).digest() == v["sha512"]

@@ -13,10 +13,10 @@ from hashlib import sha256
 from pathlib import Path
 
 from test_gateway import gateway, wait_for
-from test_journal import post
+from test_journal import import_file, post, rewrite, seq_of
 from test_watch import console, said
 
-from conftest import FIRMWARE, PIN, Broker, NewSim, make_cell, micropython, ribat
+from conftest import FIRMWARE, PIN, Broker, NewSim, make_cell, micropython, on_flash, ribat
 from ribat import sim
 
 # Runs unchanged on both interpreters: the normalisation and the tokens.
@@ -194,3 +194,28 @@ def test_indicators_are_refused_with_one_line(new_sim: NewSim, tmp_path: Path) -
               "--title", "x", "--indicator", "nothing")  # fmt: skip
     assert r.code == 2 and "kind:value" in r.err
     assert ribat("list", "-p", ma.device, "--json").out == ""  # nothing posted
+
+
+def test_a_signal_that_came_before_its_predecessor_is_matched_once_it_joins(
+    new_sim: NewSim, tmp_path: Path
+) -> None:
+    """A look passes an entry held for its predecessor: it is matched once the gap fills
+    (a link may bring an origin's entries in any order), not lost."""
+    ma, es = make_cell(new_sim, tmp_path, [("MA", "rabat-1"), ("ES", "madrid-1")])
+    theirs = post(es, "--kind", "notice", "--to", "ES", "--title", "a number",
+                  "--indicator", "phone:00212612345678")  # fmt: skip
+    mine = post(ma, "--kind", "notice", "--to", "MA", "--title", "a caller",
+                "--indicator", "phone:+212 6 12 34 56 78")  # fmt: skip
+    full = tmp_path / "ma.rbj"
+    assert ribat("journal", "export", "-p", ma.device, str(full)).code == 0
+    signal_only = tmp_path / "signal.rbj"  # the bulletin is seq 1, its signal entry seq 2
+    rewrite(full, signal_only, lambda raw: raw if seq_of(raw) == 2 else None)
+    assert list(import_file(es, signal_only).values()) == ["gap"]
+    time.sleep(3)  # the node looks once its journal is quiet for a second
+    state = on_flash(es, "print(json.dumps(json.loads(open('/journal/sig/state').read())))")
+    assert state["scan"] == 3, state  # its look passed its own 2 records and this one
+    assert convergences(es) == []
+    import_file(es, full)  # the bulletin comes: the signal entry joins its chain
+    wait_for(lambda: len(convergences(es)) == 1, "madrid's convergence", 30)
+    (at_es,) = convergences(es)
+    assert (at_es["partner"], at_es["their_entry"], at_es["our_entry"]) == ("MA", mine, theirs)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from test_gateway import gateway, wait_for
-from test_journal import items, post
+from test_journal import import_file, items, post, rewrite, seq_of
 
 from conftest import (
     PIN,
@@ -320,3 +320,22 @@ def test_a_hung_node_is_restarted_by_its_watchdog(new_sim: NewSim, tmp_path: Pat
     deploy.deploy(board.device)
     time.sleep(10)
     assert sim_status(board.name)["watchdog_resets"] == 0
+
+
+def test_an_alert_that_came_before_its_predecessor_is_raised_once_it_joins(
+    new_sim: NewSim, tmp_path: Path
+) -> None:
+    """The watch passes a bulletin held for its predecessor (a link may bring an origin's
+    entries in any order): it is raised once the gap fills, not lost."""
+    ma, fr = make_cell(new_sim, tmp_path, [("MA", "rabat-1"), ("FR", "paris-1")])
+    post(ma, "--kind", "notice", "--to", "FR", "--title", "first")
+    post(ma, "--kind", "alert", "--severity", "flash", "--to", "FR", "--title", "second")
+    full, second = tmp_path / "ma.rbj", tmp_path / "second.rbj"
+    assert ribat("journal", "export", "-p", ma.device, str(full)).code == 0
+    rewrite(full, second, lambda raw: raw if seq_of(raw) == 2 else None)
+    assert list(import_file(fr, second).values()) == ["gap"]
+    with on_duty(fr) as client:  # the watch looks, and passes it: held
+        assert "flash" not in led(fr, client)
+    import_file(fr, full)  # the first comes: the second joins its chain
+    with on_duty(fr) as client:
+        wait_for(lambda: "flash" in led(fr, client), "paris raised the alert", 20)

@@ -15,7 +15,8 @@ This module is loaded for each of those moments and dropped after: all a node ho
 between them is node.alert_pending, what the LED shows, and where the next look starts.
 
 STATE, JSON: {"scan": the next record to read, "got": [[id, severity, received (unix
-time), from (node name), acknowledged (unix time, 0 if not), signed], ...] newest last}.
+time), from (node name), acknowledged (unix time, 0 if not), signed], ...] newest last,
+"held": records passed while held, read once they join their chain (Journal.joined)}.
 """
 
 import json
@@ -41,11 +42,12 @@ def _load(node) -> tuple:
     doc = doc if isinstance(doc, dict) else {}
     # a node's first watch (its provisioning, or the first unlock of a node provisioned
     # before it had one) raises nothing for what it held before
-    return doc.get("scan", node.journal.count), doc.get("got", [])
+    return doc.get("scan", node.journal.count), doc.get("got", []), doc.get("held", [])
 
 
-def _save(node, scan: int, got: list) -> None:
-    store.write_atomic(STATE, json.dumps({"scan": scan, "got": got}).encode())
+def _save(node, scan: int, got: list, held: list) -> None:
+    doc = {"scan": scan, "got": got, "held": held}
+    store.write_atomic(STATE, json.dumps(doc).encode())
     _held(node, scan, got)
 
 
@@ -60,9 +62,9 @@ def _held(node, scan: int, got: list) -> None:
 def start(node) -> None:
     """At the start, the provisioning and the unlock: what was left on flash, or a
     first watch starting at the journal's end."""
-    scan, got = _load(node)
+    scan, got, held = _load(node)
     if not store.exists(STATE) and node.keyring.identity is not None:
-        _save(node, scan, got)
+        _save(node, scan, got, held)
     _held(node, scan, got)
 
 
@@ -72,29 +74,37 @@ def look(node) -> None:
     sign the acknowledgements pressed while it was locked."""
     from ribat import bulletins
 
-    scan, got = _load(node)
+    scan, got, held = _load(node)
     j = node.journal
     if scan < j.count:
         least = _RANK[node.config.get("alert.min_severity")]
         members = node.keyring.members()
         mine = entry.origin_bytes(node.keyring.identity["fp"])
         keys: dict = {}
-        records = j.records(scan)
-        for k, view in records:
-            scan = k + 1
-            rec = bytes(view)
+
+        def read(rec: bytes) -> None:
             origin = rec[entry.AT_ORIGIN : entry.AT_ORIGIN + 8]
-            if origin == mine or j.flags(rec) & (journal.HELD | journal.PURGED):
-                continue
+            if origin == mine or j.flags(rec) & journal.PURGED:
+                return
             inner = bulletins._open(node, rec, members, keys)
             if inner is not None and _RANK.get(str(inner.get("s")), 0) >= least:
                 m = members.get(origin)
                 _raise(node, got, entry.Header(rec).id(), inner["s"], m["name"] if m else "?")
+
+        for _, rec in j.joined(held):  # passed while held, in their chain now
+            read(rec)
+        records = j.records(scan)
+        for k, view in records:
+            scan = k + 1
+            if j.flags(view) & journal.HELD:  # read once it joins its chain
+                journal.note_held(held, k)
+                continue
+            read(bytes(view))
         records.close()
     for alert in got:
         if alert[4] and not alert[5]:
             _sign(node, alert)
-    _save(node, scan, got)
+    _save(node, scan, got, held)
 
 
 def _raise(node, got: list, ident: str, severity: str, by: str) -> None:
@@ -122,22 +132,22 @@ def _sign(node, alert: list) -> None:
 
 def press(node, now: int) -> None:
     """The button: every pending alert acknowledged now (signed now if unlocked)."""
-    scan, got = _load(node)
+    scan, got, held = _load(node)
     for alert in got:
         if not alert[4]:
             alert[4] = now
-    _save(node, scan, got)
+    _save(node, scan, got, held)
     if node.keyring.state == "unlocked":
         look(node)
 
 
 def acked(node, ident: str, t: int) -> None:
     """The bulletin ident was acknowledged (signed) at t, from the button or a host."""
-    scan, got = _load(node)
+    scan, got, held = _load(node)
     for alert in got:
         if alert[0] == ident:
             alert[4], alert[5] = alert[4] or t, True
-    _save(node, scan, got)
+    _save(node, scan, got, held)
 
 
 def summary(node) -> list:

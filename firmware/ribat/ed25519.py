@@ -1,83 +1,124 @@
-"""Ed25519 signatures (RFC 8032, section 5.1), in the Python both interpreters share.
+"""Ed25519 signatures (RFC 8032, section 5.1) on the node, in machine-code field arithmetic.
 
-Shared by node and host (symlink host/ribat/ed25519.py), tested on both against RFC 8032's
-test vectors. Points are extended homogeneous coordinates (X, Y, Z, T) with x = X/Z,
-y = Y/Z, xy = T/Z (RFC 8032 5.1.4). Not constant-time: a pure-Python big-integer
-implementation cannot be, and docs/security.md says what that means for a node.
+Points are extended homogeneous coordinates [X, Y, Z, T] (x = X/Z, y = Y/Z, xy = T/Z; RFC
+8032 5.1.4), lists of four fe25519 elements updated in place. A verification takes both
+its scalar multiplications in one pass (Straus: their doublings shared). Not
+constant-time (docs/security.md says what that means for a node). The host's ed25519
+(host/ribat/ed25519.py) is the reference in Python's integers; the tests hold both to RFC
+8032's vectors and to each other.
 """
 
-from ribat import sha512
+from ribat import fe25519, sha512
 
-P = 2**255 - 19
+P = fe25519.P
 L = 2**252 + 27742317777372353535851937790883648493
 _D = 37095705934669439343138083508754565189542113879843219016388785533085940283555
-_D2 = 2 * _D % P
 _SQRT_M1 = 19681161376707505956807079304988542015446066515923890162744021073123829784752
 _BX = 15112221349535400772501151409588531511454012693041857206046113283949847762202
 _BY = 46316835694926478169428394003475163141307993866256225615783033603165251855960
-BASE = (_BX, _BY, 1, _BX * _BY % P)
-_ZERO = (0, 1, 1, 0)
 _WINDOW = 4  # bits per step of a scalar multiplication: 16 points kept, 64 additions
 
 
-def _add(p: tuple, q: tuple) -> tuple:
-    x1, y1, z1, t1 = p
-    x2, y2, z2, t2 = q
-    a = (y1 - x1) * (y2 - x2) % P
-    b = (y1 + x1) * (y2 + x2) % P
-    c = t1 * _D2 * t2 % P
-    d = 2 * z1 * z2 % P
-    e, f, g, h = b - a, d - c, d + c, b + a
-    return (e * f % P, g * h % P, f * g % P, e * h % P)
+class _Work:
+    """The temporaries of the point formulas, made once an operation."""
+
+    def __init__(self) -> None:
+        self.t = [bytearray(32) for _ in range(8)]
+        self.d2 = fe25519.element(2 * _D)
 
 
-def _double(p: tuple) -> tuple:
-    x1, y1, z1, _ = p
-    a = x1 * x1 % P
-    b = y1 * y1 % P
-    c = 2 * z1 * z1 % P
-    h = a + b
-    s = x1 + y1
-    e = h - s * s % P
-    g = a - b
-    f = c + g
-    return (e * f % P, g * h % P, f * g % P, e * h % P)
+def _point(x: int, y: int) -> list:
+    return [fe25519.element(x), fe25519.element(y), fe25519.element(1), fe25519.element(x * y)]
 
 
-def _table(p: tuple) -> list:
-    table = [_ZERO, p]
+def _zero() -> list:
+    return _point(0, 1)
+
+
+def _add(o: list, p: list, q: list, w: _Work) -> None:
+    """o = p + q (o may be p or q)."""
+    add, sub, mul, r = fe25519.add, fe25519.sub, fe25519.mul, fe25519.R
+    a, b, c, d, e, f, g, h = w.t
+    sub(a, p[1], p[0])
+    sub(h, q[1], q[0])
+    mul(a, a, h, r)
+    add(b, p[1], p[0])
+    add(h, q[1], q[0])
+    mul(b, b, h, r)
+    mul(c, p[3], w.d2, r)
+    mul(c, c, q[3], r)
+    mul(d, p[2], q[2], r)
+    add(d, d, d)
+    sub(e, b, a)
+    sub(f, d, c)
+    add(g, d, c)
+    add(h, b, a)
+    mul(o[0], e, f, r)
+    mul(o[1], g, h, r)
+    mul(o[2], f, g, r)
+    mul(o[3], e, h, r)
+
+
+def _double(o: list, p: list, w: _Work) -> None:
+    """o = 2p (o may be p)."""
+    add, sub, mul, r = fe25519.add, fe25519.sub, fe25519.mul, fe25519.R
+    a, b, c, e, f, g, h, _ = w.t
+    mul(a, p[0], p[0], r)
+    mul(b, p[1], p[1], r)
+    mul(c, p[2], p[2], r)
+    add(c, c, c)
+    add(h, a, b)
+    add(e, p[0], p[1])
+    mul(e, e, e, r)
+    sub(e, h, e)
+    sub(g, a, b)
+    add(f, c, g)
+    mul(o[0], e, f, r)
+    mul(o[1], g, h, r)
+    mul(o[2], f, g, r)
+    mul(o[3], e, h, r)
+
+
+def _table(p: list, w: _Work) -> list:
+    table = [_zero(), p]
     for _ in range(2, 1 << _WINDOW):
-        table.append(_add(table[-1], p))
+        q = [bytearray(32) for _ in range(4)]
+        _add(q, table[-1], p, w)
+        table.append(q)
     return table
 
 
-def _mul(k: int, table: list) -> tuple:
-    """k * p for 0 <= k < 2**256, given p's _table: a fixed window of _WINDOW bits a step."""
-    q = _ZERO
+def _mul(scalars: tuple, tables: tuple, w: _Work) -> list:
+    """The sum of k * p for each scalar k (0 <= k < 2**256) and p's _table: a fixed
+    window of _WINDOW bits a step, the doublings shared by all."""
+    q = _zero()
     mask = (1 << _WINDOW) - 1
     for shift in range(256 - _WINDOW, -1, -_WINDOW):
         for _ in range(_WINDOW):
-            q = _double(q)
-        digit = (k >> shift) & mask
-        if digit:
-            q = _add(q, table[digit])
+            _double(q, q, w)
+        for k, table in zip(scalars, tables):
+            digit = (k >> shift) & mask
+            if digit:
+                _add(q, q, table[digit], w)
     return q
 
 
-def _mul_base(k: int) -> tuple:
+def _mul_base(k: int, w: _Work) -> list:
     # The base point's table is made afresh each time (14 additions against the 256
-    # doublings of the multiplication): kept, it would hold 8 KB of a node's heap.
-    return _mul(k, _table(BASE))
+    # doublings of the multiplication): kept, it would hold 3 KB of a node's heap.
+    return _mul((k,), (_table(_point(_BX, _BY), w),), w)
 
 
-def _encode(p: tuple) -> bytes:
-    x, y, z, _ = p
-    zi = pow(z, P - 2, P)
-    x, y = x * zi % P, y * zi % P
-    return (y | ((x & 1) << 255)).to_bytes(32, "little")
+def _encode(p: list) -> bytes:
+    zi = bytearray(32)
+    fe25519.invert(zi, p[2])
+    x, y = bytearray(32), bytearray(32)
+    fe25519.mul(x, p[0], zi, fe25519.R)
+    fe25519.mul(y, p[1], zi, fe25519.R)
+    return (fe25519.value(y) | ((fe25519.value(x) & 1) << 255)).to_bytes(32, "little")
 
 
-def _decode(s: bytes) -> "tuple | None":
+def _decode(s: bytes) -> "list | None":
     """The point encoded by s (RFC 8032 5.1.3), or None if s encodes none."""
     if len(s) != 32:
         return None
@@ -86,20 +127,34 @@ def _decode(s: bytes) -> "tuple | None":
     y &= (1 << 255) - 1
     if y >= P:
         return None
-    u = (y * y - 1) % P
-    v = (_D * y * y + 1) % P
-    v3 = v * v * v % P
-    x = u * v3 * pow(u * v3 * v3 * v, (P - 5) // 8, P) % P
-    vxx = v * x * x % P
-    if vxx != u:
-        if vxx != P - u:
+    mul, r = fe25519.mul, fe25519.R
+    fy = fe25519.element(y)
+    u, v, t, x = bytearray(32), bytearray(32), bytearray(32), bytearray(32)
+    mul(u, fy, fy, r)
+    mul(v, u, fe25519.element(_D), r)
+    fe25519.sub(u, u, fe25519.element(1))  # u = y^2 - 1
+    fe25519.add(v, v, fe25519.element(1))  # v = d y^2 + 1
+    mul(t, v, v, r)
+    mul(t, t, v, r)  # v^3
+    mul(x, t, t, r)
+    mul(x, x, v, r)
+    mul(x, x, u, r)  # u v^7
+    fe25519.pow_p58(x, x)
+    mul(x, x, t, r)
+    mul(x, x, u, r)  # x = u v^3 (u v^7)^((p-5)/8)
+    mul(t, x, x, r)
+    mul(t, t, v, r)  # v x^2
+    vxx, fu = fe25519.value(t), fe25519.value(u)
+    xi = fe25519.value(x)
+    if vxx != fu:
+        if vxx != (P - fu) % P:
             return None
-        x = x * _SQRT_M1 % P
-    if x == 0 and sign:
+        xi = xi * _SQRT_M1 % P
+    if xi == 0 and sign:
         return None
-    if x & 1 != sign:
-        x = P - x
-    return (x, y, 1, x * y % P)
+    if xi & 1 != sign:
+        xi = P - xi
+    return _point(xi, y)
 
 
 def _hash_int(*parts: bytes) -> int:
@@ -116,16 +171,17 @@ def _expand(secret: bytes) -> tuple:
 
 def public_key(secret: bytes) -> bytes:
     """The 32-byte public key of a 32-byte secret key (its seed, in RFC 8032's words)."""
-    return _encode(_mul_base(_expand(secret)[0]))
+    return _encode(_mul_base(_expand(secret)[0], _Work()))
 
 
 def sign(secret: bytes, message: bytes, public: "bytes | None" = None) -> bytes:
     """The 64-byte signature of message; public saves recomputing the public key."""
+    w = _Work()
     a, prefix = _expand(secret)
     if public is None:
-        public = _encode(_mul_base(a))
+        public = _encode(_mul_base(a, w))
     r = _hash_int(prefix, message) % L
-    big_r = _encode(_mul_base(r))
+    big_r = _encode(_mul_base(r, w))
     k = _hash_int(big_r, public, message) % L
     s = (r + k * a) % L
     return big_r + s.to_bytes(32, "little")
@@ -144,6 +200,8 @@ def verify(public: bytes, message: bytes, signature: bytes) -> bool:
         return False
     k = _hash_int(signature[:32], public, message) % L
     # [s]B = R + [k]A, checked as [s]B + [k](-A) == R
-    neg_a = (P - a[0], a[1], a[2], P - a[3])
-    q = _add(_mul_base(s), _mul(k, _table(neg_a)))
+    fe25519.sub(a[0], bytearray(32), a[0])
+    fe25519.sub(a[3], bytearray(32), a[3])
+    w = _Work()
+    q = _mul((s, k), (_table(_point(_BX, _BY), w), _table(a, w)), w)
     return _encode(q) == signature[:32]

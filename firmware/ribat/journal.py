@@ -189,6 +189,19 @@ class Journal:
     def flags(self, rec: bytes) -> int:
         return rec[_FLAGS]
 
+    def joined(self, held: list):
+        """(number, record) of each record numbered in `held` that has joined its origin's
+        chain since: a reader of what came (alerts, signals) notes the records it found
+        held, which it passed, and reads them here once their predecessor came. Taken out
+        of `held` once no longer held; one found a fork, or purged, is not given."""
+        for k in list(held):
+            rec = self.record(k)
+            flags = rec[_FLAGS] if len(rec) == RECORD else PURGED
+            if not flags & HELD:
+                held.remove(k)
+                if not flags & (PURGED | FORK):
+                    yield k, rec
+
     def content(self, rec: bytes) -> bytearray:
         """The content a record names, in a buffer of its own (a reader may decrypt it in
         place); empty once purged."""
@@ -353,3 +366,12 @@ class Journal:
                     store.remove(_C + str(segment))
             self.soonest[f] = earliest
         return purged
+
+
+def note_held(held: list, k: int) -> None:
+    """A reader passes record k, held: noted for Journal.joined (at most HELD_MAX: the
+    journal holds no more)."""
+    if k not in held:
+        held.append(k)
+        if len(held) > HELD_MAX:
+            held.pop(0)

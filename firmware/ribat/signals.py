@@ -15,8 +15,9 @@ before it is made, and recorded (kind and outcome, never the value).
 
 This module is loaded for each of those moments and dropped after (ribat.app.Node
 .signals_do). On flash, in /journal/sig (a wipe takes it with the journal): STATE, JSON
-{"scan": the next record to read, "conv": [[partner, name, their id, my id, first t,
-detected t, acknowledged t]], "looks": [day, lookups]}; OWN and SEEN, a line a token
+{"scan": the next record to read, "held": records passed while held (Journal.joined),
+"conv": [[partner, name, their id, my id, first t, detected t, acknowledged t]], "looks":
+[day, lookups]}; OWN and SEEN, a line a token
 (hex), the older half dropped as a file passes _KEEP_BYTES.
 """
 
@@ -137,25 +138,35 @@ def look(node) -> None:
         node.signal_scan = scan
         return
     mine = entry.origin_bytes(node.keyring.identity["fp"])
+    held = doc.setdefault("held", [])
+    for _, rec in j.joined(held):  # passed while held, in their chain now
+        _match(node, doc, j, rec, mine)
     records = j.records(scan, scan + _LOOK_RECORDS)
     for k, view in records:
         scan = k + 1
-        rec = bytes(view)
-        origin = rec[entry.AT_ORIGIN : entry.AT_ORIGIN + 8]
-        if origin == mine or j.flags(rec) & (journal.HELD | journal.PURGED):
+        if j.flags(view) & journal.HELD:  # read once it joins its chain
+            journal.note_held(held, k)
             continue
-        sig = _signal(j.content(rec))
-        if sig is None:
-            continue
-        theirs = sig["r"][0]  # the bulletin whose indicators these are
-        who = hexlify(origin).decode()
-        _add(SEEN, ["%s %s %d %s\n" % (tok, theirs, sig["t"], who) for tok in sig["tok"]])
-        for tok, ident, t in _lines(OWN):
-            if tok in sig["tok"]:
-                _converge(node, doc, origin, theirs, ident, sig["t"], int(t))
+        _match(node, doc, j, bytes(view), mine)
     records.close()
     doc["scan"] = scan
     _save(node, doc)
+
+
+def _match(node, doc: dict, j, rec: bytes, mine: bytes) -> None:
+    """Another node's signal entry in record rec: its tokens kept and matched."""
+    origin = rec[entry.AT_ORIGIN : entry.AT_ORIGIN + 8]
+    if origin == mine or j.flags(rec) & journal.PURGED:
+        return
+    sig = _signal(j.content(rec))
+    if sig is None:
+        return
+    theirs = sig["r"][0]  # the bulletin whose indicators these are
+    who = hexlify(origin).decode()
+    _add(SEEN, ["%s %s %d %s\n" % (tok, theirs, sig["t"], who) for tok in sig["tok"]])
+    for tok, ident, t in _lines(OWN):
+        if tok in sig["tok"]:
+            _converge(node, doc, origin, theirs, ident, sig["t"], int(t))
 
 
 def _signal(content: bytes) -> "dict | None":

@@ -37,6 +37,9 @@ from ribat.files import write_whole
 LOADER = "main.py"
 PACK = "firmware.pack"
 PACK_MAGIC = b"RBPK"
+# The arches whose chips run ARM Thumb code (mpy-cross's names): firmware modules named
+# *_thumb.py, written in its inline assembler, are built for these boards only.
+THUMB = ("armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp")
 
 
 @dataclass(frozen=True)
@@ -124,11 +127,16 @@ def mpy_cross_for(fmt: MpyFormat) -> Path:
     return binary
 
 
-def _compile(source: Path, name: str, binary: Path) -> bytes:
-    """source compiled to .mpy, named `name` in tracebacks; from the cache when possible."""
+def _compile(source: Path, name: str, binary: Path, arch: str = "") -> bytes:
+    """source compiled to .mpy, named `name` in tracebacks, its machine code (viper, inline
+    assembler) for `arch` (mpy-cross's -march); from the cache when possible."""
     data = source.read_bytes()
     key = sha256(
-        data + name.encode() + str(binary).encode() + str(binary.stat().st_mtime).encode()
+        data
+        + name.encode()
+        + arch.encode()
+        + str(binary).encode()
+        + str(binary.stat().st_mtime).encode()
     )
     cached = cache_dir() / f"{key}.mpy"
     if cached.is_file():
@@ -136,7 +144,10 @@ def _compile(source: Path, name: str, binary: Path) -> bytes:
     cached.parent.mkdir(parents=True, exist_ok=True)
     # one name per thread: a virtual cell's boards are set up side by side, in one process
     tmp = cached.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-    done = subprocess.run([binary, "-s", name, "-o", tmp, source], capture_output=True, text=True)
+    march = [f"-march={arch}"] if arch else []
+    done = subprocess.run(
+        [binary, *march, "-s", name, "-o", tmp, source], capture_output=True, text=True
+    )
     if done.returncode != 0:
         raise DeployError(f"mpy-cross could not compile {source}: {done.stderr.strip()}")
     os.replace(tmp, cached)
@@ -175,9 +186,13 @@ def build(
     source = source or boards.firmware_dir()
     binary = mpy_cross_for(fmt)
     files: dict[str, bytes] = {}
+    if not board.arch:
+        raise DeployError(f'board {board.name} does not say its arch (board.json: "arch")')
     for path in sorted((source / "ribat").rglob("*.py")):
+        if path.stem.endswith("_thumb") and board.arch not in THUMB:
+            continue  # ARM Thumb's assembler: its module has a portable twin (fe25519)
         rel = path.relative_to(source).with_suffix(".mpy").as_posix()
-        files[rel] = _compile(path, path.relative_to(source).as_posix(), binary)
+        files[rel] = _compile(path, path.relative_to(source).as_posix(), binary, board.arch)
     files["hal.mpy"] = _compile(board.hal_file(), "hal.py", binary)
     facts = {k: v for k, v in board.facts.items() if k not in ("usb", "description")}
     files["board.json"] = json.dumps(facts, separators=(",", ":"), sort_keys=True).encode()

@@ -59,6 +59,7 @@ class Board:
     wire_bytes_per_s: int = 0  # their rate: 10 bits a byte (8N1)
     vault_blocks: int = 0  # the keys' own blocks outside littlefs (firmware/ribat/vault.py)
     littlefs_progsize: int = 32  # littlefs's program size as the port mounts it (its default)
+    arch: str = ""  # mpy-cross's -march for its machine code ("host": the unix port, here)
     facts: dict = field(default_factory=dict, compare=False)  # all of board.json, for the node
 
     @property
@@ -113,6 +114,8 @@ def load(name: str) -> Board:
         wire_bytes_per_s=min((w["baud"] for w in facts.get("wires", ())), default=0) // 10,
         vault_blocks=facts.get("vault_blocks", 0),
         littlefs_progsize=facts.get("littlefs_progsize", 32),
+        # a virtual board is this host's unix port, whatever chip it poses as
+        arch="host" if facts["port"] == "unix" else facts.get("arch", ""),
         facts=facts,
     )
 
