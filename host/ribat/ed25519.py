@@ -1,9 +1,10 @@
-"""Ed25519 signatures (RFC 8032, section 5.1), in the Python both interpreters share.
+"""Ed25519 signatures (RFC 8032, section 5.1), the host's, in Python's integers.
 
-Shared by node and host (symlink host/ribat/ed25519.py), tested on both against RFC 8032's
-test vectors. Points are extended homogeneous coordinates (X, Y, Z, T) with x = X/Z,
-y = Y/Z, xy = T/Z (RFC 8032 5.1.4). Not constant-time: a pure-Python big-integer
-implementation cannot be, and docs/security.md says what that means for a node.
+The reference the node's (firmware/ribat/ed25519.py, machine-code field arithmetic) is
+held to: the tests run this one under CPython and MicroPython against RFC 8032's test
+vectors, and the node's against both. Points are extended homogeneous coordinates (X, Y,
+Z, T) with x = X/Z, y = Y/Z, xy = T/Z (RFC 8032 5.1.4). Not constant-time: a pure-Python
+big-integer implementation cannot be, and docs/security.md says what that means.
 """
 
 from ribat import sha512

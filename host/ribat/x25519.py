@@ -1,8 +1,9 @@
-"""X25519 key agreement (RFC 7748, section 5), in the Python both interpreters share.
+"""X25519 key agreement (RFC 7748, section 5), the host's, in Python's integers.
 
-Shared by node and host (symlink host/ribat/x25519.py), tested on both against RFC 7748's
-test vectors. The Montgomery ladder of section 5 with its conditional swaps written as
-branches: not constant-time (see docs/security.md).
+The reference the node's (firmware/ribat/x25519.py, machine-code field arithmetic) is
+held to: the tests run this one under CPython and MicroPython against RFC 7748's test
+vectors, and the node's against both. The Montgomery ladder of section 5 with its
+conditional swaps written as branches: not constant-time (see docs/security.md).
 """
 
 P = 2**255 - 19
