@@ -17,8 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ribat
-from ribat import sim
+from conftest import NewSim, ribat
+from ribat import entry, sim
+from ribat.device.client import connect
+from ribat.ops import guard
+from ribat.ops import journal as jlib
 from ribat.sim import chip
 
 WHY = chip.available()
@@ -74,7 +77,7 @@ def run(*args: str, timeout: float = 300) -> str:
 
 
 def test_a_node_on_the_chip_posts_reads_and_survives_a_cut_mid_write(
-    pico: sim.Sim, tmp_path: Path
+    pico: sim.Sim, tmp_path: Path, new_sim: NewSim
 ) -> None:
     port = ("-p", f"sim:{pico.name}")
     run("flash", *port)
@@ -84,11 +87,32 @@ def test_a_node_on_the_chip_posts_reads_and_survives_a_cut_mid_write(
         "--pin", PIN)  # fmt: skip
     run("identity", "export", *port, "-o", str(tmp_path / "me.json"))
     run("cell", "roster", "add", "--cell", str(cell), str(tmp_path / "me.json"))
+    # a virtual Pico of the same cell, whose run of entries the chip imports below
+    paris = new_sim()
+    paris_port = ("-p", f"sim:{paris.name}")
+    run("flash", *paris_port)
+    run("provision", *paris_port, "--cell", str(cell), "--partner", "FR", "--name",
+        "paris-1", "--pin", PIN)  # fmt: skip
+    run("identity", "export", *paris_port, "-o", str(tmp_path / "paris.json"))
+    run("cell", "roster", "add", "--cell", str(cell), str(tmp_path / "paris.json"))
+    run("cell", "load", "--cell", str(cell), *paris_port)
     run("cell", "load", "--cell", str(cell), *port)
     first = run("post", *port, "--pin", PIN, "--kind", "notice", "--to", "MA", "--title",
                 "on the chip", "--body", "kept whole").strip()  # fmt: skip
     (shown,) = map(json.loads, run("show", *port, "--pin", PIN, first, "--json").splitlines())
     assert shown["body"] == "kept whole" and shown["state"] == "readable"
+    # a whole run of another node's entries (one signature checked, the rest by their
+    # chain, all joining it at the end) within the watchdog's window: it once outlasted it
+    with connect(paris.device) as client:
+        guard.unlock(client, PIN)
+        for n in range(entry.RUN):
+            jlib.post(client, "notice", "routine", ["MA"], f"n{n}", "x" * 300, 86400, [])
+    exported = tmp_path / "paris.rbj"
+    run("journal", "export", *paris_port, str(exported))
+    imported = run("journal", "import", *port, str(exported), "--json")
+    outcomes = [json.loads(line)["outcome"] for line in imported.splitlines()]
+    assert outcomes == ["stored"] * entry.RUN, outcomes
+    assert sim.control(pico.name, {"op": "status"})["watchdog_resets"] == 0
 
     # the power goes in the middle of one of the next post's flash operations (its PIN
     # try counted, its audit entries, its record: the third of them)
@@ -103,5 +127,7 @@ def test_a_node_on_the_chip_posts_reads_and_survives_a_cut_mid_write(
         time.sleep(2)
     run("audit", "verify", *port)
     listed = [json.loads(line) for line in run("list", *port, "--pin", PIN, "--json").splitlines()]
-    assert listed[0]["id"] == first and listed[0]["title"] == "on the chip"
-    assert len(listed) in (1, 2) and all(b["state"] == "readable" for b in listed)
+    assert all(b["state"] == "readable" for b in listed)
+    assert sum(b["node"] == "paris-1" for b in listed) == entry.RUN
+    mine = [b for b in listed if b["node"] == "rabat-1"]
+    assert mine[0]["id"] == first and mine[0]["title"] == "on the chip" and len(mine) in (1, 2)

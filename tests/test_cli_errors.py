@@ -243,3 +243,20 @@ def test_a_restart_mid_command_is_told_at_once(node: sim.Sim) -> None:
     sim.power_cycle(node.name)
     _, err = follow.communicate(timeout=30)
     one_clean_line(Run(follow.returncode, "", err), 4, f"sim:{node.name} restarted")
+
+
+def test_an_import_cut_by_a_restart_says_the_node_restarted(
+    new_sim: NewSim, tmp_path: Path
+) -> None:
+    """The power goes in the middle of an import's batch: the command says the node
+    restarted, not what the import's end then meets ("no import under way")."""
+    ma, fr = make_cell(new_sim, tmp_path, [("MA", "rabat-1"), ("FR", "paris-1")])
+    for n in range(6):
+        r = ribat("post", "-p", ma.device, "--pin", PIN, "--kind", "notice", "--to", "FR",
+                  "--title", f"n{n}", "--body", "x" * 400)  # fmt: skip
+        assert r.code == 0, r.err
+    exported = tmp_path / "ma.rbj"
+    assert ribat("journal", "export", "-p", ma.device, str(exported)).code == 0
+    sim.control(fr.name, {"op": "cut_after_input_bytes", "n": 1500})  # inside the batch
+    run = ribat("journal", "import", "-p", f"sim:{fr.name}", str(exported))
+    one_clean_line(run, 4, f"sim:{fr.name} restarted")

@@ -24,6 +24,7 @@ _EVIDENCE_MAX = 8  # fork records kept per origin
 class Intake:
     def __init__(self, node) -> None:
         self.journal: journal.Journal = node.journal
+        self.feed = node.feed  # the watchdog, while a run joins its chain
         self.keys = entry.signing_keys(node.keyring.members().values())
         self.tally = {name: 0 for name in OUTCOMES}
 
@@ -71,7 +72,7 @@ class Intake:
             flags |= journal.HELD
         j.append(header.raw, b"" if expired else content, flags)
         if seq == head + 1:
-            j.connect(origin)
+            j.connect(origin, self.feed)
             return EXPIRED if expired else STORED
         return GAP
 

@@ -316,11 +316,15 @@ class Journal:
                 f.seek(at)
                 f.write(bytes((new,)))
 
-    def connect(self, origin: bytes) -> int:
+    def connect(self, origin: bytes, tick=None) -> int:
         """Move into the origin's chain the held entries that now follow its head; how
-        many. A held entry whose prev is not the head's digest becomes fork evidence."""
+        many. A held entry whose prev is not the head's digest becomes fork evidence.
+        tick(), if given, is called for each (a node feeds its watchdog: each is a flash
+        write, and a run holds up to HELD_MAX)."""
         moved = 0
         while True:
+            if tick is not None:
+                tick()
             n = self.head(origin) + 1
             got = self.held.pop((origin, n), None)
             if got is None:

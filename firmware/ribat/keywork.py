@@ -5,6 +5,7 @@ session's own key work is in pairs.py: this module is dropped once the node is u
 See keys.py for the files.
 """
 
+import gc
 import json
 import os
 from binascii import hexlify, unhexlify
@@ -33,7 +34,17 @@ def _x25519():
 def _box_key(pin: str, salt: bytes, iterations: int, uid: bytes, feed=None) -> bytes:
     """The key that seals the secrets: the PIN stretched by PBKDF2 with the per-node salt
     and the board's unique id, expanded by HKDF to an AES key and an HMAC key."""
-    kek = kdf.pbkdf2(pin.encode(), salt + uid, iterations, 32, feed)
+    # Its rounds allocate some 450 bytes each, all short-lived: collected every 16 KB as
+    # the node is (app.py), they made some 170 collections of a heap holding 80 KB or so,
+    # which took most of an unlock on an RP2040 (bench/chip.py --node). Collected only
+    # when the heap is full meanwhile, then once after.
+    every = gc.threshold()
+    gc.threshold(-1)
+    try:
+        kek = kdf.pbkdf2(pin.encode(), salt + uid, iterations, 32, feed)
+    finally:
+        gc.collect()
+        gc.threshold(every)
     return kdf.hkdf(kek, salt, b"ribat-seal v1", 64)
 
 
