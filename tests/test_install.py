@@ -104,3 +104,9 @@ def test_an_esp32_is_flashed_by_esptool(tmp_path: Path) -> None:
     r = ribat("install", "--board", "esp32", "--port", str(tmp_path / "ttyNONE"),
               "--firmware", str(image), timeout=120)  # fmt: skip
     assert r.code == 8 and "esptool failed" in r.err
+
+
+def test_an_esp32_with_psram_gets_micropythons_spiram_image() -> None:
+    r = ribat("install", "--board", "esp32-spiram", "--port", "/dev/ttyUSB9", "--dry-run")
+    assert r.code == 0, r.err
+    assert "ESP32_GENERIC-SPIRAM-20241129-v" in r.out and "--chip esp32" in r.out

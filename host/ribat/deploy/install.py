@@ -41,6 +41,9 @@ FAMILIES = {
     "pico-w": Family("uf2", f"RPI_PICO_W-20241129-v{MICROPYTHON}.uf2"),
     # MicroPython's instructions for its ESP32 images: erase, then write at 0x1000
     "esp32": Family("esptool", f"ESP32_GENERIC-20241129-v{MICROPYTHON}.bin", "esp32", "0x1000"),
+    "esp32-spiram": Family(
+        "esptool", f"ESP32_GENERIC-SPIRAM-20241129-v{MICROPYTHON}.bin", "esp32", "0x1000"
+    ),
 }
 
 
