@@ -26,6 +26,8 @@ if _TYPES:  # the checker's view of them: viper reads the buffers it takes as pt
     _Mul = Callable[[bytearray, bytearray, bytearray, bytearray], None]
 
 P = 2**255 - 19
+# (The carry fold is written out in each function: a call out of viper code goes through
+# the interpreter, and the fold runs in most calls.)
 R = bytearray(64)  # mul's scratch: a product's 32 limbs before reduction
 
 

@@ -5,8 +5,9 @@ exists and keeps its own, in Python's integers, as the reference the tests hold 
 64-bit word is two 32-bit ones, high then low (the machine's words: an RP2040's are 32
 bits, and viper has no wider integer there); a sum of 64-bit words adds the low words in
 16-bit halves, so that their carry into the high word is never lost, and the high words
-wrap. Values are masked to 32 bits where a wider machine (the unix port's) would keep
-more.
+wrap; each sum is written out where it is made (a call out of viper code goes through the
+interpreter, and a block makes some 500 of them). Values are masked to 32 bits where a
+wider machine (the unix port's) would keep more.
 """
 
 import micropython
