@@ -83,6 +83,7 @@ def look(node) -> None:
         keys: dict = {}
 
         def read(rec: bytes) -> None:
+            node.feed()  # a look at an unlock may open many: 64 outlast an RP2040's 8 s
             origin = rec[entry.AT_ORIGIN : entry.AT_ORIGIN + 8]
             if origin == mine or j.flags(rec) & journal.PURGED:
                 return
@@ -96,7 +97,7 @@ def look(node) -> None:
         records = j.records(scan)
         for k, view in records:
             scan = k + 1
-            if j.flags(view) & journal.HELD:  # read once it joins its chain
+            if j.is_held(k):  # read once it joins its chain
                 journal.note_held(held, k)
                 continue
             read(bytes(view))

@@ -221,10 +221,10 @@ def _public(node, rec: bytes) -> "dict | None":
     return entry.public_of(node.journal.content(rec))
 
 
-def _state(flags: int) -> str:
+def _state(node, k: int, flags: int) -> str:
     if flags & journal.FORK:
         return "fork"
-    if flags & journal.HELD:
+    if flags & journal.HELD and node.journal.is_held(k):
         return "held"
     return "purged" if flags & journal.PURGED else "kept"
 
@@ -240,7 +240,7 @@ def _item(node, k: int, rec: bytes, members: dict, inner: "dict | None") -> dict
         "by": m["name"] if m else entry.fp_text(header.origin),
         "x": header.expires,
         "size": header.size,
-        "state": _state(flags),
+        "state": _state(node, k, flags),
         "acked": bool(flags & journal.ACKED),
     }
     if inner is not None:
@@ -270,6 +270,7 @@ def list_entries(node, meta: dict, data: bytes) -> dict:
     for k, view in scan:
         if used >= page:
             break
+        node.feed()  # a page opens many: with the unlock's look, an RP2040 outlasted 8 s
         last = k
         rec = bytes(view)
         m = members.get(rec[entry.AT_ORIGIN : entry.AT_ORIGIN + 8])

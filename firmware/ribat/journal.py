@@ -41,7 +41,11 @@ _GROW = const(128)  # bytes a chain index grows by: 64 seqs
 HELD_MAX = entry.RUN  # entries waiting for a predecessor, across all origins
 
 PURGED = const(1)  # content zeroed at expiry (or never stored: it came expired)
-HELD = const(2)  # waits for its predecessor: not part of its origin's chain yet
+# came ahead of its predecessor. Whether it waits still is the journal's to say (held,
+# is_held): joining its chain writes nothing, as each byte rewritten in place costs
+# littlefs a block's copy (20-40 ms on an RP2040: most of an import's time, 2026-12-07);
+# a start finds the chains again from the records.
+HELD = const(2)
 FORK = const(4)  # a second entry at an origin's seq: evidence of equivocation
 ACKED = const(8)  # an operator acknowledged it on this node
 
@@ -126,7 +130,7 @@ class Journal:
             if k % PER_FILE:
                 return  # the last file, not full
 
-    def _index(self, rec: memoryview, k: int) -> None:
+    def _index(self, rec: memoryview, k: int, scanning: bool = True) -> None:
         origin = bytes(rec[entry.AT_ORIGIN : entry.AT_ORIGIN + 8])
         seq = struct.unpack_from(">I", rec, entry.AT_SEQ)[0]
         expires = struct.unpack_from(">I", rec, entry.AT_EXPIRES)[0]
@@ -138,10 +142,15 @@ class Journal:
                 self.soonest[f] = expires
         if flags & FORK:
             self.forks.setdefault(origin, []).append(k)
-        elif flags & HELD:
+            return
+        if flags & HELD:
             self.held[(origin, seq)] = (k, bytes(rec[entry.AT_PREV : entry.AT_PREV + 32]))
+            if seq != self.head(origin) + 1:
+                return
         else:
             self._place(origin, seq, k)
+        if scanning:  # (an append's caller connects: ribat.intake)
+            self.connect(origin)  # what waited for it: held stays a run long at most
 
     def _place(self, origin: bytes, seq: int, k: int) -> None:
         chain = self.chains.get(origin)
@@ -195,12 +204,17 @@ class Journal:
         held, which it passed, and reads them here once their predecessor came. Taken out
         of `held` once no longer held; one found a fork, or purged, is not given."""
         for k in list(held):
-            rec = self.record(k)
-            flags = rec[_FLAGS] if len(rec) == RECORD else PURGED
-            if not flags & HELD:
+            if not self.is_held(k):
                 held.remove(k)
+                rec = self.record(k)
+                flags = rec[_FLAGS] if len(rec) == RECORD else PURGED
                 if not flags & (PURGED | FORK):
                     yield k, rec
+
+    def is_held(self, k: int) -> bool:
+        """Whether record k waits for its predecessor (its HELD flag says only that it
+        came ahead of it)."""
+        return any(got[0] == k for got in self.held.values())
 
     def content(self, rec: bytes) -> bytearray:
         """The content a record names, in a buffer of its own (a reader may decrypt it in
@@ -301,7 +315,7 @@ class Journal:
         self.count += 1
         if k // PER_FILE >= len(self.soonest):
             self.soonest.append(1 << 31)
-        self._index(memoryview(rec), k)
+        self._index(memoryview(rec), k, False)
         return k
 
     def set_flags(self, k: int, add: int = 0, drop: int = 0) -> None:
@@ -317,10 +331,10 @@ class Journal:
                 f.write(bytes((new,)))
 
     def connect(self, origin: bytes, tick=None) -> int:
-        """Move into the origin's chain the held entries that now follow its head; how
-        many. A held entry whose prev is not the head's digest becomes fork evidence.
-        tick(), if given, is called for each (a node feeds its watchdog: each is a flash
-        write, and a run holds up to HELD_MAX)."""
+        """Move into the origin's chain the held entries that now follow its head (in
+        memory: HELD above); how many. A held entry whose prev is not the head's digest
+        becomes fork evidence. tick(), if given, is called for each (a node feeds its
+        watchdog: each reads its predecessor's record, and a run holds up to HELD_MAX)."""
         moved = 0
         while True:
             if tick is not None:
@@ -335,7 +349,6 @@ class Journal:
                 self.set_flags(k, add=FORK, drop=HELD)
                 self.forks.setdefault(origin, []).append(k)
                 return moved
-            self.set_flags(k, drop=HELD)
             self._place(origin, n, k)
             moved += 1
 

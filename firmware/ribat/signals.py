@@ -144,7 +144,7 @@ def look(node) -> None:
     records = j.records(scan, scan + _LOOK_RECORDS)
     for k, view in records:
         scan = k + 1
-        if j.flags(view) & journal.HELD:  # read once it joins its chain
+        if j.is_held(k):  # read once it joins its chain
             journal.note_held(held, k)
             continue
         _match(node, doc, j, bytes(view), mine)
@@ -155,6 +155,7 @@ def look(node) -> None:
 
 def _match(node, doc: dict, j, rec: bytes, mine: bytes) -> None:
     """Another node's signal entry in record rec: its tokens kept and matched."""
+    node.feed()  # (a look reads up to _LOOK_RECORDS, each a file read and a scan)
     origin = rec[entry.AT_ORIGIN : entry.AT_ORIGIN + 8]
     if origin == mine or j.flags(rec) & journal.PURGED:
         return
