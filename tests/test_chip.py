@@ -68,6 +68,10 @@ def test_the_stock_firmware_runs_and_its_flash_keeps_files(pico: sim.Sim) -> Non
     while sim.control(pico.name, {"op": "status"})["chip_ms"] == 0:
         assert time.monotonic() < deadline, "the chip's clock did not run"
         time.sleep(0.2)
+    mpremote(again.device, "x = sum(range(20000))")  # some work, then time to tell it
+    time.sleep(1.0)
+    status = sim.control(pico.name, {"op": "status"})
+    assert 0 < status["chip_busy_ms"] < status["chip_ms"]  # it ran code, and it waited
 
 
 def run(*args: str, timeout: float = 300) -> str:

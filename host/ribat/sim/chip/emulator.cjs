@@ -310,11 +310,15 @@ const started = Date.now();
 const t0 = process.hrtime.bigint();
 const realNs = () => Number(process.hrtime.bigint() - t0);
 
+let busyNs = 0; // of the chip's time, what it spent running code (not waiting for an interrupt)
+
 function run() {
   feed();
   for (let i = 0; i < SLICE; i++) {
     if (!mcu.core.waiting) {
-      clock.tick(mcu.core.executeInstruction() * CYCLE_NS);
+      const ns = mcu.core.executeInstruction() * CYCLE_NS;
+      clock.tick(ns);
+      busyNs += ns;
       continue;
     }
     const behind = realNs() - clock.nanos; // real time the chip has not lived yet
@@ -333,7 +337,8 @@ function run() {
 
 setInterval(() => {
   const chip_ms = Math.round(clock.nanos / 1e6);
-  report({ status: { chip_ms, flash_ops: flash.ops, wall_ms: Date.now() - started } });
+  const busy_ms = Math.round(busyNs / 1e6);
+  report({ status: { chip_ms, busy_ms, flash_ops: flash.ops, wall_ms: Date.now() - started } });
 }, 500);
 mcu.core.PC = FLASH_START; // boot2, as the ROM would jump to it
 run();
