@@ -71,7 +71,7 @@ class Link:
         byte = self._byte
         # Every byte of every frame passes here, one at a time (stdin has no bulk read
         # that will not block): a frame's own bytes go straight to the deframer's buffer,
-        # with as few lookups as can be (140 us a byte on an RP2040 went to this loop
+        # with as few lookups as can be (over 100 us a byte on an RP2040 went to this loop
         # before; README, The emulated Pico).
         buf = deframer.buf
         size = deframer.size
