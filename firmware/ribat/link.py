@@ -87,7 +87,9 @@ class Link:
             if not readinto(byte):
                 return False
             b = byte[0]
-            if b > 13 and b != 30 and deframer.state == 1:  # (Deframer.push's fast path)
+            # a frame's own byte (in a frame: Deframer.IN_FRAME; not \n, \r or MARK), as
+            # Deframer.push would take it
+            if b > 13 and b != 30 and deframer.state == 1:
                 n = deframer.n
                 if n < size:
                     buf[n] = b
