@@ -97,7 +97,7 @@ for signed, content in a[:3]:
 assert j.head(A) == 6 and not j.held
 # joining its chain wrote nothing (a byte rewritten costs littlefs a block): the flag says
 # they came ahead, the journal that they wait no longer
-assert all(j.flags(j.record(k)) & journal.HELD and not j.is_held(k) for k in range(3))
+assert all(j.flags(j.record(k)) & journal.HELD and not j.is_held(k, j.record(k)) for k in range(3))
 
 # a held entry whose prev is not the chain's: a fork once the head reaches it
 b = chain_of(B, 2)

@@ -97,7 +97,7 @@ def look(node) -> None:
         records = j.records(scan)
         for k, view in records:
             scan = k + 1
-            if j.is_held(k):  # read once it joins its chain
+            if j.is_held(k, view):  # read once it joins its chain
                 journal.note_held(held, k)
                 continue
             read(bytes(view))

@@ -221,10 +221,10 @@ def _public(node, rec: bytes) -> "dict | None":
     return entry.public_of(node.journal.content(rec))
 
 
-def _state(node, k: int, flags: int) -> str:
+def _state(node, k: int, rec: bytes, flags: int) -> str:
     if flags & journal.FORK:
         return "fork"
-    if flags & journal.HELD and node.journal.is_held(k):
+    if node.journal.is_held(k, rec):
         return "held"
     return "purged" if flags & journal.PURGED else "kept"
 
@@ -240,7 +240,7 @@ def _item(node, k: int, rec: bytes, members: dict, inner: "dict | None") -> dict
         "by": m["name"] if m else entry.fp_text(header.origin),
         "x": header.expires,
         "size": header.size,
-        "state": _state(node, k, flags),
+        "state": _state(node, k, rec, flags),
         "acked": bool(flags & journal.ACKED),
     }
     if inner is not None:

@@ -204,16 +204,18 @@ class Journal:
         held, which it passed, and reads them here once their predecessor came. Taken out
         of `held` once no longer held; one found a fork, or purged, is not given."""
         for k in list(held):
-            if not self.is_held(k):
+            rec = self.record(k)
+            if not self.is_held(k, rec):
                 held.remove(k)
-                rec = self.record(k)
-                flags = rec[_FLAGS] if len(rec) == RECORD else PURGED
-                if not flags & (PURGED | FORK):
+                if len(rec) == RECORD and not rec[_FLAGS] & (PURGED | FORK):
                     yield k, rec
 
-    def is_held(self, k: int) -> bool:
-        """Whether record k waits for its predecessor (its HELD flag says only that it
-        came ahead of it)."""
+    def is_held(self, k: int, rec: "bytes | memoryview") -> bool:
+        """Whether record k (rec) waits for its predecessor: its HELD flag says only that
+        it came ahead of it, the journal whether it waits still (looked up only then: the
+        readers ask of every record)."""
+        if len(rec) < RECORD or not rec[_FLAGS] & HELD:
+            return False
         return any(got[0] == k for got in self.held.values())
 
     def content(self, rec: bytes) -> bytearray:

@@ -77,6 +77,8 @@ class Link:
         size = deframer.size
         ipoll = self._ipoll
         readinto = self._readinto
+        mark = codec.MARK
+        in_frame = codec.Deframer.IN_FRAME
         while True:
             ready = False
             for _ in ipoll(0):  # (ipoll reuses one tuple; poll() makes a list every call)
@@ -87,9 +89,9 @@ class Link:
             if not readinto(byte):
                 return False
             b = byte[0]
-            # a frame's own byte (in a frame: Deframer.IN_FRAME; not \n, \r or MARK), as
-            # Deframer.push would take it
-            if b > 13 and b != 30 and deframer.state == 1:
+            # a frame's own byte (in a frame; not \n, \r or the mark), as Deframer.push
+            # would take it
+            if b > 13 and b != mark and deframer.state == in_frame:
                 n = deframer.n
                 if n < size:
                     buf[n] = b

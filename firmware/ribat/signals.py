@@ -140,21 +140,22 @@ def look(node) -> None:
     mine = entry.origin_bytes(node.keyring.identity["fp"])
     held = doc.setdefault("held", [])
     for _, rec in j.joined(held):  # passed while held, in their chain now
-        _match(node, doc, j, rec, mine)
+        _match(node, doc, rec, mine)
     records = j.records(scan, scan + _LOOK_RECORDS)
     for k, view in records:
         scan = k + 1
-        if j.is_held(k):  # read once it joins its chain
+        if j.is_held(k, view):  # read once it joins its chain
             journal.note_held(held, k)
             continue
-        _match(node, doc, j, bytes(view), mine)
+        _match(node, doc, bytes(view), mine)
     records.close()
     doc["scan"] = scan
     _save(node, doc)
 
 
-def _match(node, doc: dict, j, rec: bytes, mine: bytes) -> None:
+def _match(node, doc: dict, rec: bytes, mine: bytes) -> None:
     """Another node's signal entry in record rec: its tokens kept and matched."""
+    j = node.journal
     node.feed()  # (a look reads up to _LOOK_RECORDS, each a file read and a scan)
     origin = rec[entry.AT_ORIGIN : entry.AT_ORIGIN + 8]
     if origin == mine or j.flags(rec) & journal.PURGED:
