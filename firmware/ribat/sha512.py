@@ -8,7 +8,6 @@ interpreters against FIPS 180-4's examples, and hold the machine code to it. No 
 """
 
 import struct
-from array import array
 
 _M = 0xFFFFFFFFFFFFFFFF
 
@@ -86,22 +85,28 @@ def _padded(data: bytes) -> bytes:
     return bytes(data) + b"\x80" + bytes((111 - n) % 128) + struct.pack(">QQ", 0, n * 8)
 
 
-def _words(values: tuple) -> "array":
-    """64-bit values as sha512block reads them: 32-bit words, the high one first."""
-    out = array("I", bytes(8 * len(values)))
-    for i, v in enumerate(values):
-        out[2 * i], out[2 * i + 1] = v >> 32, v & 0xFFFFFFFF
-    return out
-
-
 def _machine_digest(data: bytes) -> bytes:
     """SHA-512 of data, its blocks compressed by sha512block's machine code (the node's)."""
-    h = array("I", _H32)
+    from array import array
+
+    from ribat import sha512block  # type: ignore[attr-defined,unused-ignore]
+
+    if not _WORDS:  # the constants as sha512block reads them (32-bit words, high first)
+        k32 = array("I", bytes(640))
+        for i, k in enumerate(_K):
+            k32[2 * i], k32[2 * i + 1] = k >> 32, k & 0xFFFFFFFF
+        _WORDS.append(k32)
+        _WORDS.append(array("I", bytes(640)))  # the message schedule's room
+    h = array("I", bytes(64))
+    for i, v in enumerate(_H0):
+        h[2 * i], h[2 * i + 1] = v >> 32, v & 0xFFFFFFFF
     padded = memoryview(_padded(data))
     for i in range(0, len(padded), 128):
-        sha512block.compress(h, padded[i : i + 128], _W32, _K32)
+        sha512block.compress(h, padded[i : i + 128], _WORDS[1], _WORDS[0])
     return struct.pack(">16I", *h)
 
+
+_WORDS: list = []  # made at the first digest
 
 try:
     # CPython has it; MicroPython ports do not
@@ -112,10 +117,8 @@ try:
 
 except ImportError:
     try:
-        from ribat import sha512block  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:  # no viper here
-        digest = pure_digest
-    else:
-        _K32, _H32 = _words(_K), _words(_H0)
-        _W32 = array("I", bytes(640))  # the message schedule's room
+        import micropython  # noqa: F401  (viper: sha512block compiles)
+
         digest = _machine_digest
+    except ImportError:
+        digest = pure_digest

@@ -56,8 +56,8 @@ def rom_heap_bytes() -> int:
 # What the ROM's boot script holds while rom_heap_bytes measures, and no longer once code
 # runs on the board: its own compiled code (measured: the probe's figure less gc.mem_alloc()
 # at the raw REPL, 0.9 KB; what the REPL holds varies by tens of bytes from run to run, so
-# 1.5 KB: code on the board sees its heap, less a few hundred bytes, never more).
-_BOOT_CODE_BYTES = 1536
+# 1.25 KB: code on the board sees its heap less some 200 bytes, never more).
+_BOOT_CODE_BYTES = 1280
 
 
 def arena(board: boards.Board) -> int:
