@@ -190,11 +190,15 @@ PIN = "watch-314159"  # every node's PIN in the cells the tests make
 
 
 def make_cell(
-    new_sim: NewSim, tmp_path: Path, members: list[tuple[str, str]], kind: str = "pico"
+    new_sim: NewSim,
+    tmp_path: Path,
+    members: list[tuple[str, str]],
+    kind: "str | list[str]" = "pico",
 ) -> list[sim.Sim]:
-    """Virtual boards (Picos, unless kind names another) with the firmware, provisioned
-    (PIN) in one new cell (tmp_path / "cell"), with a roster of all of them loaded: one per
-    (partner, name), running. RIBAT_CELL must not be set.
+    """Virtual boards (Picos, unless kind names another, or a list one for each member)
+    with the firmware, provisioned (PIN) in one new cell (tmp_path / "cell"), with a
+    roster of all of them loaded: one per (partner, name), running. RIBAT_CELL must not
+    be set.
 
     The cell is made once per run for each (members, kind) and copied for each test that
     asks for it (its flash images, its authority): provisioning takes seconds a node."""
@@ -202,13 +206,13 @@ def make_cell(
     template = _cell_template(members, kind)
     shutil.copytree(template / "cell", tmp_path / "cell")
     boards = []
-    for _, name in members:
+    for (_, name), board_kind in zip(members, _kinds(members, kind), strict=True):
         shutil.copy(template / f"{name}.json", tmp_path / f"{name}.json")
         copy = paths.sims_root() / _sim_name(template, name)
         copy.mkdir(parents=True)
         for part in ("board", "flash.img"):
             shutil.copy(template / "sims" / copy.name / part, copy / part)
-        boards.append(sim.start(copy.name, kind))
+        boards.append(sim.start(copy.name, board_kind))
     for board in boards:
         with NodeClient(Port(board.device)) as client:
             client.wait_ready()
@@ -229,11 +233,15 @@ def cell_templates(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _templates
 
 
+def _kinds(members: list[tuple[str, str]], kind: "str | list[str]") -> list[str]:
+    return [kind] * len(members) if isinstance(kind, str) else kind
+
+
 def _sim_name(template: Path, name: str) -> str:
     return f"{name}-{template.name[:6]}"
 
 
-def _cell_template(members: list[tuple[str, str]], kind: str) -> Path:
+def _cell_template(members: list[tuple[str, str]], kind: "str | list[str]") -> Path:
     """A cell of members made once (a worker making it, the others waiting for it), its
     boards stopped: the folder holds cell/, sims/<board>/ and each member's identity."""
     assert _templates is not None
@@ -257,7 +265,9 @@ def _cell_template(members: list[tuple[str, str]], kind: str) -> Path:
     return template
 
 
-def _provision_cell(folder: Path, members: list[tuple[str, str]], kind: str) -> list[sim.Sim]:
+def _provision_cell(
+    folder: Path, members: list[tuple[str, str]], kind: "str | list[str]"
+) -> list[sim.Sim]:
     from ribat import deploy
 
     cell = folder / "cell"
@@ -270,8 +280,8 @@ def _provision_cell(folder: Path, members: list[tuple[str, str]], kind: str) -> 
         == 0
     )
     boards = []
-    for partner, name in members:
-        board = sim.start(_sim_name(folder, name), kind)
+    for (partner, name), board_kind in zip(members, _kinds(members, kind), strict=True):
+        board = sim.start(_sim_name(folder, name), board_kind)
         deploy.deploy(board.device)
         r = ribat(
             "provision",

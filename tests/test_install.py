@@ -110,3 +110,9 @@ def test_an_esp32_with_psram_gets_micropythons_spiram_image() -> None:
     r = ribat("install", "--board", "esp32-spiram", "--port", "/dev/ttyUSB9", "--dry-run")
     assert r.code == 0, r.err
     assert "ESP32_GENERIC-SPIRAM-20241129-v" in r.out and "--chip esp32" in r.out
+    r = ribat("install", "--board", "esp32s3-spiram", "--port", "/dev/ttyACM0", "--dry-run")
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    assert "--chip esp32s3 --port /dev/ttyACM0 erase_flash" in lines[-2]
+    assert lines[-1].endswith("write_flash -z 0 " + str(Path(lines[-1].split()[-1])))
+    assert "ESP32_GENERIC_S3-SPIRAM_OCT-20241129-v" in lines[-1]

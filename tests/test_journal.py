@@ -120,11 +120,11 @@ def test_bulletins_are_read_only_where_released(pair: list[sim.Sim], tmp_path: P
 
 
 def test_esp32s_with_psram_hold_a_cell(new_sim: NewSim, tmp_path: Path) -> None:
-    """The ESP32 that runs a node: a WROVER's heap (MicroPython's SPIRAM firmware) provisions,
-    posts and reads, where a plain ESP32's 110 KB are refused at the flash."""
-    ma, fr = make_cell(
-        new_sim, tmp_path, [("MA", "rabat-1"), ("FR", "paris-1")], kind="esp32-spiram"
-    )
+    """The ESP32s that run a node: a WROVER's heap and an S3's (MicroPython's SPIRAM
+    firmwares) provision, post and read, where a plain ESP32's 110 KB are refused at the
+    flash."""
+    members = [("MA", "rabat-1"), ("FR", "paris-1")]
+    ma, fr = make_cell(new_sim, tmp_path, members, kind=["esp32-spiram", "esp32s3-spiram"])
     ident = post(ma, "--kind", "notice", "--to", "FR", "--title", "Both", "--body", "shared")
     assert move(ma, fr, tmp_path / "ma.rbj") == {ident: "stored"}
     r = ribat("show", "-p", fr.device, "--pin", PIN, ident)

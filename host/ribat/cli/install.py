@@ -15,7 +15,7 @@ from ribat.errors import DeployError
     "--board",
     "-b",
     required=True,
-    type=click.Choice(["pico", "pico-w", "esp32", "esp32-spiram"]),
+    type=click.Choice(["pico", "pico-w", "esp32", "esp32-spiram", "esp32s3-spiram"]),
     help="The board's family.",
 )
 @click.option("--port", "-p", metavar="PORT", help="The ESP32's serial port (esptool's).")

@@ -44,6 +44,10 @@ FAMILIES = {
     "esp32-spiram": Family(
         "esptool", f"ESP32_GENERIC-SPIRAM-20241129-v{MICROPYTHON}.bin", "esp32", "0x1000"
     ),
+    # an S3's image holds its boot loader at 0, where the S3's ROM looks for it
+    "esp32s3-spiram": Family(
+        "esptool", f"ESP32_GENERIC_S3-SPIRAM_OCT-20241129-v{MICROPYTHON}.bin", "esp32s3", "0"
+    ),
 }
 
 

@@ -95,8 +95,8 @@ def check_board(report: BoardReport, board_name: str | None, port: str) -> board
             f"{port} is {board.description}: {board.heap_bytes // 1024} KB of heap, where a "
             f"ribat node needs {NODE_HEAP_MIN // 1024} KB or more (an operator's session "
             "holds its keys and the journal's code): use a Raspberry Pi Pico or Pico W, or "
-            "an ESP32 with PSRAM (a WROVER module) on MicroPython's SPIRAM firmware "
-            "(`ribat install --board esp32-spiram`)"
+            "an ESP32 with PSRAM on MicroPython's SPIRAM firmware (a WROVER: `ribat "
+            "install --board esp32-spiram`; an ESP32-S3 N8R8: `--board esp32s3-spiram`)"
         )
     if report.version < board.micropython_min:
         need = ".".join(str(x) for x in board.micropython_min)

@@ -129,12 +129,14 @@ def names() -> list[str]:
 
 
 def virtual_names() -> dict[str, str]:
-    """Short names for `ribat sim start --board`: pico, pico-w, esp32, esp32-spiram."""
+    """Short names for `ribat sim start --board`: pico, pico-w, esp32, esp32-spiram,
+    esp32s3-spiram."""
     return {
         "pico": "virtual-rp2-pico",
         "pico-w": "virtual-rp2-pico-w",
         "esp32": "virtual-esp32-generic",
         "esp32-spiram": "virtual-esp32-spiram",
+        "esp32s3-spiram": "virtual-esp32s3-spiram",
     }
 
 
