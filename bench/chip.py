@@ -12,8 +12,9 @@ measured as well; the estimates are bench/security.py's, computed here the same 
 With --deploy, also `ribat flash` against `mpremote fs cp -r` of the same tree on the
 emulated Pico (full, no change, one module changed: bench/deploy_vs_mpremote.py's
 rounds, one of each), in wall time. With --node, the node itself on the emulated Pico,
-in its own clock (the uptime_ms its status tells): an unlock, a post, an import per
-entry (a run of a virtual Pico's entries), and its heap. Printed, never asserted.
+in its own clock (the uptime_ms its status tells): its provisioning, an unlock, a post,
+an import per entry (a run of a virtual Pico's entries), a sync with a virtual Pico
+through the host, and its heap. Printed, never asserted.
 """
 
 import itertools
@@ -157,26 +158,33 @@ def deploy_figures() -> None:
               f"ratio {s['mpremote_' + key] / s['ribat_' + key]:.2f}")  # fmt: skip
 
 
-def node_figures(posts: int = 6, imported: int = 64) -> None:
-    """The node on the emulated Pico, in its own clock: an unlock, posts (the first
-    derives the pairwise keys), an import of a run of entries; heap free."""
+def node_figures(posts: int = 6, imported: int = 64, synced: int = 16) -> None:
+    """The node on the emulated Pico, in its own clock: its provisioning, an unlock, posts
+    (the first derives the pairwise keys), an import of a run of entries, a sync with a
+    virtual Pico through the host; heap free."""
     import journal as bench_journal  # bench/journal.py: a provisioned virtual board
 
     from ribat import deploy, entry, ports
     from ribat.authority.cell import Cell
     from ribat.device.client import NodeClient, connect
-    from ribat.ops import guard
+    from ribat.ops import guard, sync
     from ribat.ops import journal as lib
 
     pin = bench_journal.PIN
     cell = Cell.create(Path(os.environ["RIBAT_HOME"]) / "cell-node")
     paris = bench_journal.node("bench-chip-paris", cell, "FR")
     sim.start("bench-chip-node", "emulated-pico")
+
+    def now(client: NodeClient) -> int:
+        return int(client.request("status")["uptime_ms"])
+
     try:
         tty = ports.resolve("sim:bench-chip-node")
         deploy.deploy(tty)
         with connect(tty) as client:
+            begun = now(client)
             guard.provision(client, cell, "MA", "rabat-chip", pin)
+            provision_ms = now(client) - begun
             cell.add(guard.exported_identity(client))
         for device in (tty, paris.device):
             with connect(device) as client:
@@ -186,10 +194,9 @@ def node_figures(posts: int = 6, imported: int = 64) -> None:
             for _ in range(imported):
                 lib.post(client, "notice", "routine", ["MA"], "bench", "x" * 500, 86400, [])
             raws = sorted(lib.export(client, {}), key=lambda raw: entry.Header(raw).seq)
+            for _ in range(synced):  # what a sync brings after the import
+                lib.post(client, "notice", "routine", ["MA"], "bench", "x" * 500, 86400, [])
             guard.lock(client)
-
-        def now(client: NodeClient) -> int:
-            return int(client.request("status")["uptime_ms"])
 
         def free(client: NodeClient) -> float:
             return (PICO_HEAP - client.request("status")["heap_used"]) / 1024
@@ -222,12 +229,20 @@ def node_figures(posts: int = 6, imported: int = 64) -> None:
             import_ms = (now(client) - start) / len(raws)
             import_busy_ms = (busy() - ran) / len(raws)
             assert {o for _, o in got} == {"stored"}, got
+        # a sync through the host: the chip's posts to paris, paris's newer entries to
+        # the chip (both locked: a sync moves sealed entries)
+        with connect(tty) as client, connect(paris.device) as other:
+            start, wall = now(client), time.monotonic()
+            report = sync.sync(client, other)
+            sync_ms, sync_wall = now(client) - start, time.monotonic() - wall
+        assert [leg.sent for leg in report.legs] == [posts, synced], report
     finally:
         sim.stop("bench-chip-node", erase=True)
         sim.stop(paris.name, erase=True)
     steps = [b - a for a, b in itertools.pairwise(t)]
     print("the node on the emulated Pico, in its clock (each figure has a status request's "
           "round trip in it, some 10 ms):")  # fmt: skip
+    print(f"  provisioning (keys born, PIN set, identity signed) {provision_ms / 1000:6.2f} s")
     print(f"  unlock (PIN check, session keys) {steps[0] / 1000:6.2f} s")
     print(f"  first post of a session (its pairwise keys derived) {steps[1] / 1000:6.2f} s")
     print(f"  a post (500-byte body, 2 readers), mean of {posts - 1}: {post_ms / 1000:6.3f} s;"
@@ -235,6 +250,10 @@ def node_figures(posts: int = 6, imported: int = 64) -> None:
     print(f"  an import, per entry, a run of {len(raws)}: {import_ms:6.1f} ms; the chip ran "
           f"code {import_busy_ms:6.1f} ms an entry for it and for what follows it (the look "
           "at what came)")  # fmt: skip
+    print(
+        f"  a sync through the host with a virtual Pico ({posts} entries out, {synced} in):"
+        f" {sync_ms / 1000:6.2f} s in the chip's clock, {sync_wall:.2f} s of wall time"
+    )
     print(f"  heap free: {locked_kb:.1f} KB locked, {unlocked_kb:.1f} KB unlocked, "
           f"{session_kb:.1f} KB after the posts")  # fmt: skip
 

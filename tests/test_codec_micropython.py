@@ -114,6 +114,60 @@ def test_the_nodes_input_path_takes_junk_without_allocating() -> None:
     )
 
 
+def test_the_link_takes_frames_however_its_reads_cut_them() -> None:
+    """A board's USB serial is read a buffer at a time, a read padded with carriage
+    returns once the input pauses (ribat.console): frames cut anywhere by the reads, with
+    such padding anywhere in them and between them, come out whole and in order, the
+    REPL's text around them dropped."""
+    import random
+
+    rng = random.Random(7)
+    frames = [codec.encode(codec.REQUEST, seq, {"op": "x", "n": "y" * rng.randrange(900)})
+              for seq in range(1, 13)]  # fmt: skip
+    stream = b"".join(b">>> print(1)\r\n" * (i % 3) + f for i, f in enumerate(frames))
+    reads, at = [], 0
+    while at < len(stream):  # reads of 1 to 128 bytes, a third of them padded at the end
+        n = rng.randrange(1, 129)
+        got = stream[at : at + n]
+        at += len(got)
+        if rng.random() < 0.33:
+            got += b"\r" * rng.randrange(1, 129 - len(got)) if len(got) < 128 else b""
+        reads.append(got)
+    out = micropython(
+        f"""
+        from ribat import codec, link
+
+        reads = {reads!r}
+        seen = []
+
+        def read(buf):
+            if not reads:
+                return -1  # the end of input
+            got = reads.pop(0)
+            buf[: len(got)] = got
+            return len(got)
+
+        def handle(frame):
+            seen.append((frame.seq, len(frame.meta["n"])))
+            return {{}}, b""
+
+        node_link = link.Link(1024)
+        node_link._read = read
+        calls = 1
+        while node_link.take_input(handle):  # a frame line a call, then the event loop's
+            calls += 1
+        assert calls == len(seen) + 1, (calls, len(seen))  # and one more to the end
+        print(seen)
+        print(sum(node_link.rejected))
+        print("OK")
+        """,
+    )
+    lines = out.splitlines()
+    decoded = [codec.decode(f[1:-1]) for f in frames]
+    expected = [(d.seq, len((d.meta or {})["n"])) for d in decoded]
+    assert lines[-3] == repr(expected) and lines[-2] == "0"
+
+
 def test_micropython_writes_in_pieces_the_line_cpython_encodes() -> None:
     # sizes about the 768-byte pieces write() encodes at a time, and a node's largest frame
     sizes = [0, 1, 761, 762, 763, 767, 768, 769, 1536, 3600]

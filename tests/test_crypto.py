@@ -234,3 +234,52 @@ def test_node_curves_agree_with_the_reference_and_openssl() -> None:
         assert signer.public_key().public_bytes(*raw) == v["sign_pub"]
         assert signer.sign(v["msg"]) == v["sig"]  # Ed25519 is deterministic
         assert hashlib.sha512(v["msg"]).digest() == v["sha512"]
+
+
+def test_the_curve_work_spares_the_node_its_collections() -> None:
+    """A signature or an agreement collects its garbage when the heap fills, not at the
+    node's every-16-KB threshold (keys.sparing_gc): the same result, and the node's
+    threshold back afterwards, even when the work fails."""
+    out = micropython("""
+        import gc
+        from ribat import ed25519, keys
+        gc.threshold(16384)
+        seed = bytes(range(32))
+        pub = ed25519.public_key(seed)
+        sig = keys.sparing_gc(ed25519.sign, seed, b"m" * 200, pub)
+        assert sig == ed25519.sign(seed, b"m" * 200, pub)
+        assert gc.threshold() == 16384
+        try:
+            keys.sparing_gc(int, "not a number")
+        except ValueError:
+            pass
+        assert gc.threshold() == 16384
+        print("OK")
+    """)
+    assert out.strip().endswith("OK")
+
+
+def test_ctr_agrees_with_openssl_across_pieces_and_the_counters_wrap() -> None:
+    """aead.ctr makes its keystream a piece at a time: lengths about the piece and the
+    block, and a counter that wraps past 2^128, on MicroPython as OpenSSL does them."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    key = bytes(range(32))
+    sizes = [0, 1, 15, 16, 17, 255, 256, 257, 511, 1000, 2100]
+    ivs = [bytes(range(16, 32)), b"\xff" * 15 + b"\xfe"]
+    out = micropython(f"""
+        from binascii import hexlify
+        from ribat import aead
+        for iv in {ivs!r}:
+            for n in {sizes!r}:
+                data = bytes(i % 253 for i in range(n))
+                print(hexlify(aead.ctr({key!r}, iv, data)).decode() or "-")
+        print("OK")
+    """)
+    got = out.split()[:-1]
+    want = []
+    for iv in ivs:
+        for n in sizes:
+            enc = Cipher(algorithms.AES(key), modes.CTR(iv)).encryptor()
+            want.append(enc.update(bytes(i % 253 for i in range(n))).hex() or "-")
+    assert got == want

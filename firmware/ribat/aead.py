@@ -17,25 +17,41 @@ IV_SIZE = 16
 TAG_SIZE = 32
 OVERHEAD = IV_SIZE + TAG_SIZE
 _ECB = 1
-_MASK = (1 << 128) - 1
+_PIECE = 256  # bytes of keystream made and applied at a time
+
+
+def _increment(block: bytearray) -> None:
+    """The counter block plus one, modulo 2^128 (big-endian, SP 800-38A B.1)."""
+    i = 15
+    while i >= 0:
+        block[i] = (block[i] + 1) & 0xFF
+        if block[i]:
+            return
+        i -= 1
 
 
 def ctr(key: bytes, iv: bytes, data: bytes, out: "bytearray | None" = None, at: int = 0) -> bytes:
     """AES-256-CTR of data from the 16-byte initial counter block iv (the counter is the
     whole block, big-endian, as in SP 800-38A B.1): encrypts and decrypts alike. Into
-    out[at:] when given (out returned), so a node makes no second copy of a bulletin;
-    a block at a time, so no allocation grows with data."""
+    out[at:] when given (out returned), so a node makes no second copy of a bulletin.
+    A piece at a time: its counter blocks enciphered in one call, the XOR done on whole
+    numbers (C on MicroPython), the allocations bounded by the piece; block by block, a
+    500-byte bulletin took 28 ms of an RP2040's post, most of it the Python between."""
     n = len(data)
     if out is None:
         out = bytearray(n)
         at = 0
     cipher = aes(key, _ECB)
-    counter = int.from_bytes(iv, "big")
+    block = bytearray(iv)
+    stream = bytearray(_PIECE)
     src = memoryview(data)
-    for i in range(0, n, 16):
-        block = ((counter + i // 16) & _MASK).to_bytes(16, "big")
-        k = min(16, n - i)
-        pad = cipher.encrypt(block)
+    for i in range(0, n, _PIECE):
+        k = min(_PIECE, n - i)
+        end = (k + 15) & ~15
+        for o in range(0, end, 16):
+            stream[o : o + 16] = block
+            _increment(block)
+        pad = cipher.encrypt(memoryview(stream)[:end] if end < _PIECE else stream)
         mixed = int.from_bytes(src[i : i + k], "big") ^ int.from_bytes(pad[:k], "big")
         out[at + i : at + i + k] = mixed.to_bytes(k, "big")
     return out

@@ -8,7 +8,7 @@ entry (docs/security.md, journal). Entries in any other order are checked as wel
 signature each.
 """
 
-from ribat import ed25519, entry, journal
+from ribat import ed25519, entry, journal, keys
 
 STORED = "stored"
 DUPLICATE = "duplicate"
@@ -35,9 +35,10 @@ class Intake:
 
     def _signed(self, header: entry.Header) -> bool:
         raw = header.raw
-        return ed25519.verify(
+        return bool(keys.sparing_gc(
+            ed25519.verify,
             self.keys[header.origin], entry.message(raw), raw[entry.HEADER : entry.SIGNED]
-        )
+        ))  # fmt: skip
 
     def _take(self, raw: bytes, now: int) -> str:
         parsed = entry.parse(raw)

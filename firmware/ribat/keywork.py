@@ -13,7 +13,7 @@ from binascii import hexlify, unhexlify
 from micropython import const
 
 from ribat import aead, codec, ed25519, kdf, pins, session, signed, store
-from ribat.keys import DIR, IDENTITY, ROSTER, SEAL, TRIES, rmtree
+from ribat.keys import DIR, IDENTITY, ROSTER, SEAL, TRIES, rmtree, sparing_gc
 from ribat.link import RequestError
 
 # PBKDF2 rounds: what an unlock on an RP2040 affords, some 2.7 s in all with the PIN key
@@ -38,13 +38,12 @@ def _box_key(pin: str, salt: bytes, iterations: int, uid: bytes, feed=None) -> b
     # the node is (app.py), they made some 170 collections of a heap holding 80 KB or so,
     # which took most of an unlock on an RP2040 (bench/chip.py --node). Collected only
     # when the heap is full meanwhile, then once after.
-    every = gc.threshold()
-    gc.threshold(-1)
     try:
-        kek = kdf.pbkdf2(pin.encode(), salt + uid, iterations, 32, feed)
+        kek: bytes = sparing_gc(  # type: ignore[assignment]
+            kdf.pbkdf2, pin.encode(), salt + uid, iterations, 32, feed
+        )
     finally:
         gc.collect()
-        gc.threshold(every)
     return kdf.hkdf(kek, salt, b"ribat-seal v1", 64)
 
 

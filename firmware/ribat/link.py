@@ -11,11 +11,56 @@ import gc
 import select
 import sys
 
+import micropython
 from micropython import const
 
 from ribat import codec
 
 _EOF_BACKOFF_MS = const(100)
+_CHUNK = const(128)  # bytes read at a time: a few USB packets
+
+_TYPES = False
+if _TYPES:  # the checker's view: viper reads the buffers it takes as ptr8
+    from typing import Any, Callable
+
+    _Scan = Callable[[Any, int, int, Any, int, int], int]
+    _Skip = Callable[[Any, int, int], int]
+
+
+# A frame's bytes pass here in machine code: taken byte by byte in Python, the link
+# spent most of an import's time on an RP2040 (README, The emulated Pico).
+
+
+@micropython.viper
+def _frame_bytes(src: ptr8, i: int, n: int, dst: ptr8, at: int, room: int) -> int:
+    """src[i:n] copied to dst[at:] up to the first byte that is not a frame's own (a
+    control byte or the mark) or room bytes; the index in src where it stopped."""
+    end = i + room
+    if end > n:
+        end = n
+    while i < end:
+        b = src[i]
+        if b <= 13 or b == 0x1E:  # (codec.MARK)
+            break
+        dst[at] = b
+        at += 1
+        i += 1
+    return i
+
+
+@micropython.viper
+def _to_mark(src: ptr8, i: int, n: int) -> int:
+    """The index of the first mark in src[i:n], or n: what comes between frames (the
+    REPL's text, a read's padding) is dropped."""
+    while i < n:
+        if src[i] == 0x1E:
+            break
+        i += 1
+    return i
+
+
+frame_bytes: "_Scan" = _frame_bytes
+to_mark: "_Skip" = _to_mark
 
 
 class RequestError(Exception):
@@ -38,6 +83,7 @@ def arg(meta: dict, name: str, kind: type, default: object = None) -> object:
 
 class Link:
     def __init__(self, max_body: int, stream: object = None) -> None:
+        """A link on stream, or on stdin and stdout."""
         self.max_body = max_body
         self.deframer = codec.Deframer(max_body)
         self.rx_ok = 0
@@ -54,51 +100,72 @@ class Link:
         self._poll.register(self._stream, select.POLLIN)
         self._ipoll = self._poll.ipoll  # (bound once: a bound method is an allocation)
         self._readinto = self._in.readinto
-        self._byte = bytearray(1)
+        # _read(buf): bytes waiting, up to len(buf): how many, 0 if none, -1 at the end
+        # of input. A stream's readinto waits for as many bytes as it is asked: a UART
+        # tells how many have come (any()); a board's stdin does not, and ribat.console
+        # ends its reads at a pause; other streams (the unix port's) give one at a time.
+        self._read = self._waiting_into
+        self._any = getattr(self._in, "any", None)
+        if stream is None and sys.platform != "linux":
+            from ribat import console
+
+            self._read = console.Console(self._ipoll, self._readinto).into
+        self._chunk = bytearray(_CHUNK)
+        self._at = self._n = 0  # what of the last read the deframer has taken
+
+    def _waiting_into(self, buf: bytearray) -> int:
+        for _ in self._ipoll(0):  # (ipoll reuses one tuple; poll() makes a list every call)
+            n = 1 if self._any is None else min(self._any(), len(buf))
+            if n == 0:
+                return 0
+            got = self._readinto(buf, n)
+            return -1 if got == 0 else (got or 0)  # (a UART says None for nothing yet)
+        return 0
 
     async def serve(self, handle) -> None:
         """Read frames forever; handle(frame) returns (meta, data) or raises RequestError."""
         waiter = asyncio.StreamReader(self._stream)
         while True:
-            await waiter.read(0)  # returns once input is waiting, consuming none of it
+            if self._at < self._n:  # the last read holds more: the other tasks first
+                await asyncio.sleep_ms(0)
+            else:
+                await waiter.read(0)  # returns once input is waiting, consuming none of it
             if not self.take_input(handle):
                 await asyncio.sleep_ms(_EOF_BACKOFF_MS)
 
     def take_input(self, handle) -> bool:
-        """Push every byte waiting on stdin through the deframer; False at end of input.
+        """Push the bytes waiting on the input through the deframer, up to the end of the
+        next frame line, which is handled: then back to the event loop, whose other tasks
+        a host that sends request after request would starve. False at end of input.
         Allocates nothing unless a frame line completes."""
         deframer = self.deframer
-        byte = self._byte
-        # Every byte of every frame passes here, one at a time (stdin has no bulk read
-        # that will not block): a frame's own bytes go straight to the deframer's buffer,
-        # with as few lookups as can be (over 100 us a byte on an RP2040 went to this loop
-        # before; README, The emulated Pico).
         buf = deframer.buf
         size = deframer.size
-        ipoll = self._ipoll
-        readinto = self._readinto
-        mark = codec.MARK
+        chunk = self._chunk
         in_frame = codec.Deframer.IN_FRAME
+        idle = codec.Deframer.IDLE
+        i, n = self._at, self._n
         while True:
-            ready = False
-            for _ in ipoll(0):  # (ipoll reuses one tuple; poll() makes a list every call)
-                ready = True
-                break
-            if not ready:
-                return True
-            if not readinto(byte):
-                return False
-            b = byte[0]
-            # a frame's own byte (in a frame; not \n, \r or the mark), as Deframer.push
-            # would take it
-            if b > 13 and b != mark and deframer.state == in_frame:
-                n = deframer.n
-                if n < size:
-                    buf[n] = b
-                    deframer.n = n + 1
-                    continue
-            got = deframer.push(b)
+            if i == n:
+                n = self._read(chunk)
+                i = 0
+                if n <= 0:
+                    self._at = self._n = 0
+                    return n == 0
+            state = deframer.state
+            if state == in_frame:
+                at = deframer.n
+                j = frame_bytes(chunk, i, n, buf, at, size - at)
+                deframer.n = at + j - i
+                i = j
+            elif state == idle:
+                i = to_mark(chunk, i, n)
+            if i == n:
+                continue
+            got = deframer.push(chunk[i])
+            i += 1
             if got == -2:
+                self._at, self._n = i, n
                 try:
                     self._on_line(deframer.line(), handle)
                 except MemoryError:  # decoding a big frame with little heap left
@@ -108,7 +175,8 @@ class Link:
                         codec.peek_seq(deframer.line()),
                         "out of memory for a request this big: send less at a time",
                     )
-            elif got >= 0:
+                return True
+            if got >= 0:
                 self.reject(got, -1, codec.CAUSES[got])
 
     def _on_line(self, text: memoryview, handle) -> None:

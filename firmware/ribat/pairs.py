@@ -33,7 +33,9 @@ def derive_next_pair(keyring) -> bool:
 def _derive_pair(keyring, member: dict) -> "bytes | None":
     fp = member["fp"]
     mine = keyring.identity["fp"]
-    shared = curve().x25519(keyring._secrets[1], unhexlify(member["kx"]))
+    shared: bytes = keys.sparing_gc(  # type: ignore[assignment]
+        curve().x25519, keyring._secrets[1], unhexlify(member["kx"])
+    )
     key = None
     if shared != bytes(32):  # a low-order point gives no key to agree on
         cell = keyring.cell() or ""
