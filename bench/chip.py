@@ -173,6 +173,9 @@ def node_figures(posts: int = 6, imported: int = 64, synced: int = 16) -> None:
     pin = bench_journal.PIN
     cell = Cell.create(Path(os.environ["RIBAT_HOME"]) / "cell-node")
     paris = bench_journal.node("bench-chip-paris", cell, "FR")
+    madrid = bench_journal.node("bench-chip-madrid", cell, "ES")
+    anchor = security.run("anchor", PICO_HEAP, 10)  # the estimates' scale (bench/journal.py)
+    assert anchor is not None
     sim.start("bench-chip-node", "emulated-pico")
 
     def now(client: NodeClient) -> int:
@@ -191,12 +194,20 @@ def node_figures(posts: int = 6, imported: int = 64, synced: int = 16) -> None:
                 guard.load_roster(client, cell.signed_roster())
         with connect(paris.device) as client:  # a run of paris's entries, for the import
             guard.unlock(client, pin)
-            for _ in range(imported):
+            lib.post(client, "notice", "routine", ["MA"], "bench", "x" * 500, 86400, [])
+            started = time.perf_counter()  # (the estimate: a virtual Pico's post, scaled)
+            for _ in range(imported - 1):
                 lib.post(client, "notice", "routine", ["MA"], "bench", "x" * 500, 86400, [])
+            virtual_post_ms = (time.perf_counter() - started) * 1000 / (imported - 1)
             raws = sorted(lib.export(client, {}), key=lambda raw: entry.Header(raw).seq)
             for _ in range(synced):  # what a sync brings after the import
                 lib.post(client, "notice", "routine", ["MA"], "bench", "x" * 500, 86400, [])
             guard.lock(client)
+        with connect(madrid.device) as client:  # the same import on a virtual Pico
+            guard.load_roster(client, cell.signed_roster())
+            started = time.perf_counter()
+            lib.import_entries(client, raws, "bench")
+            virtual_import_ms = (time.perf_counter() - started) * 1000 / len(raws)
 
         def free(client: NodeClient) -> float:
             return (PICO_HEAP - client.request("status")["heap_used"]) / 1024
@@ -239,6 +250,11 @@ def node_figures(posts: int = 6, imported: int = 64, synced: int = 16) -> None:
     finally:
         sim.stop("bench-chip-node", erase=True)
         sim.stop(paris.name, erase=True)
+        sim.stop(madrid.name, erase=True)
+
+    def estimate(ms: float) -> str:  # a virtual Pico's time, scaled as bench/journal.py does
+        return f"estimated {bench_journal.scaled(ms, anchor['us'] / 1000).strip()}"
+
     steps = [b - a for a, b in itertools.pairwise(t)]
     print("the node on the emulated Pico, in its clock (each figure has a status request's "
           "round trip in it, some 10 ms):")  # fmt: skip
@@ -246,10 +262,11 @@ def node_figures(posts: int = 6, imported: int = 64, synced: int = 16) -> None:
     print(f"  unlock (PIN check, session keys) {steps[0] / 1000:6.2f} s")
     print(f"  first post of a session (its pairwise keys derived) {steps[1] / 1000:6.2f} s")
     print(f"  a post (500-byte body, 2 readers), mean of {posts - 1}: {post_ms / 1000:6.3f} s;"
-          f" the chip ran code {post_busy_ms / 1000:6.3f} s of it")  # fmt: skip
+          f" the chip ran code {post_busy_ms / 1000:6.3f} s of it"
+          f" ({estimate(virtual_post_ms)})")  # fmt: skip
     print(f"  an import, per entry, a run of {len(raws)}: {import_ms:6.1f} ms; the chip ran "
           f"code {import_busy_ms:6.1f} ms an entry for it and for what follows it (the look "
-          "at what came)")  # fmt: skip
+          f"at what came) ({estimate(virtual_import_ms)})")  # fmt: skip
     print(
         f"  a sync through the host with a virtual Pico ({posts} entries out, {synced} in):"
         f" {sync_ms / 1000:6.2f} s in the chip's clock, {sync_wall:.2f} s of wall time"

@@ -34,6 +34,8 @@ FRAME_SPARE = 256  # bytes of a frame body left for the header and meta around a
 FRAME_ROOM = 4096 - FRAME_SPARE  # a batch in a node's largest frame
 ROOM_MIN = 512  # the least asked of a node short of heap (one entry goes whole anyway)
 LIST_PAGE = 2800  # bytes of list items a node puts in a page, unless asked for fewer
+LIST_AGAIN = 2  # a least page refused for memory: asked again this many times
+LIST_PAUSE_S = 1.0  # after this long
 
 
 # The node's limits (firmware/ribat/bulletins.py: MAX_TITLE, MAX_BODY), checked here for a
@@ -114,6 +116,7 @@ def records_after(client: NodeClient, after: int, **filters: object) -> tuple[li
     order the node stored them, and the number of the last record looked at."""
     out: list[dict] = []
     room = LIST_PAGE
+    again = LIST_AGAIN
     while True:
         asked = {"page": room} if room < LIST_PAGE else {}
         try:
@@ -121,9 +124,14 @@ def records_after(client: NodeClient, after: int, **filters: object) -> tuple[li
                 "journal.list", timeout=READ_TIMEOUT_S, after=after, **filters, **asked
             )
         except DeviceError as e:
-            # a node short of heap (a Pico W in a long session): ask for less, as an export
-            if e.cause != "memory" or room <= ROOM_MIN:
+            # a node short of heap (a Pico W in a long session): ask for less, as an export;
+            # at the least, again after a pause, as the node says (what held its heap, a
+            # wire's pull, a background derivation, is over by then, and collected)
+            if e.cause != "memory" or (room <= ROOM_MIN and again == 0):
                 raise
+            if room <= ROOM_MIN:
+                again -= 1
+                time.sleep(LIST_PAUSE_S)
             room = max(ROOM_MIN, room // 2)
             continue
         out.extend(page["items"])
