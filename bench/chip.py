@@ -212,11 +212,12 @@ def node_figures(posts: int = 6, imported: int = 64, synced: int = 16) -> None:
         def free(client: NodeClient) -> float:
             return (PICO_HEAP - client.request("status")["heap_used"]) / 1024
 
-        def busy() -> int:
-            """The chip's time spent running code so far (the emulator tells it every
-            half second: waited for)."""
+        def busy() -> tuple[int, int]:
+            """The chip's time spent running code so far, and of it the flash's operations
+            (the emulator tells them every half second: waited for)."""
             time.sleep(1.0)
-            return int(sim.control("bench-chip-node", {"op": "status"})["chip_busy_ms"])
+            got = sim.control("bench-chip-node", {"op": "status"})
+            return int(got["chip_busy_ms"]), int(got["chip_flash_ms"])
 
         with connect(tty) as client:
             locked_kb = free(client)
@@ -231,14 +232,18 @@ def node_figures(posts: int = 6, imported: int = 64, synced: int = 16) -> None:
             for _ in range(posts - 1):
                 lib.post(client, "notice", "routine", ["FR"], "bench", "x" * 500, 86400, [])
             post_ms = (now(client) - start) / (posts - 1)
-            post_busy_ms = (busy() - ran) / (posts - 1)
+            after = busy()
+            post_busy_ms = (after[0] - ran[0]) / (posts - 1)
+            post_flash_ms = (after[1] - ran[1]) / (posts - 1)
             session_kb = free(client)
             guard.lock(client)
             ran = busy()
             start = now(client)
             got = lib.import_entries(client, raws, "bench")
             import_ms = (now(client) - start) / len(raws)
-            import_busy_ms = (busy() - ran) / len(raws)
+            after = busy()
+            import_busy_ms = (after[0] - ran[0]) / len(raws)
+            import_flash_ms = (after[1] - ran[1]) / len(raws)
             assert {o for _, o in got} == {"stored"}, got
         # a sync through the host: the chip's posts to paris, paris's newer entries to
         # the chip (both locked: a sync moves sealed entries)
@@ -262,11 +267,13 @@ def node_figures(posts: int = 6, imported: int = 64, synced: int = 16) -> None:
     print(f"  unlock (PIN check, session keys) {steps[0] / 1000:6.2f} s")
     print(f"  first post of a session (its pairwise keys derived) {steps[1] / 1000:6.2f} s")
     print(f"  a post (500-byte body, 2 readers), mean of {posts - 1}: {post_ms / 1000:6.3f} s;"
-          f" the chip ran code {post_busy_ms / 1000:6.3f} s of it"
+          f" the chip ran code {post_busy_ms / 1000:6.3f} s of it, the flash's operations"
+          f" {post_flash_ms / 1000:6.3f} s"
           f" ({estimate(virtual_post_ms)})")  # fmt: skip
     print(f"  an import, per entry, a run of {len(raws)}: {import_ms:6.1f} ms; the chip ran "
           f"code {import_busy_ms:6.1f} ms an entry for it and for what follows it (the look "
-          f"at what came) ({estimate(virtual_import_ms)})")  # fmt: skip
+          f"at what came), the flash's operations {import_flash_ms:6.1f} ms "
+          f"({estimate(virtual_import_ms)})")  # fmt: skip
     print(
         f"  a sync through the host with a virtual Pico ({posts} entries out, {synced} in):"
         f" {sync_ms / 1000:6.2f} s in the chip's clock, {sync_wall:.2f} s of wall time"

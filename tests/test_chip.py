@@ -72,6 +72,17 @@ def test_the_stock_firmware_runs_and_its_flash_keeps_files(pico: sim.Sim) -> Non
     time.sleep(1.0)
     status = sim.control(pico.name, {"op": "status"})
     assert 0 < status["chip_busy_ms"] < status["chip_ms"]  # it ran code, and it waited
+    # the flash takes a W25Q16JV's time: a write of 8 KB erases two 4 KB sectors (45 ms
+    # each, typically) and programs 32 pages (0.4 ms), and the chip waits for them
+    took = mpremote(
+        again.device,
+        "import time; t = time.ticks_ms(); f = open('big', 'wb');"
+        " f.write(bytes(8192)); f.close(); print(time.ticks_diff(time.ticks_ms(), t))",
+    )
+    time.sleep(1.0)
+    assert (
+        int(took) >= 2 * 45 and sim.control(pico.name, {"op": "status"})["chip_flash_ms"] >= 2 * 45
+    )
 
 
 def run(*args: str, timeout: float = 300) -> str:

@@ -31,15 +31,26 @@ function report(doc) {
 
 // -- the serial flash (a W25Q16JV: 2 MB, 4 KB sectors, 256-byte pages) -------------------
 
+// How long an operation keeps the chip busy (its status's BUSY bit set, and any command
+// but a status read ignored), in the chip's time: the W25Q16JV datasheet's typical
+// figures (tPP, tSE, tBE1, tBE2, tCE; the maximums are 3 to 10 times longer).
+const BUSY_NS = { 0x02: 0.4e6, 0x20: 45e6, 0x52: 120e6, 0xd8: 150e6, 0xc7: 5e9, 0x60: 5e9 };
+
 class SerialFlash {
-  constructor(image, fd, uid) {
+  constructor(image, fd, uid, now) {
     this.image = image; // the chip's view of flash: what XIP reads
     this.fd = fd;
     this.uid = uid;
+    this.now = now; // the chip's time, in ns
     this.wel = false; // write enable latch
     this.ops = 0; // program and erase operations done
+    this.busyUntil = 0; // the operation under way ends then
+    this.busyNs = 0; // of the chip's time, what the flash's operations took
     this.cutAfter = -1; // a power cut in the middle of the operation after this many more
     this.begin();
+  }
+  busy() {
+    return this.now() < this.busyUntil;
   }
   begin() {
     this.cmd = -1;
@@ -51,14 +62,14 @@ class SerialFlash {
   exchange(byte) {
     if (this.cmd < 0) {
       this.cmd = byte;
-      if (byte === 0x06) this.wel = true;
-      if (byte === 0x04) this.wel = false;
+      if (byte === 0x06 && !this.busy()) this.wel = true;
+      if (byte === 0x04 && !this.busy()) this.wel = false;
       return 0xff;
     }
     const n = this.count++;
     switch (this.cmd) {
-      case 0x05: // status 1: BUSY never (operations take no time), WEL
-        return this.wel ? 0x02 : 0x00;
+      case 0x05: // status 1: BUSY, WEL
+        return (this.busy() ? 0x01 : 0x00) | (this.wel ? 0x02 : 0x00);
       case 0x35: // status 2: QE set, as boot2 leaves it
         return 0x02;
       case 0x9f: // JEDEC id: Winbond, W25Q16JV
@@ -86,6 +97,13 @@ class SerialFlash {
   }
   end() {
     const { cmd } = this;
+    if (cmd in BUSY_NS && this.wel && !this.busy()) {
+      this.busyUntil = this.now() + BUSY_NS[cmd];
+      this.busyNs += BUSY_NS[cmd];
+    } else if (cmd in BUSY_NS) {
+      this.begin(); // no write enable, or busy: a flash ignores it
+      return;
+    }
     if (cmd === 0x02 && this.wel && this.count >= 3) this.program(this.addr, this.data);
     else if (cmd === 0x20 && this.wel) this.erase(this.addr, SECTOR);
     else if (cmd === 0x52 && this.wel) this.erase(this.addr, 32 * 1024);
@@ -225,7 +243,7 @@ if (!fs.existsSync(flashPath)) {
 const fd = fs.openSync(flashPath, "r+");
 fs.readSync(fd, mcu.flash, 0, FLASH_BYTES, 0);
 const uid = Buffer.from(uidHex, "hex");
-const flash = new SerialFlash(mcu.flash, fd, uid);
+const flash = new SerialFlash(mcu.flash, fd, uid, () => simulator.clock.nanos);
 const ssi = new FlashSSI(mcu, flash);
 mcu.peripherals[0x18000] = ssi;
 mcu.peripherals[0x40018] = new QspiIO(mcu, ssi);
@@ -338,7 +356,10 @@ function run() {
 setInterval(() => {
   const chip_ms = Math.round(clock.nanos / 1e6);
   const busy_ms = Math.round(busyNs / 1e6);
-  report({ status: { chip_ms, busy_ms, flash_ops: flash.ops, wall_ms: Date.now() - started } });
+  const flash_ms = Math.round(flash.busyNs / 1e6);
+  report({
+    status: { chip_ms, busy_ms, flash_ms, flash_ops: flash.ops, wall_ms: Date.now() - started },
+  });
 }, 500);
 mcu.core.PC = FLASH_START; // boot2, as the ROM would jump to it
 run();

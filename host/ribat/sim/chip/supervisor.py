@@ -50,7 +50,7 @@ class ChipSupervisor:
         self.reset_cause = "power_on"
         self.kept: dict | None = None  # what a watchdog reset keeps, for the next start
         self.stopping = False
-        self.chip = {"chip_ms": 0, "busy_ms": 0, "flash_ops": 0, "wall_ms": 0}
+        self.chip = {"chip_ms": 0, "busy_ms": 0, "flash_ms": 0, "flash_ops": 0, "wall_ms": 0}
         self.stats = {"power_cycles": 0, "power_cuts": 0, "bytes_in": 0, "bytes_out": 0,
                       "dropped_out": 0, "crashes": 0, "watchdog_resets": 0}  # fmt: skip
         self.started = time.time()
@@ -211,6 +211,7 @@ class ChipSupervisor:
             "chip_ms": self.chip["chip_ms"],  # the chip's own clock since its last power-on
             "chip_wall_ms": self.chip["wall_ms"],  # this host's, over the same run
             "chip_busy_ms": self.chip["busy_ms"],  # of chip_ms, running code
+            "chip_flash_ms": self.chip["flash_ms"],  # of chip_ms, the flash's operations
             "flash_writes": self.chip["flash_ops"],
             "link_bytes_per_s": self.usb.pace.rate,
             "wires": [],
