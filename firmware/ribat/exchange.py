@@ -157,12 +157,17 @@ def put(node, meta: dict, data: bytes) -> dict:
     node.follow_clock(meta.get("now"))
     now = int(time.time())
     outcomes: list = []
-    for raw in batch:
-        node.feed()  # a batch outlasts an RP2040's 8 s watchdog window (bench/chip.py --node)
-        try:
-            outcomes.append(taker.take(raw, now))
-        except RequestError as e:
-            return {"outcomes": outcomes, "full": e.message}
+    j = node.journal
+    j.begin()  # the batch's entries committed together: answered once on flash
+    try:
+        for raw in batch:
+            node.feed()  # a batch outlasts an RP2040's 8 s watchdog (bench/chip.py --node)
+            try:
+                outcomes.append(taker.take(raw, now))
+            except RequestError as e:
+                return {"outcomes": outcomes, "full": e.message}
+    finally:
+        j.end()
     return {"outcomes": outcomes}
 
 
