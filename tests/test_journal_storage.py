@@ -189,3 +189,36 @@ assert os.stat("/journal/h/0")[6] == 3 * journal.RECORD
 print("OK")
 """
     )
+
+
+def test_a_batch_commits_whole_or_not_at_all() -> None:
+    """An import's put keeps its files open until its last entry (Journal.begin/end): its
+    records are read from memory meanwhile (the chain's head, a duplicate), and a power
+    cut before its end leaves the flash as it was before the batch, every entry whole."""
+    on_micropython(
+        r"""
+flash = mount(100)
+j = journal.Journal()
+c = chain_of(A, 6)
+for signed, content in c[:2]:
+    j.append(signed, content, 0)
+j.begin()
+for signed, content in c[2:5]:
+    j.append(signed, content, 0)
+assert j.head(A) == 5 and j.head_digest(A) == entry.Header(c[4][0]).digest()
+assert j.record(j.find(A, 4))[: entry.SIGNED] == c[3][0]
+cut = bytearray(flash.data)  # the flash, were the power cut now
+j.end()
+j.append(*c[5], 0)
+assert journal.Journal().head(A) == 6  # all of it on flash
+
+vfs.umount("/")
+before = RamFlash(100)
+before.data[:] = cut
+vfs.mount(vfs.VfsLfs2(before), "/")
+j = journal.Journal()
+assert j.head(A) == 2 and j.count == 2  # the batch taken back whole
+assert j.content(j.record(1)) == c[1][1]
+print("OK")
+"""
+    )
