@@ -181,6 +181,9 @@ def node_figures(posts: int = 6, imported: int = 64, synced: int = 16) -> None:
     def now(client: NodeClient) -> int:
         return int(client.request("status")["uptime_ms"])
 
+    def post(client: NodeClient, to: str) -> None:  # a 500-byte bulletin: 2 readers
+        lib.post(client, "notice", "routine", [to], "bench", "x" * 500, 86400, [])
+
     try:
         tty = ports.resolve("sim:bench-chip-node")
         deploy.deploy(tty)
@@ -194,14 +197,14 @@ def node_figures(posts: int = 6, imported: int = 64, synced: int = 16) -> None:
                 guard.load_roster(client, cell.signed_roster())
         with connect(paris.device) as client:  # a run of paris's entries, for the import
             guard.unlock(client, pin)
-            lib.post(client, "notice", "routine", ["MA"], "bench", "x" * 500, 86400, [])
+            post(client, "MA")
             started = time.perf_counter()  # (the estimate: a virtual Pico's post, scaled)
             for _ in range(imported - 1):
-                lib.post(client, "notice", "routine", ["MA"], "bench", "x" * 500, 86400, [])
+                post(client, "MA")
             virtual_post_ms = (time.perf_counter() - started) * 1000 / (imported - 1)
             raws = sorted(lib.export(client, {}), key=lambda raw: entry.Header(raw).seq)
             for _ in range(synced):  # what a sync brings after the import
-                lib.post(client, "notice", "routine", ["MA"], "bench", "x" * 500, 86400, [])
+                post(client, "MA")
             guard.lock(client)
         with connect(madrid.device) as client:  # the same import on a virtual Pico
             guard.load_roster(client, cell.signed_roster())
@@ -219,31 +222,32 @@ def node_figures(posts: int = 6, imported: int = 64, synced: int = 16) -> None:
             got = sim.control("bench-chip-node", {"op": "status"})
             return int(got["chip_busy_ms"]), int(got["chip_flash_ms"])
 
+        def since(ran: tuple[int, int], n: int) -> tuple[float, float]:
+            """busy()'s figures since ran, each an n-th."""
+            after = busy()
+            return (after[0] - ran[0]) / n, (after[1] - ran[1]) / n
+
         with connect(tty) as client:
             locked_kb = free(client)
             t = [now(client)]
             guard.unlock(client, pin)
             t.append(now(client))
             unlocked_kb = free(client)
-            lib.post(client, "notice", "routine", ["FR"], "bench", "x" * 500, 86400, [])
+            post(client, "FR")
             t.append(now(client))
             ran = busy()
             start = now(client)
             for _ in range(posts - 1):
-                lib.post(client, "notice", "routine", ["FR"], "bench", "x" * 500, 86400, [])
+                post(client, "FR")
             post_ms = (now(client) - start) / (posts - 1)
-            after = busy()
-            post_busy_ms = (after[0] - ran[0]) / (posts - 1)
-            post_flash_ms = (after[1] - ran[1]) / (posts - 1)
+            post_busy_ms, post_flash_ms = since(ran, posts - 1)
             session_kb = free(client)
             guard.lock(client)
             ran = busy()
             start = now(client)
             got = lib.import_entries(client, raws, "bench")
             import_ms = (now(client) - start) / len(raws)
-            after = busy()
-            import_busy_ms = (after[0] - ran[0]) / len(raws)
-            import_flash_ms = (after[1] - ran[1]) / len(raws)
+            import_busy_ms, import_flash_ms = since(ran, len(raws))
             assert {o for _, o in got} == {"stored"}, got
         # a sync through the host: the chip's posts to paris, paris's newer entries to
         # the chip (both locked: a sync moves sealed entries)

@@ -238,19 +238,25 @@ def test_node_curves_agree_with_the_reference_and_openssl() -> None:
 
 def test_the_curve_work_spares_the_node_its_collections() -> None:
     """A signature or an agreement collects its garbage when the heap fills, not at the
-    node's every-16-KB threshold (keys.sparing_gc): the same result, and the node's
-    threshold back afterwards, even when the work fails."""
+    node's every-16-KB threshold (keys.sparing_gc): no threshold while it works, the same
+    result, and the node's threshold back afterwards, even when the work fails (its
+    error passed on)."""
     out = micropython("""
         import gc
         from ribat import ed25519, keys
         gc.threshold(16384)
         seed = bytes(range(32))
         pub = ed25519.public_key(seed)
-        sig = keys.sparing_gc(ed25519.sign, seed, b"m" * 200, pub)
-        assert sig == ed25519.sign(seed, b"m" * 200, pub)
+        seen = []
+        def sign(*args):
+            seen.append(gc.threshold())
+            return ed25519.sign(*args)
+        sig = keys.sparing_gc(sign, seed, b"m" * 200, pub)
+        assert seen == [-1] and sig == ed25519.sign(seed, b"m" * 200, pub)
         assert gc.threshold() == 16384
         try:
             keys.sparing_gc(int, "not a number")
+            raise AssertionError("its error was lost")
         except ValueError:
             pass
         assert gc.threshold() == 16384

@@ -198,7 +198,6 @@ class Deframer:
 
     def __init__(self, max_body: int) -> None:
         self.buf = bytearray(encoded_size(max_body))
-        self.size = len(self.buf)  # (the node's link fills buf itself, for speed: ribat.link)
         self.view = memoryview(self.buf)
         self.n = 0
         self.state = Deframer.IDLE

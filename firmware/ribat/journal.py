@@ -339,9 +339,12 @@ class Journal:
         self._batch = {}
 
     def end(self) -> None:
-        """Commit a batch's appends, and append one by one again."""
-        self._commit()
-        self._batch = None
+        """Commit a batch's appends, and append one by one again (even if a close fails:
+        the next append is not to wait in an open file for a batch that ended)."""
+        try:
+            self._commit()
+        finally:
+            self._batch = None
 
     def _commit(self) -> None:
         """Close a batch's files, the contents before the records that name them (a cut

@@ -140,7 +140,7 @@ class Link:
         Allocates nothing unless a frame line completes."""
         deframer = self.deframer
         buf = deframer.buf
-        size = deframer.size
+        size = len(buf)
         chunk = self._chunk
         in_frame = codec.Deframer.IN_FRAME
         idle = codec.Deframer.IDLE

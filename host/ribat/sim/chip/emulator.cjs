@@ -97,19 +97,17 @@ class SerialFlash {
   }
   end() {
     const { cmd } = this;
+    // a program or an erase, write-enabled and with the flash idle (else ignored)
     if (cmd in BUSY_NS && this.wel && !this.busy()) {
       this.busyUntil = this.now() + BUSY_NS[cmd];
       this.busyNs += BUSY_NS[cmd];
-    } else if (cmd in BUSY_NS) {
-      this.begin(); // no write enable, or busy: a flash ignores it
-      return;
+      this.wel = false;
+      if (cmd === 0x02 && this.count >= 3) this.program(this.addr, this.data);
+      else if (cmd === 0x20) this.erase(this.addr, SECTOR);
+      else if (cmd === 0x52) this.erase(this.addr, 32 * 1024);
+      else if (cmd === 0xd8) this.erase(this.addr, 64 * 1024);
+      else if (cmd === 0xc7 || cmd === 0x60) this.erase(0, FLASH_BYTES);
     }
-    if (cmd === 0x02 && this.wel && this.count >= 3) this.program(this.addr, this.data);
-    else if (cmd === 0x20 && this.wel) this.erase(this.addr, SECTOR);
-    else if (cmd === 0x52 && this.wel) this.erase(this.addr, 32 * 1024);
-    else if (cmd === 0xd8 && this.wel) this.erase(this.addr, 64 * 1024);
-    else if ((cmd === 0xc7 || cmd === 0x60) && this.wel) this.erase(0, FLASH_BYTES);
-    if ([0x02, 0x20, 0x52, 0xd8, 0xc7, 0x60].includes(cmd)) this.wel = false;
     this.begin();
   }
   // Programming only clears bits; the address wraps within its page.
