@@ -49,7 +49,8 @@ def test_port_busy(node: sim.Sim) -> None:
     with serial.Serial(node.device, exclusive=True):
         for command in ("status", "flash"):
             busy = ribat(command, "--port", f"sim:{node.name}", env=brief)
-            # the holder named (this test's process), the port as given, said at once
+            # the holder named (this test's process), the port as given, said once the
+            # wait lasts (half a second)
             waiting, error = busy.err.splitlines()
             assert waiting.startswith(f"sim:{node.name} is in use by ") and "(pid " in waiting
             assert "waiting up to 1 s" in waiting

@@ -122,6 +122,9 @@ def busy_wait_s() -> float:
         ) from None
 
 
+_TELL_S = 0.5  # a wait for a held port said once it has lasted this long
+
+
 class Port:
     """An open serial port. Use as a context manager, or close() it."""
 
@@ -134,20 +137,22 @@ class Port:
         self.path = path
         self.name = name or named(path)
         self.slowness = SLOWNESS.get(path, 1.0)
-        # A port held for a moment (a gateway's round) is waited for, briefly.
+        # A port held for a moment (a gateway's round) is waited for, briefly; said once
+        # the wait lasts (a round over sooner needs no word, nor breaks an error's line).
         wait = busy_wait_s() if wait_s is None else wait_s
-        deadline = time.monotonic() + wait
+        start = time.monotonic()
         told = False
         while True:
             try:
                 self.serial = serial.Serial(path, baudrate=baudrate, timeout=0, exclusive=True)
                 return
             except (serial.SerialException, OSError, ValueError) as e:
-                if not _held_elsewhere(e) or time.monotonic() > deadline:
+                waited = time.monotonic() - start
+                if not _held_elsewhere(e) or waited > wait:
                     raise _open_error(self.name, path, e) from e
-                if not told and busy_notice is not None and wait >= 1:
+                if not told and busy_notice is not None and wait >= 1 and waited >= _TELL_S:
                     busy_notice(f"{_busy_text(self.name, path)}: waiting up to {wait:g} s for it")
-                told = True
+                    told = True
             time.sleep(0.05)
 
     def __enter__(self) -> "Port":
