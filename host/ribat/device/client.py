@@ -322,7 +322,9 @@ def connect(path: str) -> NodeClient:
     port = Port(path)
     client = NodeClient(port)
     try:
-        client.hello()
+        # a node just powered or reset answers once started (its REPL cannot help: a
+        # sealed node ignores Ctrl-C); the REPL's prompt, if it comes, ends the wait
+        client.wait_ready()
         return client
     except NoAnswer:
         pass
