@@ -222,3 +222,33 @@ assert j.content(j.record(1)) == c[1][1]
 print("OK")
 """
     )
+
+
+def test_an_empty_record_file_reads_as_no_records() -> None:
+    """A power cut between the open of an append's files and its first record leaves them
+    empty, at the journal's very start or at a new record file: the next start reads no
+    records there (records() once read an empty file again and again, and the node hung
+    at start-up)."""
+    on_micropython(
+        r"""
+flash = mount(100)
+j = journal.Journal()
+c = chain_of(A, journal.PER_FILE + 1, size=0)
+for signed, content in c[:-1]:
+    j.append(signed, content, 0)
+open("/journal/h/1", "ab").close()
+j = journal.Journal()
+assert j.count == journal.PER_FILE and j.head(A) == journal.PER_FILE
+assert list(k for k, _ in j.records(journal.PER_FILE)) == []
+j.append(*c[-1], 0)
+assert journal.Journal().head(A) == journal.PER_FILE + 1
+
+vfs.umount("/")
+flash = mount(100)
+journal.Journal()  # (its folders)
+open("/journal/h/0", "ab").close()
+j = journal.Journal()
+assert j.count == 0 and list(j.records(0)) == []
+print("OK")
+"""
+    )

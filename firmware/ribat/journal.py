@@ -118,6 +118,7 @@ class Journal:
                 f = open(_H + str(k // PER_FILE), "rb")
             except OSError:
                 return  # past the last file
+            first = k
             with f:
                 f.seek((k % PER_FILE) * RECORD)
                 while k < stop:
@@ -129,8 +130,10 @@ class Journal:
                         k += 1
                         if k == stop:
                             return
-            if k % PER_FILE:
-                return  # the last file, not full
+            if k % PER_FILE or k == first:
+                # the last file, not full; or empty: made by the open of an append that a
+                # power cut stopped before its first record (read again, it spun forever)
+                return
 
     def _index(self, rec: memoryview, k: int, scanning: bool = True) -> None:
         origin = bytes(rec[entry.AT_ORIGIN : entry.AT_ORIGIN + 8])
