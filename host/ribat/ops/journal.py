@@ -34,8 +34,12 @@ FRAME_SPARE = 256  # bytes of a frame body left for the header and meta around a
 FRAME_ROOM = 4096 - FRAME_SPARE  # a batch in a node's largest frame
 ROOM_MIN = 512  # the least asked of a node short of heap (one entry goes whole anyway)
 LIST_PAGE = 2800  # bytes of list items a node puts in a page, unless asked for fewer
-LIST_AGAIN = 2  # a least page refused for memory: asked again this many times
-LIST_PAUSE_S = 1.0  # after this long
+# A least page refused for memory is asked again this many times, this long apart: on a
+# virtual Pico with two wires and a session, some 22 KB of its heap stay free, and a page
+# of a 2 KB bulletin finds room or not as the wires' work moves it (refused two or three
+# times in a row, half a second apart, at worst; tests/test_wire.py's chain of wires).
+LIST_AGAIN = 8
+LIST_PAUSE_S = 0.5
 
 
 # The node's limits (firmware/ribat/bulletins.py: MAX_TITLE, MAX_BODY), checked here for a
@@ -125,8 +129,8 @@ def records_after(client: NodeClient, after: int, **filters: object) -> tuple[li
             )
         except DeviceError as e:
             # a node short of heap (a Pico W in a long session): ask for less, as an export;
-            # at the least, again after a pause, as the node says (what held its heap, a
-            # wire's pull, a background derivation, is over by then, and collected)
+            # at the least, again after a pause, as the node says (its wires' work and its
+            # background derivations move what is free meanwhile)
             if e.cause != "memory" or (room <= ROOM_MIN and again == 0):
                 raise
             if room <= ROOM_MIN:
