@@ -142,6 +142,51 @@ def test_power_cuts_during_imports(pair: tuple[list[sim.Sim], dict]) -> None:
     assert len(journal_of(fr, keys)) == len(raws)
 
 
+def test_an_import_batch_left_open_is_kept_whole_or_not_at_all(
+    pair: tuple[list[sim.Sim], dict],
+) -> None:
+    """Puts that say more keep the journal's files open: the import's end commits them,
+    a cut in that commit takes the open batch back whole, and a batch its host left
+    open is committed once the journal is quiet a second."""
+    (ma, fr), keys = pair
+    with connect(ma.device) as client:
+        with guard.unlocked(client, PIN):
+            for i in range(4):
+                lib.post(client, "notice", "routine", ["FR"], f"b{i}", "y" * 400, 3600, [])
+        raws = sorted(lib.export(client, {}), key=lambda raw: entry.Header(raw).seq)
+    first, rest = raws[:2], raws[2:]  # (each joins its chain at once: none held)
+
+    def put(client: NodeClient, batch: list[bytes], more: bool) -> list[str]:
+        meta, _ = client.exchange(
+            "journal.put", entry.pack_batch(batch), lib.BATCH_TIMEOUT_S, more=more
+        )
+        return list(meta["outcomes"])
+
+    with connect(fr.device) as client:
+        client.request("journal.import", entries=4, source="t")
+        put(client, first, True)
+        assert cuts(fr.name) == 0
+        arm_flash_cut(fr.name, 0)  # the first write of the commit: the batch's contents
+        with pytest.raises(RibatError):
+            client.request("journal.end", timeout=lib.BATCH_TIMEOUT_S)
+    assert cuts(fr.name) == 1
+    arm_flash_cut(fr.name, None)
+    assert journal_of(fr, keys) == set()
+
+    with connect(fr.device) as client:
+        client.request("journal.import", entries=4, source="t")
+        put(client, first, True)
+        time.sleep(3)  # the host pauses: the node commits what it held open
+    sim.power_cycle(fr.name)
+    assert journal_of(fr, keys) == {entry.Header(raw).id() for raw in first}
+
+    with connect(fr.device) as client:
+        client.request("journal.import", entries=4, source="t")
+        assert put(client, rest, True) == ["stored", "stored"]
+        client.request("journal.end")
+    assert len(journal_of(fr, keys)) == 4
+
+
 def test_power_cuts_during_retention_purges(pair: tuple[list[sim.Sim], dict]) -> None:
     (ma, _), keys = pair
     rng = random.Random(8)

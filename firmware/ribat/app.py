@@ -271,6 +271,12 @@ async def on_watch(node: Node) -> None:
             count = node.journal.count
             if count != seen:
                 seen = count
+            elif node.journal.batched():
+                # a batch an import left open a second (its host paused, or went): on flash
+                try:
+                    node.journal.end()
+                except OSError:
+                    pass  # its files closed still: the next start reads what they kept
             elif (
                 node.signal_scan < count
                 and node.intake is None

@@ -109,7 +109,9 @@ class Journal:
     def records(self, start: int, stop: int = 1 << 30):
         """(number, record) of each record from start to stop (or the last), read 8 at a
         time (1.2 KB: a larger buffer finds no room in a long session's scattered heap on a
-        Pico W); a record is a view, valid until the next one comes."""
+        Pico W); a record is a view, valid until the next one comes. An open batch is
+        committed first: its records are then in the files read here."""
+        self._commit()
         buf = bytearray(RECORD * 8)
         view = memoryview(buf)
         k = start
@@ -333,13 +335,19 @@ class Journal:
     # -- a batch's appends: one commit a file --------------------------------------------
 
     def begin(self) -> None:
-        """Keep the files of the appends from now on open until end(). littlefs commits a
+        """Keep the files of the appends from now on open until end() (a batch already
+        open stays so: a wire's put inside a host's import ends both). littlefs commits a
         file at its close, and each commit of an append copies the file's last block to a
         fresh one: a 4 KB erase, 45 ms on a Pico's flash, twice an entry (its record, its
         content), 115 ms of an import's 199 (bench/chip.py --node). A batch's appends,
         committed once a file, take a power cut back whole, as if they had not come: an
-        import's put is answered after its end()."""
-        self._batch = {}
+        import is answered stored once its batch ended."""
+        if self._batch is None:
+            self._batch = {}
+
+    def batched(self) -> int:
+        """How many appends an open batch holds (their records in memory meanwhile)."""
+        return len(self._pending)
 
     def end(self) -> None:
         """Commit a batch's appends, and append one by one again (even if a close fails:

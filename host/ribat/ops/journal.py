@@ -354,9 +354,13 @@ def put_batches(
     given: list[tuple[bytes, str]] = []
     client.request("journal.import", entries=total, source=source)
     try:
-        for batch in batches:
-            if _put(client, batch, given):
+        ahead = iter(batches)
+        batch = next(ahead, None)
+        while batch is not None:
+            following = next(ahead, None)
+            if _put(client, batch, given, more=following is not None):
                 break
+            batch = following
     except BaseException:
         # the import is ended still, if the node is there to end it; what went wrong is
         # what the user hears (a restart, not the "no import under way" that follows it)
@@ -377,18 +381,21 @@ def put_batches(
     return result, vector
 
 
-def _put(client: NodeClient, batch: list[bytes], given: list[tuple[bytes, str]]) -> bool:
+def _put(
+    client: NodeClient, batch: list[bytes], given: list[tuple[bytes, str]], more: bool
+) -> bool:
     """Give one batch to the node, in halves if it has no memory for it whole (a node
-    whose heap is fragmented); whether its journal is full."""
+    whose heap is fragmented); whether its journal is full. more: another batch follows,
+    so the node may keep its journal's files open for it (journal.end commits them)."""
     try:
         meta, _ = client.exchange(
-            "journal.put", entry.pack_batch(batch), BATCH_TIMEOUT_S, now=_now()
+            "journal.put", entry.pack_batch(batch), BATCH_TIMEOUT_S, now=_now(), more=more
         )
     except DeviceError as e:
         if e.cause != "memory" or len(batch) == 1:
             raise
         half = len(batch) // 2
-        return _put(client, batch[:half], given) or _put(client, batch[half:], given)
+        return _put(client, batch[:half], given, True) or _put(client, batch[half:], given, more)
     given.extend(zip(batch, meta["outcomes"], strict=False))
     return "full" in meta
 
