@@ -192,6 +192,14 @@ for i in range(300):  # the field's operations against Python's integers, edges 
     fe25519.mul(a, a, a, fe25519.R); assert fe25519.value(a) == x * x % P, ("square", x)
     if y % P:
         fe25519.invert(o, b); assert fe25519.value(o) * y % P == 1, ("invert", y)
+for i, (x, y) in enumerate(ed25519._TEETH):  # the comb's teeth: 2^(64 i) B
+    X, Y, Z, _ = ref_ed25519._mul(1 << 64 * i, ref_ed25519._table(ref_ed25519.BASE))
+    zi = pow(Z, P - 2, P)
+    assert (x, y) == (X * zi % P, Y * zi % P), ("tooth", i)
+for k in (0, 1, 2, 2**64 - 1, 2**64, ed25519.L - 1, 2**255 - 1, 2**256 - 1, rand(), rand()):
+    w = ed25519._Work()
+    got = ed25519._encode(ed25519._mul_base(k, w))
+    assert got == ref_ed25519._encode(ref_ed25519._mul_base(k)), ("k B", k)
 from ribat import sha512
 assert sha512.digest is sha512._machine_digest
 for n in (0, 1, 111, 112, 127, 128, 129, 239, 240, 256, 1000):  # the padding's edges

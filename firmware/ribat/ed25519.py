@@ -17,6 +17,24 @@ _SQRT_M1 = 196811613767075059568070793049885420154460665159238901627440210731238
 _BX = 15112221349535400772501151409588531511454012693041857206046113283949847762202
 _BY = 46316835694926478169428394003475163141307993866256225615783033603165251855960
 _WINDOW = 4  # bits per step of a scalar multiplication: 16 points kept, 64 additions
+# The comb's teeth (Lim and Lee): B, 2^64 B, 2^128 B and 2^192 B, in affine x, y. A
+# multiple of B then takes 64 doublings, not 256 (tests/test_crypto.py checks these
+# against the host's reference from B itself).
+_TEETH = (
+    (_BX, _BY),
+    (
+        44388040078108422381599858079345000847427885062711346041771517276226329616898,
+        1423604317745427322790381226394774763053130405907994130724317794966956167955,
+    ),
+    (
+        34445898214599204196824587830670445739267303633182408050117152659121903233060,
+        43048524062920118298805915568484795959327268000798232147099016825120495085163,
+    ),
+    (
+        12565258097955692523285632157940150666933275725759344066053586092157591802509,
+        44257820073692905562487031197842487206011716534849741297988353661581996935219,
+    ),
+)
 
 
 class _Work:
@@ -103,10 +121,38 @@ def _mul(scalars: tuple, tables: tuple, w: _Work) -> list:
     return q
 
 
+def _comb(w: _Work) -> list:
+    """The 16 sums of the teeth: entry d holds the teeth whose bits d has (bit 0 B)."""
+    table = [_zero()]
+    for x, y in _TEETH:
+        tooth = _point(x, y)
+        for i in range(len(table)):
+            if i:
+                q = [bytearray(32) for _ in range(4)]
+                _add(q, table[i], tooth, w)
+            else:
+                q = tooth
+            table.append(q)
+    return table
+
+
 def _mul_base(k: int, w: _Work) -> list:
-    # The base point's table is made afresh each time (14 additions against the 256
-    # doublings of the multiplication): kept, it would hold 3 KB of a node's heap.
-    return _mul((k,), (_table(_point(_BX, _BY), w),), w)
+    """k * B (0 <= k < 2**256), a comb: bit j of each quarter of k picks a sum of teeth,
+    64 doublings and 64 additions; the table is made afresh (11 additions): kept, it
+    would hold 3 KB of a node's heap. A signature's [r]B took 256 doublings before."""
+    table = _comb(w)
+    b = k.to_bytes(32, "little")
+    q = _zero()
+    for j in range(63, -1, -1):
+        _double(q, q, w)
+        at, bit = j >> 3, j & 7
+        d = (b[at] >> bit) & 1
+        d |= ((b[at + 8] >> bit) & 1) << 1
+        d |= ((b[at + 16] >> bit) & 1) << 2
+        d |= ((b[at + 24] >> bit) & 1) << 3
+        if d:
+            _add(q, q, table[d], w)
+    return q
 
 
 def _encode(p: list) -> bytes:
