@@ -169,7 +169,9 @@ class Wire(Link):
                         raise OSError("no memory for the peer's entries") from None
                     room //= 2  # ask for less at a time
                     continue
-                put: dict = self._session(exchange.put, {}, data)  # type: ignore[assignment]
+                # one open batch across the puts (journal.end, in the finally, commits it)
+                more = {"more": not got["done"]}
+                put: dict = self._session(exchange.put, more, data)  # type: ignore[assignment]
                 self.imported += put["outcomes"].count("stored")
                 if got["done"] or "full" in put:
                     break
