@@ -65,7 +65,12 @@ class Header:
 
     def digest(self) -> bytes:
         """What the origin's next entry names as prev."""
-        return sha256(self.raw).digest()
+        return digest_of(self.raw)
+
+
+def digest_of(signed: "bytes | memoryview") -> bytes:
+    """The digest of an entry's signed header: what its origin's next entry names as prev."""
+    return sha256(signed).digest()
 
 
 def pack(origin: bytes, seq: int, prev: bytes, expires: int, content: bytes) -> bytes:
