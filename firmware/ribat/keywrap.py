@@ -12,18 +12,32 @@ _IV = b"\xa6" * 8
 _ECB = 1
 
 
+def _step(block: bytearray, t: int) -> None:
+    """A ^= t, A the block's first half (the step counter, big-endian)."""
+    k = 7
+    while t:
+        block[k] ^= t & 0xFF
+        t >>= 8
+        k -= 1
+
+
 def wrap(kek: bytes, key: bytes) -> bytes:
+    """RFC 3394 2.2.1, in place: A in the first half of one 16-byte block, each R moved
+    through its second half, the block enciphered where it lies. With a new bytes object
+    at every step, two wraps took 31 ms of an RP2040's post."""
     n = len(key) // 8
     cipher = aes(kek, _ECB)
-    a = _IV
-    r = [key[i * 8 : i * 8 + 8] for i in range(n)]
+    block = bytearray(16)
+    block[:8] = _IV
+    r = bytearray(key)
+    half, rs = memoryview(block)[8:], memoryview(r)
     for j in range(6):
         for i in range(n):
-            b = cipher.encrypt(a + r[i])
-            t = n * j + i + 1
-            a = (int.from_bytes(b[:8], "big") ^ t).to_bytes(8, "big")
-            r[i] = b[8:]
-    return a + b"".join(r)
+            half[:] = rs[8 * i : 8 * i + 8]
+            cipher.encrypt(block, block)
+            _step(block, n * j + i + 1)
+            rs[8 * i : 8 * i + 8] = half
+    return bytes(block[:8]) + bytes(r)
 
 
 def unwrap(kek: bytes, wrapped: bytes) -> "bytes | None":
@@ -32,13 +46,14 @@ def unwrap(kek: bytes, wrapped: bytes) -> "bytes | None":
     if n < 2 or len(wrapped) % 8:
         return None
     cipher = aes(kek, _ECB)  # (a MicroPython aes object decrypts or encrypts, not both)
-    a = wrapped[:8]
-    r = [wrapped[8 + i * 8 : 16 + i * 8] for i in range(n)]
+    block = bytearray(16)
+    block[:8] = wrapped[:8]
+    r = bytearray(wrapped[8:])
+    half, rs = memoryview(block)[8:], memoryview(r)
     for j in range(5, -1, -1):
         for i in range(n - 1, -1, -1):
-            t = n * j + i + 1
-            a = (int.from_bytes(a, "big") ^ t).to_bytes(8, "big")
-            b = cipher.decrypt(a + r[i])
-            a = b[:8]
-            r[i] = b[8:]
-    return b"".join(r) if a == _IV else None
+            _step(block, n * j + i + 1)
+            half[:] = rs[8 * i : 8 * i + 8]
+            cipher.decrypt(block, block)
+            rs[8 * i : 8 * i + 8] = half
+    return bytes(r) if block[:8] == _IV else None

@@ -15,8 +15,15 @@ class aes:  # MicroPython's name
         self._enc = cipher.encryptor()
         self._dec = cipher.decryptor()
 
-    def encrypt(self, block: bytes) -> bytes:
-        return self._enc.update(block)
+    def encrypt(self, block: bytes, out: bytearray | None = None) -> bytes:
+        return self._into(self._enc.update(bytes(block)), out)
 
-    def decrypt(self, block: bytes) -> bytes:
-        return self._dec.update(block)
+    def decrypt(self, block: bytes, out: bytearray | None = None) -> bytes:
+        return self._into(self._dec.update(bytes(block)), out)
+
+    @staticmethod
+    def _into(done: bytes, out: bytearray | None) -> bytes:
+        """MicroPython's out_buf: the result written there too (it may be the input)."""
+        if out is not None:
+            out[:] = done
+        return done
