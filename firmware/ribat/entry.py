@@ -65,12 +65,7 @@ class Header:
 
     def digest(self) -> bytes:
         """What the origin's next entry names as prev."""
-        return digest_of(self.raw)
-
-
-def digest_of(signed: "bytes | memoryview") -> bytes:
-    """The digest of an entry's signed header: what its origin's next entry names as prev."""
-    return sha256(signed).digest()
+        return sha256(self.raw).digest()
 
 
 def pack(origin: bytes, seq: int, prev: bytes, expires: int, content: bytes) -> bytes:

@@ -71,7 +71,7 @@ class Journal:
         self.count = 0  # records
         self.chains: dict = {}  # origin -> bytearray: per seq from 1, u16 record + 1
         self.heads: dict = {}  # origin -> last seq of its chain unbroken from 1
-        self.held: dict = {}  # (origin, seq) -> (record, prev, its own digest)
+        self.held: dict = {}  # (origin, seq) -> (record, prev)
         self.forks: dict = {}  # origin -> records of evidence against it
         self.live: dict = {}  # content file -> contents not purged in it
         self.soonest: list = []  # per record file: earliest expiry of a content kept
@@ -151,8 +151,7 @@ class Journal:
             self.forks.setdefault(origin, []).append(k)
             return
         if flags & HELD:
-            prev = bytes(rec[entry.AT_PREV : entry.AT_PREV + 32])
-            self.held[(origin, seq)] = (k, prev, entry.digest_of(rec[: entry.SIGNED]))
+            self.held[(origin, seq)] = (k, bytes(rec[entry.AT_PREV : entry.AT_PREV + 32]))
             if seq != self.head(origin) + 1:
                 return
         else:
@@ -405,11 +404,8 @@ class Journal:
         """Move into the origin's chain the held entries that now follow its head (in
         memory: HELD above); how many. A held entry whose prev is not the head's digest
         becomes fork evidence. tick(), if given, is called for each (a node feeds its
-        watchdog: a run holds up to HELD_MAX). The head's digest is read once, then each
-        entry's own is held with it: read from its record each time (a file opened, on
-        littlefs), it was 6 ms an imported entry on an RP2040."""
+        watchdog: each reads its predecessor's record, and a run holds up to HELD_MAX)."""
         moved = 0
-        digest = None  # the head's, once known
         while True:
             if tick is not None:
                 tick()
@@ -418,15 +414,12 @@ class Journal:
             if got is None:
                 return moved
             k = got[0]
-            if digest is None:
-                digest = self.head_digest(origin)
-            if got[1] != digest:
+            if got[1] != self.head_digest(origin):
                 # signed by the origin, yet not after the entry its chain holds: evidence
                 self.set_flags(k, add=FORK, drop=HELD)
                 self.forks.setdefault(origin, []).append(k)
                 return moved
             self._place(origin, n, k)
-            digest = got[2] if self.head(origin) == n else None
             moved += 1
 
     def purge(self, now: int) -> int:
