@@ -5,6 +5,7 @@ them: a host's file, a host's sync, a wire, a broker's gateway. Loaded when firs
 for and kept; a locked node syncing needs none of the bulletins' own operations.
 """
 
+import gc
 import struct
 import time
 from binascii import hexlify
@@ -17,6 +18,10 @@ from ribat.link import RequestError, arg
 # The most appends an import's puts keep in one open batch: the records held in memory
 # meanwhile (156 bytes each, 3.7 KB) against one erase a file a commit.
 _BATCH_MAX = const(24)
+# A batch is held open across puts only with this much heap free: a Pico between two
+# wires, with a session, has some 22 KB (a virtual one), and its import was refused for
+# memory once its puts held their records too.
+_HOLD_FREE = const(40960)
 
 
 def status(node, meta: dict, data: bytes) -> dict:
@@ -168,6 +173,7 @@ def put(node, meta: dict, data: bytes) -> dict:
     outcomes: list = []
     j = node.journal
     j.begin()
+    taken = False  # every entry looked at: the batch may stay open
     try:
         for raw in batch:
             node.feed()  # a batch outlasts an RP2040's 8 s watchdog (bench/chip.py --node)
@@ -175,9 +181,11 @@ def put(node, meta: dict, data: bytes) -> dict:
                 outcomes.append(taker.take(raw, now))
             except RequestError as e:
                 return {"outcomes": outcomes, "full": e.message}
+        taken = True
     finally:
-        if meta.get("more") is not True or j.batched() >= _BATCH_MAX:
-            j.end()
+        hold = meta.get("more") is True and j.batched() < _BATCH_MAX
+        if not (taken and hold and gc.mem_free() > _HOLD_FREE):
+            j.end()  # (a put that failed, for memory or else, leaves nothing held open)
     return {"outcomes": outcomes}
 
 
