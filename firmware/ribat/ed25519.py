@@ -126,12 +126,11 @@ def _comb(w: _Work) -> list:
     table = [_zero()]
     for x, y in _TEETH:
         tooth = _point(x, y)
-        for i in range(len(table)):
-            if i:
-                q = [bytearray(32) for _ in range(4)]
-                _add(q, table[i], tooth, w)
-            else:
-                q = tooth
+        n = len(table)
+        table.append(tooth)
+        for i in range(1, n):
+            q = [bytearray(32) for _ in range(4)]
+            _add(q, table[i], tooth, w)
             table.append(q)
     return table
 
