@@ -107,6 +107,33 @@ j.append(*b[0], 0)
 j.connect(B)
 assert j.head(B) == 1 and j.forks[B] and not j.held
 
+# a run that came newest first: the intake vouches for each entry's successor (its digest
+# is the successor's prev), which joins without that record read again
+d = chain_of(b"DDDDDDDD", 3)
+j.append(*d[2], journal.HELD)
+j.append(*d[1], journal.HELD)
+j.vouch(b"DDDDDDDD", 2)
+assert j.held[(b"DDDDDDDD", 3)][1] is None
+j.append(*d[0], 0)
+j.vouch(b"DDDDDDDD", 1)
+j.connect(b"DDDDDDDD")
+assert j.head(b"DDDDDDDD") == 3 and not j.held
+# a voucher that turns out to be fork evidence vouches for nothing: its successor is
+# checked against the chain again, and is evidence too once the true entry comes
+E = b"EEEEEEEE"
+e = chain_of(E, 2)
+e2, _ = make(E, 2, b"y" * 32)  # signed at seq 2, yet not after e1
+e3, _ = make(E, 3, entry.Header(e2).digest())
+j.append(e3, e[1][1], journal.HELD)
+j.append(e2, e[1][1], journal.HELD)
+j.vouch(E, 2)
+j.append(*e[0], 0)
+j.connect(E)
+assert j.head(E) == 1 and len(j.forks[E]) == 1 and j.held[(E, 3)][1] is not None
+j.append(*e[1], 0)
+j.connect(E)
+assert j.head(E) == 2 and len(j.forks[E]) == 2 and not j.held
+
 # a connection a cut stopped before it began is made at start-up
 c = chain_of(b"CCCCCCCC", 2)
 j.append(*c[1], journal.HELD)

@@ -60,7 +60,8 @@ class Intake:
                 return DUPLICATE
             return self._evidence(header, False)
         after = j.held.get((origin, seq + 1))
-        if not (after is not None and after[1] == header.digest()) and not self._signed(header):
+        vouched = after is not None and after[1] == header.digest()
+        if not vouched and not self._signed(header):
             return FORGED
         head = j.head(origin)
         if seq == head + 1 and header.prev != j.head_digest(origin):
@@ -72,6 +73,8 @@ class Intake:
         if seq > head + 1:
             flags |= journal.HELD
         j.append(header.raw, b"" if expired else content, flags)
+        if vouched:
+            j.vouch(origin, seq)
         if seq == head + 1:
             j.connect(origin, self.feed)
             return EXPIRED if expired else STORED
