@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ribat
+from conftest import micropython, ribat
 from ribat import deploy, ed25519, signed, sim
 from ribat.authority.cell import Cell
 from ribat.device.client import connect
@@ -231,6 +231,25 @@ def test_wipe_asks_first_and_erases_keys(node: sim.Sim, cell_dir: Path) -> None:
     r = ribat("identity", "export", "-p", node.device)
     assert r.code == 12 and "not provisioned" in r.err
     assert audit_entries(node)[-1]["ev"] == "wipe"
+
+
+def test_a_locked_node_forgets_the_crypto_modules() -> None:
+    """What a session or an import loaded (some 30 KB of heap) goes once the node is
+    locked: each module out of sys.modules and out of the ribat package, where a
+    reference left behind would keep it alive."""
+    micropython(
+        r"""
+import sys
+import ribat
+from ribat import keys, x25519, kdf
+assert "ribat.x25519" in sys.modules and "x25519" in ribat.__dict__
+assert keys.unload_crypto()
+assert not any(n.startswith("ribat.") and n[6:] in keys._CRYPTO for n in sys.modules)
+assert not any(n in ribat.__dict__ for n in keys._CRYPTO)
+assert not keys.unload_crypto()
+print("OK")
+"""
+    )
 
 
 def test_session_runs_commands_and_ends_on_lock(node: sim.Sim, cell_dir: Path) -> None:
