@@ -7,7 +7,10 @@ implementation here, in Python's integers, is the reference: the tests run it on
 interpreters against FIPS 180-4's examples, and hold the machine code to it. No I/O.
 """
 
+# (imported here, not where used: each time a function imports a built-in module,
+# MicroPython looks on the filesystem for one that extends it, 25 ms on an RP2040)
 import struct
+from array import array
 
 _M = 0xFFFFFFFFFFFFFFFF
 
@@ -87,8 +90,6 @@ def _padded(data: bytes) -> bytes:
 
 def _machine_digest(data: bytes) -> bytes:
     """SHA-512 of data, its blocks compressed by sha512block's machine code (the node's)."""
-    from array import array
-
     from ribat import sha512block  # type: ignore[attr-defined,unused-ignore]
 
     if not _WORDS:  # the constants as sha512block reads them (32-bit words, high first)
