@@ -430,8 +430,9 @@ class Journal:
         """The entry just appended at (origin, seq) is the one the held entry at seq + 1
         names as its prev (its digest compared by the caller): that one joins the chain
         after it without its predecessor's record read again (a littlefs file opened, 6 ms
-        on a Pico, for each entry of a run that came newest first). Its prev is dropped,
-        the mark: connect() takes it back if the voucher turns out to be fork evidence."""
+        on a Pico, for each entry of a run that came newest first). The held entry's prev
+        is dropped for the mark; connect() reads it back from flash should the voucher
+        turn out to be fork evidence."""
         after = self.held.get((origin, seq + 1))
         if after is not None:
             self.held[(origin, seq + 1)] = (after[0], None)
