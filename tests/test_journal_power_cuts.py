@@ -157,10 +157,9 @@ def test_an_import_batch_left_open_is_kept_whole_or_not_at_all(
     first, rest = raws[:2], raws[2:]  # (each joins its chain at once: none held)
 
     def put(client: NodeClient, batch: list[bytes], more: bool) -> list[str]:
-        meta, _ = client.exchange(
-            "journal.put", entry.pack_batch(batch), lib.BATCH_TIMEOUT_S, more=more
-        )
-        return list(meta["outcomes"])
+        given: list[tuple[bytes, str]] = []
+        assert not lib._put(client, batch, given, more)  # (not full)
+        return [outcome for _, outcome in given]
 
     with connect(fr.device) as client:
         client.request("journal.import", entries=4, source="t")

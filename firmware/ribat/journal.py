@@ -151,7 +151,7 @@ class Journal:
             self.forks.setdefault(origin, []).append(k)
             return
         if flags & HELD:
-            self.held[(origin, seq)] = (k, bytes(rec[entry.AT_PREV : entry.AT_PREV + 32]))
+            self.held[(origin, seq)] = (k, _prev(rec))
             if seq != self.head(origin) + 1:
                 return
         else:
@@ -420,8 +420,7 @@ class Journal:
                 self.forks.setdefault(origin, []).append(k)
                 after = self.held.get((origin, n + 1))
                 if after is not None and after[1] is None:  # it vouched for its successor
-                    prev = self.record(after[0])[entry.AT_PREV : entry.AT_PREV + 32]
-                    self.held[(origin, n + 1)] = (after[0], prev)
+                    self.held[(origin, n + 1)] = (after[0], _prev(self.record(after[0])))
                 return moved
             self._place(origin, n, k)
             moved += 1
@@ -468,6 +467,11 @@ class Journal:
                     store.remove(_C + str(segment))
             self.soonest[f] = earliest
         return purged
+
+
+def _prev(rec: "bytes | memoryview") -> bytes:
+    """The digest a record's entry names as its predecessor's."""
+    return bytes(rec[entry.AT_PREV : entry.AT_PREV + 32])
 
 
 def note_held(held: list, k: int) -> None:

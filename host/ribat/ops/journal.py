@@ -37,7 +37,8 @@ LIST_PAGE = 2800  # bytes of list items a node puts in a page, unless asked for 
 # A least page refused for memory is asked again this many times, this long apart: on a
 # virtual Pico with two wires and a session, some 22 KB of its heap stay free, and a page
 # of a 2 KB bulletin finds room or not as the wires' work moves it (refused two or three
-# times in a row, half a second apart, at worst; tests/test_wire.py's chain of wires).
+# times in a row, half a second apart; tests/test_wire.py's chain of wires). Patience for
+# a heap the node should spare: about one run in 25 of that test, every try is refused.
 LIST_AGAIN = 8
 LIST_PAUSE_S = 0.5
 
