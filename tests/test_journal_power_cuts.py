@@ -7,6 +7,7 @@ no hang, heap flat.
 RIBAT_CUTS (default 1) multiplies the number of random cut points.
 """
 
+import dataclasses
 import os
 import random
 import time
@@ -184,6 +185,56 @@ def test_an_import_batch_left_open_is_kept_whole_or_not_at_all(
         assert put(client, rest, True) == ["stored", "stored"]
         client.request("journal.end")
     assert len(journal_of(fr, keys)) == 4
+
+
+class _Noted(NodeClient):
+    """A node client that notes each request it sends and each answer it reads."""
+
+    def __init__(self, port: Port) -> None:
+        super().__init__(port)
+        self.noted: list[str] = []
+
+    def send(self, op: str, data: bytes = b"", **args: object) -> int:
+        seq = super().send(op, data, **args)
+        self.noted.append("send " + op)
+        return seq
+
+    def answer(self, seq: int, op: str, timeout: float = 10.0) -> tuple[dict, bytes]:
+        got = super().answer(seq, op, timeout)
+        self.noted.append("answer " + op)
+        return got
+
+
+def test_an_import_sends_the_next_put_while_the_node_takes_one(
+    pair: tuple[list[sim.Sim], dict],
+) -> None:
+    """On a link that holds what the node has not read (USB, here a pseudo-terminal),
+    each put goes before the last is answered; on a board whose link loses it (an
+    ESP32's UART), one at a time. Either way every entry is stored."""
+    (ma, fr), keys = pair
+    with connect(ma.device) as client:
+        with guard.unlocked(client, PIN):
+            for i in range(6):
+                lib.post(client, "notice", "routine", ["FR"], f"b{i}", "y" * 300, 3600, [])
+        raws = sorted(lib.export(client, {}), key=lambda raw: entry.Header(raw).seq)
+    send, answer = "send journal.put", "answer journal.put"
+    for board, halves, expected in (
+        (None, raws[:3], [send, send, answer, send, answer, answer]),
+        ("virtual-esp32-generic", raws[3:], [send, answer] * 3),
+    ):
+        client = _Noted(Port(fr.device))
+        with client:
+            client.wait_ready()
+            if board is not None:  # what the host would do with a node on such a board
+                assert client.info is not None
+                client.info = dataclasses.replace(client.info, board=board)
+            client.noted.clear()
+            batches = ([raw] for raw in lib.send_order(halves))  # (a put an entry)
+            given, _ = lib.put_batches(client, batches, len(halves), "t")
+        puts = [step for step in client.noted if step.endswith("journal.put")]
+        assert puts == expected, client.noted
+        assert [outcome for _, outcome in given] == ["stored"] * 3
+    assert len(journal_of(fr, keys)) == 6
 
 
 def test_power_cuts_during_retention_purges(pair: tuple[list[sim.Sim], dict]) -> None:

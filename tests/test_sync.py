@@ -12,7 +12,7 @@ import pytest
 from test_journal import audit_events, items, one_line, post
 from test_power_cuts import arm_byte_cut, cuts
 
-from conftest import PIN, NewSim, make_cell, on_flash, ribat
+from conftest import PIN, NewSim, make_cell, on_flash, ribat, sim_status
 from ribat import sim
 from ribat.device.client import NodeClient, connect
 from ribat.errors import DeviceError, RibatError
@@ -81,28 +81,40 @@ def test_a_sync_cut_anywhere_resumes_without_resending(
         monkeypatch.setattr(journal, name, 2.0)
     monkeypatch.setattr(lib, "HELLO_TIMEOUT_S", 2.0)
     rng = random.Random(7)
+    # An import's puts keep the node's journal batch open up to 64 entries (journal.end
+    # commits the rest): a round of 100 commits once in its middle. The first round, not
+    # cut, tells how many bytes a round's sync sends; the next rounds cut it before that
+    # commit (nothing of the round kept) or after (some of it kept, not sent again).
+    per_round, rounds = 100, 4
     cut_short = 0  # syncs cut after some entries had arrived
-    for batch in range(4):
+    sync_bytes = 0
+    for batch in range(rounds):
         with connect(ma.device) as client:
             guard.unlock(client, PIN)
-            for n in range(40):  # more than half a run of 64: runs straddle the cuts
+            for n in range(per_round):
                 client.request("journal.post", timeout=30, kind="notice", to=["FR"],
                                title=f"{batch}.{n}", body="b" * 300)  # fmt: skip
         before = cuts(fr.name)
-        arm_byte_cut(fr.name, rng.randrange(2000, 40000))
+        bytes_in = sim_status(fr.name)["bytes_in"]
+        if batch:
+            early = (2000, sync_bytes // 2)
+            late = (sync_bytes * 3 // 4, sync_bytes * 19 // 20)
+            arm_byte_cut(fr.name, rng.randrange(*(early if batch == 1 else late)))
         try:
             with connect(ma.device) as a, connect(fr.device) as b:
                 lib.sync(a, b)
         except RibatError:
             assert cuts(fr.name) > before  # only the cut makes a sync fail
+        if not batch:
+            sync_bytes = sim_status(fr.name)["bytes_in"] - bytes_in
         arm_byte_cut(fr.name, -1)
         with connect(ma.device) as a, connect(fr.device) as b:
             leg = lib.sync(a, b).legs[0]  # resumed at once, on the rebooted node
         assert "duplicate" not in leg.outcomes, leg  # what arrived is not sent again
         assert vector(fr) == vector(ma)
-        cut_short += 0 < leg.sent < 40
+        cut_short += 0 < leg.sent < per_round
     assert cut_short >= 2
-    assert len(items(fr)) == 160
+    assert len(items(fr)) == per_round * rounds
 
 
 def _audit_log(board: sim.Sim) -> list[str]:

@@ -19,9 +19,10 @@ from ribat.link import RequestError, arg
 # records held in memory meanwhile (156 bytes each, 10 KB) against one erase a file a
 # commit (24 entries a batch: 16.6 ms of flash an entry on the emulated Pico; 64: 13.5).
 _BATCH_MAX = const(64)
-# A batch is held open across puts only with this much heap free: a Pico between two
-# wires, with a session, has some 22 KB (a virtual one), and its import was refused for
-# memory once its puts held their records too.
+# A batch is held open across puts only with this much heap free at the import's start
+# (asked once: gc.mem_free() walks the whole heap, 8 ms on an RP2040): a Pico between
+# two wires, with a session, has some 22 KB (a virtual one), and its import was refused
+# for memory once its puts held their records too.
 _HOLD_FREE = const(40960)
 
 
@@ -153,7 +154,9 @@ def import_begin(node, meta: dict, data: bytes) -> dict:
     node.audit.append("import", {"entries": entries, "source": arg(meta, "source", str, "")})
     from ribat import intake
 
-    node.intake = intake.Intake(node)
+    taker = node.intake = intake.Intake(node)
+    gc.collect()  # (the modules' loading left garbage: counted as used, it is not)
+    taker.roomy = gc.mem_free() > _HOLD_FREE
     return {}
 
 
@@ -166,7 +169,7 @@ def put(node, meta: dict, data: bytes) -> dict:
     taker = node.intake
     if taker is None:
         raise RequestError(codec.STATE, "no import under way: start one (journal.import)")
-    batch = entry.unpack_batch(data)
+    batch = entry.unpack_batch(memoryview(data))
     if batch is None:
         raise RequestError(codec.ARGS, "not a batch of entries (cut short?): nothing taken")
     node.follow_clock(meta.get("now"))
@@ -185,7 +188,7 @@ def put(node, meta: dict, data: bytes) -> dict:
         taken = True
     finally:
         hold = meta.get("more") is True and j.batched() < _BATCH_MAX
-        if not (taken and hold and gc.mem_free() > _HOLD_FREE):
+        if not (taken and hold and taker.roomy):
             j.end()  # (a put that failed, for memory or else, leaves nothing held open)
     return {"outcomes": outcomes}
 

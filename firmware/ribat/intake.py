@@ -27,6 +27,7 @@ class Intake:
         self.feed = node.feed  # the watchdog, while a run joins its chain
         self.keys = entry.signing_keys(node.keyring.members().values())
         self.tally = {name: 0 for name in OUTCOMES}
+        self.roomy = False  # heap enough to hold a journal batch open across puts (exchange)
 
     def take(self, raw: bytes, now: int) -> str:
         outcome = self._take(raw, now)

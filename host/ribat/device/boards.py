@@ -55,6 +55,10 @@ class Board:
     usb: tuple[tuple[int, int], ...] = ()
     link_bytes_per_s: int = 0  # the serial link's rate (0: unknown), as a virtual board paces it
     link_latency_ms: float = 0.0
+    # the link holds what the node has not read yet (USB CDC's flow control): a host may
+    # send a request before the last is answered; a UART's bytes past the port's few
+    # hundred bytes of buffer are lost instead
+    link_holds: bool = False
     wires: int = 0  # UARTs to peer nodes
     wire_bytes_per_s: int = 0  # their rate: 10 bits a byte (8N1)
     vault_blocks: int = 0  # the keys' own blocks outside littlefs (firmware/ribat/vault.py)
@@ -110,6 +114,7 @@ def load(name: str) -> Board:
         usb=tuple((vid, pid) for vid, pid in facts.get("usb", ())),
         link_bytes_per_s=facts.get("link", {}).get("bytes_per_s", 0),
         link_latency_ms=facts.get("link", {}).get("latency_ms", 0.0),
+        link_holds=facts.get("link", {}).get("holds", False),
         wires=len(facts.get("wires", ())),
         wire_bytes_per_s=min((w["baud"] for w in facts.get("wires", ())), default=0) // 10,
         vault_blocks=facts.get("vault_blocks", 0),

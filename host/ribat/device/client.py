@@ -194,6 +194,11 @@ class NodeClient:
         self, op: str, data: bytes = b"", timeout: float = REQUEST_TIMEOUT_S, **args: object
     ) -> tuple[dict, bytes]:
         """A request carrying data bytes; the response's meta and data."""
+        return self.answer(self.send(op, data, **args), op, timeout)
+
+    def send(self, op: str, data: bytes = b"", **args: object) -> int:
+        """Send a request carrying data bytes, not waiting for its answer: its seq, for
+        answer(). A node answers its requests in the order they came."""
         self.seq = (self.seq + 1) & 0xFFFF
         meta: dict = {"op": op, **args}
         if self.session_key is not None:  # the session's: numbered, and MAC'd with its data
@@ -209,8 +214,12 @@ class NodeClient:
                 "oversize",
             )
         self.port.write(line)
+        return self.seq
+
+    def answer(self, seq: int, op: str, timeout: float = REQUEST_TIMEOUT_S) -> tuple[dict, bytes]:
+        """The meta and data of the response to request seq (an op), sent with send()."""
         try:
-            frame = self._wait(self.seq, timeout)
+            frame = self._wait(seq, timeout)
         except BoardRestarted as e:
             raise BoardRestarted(f"{e} {doing(op)}: try again") from None
         if frame is None:

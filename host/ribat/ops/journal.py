@@ -11,6 +11,7 @@ An export file:
                damaged is refused whole before anything reaches a node
 """
 
+import collections
 import contextlib
 import hashlib
 import json
@@ -19,8 +20,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ribat import entry
+from ribat.device import boards
 from ribat.device.client import NodeClient
-from ribat.errors import CellError, DeviceError, RibatError
+from ribat.errors import CellError, DeviceError, RibatError, Unsupported
 from ribat.results import Bulletin, JournalStatus, OriginChain
 
 FORMAT = "ribat-journal v1"
@@ -355,13 +357,7 @@ def put_batches(
     given: list[tuple[bytes, str]] = []
     client.request("journal.import", entries=total, source=source)
     try:
-        ahead = iter(batches)
-        batch = next(ahead, None)
-        while batch is not None:
-            following = next(ahead, None)
-            if _put(client, batch, given, more=following is not None):
-                break
-            batch = following
+        _put_all(client, batches, given)
     except BaseException:
         # the import is ended still, if the node is there to end it; what went wrong is
         # what the user hears (a restart, not the "no import under way" that follows it)
@@ -380,6 +376,54 @@ def put_batches(
             outcome = "stored"
         result.append((raw, outcome))
     return result, vector
+
+
+def _put_all(
+    client: NodeClient, batches: Iterable[list[bytes]], given: list[tuple[bytes, str]]
+) -> None:
+    """Give batches to the node, each read from its source (a file, another node) while
+    the node takes the one before; sent, too, where the node's link holds a request it
+    has not read yet (USB's flow control): the node then finds the next put waiting as it
+    answers one, not after the host's turn (bench/chip.py --node). Each put says more:
+    journal.end commits what the last one leaves open."""
+    try:
+        ahead = 1 if client.info and boards.load(client.info.board).link_holds else 0
+    except (Unsupported, OSError):  # a board this host does not know: one at a time
+        ahead = 0
+    sent: collections.deque[tuple[int, list[bytes]]] = collections.deque()
+    for batch in batches:
+        if len(sent) > ahead and _answered(client, sent, given):
+            return
+        seq = client.send("journal.put", entry.pack_batch(batch), now=_now(), more=True)
+        sent.append((seq, batch))
+    while sent:
+        if _answered(client, sent, given):
+            return
+
+
+def _answered(
+    client: NodeClient, sent: "collections.deque[tuple[int, list[bytes]]]", given: list
+) -> bool:
+    """The answer to the oldest put sent, its outcomes added to given; whether the
+    journal is full (the puts sent after it answered too). A put refused for memory is
+    given again in halves once those sent after it are answered (the node took them
+    meanwhile: their entries then come before its own, and are checked as such)."""
+    seq, batch = sent.popleft()
+    try:
+        meta, _ = client.answer(seq, "journal.put", BATCH_TIMEOUT_S)
+    except DeviceError as e:
+        if e.cause != "memory" or len(batch) == 1:
+            raise
+        full = False
+        while sent and not full:
+            full = _answered(client, sent, given)
+        return full or _put(client, batch, given, True)
+    given.extend(zip(batch, meta["outcomes"], strict=False))
+    if "full" not in meta:
+        return False
+    while sent:
+        _answered(client, sent, given)
+    return True
 
 
 def _put(
