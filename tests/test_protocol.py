@@ -27,6 +27,19 @@ def rejected(c: NodeClient) -> dict[str, int]:
     return dict(zip(codec.CAUSES, counts, strict=True))
 
 
+def test_requests_sent_together_are_each_answered(client: NodeClient) -> None:
+    """The node answers requests in the order they came; answers read together (here all
+    of them, in one read) are each found, asked for in that order, with more sent
+    between."""
+    seqs = [client.send("ping") for _ in range(6)]
+    time.sleep(0.5)  # every answer waits on the link before the first is read
+    for seq in seqs[:3]:
+        assert client.answer(seq, "ping", timeout=5.0) == ({}, b"")
+    seqs += [client.send("ping")]
+    for seq in seqs[3:]:
+        assert client.answer(seq, "ping", timeout=5.0) == ({}, b"")
+
+
 def test_each_rejection_is_counted_and_answered_where_it_can_be(client: NodeClient) -> None:
     before = rejected(client)
     with pytest.raises(DeviceError) as e:

@@ -106,6 +106,7 @@ class NodeClient:
         self.deframer = codec.Deframer(HOST_MAX_BODY)
         self.seq = 0
         self.events: collections.deque[codec.Frame] = collections.deque(maxlen=EVENT_BACKLOG)
+        self.inbox: collections.deque[codec.Frame] = collections.deque()  # read, not yet seen
         self.text = bytearray()  # recent non-frame output
         self.prompted = False  # a REPL prompt came since the last request was sent
         self.info: NodeInfo | None = None
@@ -148,10 +149,11 @@ class NodeClient:
         of the node before is lost with it."""
         deadline = time.monotonic() + timeout * self.port.slowness
         self.prompted = False
-        while (left := deadline - time.monotonic()) > 0:
-            if self.prompted:
-                return None
-            for frame in self._frames(left):
+        while True:
+            # frames come in order; those after the answer (to requests sent after this
+            # one, or events) wait in the inbox for the next call
+            while self.inbox:
+                frame = self.inbox.popleft()
                 if frame.version != codec.VERSION and frame.kind in (codec.ERROR, codec.RESPONSE):
                     raise mismatch(frame.version)
                 if frame.kind == codec.EVENT:
@@ -165,13 +167,18 @@ class NodeClient:
                         )
                 elif frame.seq == seq and frame.kind in (codec.RESPONSE, codec.ERROR):
                     return frame  # (a REPL echoing our request back is not an answer)
-        return None
+            left = deadline - time.monotonic()
+            if left <= 0 or self.prompted:
+                return None
+            self.inbox.extend(self._frames(left))
 
     def next_event(self, timeout: float) -> dict | None:
         """The next telemetry (or other) event's meta, or None if none came in time."""
         deadline = time.monotonic() + timeout
         while not self.events and (left := deadline - time.monotonic()) > 0:
-            for frame in self._frames(left):
+            frames = list(self.inbox) if self.inbox else self._frames(left)
+            self.inbox.clear()
+            for frame in frames:
                 if frame.kind == codec.EVENT and frame.meta is not None:
                     self.events.append(frame)
         if not self.events:
