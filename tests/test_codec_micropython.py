@@ -126,12 +126,13 @@ def test_the_link_takes_frames_however_its_reads_cut_them() -> None:
               for seq in range(1, 13)]  # fmt: skip
     stream = b"".join(b">>> print(1)\r\n" * (i % 3) + f for i, f in enumerate(frames))
     reads, at = [], 0
-    while at < len(stream):  # reads of 1 to 128 bytes, a third of them padded at the end
-        n = rng.randrange(1, 129)
+    chunk = 512  # a board's console reads (link._CONSOLE_CHUNK)
+    while at < len(stream):  # reads of 1 to 512 bytes, a third of them padded at the end
+        n = rng.randrange(1, chunk + 1)
         got = stream[at : at + n]
         at += len(got)
         if rng.random() < 0.33:
-            got += b"\r" * rng.randrange(1, 129 - len(got)) if len(got) < 128 else b""
+            got += b"\r" * rng.randrange(1, chunk + 1 - len(got)) if len(got) < chunk else b""
         reads.append(got)
     out = micropython(
         f"""
@@ -153,6 +154,7 @@ def test_the_link_takes_frames_however_its_reads_cut_them() -> None:
 
         node_link = link.Link(1024)
         node_link._read = read
+        node_link._chunk = bytearray({chunk})
         calls = 1
         while node_link.take_input(handle):  # a frame line a call, then the event loop's
             calls += 1
