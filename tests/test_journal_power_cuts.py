@@ -143,6 +143,15 @@ def test_power_cuts_during_imports(pair: tuple[list[sim.Sim], dict]) -> None:
     assert len(journal_of(fr, keys)) == len(raws)
 
 
+def posted_to_fr(ma: sim.Sim, n: int, size: int) -> list[bytes]:
+    """The entries of n bulletins of size bytes that ma posts to FR, in their order."""
+    with connect(ma.device) as client:
+        with guard.unlocked(client, PIN):
+            for i in range(n):
+                lib.post(client, "notice", "routine", ["FR"], f"b{i}", "y" * size, 3600, [])
+        return sorted(lib.export(client, {}), key=lambda raw: entry.Header(raw).seq)
+
+
 def test_an_import_batch_left_open_is_kept_whole_or_not_at_all(
     pair: tuple[list[sim.Sim], dict],
 ) -> None:
@@ -150,11 +159,7 @@ def test_an_import_batch_left_open_is_kept_whole_or_not_at_all(
     a cut in that commit takes the open batch back whole, and a batch its host left
     open is committed once the journal is quiet a second."""
     (ma, fr), keys = pair
-    with connect(ma.device) as client:
-        with guard.unlocked(client, PIN):
-            for i in range(4):
-                lib.post(client, "notice", "routine", ["FR"], f"b{i}", "y" * 400, 3600, [])
-        raws = sorted(lib.export(client, {}), key=lambda raw: entry.Header(raw).seq)
+    raws = posted_to_fr(ma, 4, 400)
     first, rest = raws[:2], raws[2:]  # (each joins its chain at once: none held)
 
     def put(client: NodeClient, batch: list[bytes], more: bool) -> list[str]:
@@ -212,11 +217,7 @@ def test_an_import_sends_the_next_put_while_the_node_takes_one(
     each put goes before the last is answered; on a board whose link loses it (an
     ESP32's UART), one at a time. Either way every entry is stored."""
     (ma, fr), keys = pair
-    with connect(ma.device) as client:
-        with guard.unlocked(client, PIN):
-            for i in range(6):
-                lib.post(client, "notice", "routine", ["FR"], f"b{i}", "y" * 300, 3600, [])
-        raws = sorted(lib.export(client, {}), key=lambda raw: entry.Header(raw).seq)
+    raws = posted_to_fr(ma, 6, 300)
     send, answer = "send journal.put", "answer journal.put"
     for board, halves, expected in (
         (None, raws[:3], [send, send, answer, send, answer, answer]),
