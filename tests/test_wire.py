@@ -3,6 +3,9 @@ the loop (no gateway, no `ribat sync`): both ways, under need-to-know, witnessin
 other's audit heads; a cut wire loses nothing and the rest comes when it is mended."""
 
 import json
+import os
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ from conftest import PIN, NewSim, make_cell, ribat, sim_status
 from ribat import sim
 from ribat.device.client import connect
 from ribat.ops import sync
+from ribat.sim.wire import WireEnd, address
 
 
 @pytest.fixture
@@ -136,3 +140,39 @@ def test_a_chain_of_wires_carries_a_bulletin_across(new_sim: NewSim, tmp_path: P
     assert r.code == 0, r.err
     titles = [json.loads(line)["title"] for line in r.out.splitlines()]
     assert titles.count(None) == 1 and sorted(titles[1:]) == sorted(f"n{i}" for i in range(30))
+
+
+def test_a_wire_counts_what_a_boards_uart_buffer_would_have_lost(tmp_path: Path) -> None:
+    """What comes to a board's wire while it holds its UART's receive buffer's worth
+    unread is counted (wire_overrun): a real board's UART would have dropped it."""
+    end = WireEnd(tmp_path, 0, 11520, rxbuf=2048)
+    peer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    board = os.open(end.path, os.O_RDONLY | os.O_NONBLOCK)  # the board's side of its UART
+    try:
+        peer.connect(address(tmp_path, 0))
+        peer.sendall(b"peer\n")
+        end.accept()
+        assert peer.recv(3) == b"ok\n"
+
+        def came(n: int) -> None:  # n bytes from the peer, taken in by the wire's end
+            peer.sendall(b"x" * n)
+            before = end.stats["wire_received"]
+            deadline = time.monotonic() + 5
+            while end.stats["wire_received"] < before + n and time.monotonic() < deadline:
+                end.from_peer()
+            time.sleep(0.1)  # the kernel hands them to the board's side (at a wire's pace,
+            # long done before the next bytes come)
+
+        came(1500)
+        assert end.stats["wire_overrun"] == 0  # 1,500 unread: they fit
+        came(1500)
+        assert end.stats["wire_overrun"] == 952  # 3,000 unread: past 2,048
+        read = 0
+        while read < 2500:  # the board reads
+            read += len(os.read(board, 2500 - read))
+        came(1000)  # 500 unread and 1,000 more: they fit
+        assert end.stats["wire_overrun"] == 952
+    finally:
+        os.close(board)
+        peer.close()
+        end.close()

@@ -81,7 +81,9 @@ class Board:
     def wires(self) -> list:
         """The UARTs to peer nodes, on the pins of the board's facts."""
         return [
-            machine.UART(w["uart"], baudrate=w["baud"], tx=w["tx"], rx=w["rx"], rxbuf=2048)
+            machine.UART(
+                w["uart"], baudrate=w["baud"], tx=w["tx"], rx=w["rx"], rxbuf=w.get("rxbuf", 2048)
+            )
             for w in self._wires
         ]
 

@@ -76,7 +76,7 @@ class Board:
                 baudrate=w["baud"],
                 tx=machine.Pin(w["tx"]),
                 rx=machine.Pin(w["rx"]),
-                rxbuf=2048,
+                rxbuf=w.get("rxbuf", 2048),
             )
             for w in self._wires
         ]

@@ -61,6 +61,7 @@ class Board:
     link_holds: bool = False
     wires: int = 0  # UARTs to peer nodes
     wire_bytes_per_s: int = 0  # their rate: 10 bits a byte (8N1)
+    wire_rxbuf: int = 0  # what each wire's UART holds unread (0: no bound known)
     vault_blocks: int = 0  # the keys' own blocks outside littlefs (firmware/ribat/vault.py)
     littlefs_progsize: int = 32  # littlefs's program size as the port mounts it (its default)
     arch: str = ""  # mpy-cross's -march for its machine code ("host": the unix port, here)
@@ -117,6 +118,7 @@ def load(name: str) -> Board:
         link_holds=facts.get("link", {}).get("holds", False),
         wires=len(facts.get("wires", ())),
         wire_bytes_per_s=min((w["baud"] for w in facts.get("wires", ())), default=0) // 10,
+        wire_rxbuf=min((w.get("rxbuf", 0) for w in facts.get("wires", ())), default=0),
         vault_blocks=facts.get("vault_blocks", 0),
         littlefs_progsize=facts.get("littlefs_progsize", 32),
         # a virtual board is this host's unix port, whatever chip it poses as

@@ -110,7 +110,10 @@ class Supervisor:
         self.panel.write_bytes(struct.pack("<11I", NO_CUT, *[0] * 9, ahead))
         self.tty = self.usb.open()
         self.control = process.listen(self.dir)
-        self.wires = [WireEnd(self.dir, i, self.wire_rate) for i in range(self.board.wires)]
+        self.wires = [
+            WireEnd(self.dir, i, self.wire_rate, self.board.wire_rxbuf)
+            for i in range(self.board.wires)
+        ]
         self.wake_r = process.signals(self._stop)
         return self.tty
 

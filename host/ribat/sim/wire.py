@@ -9,9 +9,11 @@ name made from the folder of each virtual board and the UART's number.
 """
 
 import errno
+import fcntl
 import hashlib
 import os
 import socket
+import struct
 import termios
 import time
 import tty
@@ -29,9 +31,12 @@ def address(sim_dir: Path, index: int) -> str:
 
 
 class WireEnd:
-    STATS = ("wire_sent", "wire_received", "wire_lost")
+    # wire_overrun: bytes that came while the board held its UART's receive buffer's worth
+    # unread (rxbuf): a real board would have lost them. Counted, not dropped: a virtual
+    # board runs some ten times a Pico's speed, so what it counts is a floor.
+    STATS = ("wire_sent", "wire_received", "wire_lost", "wire_overrun")
 
-    def __init__(self, sim_dir: Path, index: int, bytes_per_s: int) -> None:
+    def __init__(self, sim_dir: Path, index: int, bytes_per_s: int, rxbuf: int = 0) -> None:
         self.master, self.slave = os.openpty()  # the slave stays open: no hang-up between runs
         tty.setraw(self.slave)
         os.set_blocking(self.master, False)
@@ -42,6 +47,7 @@ class WireEnd:
         self.peer: socket.socket | None = None
         self.peer_name = ""
         self.out = Pace(bytes_per_s, 0.0)
+        self.rxbuf = rxbuf
         self.stats = dict.fromkeys(self.STATS, 0)
 
     # -- connecting -------------------------------------------------------------------------
@@ -116,6 +122,9 @@ class WireEnd:
             self.unwire()  # the other end cut it, or its board stopped
             return
         self.stats["wire_received"] += len(data)
+        if self.rxbuf:
+            unread = struct.unpack("i", fcntl.ioctl(self.slave, termios.FIONREAD, b"\0" * 4))[0]
+            self.stats["wire_overrun"] += max(0, min(len(data), unread + len(data) - self.rxbuf))
         try:
             os.write(self.master, data)
         except OSError as e:  # the board is not reading: a UART's receive buffer overruns
