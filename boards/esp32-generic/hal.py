@@ -78,6 +78,10 @@ class Board:
     def unique_id(self) -> bytes:
         return machine.unique_id()
 
+    def wire_rxbuf(self) -> int:
+        """The bytes each wire's UART holds unread; what comes past them is lost."""
+        return min((w.get("rxbuf", 2048) for w in self._wires), default=0)
+
     def wires(self) -> list:
         """The UARTs to peer nodes, on the pins of the board's facts."""
         return [

@@ -9,7 +9,9 @@ import vboard
 
 class Board:
     def __init__(self, facts: dict) -> None:
-        pass  # a virtual board's pins and wires are the simulator's
+        # a virtual board's pins and wires are the simulator's; its wires hold what the
+        # board it emulates holds unread (its supervisor counts what would be lost)
+        self._rxbuf = min((w.get("rxbuf", 0) for w in facts.get("wires", ())), default=0)
 
     def led(self, percent: int) -> None:
         vboard.set_led(percent)
@@ -36,6 +38,10 @@ class Board:
     def vault(self) -> object:
         """The keys' own flash blocks, outside littlefs (ribat.vault), or None."""
         return vboard.vault
+
+    def wire_rxbuf(self) -> int:
+        """The bytes each wire holds unread on the board this one emulates."""
+        return self._rxbuf
 
     def wires(self) -> list:
         """The streams to peer nodes (`ribat sim wire` connects them)."""

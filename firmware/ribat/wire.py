@@ -24,6 +24,8 @@ _PULL_MS = const(2000)  # between two pulls
 _REPLY_MS = const(10000)  # a reply's longest wait: a 4 KB frame takes 0.36 s at 115200 baud
 _WAIT_MS = const(10)
 _ROOM_MIN = const(512)  # the least a batch asked of the peer holds (one entry at least)
+_PEER_SPARE = const(256)  # of the UART's buffer: the peer's requests, beside its answer
+_FRAME_SPARE = const(80)  # of a batch's frame: its header, meta and checksum
 _SILENT_PULLS = const(2)  # pulls unanswered before the wire is let go (about 25 s)
 
 
@@ -95,11 +97,20 @@ class Wire(Link):
     async def ask(self, op: str, meta: dict) -> tuple:
         """Send a request to the peer; its (meta, data). RequestError if it refused,
         OSError if it did not answer."""
+        self.request(op, meta)
+        return await self.answered()
+
+    def request(self, op: str, meta: dict) -> None:
+        """Send a request to the peer, its answer to come (answered()); one at a time."""
         self.asked = (self.asked % 30000) + 1
         self.reply = None
         self.starved = False
         meta["op"] = op
         self.send(codec.REQUEST, self.asked, meta)
+
+    async def answered(self) -> tuple:
+        """The (meta, data) of the peer's answer to the last request; RequestError if it
+        refused, OSError if it did not answer, MemoryError if it found no heap."""
         started = time.ticks_ms()
         while self.reply is None:
             if self.starved:
@@ -158,20 +169,33 @@ class Wire(Link):
         source = {"entries": total, "source": "wire:" + self.peer}
         self._session(exchange.import_begin, source, b"")
         pos = 0
+        # A batch asked for comes whole into the UART's buffer however long this node is
+        # busy meanwhile (a host's post, another wire's put: the UART drops what comes past
+        # its buffer), the peer's own requests beside it; the next is asked for as this
+        # one is put, so the wire carries one while the node takes the other.
+        rxbuf = node.board.wire_rxbuf()
         room = node.link.max_body - 256
+        if rxbuf:
+            room = max(_ROOM_MIN, min(room, (rxbuf - _PEER_SPARE) * 3 // 4 - _FRAME_SPARE))
+        asked = False  # the batch at pos asked for already
         try:
             while True:
-                gc.collect()  # a batch of 4 KB needs blocks that big, twice
+                gc.collect()  # a batch needs blocks that big, twice
                 try:
-                    got, data = await self.ask("journal.next", {"pos": pos, "room": room})
+                    if not asked:
+                        self.request("journal.next", {"pos": pos, "room": room})
+                    got, data = await self.answered()
                 except MemoryError:
+                    asked = False
                     if room <= _ROOM_MIN:
                         raise OSError("no memory for the peer's entries") from None
                     room //= 2  # ask for less at a time
                     continue
+                asked = not got["done"]
+                if asked:
+                    self.request("journal.next", {"pos": got["next"], "room": room})
                 # one open batch across the puts (journal.end, in the finally, commits it)
-                more = {"more": not got["done"]}
-                put: dict = self._session(exchange.put, more, data)  # type: ignore[assignment]
+                put: dict = self._session(exchange.put, {"more": asked}, data)  # type: ignore[assignment]
                 self.imported += put["outcomes"].count("stored")
                 if got["done"] or "full" in put:
                     break
