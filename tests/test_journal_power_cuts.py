@@ -162,14 +162,14 @@ def test_an_import_batch_left_open_is_kept_whole_or_not_at_all(
     raws = posted_to_fr(ma, 4, 400)
     first, rest = raws[:2], raws[2:]  # (each joins its chain at once: none held)
 
-    def put(client: NodeClient, batch: list[bytes], more: bool) -> list[str]:
+    def put(client: NodeClient, batch: list[bytes]) -> list[str]:  # (saying more)
         given: list[tuple[bytes, str]] = []
-        assert not lib._put(client, batch, given, more)  # (not full)
+        assert not lib._put(client, batch, given)  # (not full)
         return [outcome for _, outcome in given]
 
     with connect(fr.device) as client:
         client.request("journal.import", entries=4, source="t")
-        put(client, first, True)
+        put(client, first)
         assert cuts(fr.name) == 0
         arm_flash_cut(fr.name, 0)  # the first write of the commit: the batch's contents
         with pytest.raises(RibatError):
@@ -180,14 +180,14 @@ def test_an_import_batch_left_open_is_kept_whole_or_not_at_all(
 
     with connect(fr.device) as client:
         client.request("journal.import", entries=4, source="t")
-        put(client, first, True)
+        put(client, first)
         time.sleep(3)  # the host pauses: the node commits what it held open
     sim.power_cycle(fr.name)
     assert journal_of(fr, keys) == {entry.Header(raw).id() for raw in first}
 
     with connect(fr.device) as client:
         client.request("journal.import", entries=4, source="t")
-        assert put(client, rest, True) == ["stored", "stored"]
+        assert put(client, rest) == ["stored", "stored"]
         client.request("journal.end")
     assert len(journal_of(fr, keys)) == 4
 

@@ -80,14 +80,12 @@ class Board:
 
     def wire_rxbuf(self) -> int:
         """The bytes each wire's UART holds unread; what comes past them is lost."""
-        return min((w.get("rxbuf", 2048) for w in self._wires), default=0)
+        return min((w["rxbuf"] for w in self._wires), default=0)
 
     def wires(self) -> list:
         """The UARTs to peer nodes, on the pins of the board's facts."""
         return [
-            machine.UART(
-                w["uart"], baudrate=w["baud"], tx=w["tx"], rx=w["rx"], rxbuf=w.get("rxbuf", 2048)
-            )
+            machine.UART(w["uart"], baudrate=w["baud"], tx=w["tx"], rx=w["rx"], rxbuf=w["rxbuf"])
             for w in self._wires
         ]
 

@@ -70,7 +70,7 @@ class Board:
 
     def wire_rxbuf(self) -> int:
         """The bytes each wire's UART holds unread; what comes past them is lost."""
-        return min((w.get("rxbuf", 2048) for w in self._wires), default=0)
+        return min((w["rxbuf"] for w in self._wires), default=0)
 
     def wires(self) -> list:
         """The UARTs to peer nodes, on the pins of the board's facts."""
@@ -80,7 +80,7 @@ class Board:
                 baudrate=w["baud"],
                 tx=machine.Pin(w["tx"]),
                 rx=machine.Pin(w["rx"]),
-                rxbuf=w.get("rxbuf", 2048),
+                rxbuf=w["rxbuf"],
             )
             for w in self._wires
         ]

@@ -11,7 +11,7 @@ class Board:
     def __init__(self, facts: dict) -> None:
         # a virtual board's pins and wires are the simulator's; its wires hold what the
         # board it emulates holds unread (its supervisor counts what would be lost)
-        self._rxbuf = min((w.get("rxbuf", 0) for w in facts.get("wires", ())), default=0)
+        self._rxbuf = min((w["rxbuf"] for w in facts.get("wires", ())), default=0)
 
     def led(self, percent: int) -> None:
         vboard.set_led(percent)

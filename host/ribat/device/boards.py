@@ -118,7 +118,7 @@ def load(name: str) -> Board:
         link_holds=facts.get("link", {}).get("holds", False),
         wires=len(facts.get("wires", ())),
         wire_bytes_per_s=min((w["baud"] for w in facts.get("wires", ())), default=0) // 10,
-        wire_rxbuf=min((w.get("rxbuf", 0) for w in facts.get("wires", ())), default=0),
+        wire_rxbuf=min((w["rxbuf"] for w in facts.get("wires", ())), default=0),
         vault_blocks=facts.get("vault_blocks", 0),
         littlefs_progsize=facts.get("littlefs_progsize", 32),
         # a virtual board is this host's unix port, whatever chip it poses as

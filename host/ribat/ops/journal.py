@@ -384,8 +384,7 @@ def _put_all(
     """Give batches to the node, each read from its source (a file, another node) while
     the node takes the one before; sent, too, where the node's link holds a request it
     has not read yet (USB's flow control): the node then finds the next put waiting as it
-    answers one, not after the host's turn (bench/chip.py --node). Each put says more:
-    journal.end commits what the last one leaves open."""
+    answers one, not after the host's turn (bench/chip.py --node)."""
     try:
         ahead = 1 if client.info and boards.load(client.info.board).link_holds else 0
     except (Unsupported, OSError):  # a board this host does not know: one at a time
@@ -394,20 +393,32 @@ def _put_all(
     for batch in batches:
         if len(sent) > ahead and _answered(client, sent, given):
             return
-        seq = client.send("journal.put", entry.pack_batch(batch), now=_now(), more=True)
-        sent.append((seq, batch))
+        sent.append((_send_put(client, batch), batch))
     while sent:
         if _answered(client, sent, given):
             return
+
+
+def _put(client: NodeClient, batch: list[bytes], given: list[tuple[bytes, str]]) -> bool:
+    """Give one batch to the node and wait for its answer (_answered); whether its
+    journal is full."""
+    return _answered(client, collections.deque([(_send_put(client, batch), batch)]), given)
+
+
+def _send_put(client: NodeClient, batch: list[bytes]) -> int:
+    """Send a batch of the import, saying more: journal.end commits what the node keeps
+    open for the next; its seq."""
+    return client.send("journal.put", entry.pack_batch(batch), now=_now(), more=True)
 
 
 def _answered(
     client: NodeClient, sent: "collections.deque[tuple[int, list[bytes]]]", given: list
 ) -> bool:
     """The answer to the oldest put sent, its outcomes added to given; whether the
-    journal is full (the puts sent after it answered too). A put refused for memory is
-    given again in halves once those sent after it are answered (the node took them
-    meanwhile: their entries then come before its own, and are checked as such)."""
+    journal is full (the puts sent after it answered too). A put refused for memory (a
+    node whose heap is fragmented) is given again in halves once those sent after it are
+    answered (the node took them meanwhile: their entries then come before its own, and
+    are checked as such)."""
     seq, batch = sent.popleft()
     try:
         meta, _ = client.answer(seq, "journal.put", BATCH_TIMEOUT_S)
@@ -417,32 +428,14 @@ def _answered(
         full = False
         while sent and not full:
             full = _answered(client, sent, given)
-        return full or _put(client, batch, given, True)
+        half = len(batch) // 2
+        return full or _put(client, batch[:half], given) or _put(client, batch[half:], given)
     given.extend(zip(batch, meta["outcomes"], strict=False))
     if "full" not in meta:
         return False
     while sent:
         _answered(client, sent, given)
     return True
-
-
-def _put(
-    client: NodeClient, batch: list[bytes], given: list[tuple[bytes, str]], more: bool
-) -> bool:
-    """Give one batch to the node, in halves if it has no memory for it whole (a node
-    whose heap is fragmented); whether its journal is full. more: another batch follows,
-    so the node may keep its journal's files open for it (journal.end commits them)."""
-    try:
-        meta, _ = client.exchange(
-            "journal.put", entry.pack_batch(batch), BATCH_TIMEOUT_S, now=_now(), more=more
-        )
-    except DeviceError as e:
-        if e.cause != "memory" or len(batch) == 1:
-            raise
-        half = len(batch) // 2
-        return _put(client, batch[:half], given, True) or _put(client, batch[half:], given, more)
-    given.extend(zip(batch, meta["outcomes"], strict=False))
-    return "full" in meta
 
 
 def import_entries(client: NodeClient, raws: list[bytes], source: str) -> list[tuple[str, str]]:
